@@ -1,0 +1,22 @@
+//! Mkondo's one protocol schema, compiled: the frame types of every transport, their
+//! canonical proto3 JSON mapping, and the codec that batches frames.
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/mkondo.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/mkondo.v1.serde.rs"));
+}
+
+pub mod codec;
+pub mod codes;
+pub mod convert;
+
+pub use codec::{CodecError, Encoding};
+pub use codes::{DisconnectCode, ErrorCode};
+pub use convert::ConvertError;
+pub use v1::{ClientFrame, ServerFrame};
+
+/// The well-known types (`Struct`, `Value`, `Timestamp`) the frames are built from.
+pub use pbjson_types;
+/// The protobuf runtime the frames implement (`prost::Message`).
+pub use prost;

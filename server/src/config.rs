@@ -1,0 +1,155 @@
+//! Server configuration: flags, `MKONDO_*` environment variables, or a TOML file,
+//! in that order of precedence, over the defaults below.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Every setting is optional here so a flag, the environment and the file can be told apart.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// Address to listen on (use port 0 for any free port).
+    #[arg(long, env = "MKONDO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// SQLite file path (or sqlite://path).
+    #[arg(long, env = "MKONDO_DATABASE")]
+    pub database: Option<String>,
+    /// TOML configuration file with the same keys as these flags (snake_case).
+    #[arg(long, env = "MKONDO_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "MKONDO_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Messages replayed per conversation on resume before the client must page.
+    #[arg(long, env = "MKONDO_REPLAY_LIMIT")]
+    pub replay_limit: Option<u32>,
+    /// How long a connection may outlive its token's expiry without a refresh.
+    #[arg(long, env = "MKONDO_TOKEN_GRACE_MS")]
+    pub token_grace_ms: Option<u64>,
+    #[arg(long, env = "MKONDO_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    #[arg(long, env = "MKONDO_PONG_TIMEOUT_MS")]
+    pub pong_timeout_ms: Option<u64>,
+    /// Largest client frame accepted (bytes); larger ones get `too_large`.
+    #[arg(long, env = "MKONDO_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    #[arg(long, env = "MKONDO_RATE_PER_SECOND")]
+    pub rate_per_second: Option<u32>,
+    #[arg(long, env = "MKONDO_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Pushes queued per connection before it is closed as a slow consumer.
+    #[arg(long, env = "MKONDO_OUTBOUND_QUEUE")]
+    pub outbound_queue: Option<usize>,
+    #[arg(long, env = "MKONDO_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Longest token lifetime accepted (exp − iat), in seconds.
+    #[arg(long, env = "MKONDO_MAX_TOKEN_LIFETIME_SECS")]
+    pub max_token_lifetime_secs: Option<i64>,
+    /// Create users on first connect from their token's claims.
+    #[arg(long, env = "MKONDO_AUTO_CREATE_USERS")]
+    pub auto_create_users: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub log_json: bool,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub replay_limit: u32,
+    pub token_grace: Duration,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    pub outbound_queue: usize,
+    pub max_connections_per_user: usize,
+    pub max_token_lifetime_secs: i64,
+    pub auto_create_users: bool,
+    /// Time a new connection has to send `connect`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            replay_limit: 100,
+            token_grace: Duration::from_secs(25),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            max_frame_bytes: 64 * 1024,
+            rate_per_second: 20,
+            rate_burst: 50,
+            outbound_queue: 1024,
+            max_connections_per_user: 20,
+            max_token_lifetime_secs: 24 * 3600,
+            auto_create_users: true,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Frames above this close the connection (3503); between `max_frame_bytes` and
+    /// this, the client gets a `too_large` error and the connection lives on.
+    pub fn hard_frame_bytes(&self) -> usize {
+        (self.max_frame_bytes * 4).max(1024 * 1024)
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text)
+                    .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        let d = Limits::default();
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                self.$field
+                    .clone()
+                    .or(file.$field.clone())
+                    .unwrap_or($default)
+            };
+        }
+        let ms = Duration::from_millis;
+        let limits = Limits {
+            replay_limit: pick!(replay_limit, d.replay_limit).clamp(1, 10_000),
+            token_grace: ms(pick!(token_grace_ms, d.token_grace.as_millis() as u64)),
+            ping_interval: ms(pick!(ping_interval_ms, d.ping_interval.as_millis() as u64).max(50)),
+            pong_timeout: ms(pick!(pong_timeout_ms, d.pong_timeout.as_millis() as u64).max(50)),
+            max_frame_bytes: pick!(max_frame_bytes, d.max_frame_bytes).max(1024),
+            rate_per_second: pick!(rate_per_second, d.rate_per_second).max(1),
+            rate_burst: pick!(rate_burst, d.rate_burst).max(1),
+            outbound_queue: pick!(outbound_queue, d.outbound_queue).max(8),
+            max_connections_per_user: pick!(max_connections_per_user, d.max_connections_per_user)
+                .max(1),
+            max_token_lifetime_secs: pick!(max_token_lifetime_secs, d.max_token_lifetime_secs),
+            auto_create_users: pick!(auto_create_users, d.auto_create_users),
+            connect_timeout: d.connect_timeout,
+        };
+        let log_format = pick!(log_format, "text".to_owned());
+        if log_format != "text" && log_format != "json" {
+            anyhow::bail!("--log-format must be text or json");
+        }
+        Ok(Config {
+            listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database: pick!(database, "mkondo.db".to_owned()),
+            log_json: log_format == "json",
+            limits,
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! The one error type of the server. Every interface renders it the same way: a REST
+//! body `{ "error": { code, message, request_id } }`, a real-time `error` reply, a gRPC
+//! status. Internal details (SQL errors, I/O) are logged, never sent to a client.
+
+use axum::response::{IntoResponse, Response};
+use mkondo_proto::{v1, ErrorCode};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    /// A finer, stable reason within the code (e.g. `bad_signature`), or empty.
+    pub reason: &'static str,
+    pub retry_after_ms: u32,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            reason: "",
+            retry_after_ms: 0,
+        }
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TooLarge, message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    pub fn rate_limited(retry_after_ms: u32) -> Self {
+        Self {
+            retry_after_ms,
+            ..Self::new(ErrorCode::RateLimited, "too many commands")
+        }
+    }
+
+    pub fn to_proto(&self) -> v1::Error {
+        v1::Error {
+            code: self.code.as_str().to_owned(),
+            message: self.message.clone(),
+            temporary: self.code.temporary(),
+            retry_after_ms: self.retry_after_ms,
+            reason: self.reason.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => Self::not_found("record"),
+            sqlx::Error::PoolTimedOut => {
+                tracing::warn!(error = %err, "database pool timed out");
+                Self::new(ErrorCode::Unavailable, "database busy, retry")
+            }
+            _ => {
+                tracing::error!(error = %err, "database error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<crate::auth::TokenError> for Error {
+    fn from(err: crate::auth::TokenError) -> Self {
+        Self::new(err.code(), err.to_string()).with_reason(err.reason())
+    }
+}
+
+impl From<mkondo_proto::convert::ConvertError> for Error {
+    fn from(err: mkondo_proto::convert::ConvertError) -> Self {
+        Self::invalid(err.to_string())
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = http::StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let request_id = ulid::Ulid::new().to_string();
+        let mut body = serde_json::json!({
+            "error": {
+                "code": self.code.as_str(),
+                "message": self.message,
+                "request_id": request_id,
+            }
+        });
+        if !self.reason.is_empty() {
+            body["error"]["reason"] = self.reason.into();
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if self.retry_after_ms > 0 {
+            let secs = self.retry_after_ms.div_ceil(1000).to_string();
+            if let Ok(value) = http::HeaderValue::from_str(&secs) {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> Self {
+        use tonic::Code;
+        let code = match err.code {
+            ErrorCode::Unauthenticated | ErrorCode::TokenExpired | ErrorCode::InvalidToken => {
+                Code::Unauthenticated
+            }
+            ErrorCode::PermissionDenied | ErrorCode::Blocked => Code::PermissionDenied,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::AlreadyExists => Code::AlreadyExists,
+            ErrorCode::InvalidArgument | ErrorCode::TooLarge => Code::InvalidArgument,
+            ErrorCode::RateLimited => Code::ResourceExhausted,
+            ErrorCode::Unavailable => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        let mut status = tonic::Status::new(code, err.message.clone());
+        if let Ok(v) = err.code.as_str().parse() {
+            status.metadata_mut().insert("mkondo-error-code", v);
+        }
+        status
+    }
+}

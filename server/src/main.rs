@@ -1,0 +1,66 @@
+use clap::Parser;
+use mkondo_server::cli::{self, Cli, Command};
+use mkondo_server::config::ServeArgs;
+use mkondo_server::server;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args, false).await,
+        Command::Dev(args) => serve(args, true).await,
+        Command::App { command } => cli::run_app_command(command).await,
+        Command::Token {
+            app,
+            user,
+            ttl,
+            groups,
+            name,
+            database,
+        } => {
+            println!(
+                "{}",
+                cli::mint_token(&app, &user, ttl, &groups, name.as_deref(), &database).await?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs, dev: bool) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    init_tracing(config.log_json);
+    let listen = config.listen;
+    let node = server::build_node(config).await?;
+    if dev {
+        mkondo_server::server::dev_setup(&node).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("mkondo listening on {addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, "listening");
+    server::serve(node, listener, None).await
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MKONDO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

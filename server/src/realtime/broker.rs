@@ -1,0 +1,63 @@
+//! The broker carries events between server nodes. Every event is published
+//! through it and comes back to each node's hub, so a node never needs to know
+//! where a user is connected. The in-memory broker (one node) hands events straight
+//! to the local hub; a distributed broker slots in behind the same trait.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mkondo_proto::DisconnectCode;
+
+use super::hub::Hub;
+use super::outbound::Outbound;
+
+/// Who an event is for, within one app.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// Every connected device of these users.
+    pub users: Vec<String>,
+    /// Every session subscribed to these conversations.
+    pub subscribers_of: Vec<String>,
+    /// Never these users (the actor itself, or people who blocked each other).
+    pub except_users: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Push(Arc<Outbound>),
+    /// Close the targets' sessions with this code (revocation, deactivation).
+    Disconnect(DisconnectCode),
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub app: String,
+    pub target: Target,
+    pub payload: Payload,
+}
+
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Publishes to every node. Returns once the event is handed over: events
+    /// published one after another by one task are delivered in that order.
+    async fn publish(&self, event: Event) -> crate::error::Result<()>;
+}
+
+/// One node, no network: publishing is delivering to the local hub.
+pub struct MemoryBroker {
+    hub: Arc<Hub>,
+}
+
+impl MemoryBroker {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    async fn publish(&self, event: Event) -> crate::error::Result<()> {
+        self.hub.deliver(&event);
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! One live connection. A session owns no socket: it reads `Inbound` frames and
+//! writes through a `Transport`, so WebSocket and gRPC share all of it.
+//!
+//! Invariants:
+//! - The session joins the hub *before* it reads the store for a resume, and
+//!   drops any `message` push whose seq it already delivered: a reconnecting
+//!   client gets every missed message exactly once, in order, before newer ones.
+//! - Pushes wait in a bounded queue; a client too slow to drain it is closed
+//!   with `slow_consumer` (by the hub), and every write races that close, so a
+//!   stuck socket never pins the session.
+//! - The token's expiry plus the grace period is a deadline; an in-band `refresh`
+//!   moves it.
+
+mod commands;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use mkondo_proto::v1::{self, push::Push, server_frame::Body};
+use mkondo_proto::DisconnectCode;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::hub::{Closer, SessionHandle, SessionId};
+use super::outbound::Outbound;
+use super::presence::AppState;
+use super::transport::{Inbound, InboundStream, Item, Transport};
+use crate::error::Error;
+use crate::node::Node;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+const MAX_BATCH: usize = 64;
+
+struct Authed {
+    app: Arc<str>,
+    user: Arc<str>,
+    /// When the connection must close unless refreshed: token expiry + grace.
+    token_deadline: Instant,
+}
+
+struct Session {
+    node: Arc<Node>,
+    id: SessionId,
+    closer: Closer,
+    queue_tx: mpsc::Sender<Arc<Outbound>>,
+    authed: Option<Authed>,
+    app_state: AppState,
+    subscriptions: HashSet<String>,
+    /// Last message seq delivered per conversation (the live/replay merge point).
+    delivered: HashMap<String, u64>,
+    bucket: TokenBucket,
+    /// A `ping` went out and no frame came back yet: close at this instant.
+    pong_deadline: Option<Instant>,
+    next_ping: Instant,
+    /// Set by a command that must end the session after its reply is written.
+    close_after_reply: Option<DisconnectCode>,
+}
+
+/// Runs a session to its end. The transport is closed when this returns.
+pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound: InboundStream) {
+    let limits = node.config.limits.clone();
+    let (queue_tx, mut queue_rx) = mpsc::channel::<Arc<Outbound>>(limits.outbound_queue);
+    let now = Instant::now();
+    let mut s = Session {
+        id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        closer: Closer::default(),
+        queue_tx,
+        authed: None,
+        app_state: AppState::Foreground,
+        subscriptions: HashSet::new(),
+        delivered: HashMap::new(),
+        bucket: TokenBucket::new(limits.rate_per_second, limits.rate_burst),
+        pong_deadline: None,
+        next_ping: now + limits.ping_interval,
+        close_after_reply: None,
+        node,
+    };
+    metrics::gauge!("mkondo_connections").increment(1.0);
+    let connect_deadline = now + limits.connect_timeout;
+    let shutdown = s.node.shutdown.clone();
+
+    let code: Option<DisconnectCode> = loop {
+        let token_deadline = s.authed.as_ref().map(|a| a.token_deadline);
+        tokio::select! {
+            biased;
+            _ = s.closer.closed() => break s.closer.code(),
+            _ = shutdown.cancelled() => break Some(DisconnectCode::Shutdown),
+            frame = inbound.next() => {
+                let Some(frame) = frame else { break None };
+                s.pong_deadline = None;
+                let replies = match frame {
+                    Inbound::Frames(frames) => {
+                        let mut replies = Vec::new();
+                        for f in frames {
+                            metrics::counter!("mkondo_frames_in_total").increment(1);
+                            if let Some(reply) = s.handle(f).await {
+                                replies.push(Item::Frame(reply));
+                            }
+                            if s.close_after_reply.is_some() { break; }
+                        }
+                        replies
+                    }
+                    Inbound::Rejected { id, error } => vec![Item::Frame(error_frame(id, &error))],
+                    Inbound::Fatal(why) => {
+                        tracing::debug!(session = s.id, %why, "protocol violation");
+                        break Some(DisconnectCode::BadProtocol);
+                    }
+                };
+                if !replies.is_empty() && !s.write(&mut transport, replies).await {
+                    break s.closer.code();
+                }
+                if let Some(code) = s.close_after_reply.take() {
+                    break Some(code);
+                }
+            }
+            Some(first) = queue_rx.recv() => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match queue_rx.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let items: Vec<Item> = batch
+                    .into_iter()
+                    .filter(|out| s.admit(out))
+                    .map(Item::Push)
+                    .collect();
+                if !items.is_empty() && !s.write(&mut transport, items).await {
+                    break s.closer.code();
+                }
+            }
+            _ = sleep_until(s.next_ping), if s.authed.is_some() => {
+                s.next_ping = Instant::now() + limits.ping_interval;
+                if s.pong_deadline.is_none() {
+                    s.pong_deadline = Some(Instant::now() + limits.pong_timeout);
+                }
+                let ping = Item::Push(Outbound::push(Push::Ping(v1::ServerPing {})));
+                if !s.write(&mut transport, vec![ping]).await {
+                    break s.closer.code();
+                }
+            }
+            _ = sleep_until(s.pong_deadline.unwrap_or(connect_deadline)), if s.pong_deadline.is_some() => {
+                break Some(DisconnectCode::NoPong);
+            }
+            _ = sleep_until(token_deadline.unwrap_or(connect_deadline)), if token_deadline.is_some() => {
+                break Some(DisconnectCode::TokenExpired);
+            }
+            _ = sleep_until(connect_deadline), if s.authed.is_none() => {
+                break Some(DisconnectCode::BadProtocol);
+            }
+        }
+    };
+
+    let disconnect = code.map(|c| v1::Disconnect {
+        code: u32::from(c.code()),
+        reason: c.reason().to_owned(),
+        reconnect: c.reconnect(),
+    });
+    if let Some(code) = code {
+        tracing::debug!(
+            session = s.id,
+            code = code.code(),
+            reason = code.reason(),
+            "closing session"
+        );
+    }
+    // A slow consumer gets no goodbye: its socket is what is stuck.
+    let goodbye = if code == Some(DisconnectCode::SlowConsumer) {
+        None
+    } else {
+        disconnect
+    };
+    let closing = transport.close(goodbye);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closing).await;
+    s.leave().await;
+    metrics::gauge!("mkondo_connections").decrement(1.0);
+}
+
+impl Session {
+    /// Writes, unless the session is told to close first (a stuck socket must not
+    /// hold it). Returns false when the session must end.
+    async fn write(&mut self, transport: &mut Box<dyn Transport>, items: Vec<Item>) -> bool {
+        let n = items.len() as u64;
+        tokio::select! {
+            biased;
+            _ = self.closer.closed() => false,
+            result = transport.write(items) => {
+                metrics::counter!("mkondo_frames_out_total").increment(n);
+                result.is_ok()
+            }
+        }
+    }
+
+    /// The merge: a `message` push at or below what this session already
+    /// delivered for its conversation is a duplicate of the replay.
+    fn admit(&mut self, out: &Outbound) -> bool {
+        let Some((conv, seq)) = &out.ordered else {
+            return true;
+        };
+        let last = self.delivered.entry(conv.clone()).or_insert(0);
+        if *seq <= *last {
+            return false;
+        }
+        *last = *seq;
+        true
+    }
+
+    fn handle_for_hub(&self, app: &Arc<str>, user: &Arc<str>) -> SessionHandle {
+        SessionHandle {
+            id: self.id,
+            app: app.clone(),
+            user: user.clone(),
+            queue: self.queue_tx.clone(),
+            close: self.closer.clone(),
+        }
+    }
+
+    async fn leave(&mut self) {
+        let Some(authed) = self.authed.take() else {
+            return;
+        };
+        self.node.hub.remove(self.id, self.subscriptions.drain());
+        if let Err(err) = self
+            .node
+            .drop_presence(&authed.app, &authed.user, self.id)
+            .await
+        {
+            tracing::warn!(%err, "presence update on disconnect failed");
+        }
+    }
+}
+
+pub(crate) fn error_frame(id: u32, error: &Error) -> v1::ServerFrame {
+    v1::ServerFrame {
+        id,
+        body: Some(Body::Error(error.to_proto())),
+    }
+}
+
+/// Command rate limit per connection: `rate` per second, bursts up to `burst`.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one token, or says how long until one is available (ms).
+    fn take(&mut self) -> Result<(), u32> {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((((1.0 - self.tokens) / self.rate) * 1000.0).ceil().max(1.0) as u32)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+
+    #[test]
+    fn bucket_allows_burst_then_limits() {
+        let mut b = TokenBucket::new(20, 50);
+        for _ in 0..50 {
+            assert!(b.take().is_ok());
+        }
+        let wait = b.take().unwrap_err();
+        assert!(wait > 0 && wait <= 50, "retry after {wait} ms");
+    }
+}

@@ -1,0 +1,147 @@
+//! WebSocket transport: `GET /v1/realtime`. Subprotocol `mkondo.v1.json` (default,
+//! text frames) or `mkondo.v1.proto` (binary frames, length-delimited protobuf).
+//! A frame may carry a batch; the reader checks sizes before decoding.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{SplitSink, StreamExt};
+use futures::SinkExt;
+use mkondo_proto::codec::{self, Encoding};
+use mkondo_proto::v1;
+
+use super::outbound::encode_frame;
+use super::session;
+use super::transport::{Inbound, Item, Transport};
+use crate::error::Error;
+use crate::node::Node;
+
+pub const PROTO_JSON: &str = "mkondo.v1.json";
+pub const PROTO_PROTOBUF: &str = "mkondo.v1.proto";
+
+pub async fn upgrade(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
+    let hard = node.config.limits.hard_frame_bytes();
+    ws.protocols([PROTO_JSON, PROTO_PROTOBUF])
+        .max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| serve(node, socket))
+}
+
+async fn serve(node: Arc<Node>, socket: WebSocket) {
+    let encoding = match socket.protocol().and_then(|p| p.to_str().ok()) {
+        Some(PROTO_PROTOBUF) => Encoding::Protobuf,
+        _ => Encoding::Json,
+    };
+    let max = node.config.limits.max_frame_bytes;
+    let (sink, stream) = socket.split();
+    let inbound = stream
+        .filter_map(move |msg| async move {
+            match msg {
+                Ok(Message::Text(text)) => Some(decode(encoding, text.as_bytes(), max, true)),
+                Ok(Message::Binary(data)) => Some(decode(encoding, &data, max, false)),
+                Ok(Message::Ping(_) | Message::Pong(_)) => None,
+                Ok(Message::Close(_)) => Some(Inbound::Fatal("closed".into())),
+                Err(err) => Some(Inbound::Fatal(err.to_string())),
+            }
+        })
+        // A close or a read error ends the input.
+        .scan(false, |ended, item| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            if let Inbound::Fatal(why) = &item {
+                *ended = true;
+                if why == "closed" {
+                    return futures::future::ready(None);
+                }
+            }
+            futures::future::ready(Some(item))
+        });
+    let transport = WsTransport { sink, encoding };
+    session::run(node, Box::new(transport), Box::pin(inbound)).await;
+}
+
+fn decode(encoding: Encoding, data: &[u8], max: usize, text: bool) -> Inbound {
+    // A JSON client sending binary, or a protobuf client sending text, still gets
+    // decoded by the encoding of the frame.
+    let encoding = match (encoding, text) {
+        (Encoding::Protobuf, true) => Encoding::Json,
+        (e, _) => e,
+    };
+    if data.len() > max {
+        return Inbound::Rejected {
+            id: codec::peek_id(encoding, data).unwrap_or(0),
+            error: Error::too_large(format!(
+                "frame of {} bytes is over the {max} byte limit",
+                data.len()
+            )),
+        };
+    }
+    match codec::decode_batch::<v1::ClientFrame>(encoding, data) {
+        Ok(frames) => Inbound::Frames(frames),
+        Err(err) => Inbound::Rejected {
+            id: codec::peek_id(encoding, data).unwrap_or(0),
+            error: Error::invalid(format!("malformed frame: {err}")),
+        },
+    }
+}
+
+struct WsTransport {
+    sink: SplitSink<WebSocket, Message>,
+    encoding: Encoding,
+}
+
+#[async_trait]
+impl Transport for WsTransport {
+    async fn write(&mut self, items: Vec<Item>) -> Result<(), ()> {
+        let mut buf = BytesMut::new();
+        for (i, item) in items.iter().enumerate() {
+            let bytes: Bytes = match item {
+                Item::Push(out) => out.encoded(self.encoding),
+                Item::Frame(frame) => encode_frame(self.encoding, frame),
+            };
+            if self.encoding == Encoding::Json && i > 0 {
+                buf.extend_from_slice(b"\n");
+            }
+            buf.extend_from_slice(&bytes);
+        }
+        let message = match self.encoding {
+            Encoding::Json => match String::from_utf8(buf.to_vec()) {
+                Ok(text) => Message::Text(text.into()),
+                Err(_) => return Err(()),
+            },
+            Encoding::Protobuf => Message::Binary(buf.freeze()),
+        };
+        self.sink.send(message).await.map_err(|_| ())
+    }
+
+    async fn close(&mut self, disconnect: Option<v1::Disconnect>) {
+        let frame = disconnect.map(|d| {
+            let code = d.code as u16;
+            let reason = d.reason.clone();
+            (
+                v1::ServerFrame {
+                    id: 0,
+                    body: Some(v1::server_frame::Body::Push(v1::Push {
+                        push: Some(v1::push::Push::Disconnect(d)),
+                    })),
+                },
+                CloseFrame {
+                    code,
+                    reason: reason.into(),
+                },
+            )
+        });
+        if let Some((push, close)) = frame {
+            let _ = self.write(vec![Item::Frame(push)]).await;
+            let _ = self.sink.send(Message::Close(Some(close))).await;
+        } else {
+            let _ = self.sink.send(Message::Close(None)).await;
+        }
+        let _ = self.sink.close().await;
+    }
+}

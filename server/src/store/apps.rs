@@ -1,0 +1,262 @@
+//! Apps (tenants), their signing keys and their API keys. API keys are stored only
+//! as a SHA-256 hash; the plaintext is returned once, at creation.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{now_ms, Store};
+use crate::auth::{self, KeyAlg, SigningKey};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppRow {
+    pub app_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub auto_create_users: bool,
+    #[serde(skip)]
+    pub tokens_valid_after: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    /// The HS256 secret; present only when just created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// What `mkondo app create` prints: the credentials, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppCreds {
+    pub app_id: String,
+    pub name: String,
+    pub signing_key: KeyRow,
+    pub api_key: String,
+}
+
+impl Store {
+    pub async fn create_app(&self, name: &str, app_id: Option<&str>) -> Result<AppCreds> {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(Error::invalid("app name must be 1-200 characters"));
+        }
+        let app_id = match app_id {
+            Some(id) if auth::valid_user_id(id) && !id.contains('_') => id.to_owned(),
+            Some(_) => return Err(Error::invalid("invalid app id")),
+            None => format!("app{}", &ulid::Ulid::new().to_string().to_lowercase()[16..]),
+        };
+        let now = now_ms();
+        let kid = auth::new_kid();
+        let secret = auth::new_hs256_secret();
+        let api_key = auth::new_api_key(&app_id);
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&app_id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::new(
+                mkondo_proto::ErrorCode::AlreadyExists,
+                "app already exists",
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, app_id, alg, material, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&kid)
+        .bind(&app_id)
+        .bind(KeyAlg::Hs256.as_str())
+        .bind(&secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (hash, app_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&api_key.hash)
+        .bind(&app_id)
+        .bind(&api_key.prefix)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AppCreds {
+            app_id,
+            name: name.to_owned(),
+            signing_key: KeyRow {
+                kid,
+                alg: KeyAlg::Hs256.as_str().to_owned(),
+                secret: Some(secret),
+            },
+            api_key: api_key.plaintext,
+        })
+    }
+
+    pub async fn get_app(&self, app_id: &str) -> Result<Option<AppRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at, auto_create_users, tokens_valid_after FROM apps WHERE id = $1",
+        )
+        .bind(app_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|r| AppRow {
+            app_id: r.get(0),
+            name: r.get(1),
+            created_at: r.get(2),
+            auto_create_users: r.get::<i64, _>(3) != 0,
+            tokens_valid_after: r.get(4),
+        }))
+    }
+
+    pub async fn find_app_by_name(&self, name: &str) -> Result<Option<AppRow>> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM apps WHERE name = $1 ORDER BY created_at LIMIT 1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?;
+        match id {
+            Some(id) => self.get_app(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list_apps(&self) -> Result<Vec<AppRow>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM apps ORDER BY created_at")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut apps = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(app) = self.get_app(&id).await? {
+                apps.push(app);
+            }
+        }
+        Ok(apps)
+    }
+
+    /// Adds a signing key: an HS256 secret (generated when `material` is None) or a
+    /// public key PEM for RS256 / ES256 / EdDSA.
+    pub async fn add_signing_key(
+        &self,
+        app_id: &str,
+        alg: KeyAlg,
+        material: Option<String>,
+    ) -> Result<KeyRow> {
+        if self.get_app(app_id).await?.is_none() {
+            return Err(Error::not_found("app"));
+        }
+        let (material, secret) = match (alg, material) {
+            (KeyAlg::Hs256, None) => {
+                let s = auth::new_hs256_secret();
+                (s.clone(), Some(s))
+            }
+            (KeyAlg::Hs256, Some(s)) => (s.clone(), Some(s)),
+            (_, Some(pem)) => (pem, None),
+            (_, None) => {
+                return Err(Error::invalid(
+                    "a public key is required for this algorithm",
+                ))
+            }
+        };
+        let kid = auth::new_kid();
+        let key = SigningKey {
+            kid: kid.clone(),
+            app_id: app_id.to_owned(),
+            alg,
+            material: material.clone(),
+        };
+        if !auth::key_usable(&key) {
+            return Err(Error::invalid("the key does not parse for this algorithm"));
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, app_id, alg, material, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&kid)
+        .bind(app_id)
+        .bind(alg.as_str())
+        .bind(&material)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(KeyRow {
+            kid,
+            alg: alg.as_str().to_owned(),
+            secret,
+        })
+    }
+
+    pub async fn signing_key(&self, kid: &str) -> Result<Option<SigningKey>> {
+        let row = sqlx::query("SELECT kid, app_id, alg, material FROM signing_keys WHERE kid = $1")
+            .bind(kid)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.and_then(|r| {
+            Some(SigningKey {
+                kid: r.get(0),
+                app_id: r.get(1),
+                alg: KeyAlg::parse(r.get::<&str, _>(2))?,
+                material: r.get(3),
+            })
+        }))
+    }
+
+    /// The newest HS256 key of an app: what `mkondo token` and `POST /v1/tokens` sign with.
+    pub async fn minting_key(&self, app_id: &str) -> Result<Option<SigningKey>> {
+        let kid: Option<String> = sqlx::query_scalar(
+            "SELECT kid FROM signing_keys WHERE app_id = $1 AND alg = 'HS256' ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(app_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        match kid {
+            Some(kid) => self.signing_key(&kid).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn create_api_key(&self, app_id: &str) -> Result<String> {
+        if self.get_app(app_id).await?.is_none() {
+            return Err(Error::not_found("app"));
+        }
+        let key = auth::new_api_key(app_id);
+        sqlx::query(
+            "INSERT INTO api_keys (hash, app_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.hash)
+        .bind(app_id)
+        .bind(&key.prefix)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(key.plaintext)
+    }
+
+    /// The app an API key belongs to, if the key exists and is not revoked.
+    pub async fn app_for_api_key(&self, plaintext: &str) -> Result<Option<String>> {
+        let hash = auth::hash_api_key(plaintext);
+        Ok(
+            sqlx::query_scalar(
+                "SELECT app_id FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?,
+        )
+    }
+
+    pub async fn revoke_api_key(&self, app_id: &str, prefix: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE app_id = $2 AND prefix = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(app_id)
+        .bind(prefix)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,536 @@
+//! Conversations and their members. A direct conversation is unique per pair of
+//! users (enforced by a unique `direct_key`), so starting one twice returns the same.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{sqlite::SqliteRow, Row};
+
+use super::{
+    decode_cursor, encode_cursor, now_ms, parse_json, unread, Conversation, Kind, Member, Millis,
+    Role, Store, Viewer,
+};
+use crate::error::{Error, Result};
+
+pub const MAX_CONVERSATION_DATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct NewGroup {
+    pub id: Option<String>,
+    pub name: String,
+    pub icon_url: String,
+    pub data: Option<Value>,
+    /// Becomes the owner; None when the backend creates it.
+    pub creator: Option<String>,
+    pub members: Vec<String>,
+}
+
+const CONV_COLUMNS: &str =
+    "c.id, c.kind, c.name, c.icon_url, c.data, c.created_at, c.updated_at, c.last_activity_at, c.last_seq";
+
+fn conv_from_row(r: &SqliteRow) -> Conversation {
+    Conversation {
+        id: r.get(0),
+        kind: Kind::parse(r.get::<&str, _>(1)).unwrap_or(Kind::Group),
+        name: r.get(2),
+        icon_url: r.get(3),
+        data: parse_json(r.get::<&str, _>(4)),
+        created_at: Millis(r.get(5)),
+        updated_at: Millis(r.get(6)),
+        last_activity_at: Millis(r.get(7)),
+        last_seq: r.get(8),
+        member_count: 0,
+        last_message: None,
+        members: Vec::new(),
+        viewer: None,
+    }
+}
+
+fn member_from_row(r: &SqliteRow) -> Member {
+    Member {
+        user_id: r.get(0),
+        role: Role::parse(r.get::<&str, _>(1)).unwrap_or(Role::Member),
+        joined_at: Millis(r.get(2)),
+        last_read_seq: r.get(3),
+        cleared_seq: r.get(4),
+        muted: r.get::<i64, _>(5) != 0,
+    }
+}
+
+pub fn valid_conversation_id(id: &str) -> bool {
+    crate::auth::valid_user_id(id)
+}
+
+fn check_data(data: &Option<Value>) -> Result<()> {
+    if let Some(d) = data {
+        if !d.is_object() {
+            return Err(Error::invalid("data must be a JSON object"));
+        }
+        if d.to_string().len() > MAX_CONVERSATION_DATA_BYTES {
+            return Err(Error::too_large("conversation data is larger than 16 KiB"));
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn create_group(&self, app: &str, group: NewGroup) -> Result<Conversation> {
+        let id = match group.id {
+            Some(id) if valid_conversation_id(&id) => id,
+            Some(_) => return Err(Error::invalid("invalid conversation id")),
+            None => new_conversation_id(),
+        };
+        if group.name.len() > 256 || group.icon_url.len() > 2048 {
+            return Err(Error::invalid("name or icon_url too long"));
+        }
+        check_data(&group.data)?;
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO conversations (app_id, id, kind, name, icon_url, data, created_at, updated_at, last_activity_at)
+             VALUES ($1, $2, 'group', $3, $4, $5, $6, $6, $6) ON CONFLICT (app_id, id) DO NOTHING",
+        )
+        .bind(app)
+        .bind(&id)
+        .bind(&group.name)
+        .bind(&group.icon_url)
+        .bind(group.data.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".into()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::new(
+                mkondo_proto::ErrorCode::AlreadyExists,
+                "conversation already exists",
+            ));
+        }
+        let mut members: Vec<(String, Role)> = Vec::new();
+        if let Some(creator) = &group.creator {
+            members.push((creator.clone(), Role::Owner));
+        }
+        for m in group.members {
+            if !members.iter().any(|(u, _)| *u == m) {
+                members.push((m, Role::Member));
+            }
+        }
+        for (user, role) in &members {
+            insert_member(&mut tx, app, &id, user, *role, 0, now).await?;
+        }
+        tx.commit().await?;
+        self.get_conversation(app, &id, group.creator.as_deref())
+            .await?
+            .ok_or_else(Error::internal)
+    }
+
+    /// The direct conversation of `a` and `b`, created when missing. Returns it and
+    /// whether it was created now.
+    pub async fn direct_conversation(
+        &self,
+        app: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<(Conversation, bool)> {
+        if a == b {
+            return Err(Error::invalid(
+                "a direct conversation needs two different users",
+            ));
+        }
+        let key = if a < b {
+            format!("{a}|{b}")
+        } else {
+            format!("{b}|{a}")
+        };
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let id = new_conversation_id();
+        let created = sqlx::query(
+            "INSERT INTO conversations (app_id, id, kind, direct_key, created_at, updated_at, last_activity_at)
+             VALUES ($1, $2, 'direct', $3, $4, $4, $4) ON CONFLICT (app_id, direct_key) DO NOTHING",
+        )
+        .bind(app)
+        .bind(&id)
+        .bind(&key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let id: String = if created {
+            for user in [a, b] {
+                insert_member(&mut tx, app, &id, user, Role::Member, 0, now).await?;
+            }
+            id
+        } else {
+            sqlx::query_scalar("SELECT id FROM conversations WHERE app_id = $1 AND direct_key = $2")
+                .bind(app)
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await?
+        };
+        tx.commit().await?;
+        let conv = self
+            .get_conversation(app, &id, Some(a))
+            .await?
+            .ok_or_else(Error::internal)?;
+        Ok((conv, created))
+    }
+
+    /// A conversation with its summary; with `viewer`, their membership joined on
+    /// (None when the viewer is not a member).
+    pub async fn get_conversation(
+        &self,
+        app: &str,
+        id: &str,
+        viewer: Option<&str>,
+    ) -> Result<Option<Conversation>> {
+        let sql =
+            format!("SELECT {CONV_COLUMNS} FROM conversations c WHERE c.app_id = $1 AND c.id = $2");
+        let row = sqlx::query(&sql)
+            .bind(app)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut conv = conv_from_row(&row);
+        self.complete(app, &mut conv, viewer).await?;
+        Ok(Some(conv))
+    }
+
+    /// Fills in member count, last message, the pair of a direct conversation and the viewer's membership.
+    async fn complete(
+        &self,
+        app: &str,
+        conv: &mut Conversation,
+        viewer: Option<&str>,
+    ) -> Result<()> {
+        conv.member_count = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM members WHERE app_id = $1 AND conversation_id = $2",
+        )
+        .bind(app)
+        .bind(&conv.id)
+        .fetch_one(&self.reader)
+        .await?;
+        if conv.kind == Kind::Direct {
+            conv.members = self.member_ids(app, &conv.id).await?;
+        }
+        if let Some(user) = viewer {
+            if let Some(m) = self.member(app, &conv.id, user).await? {
+                conv.viewer = Some(Viewer {
+                    role: m.role,
+                    last_read_seq: m.last_read_seq,
+                    cleared_seq: m.cleared_seq,
+                    unread_count: unread(conv.last_seq, m.last_read_seq, m.cleared_seq),
+                    muted: m.muted,
+                });
+            }
+        }
+        let visible_from = conv.viewer.as_ref().map_or(0, |v| v.cleared_seq);
+        if conv.last_seq > visible_from {
+            conv.last_message = self.message(app, &conv.id, conv.last_seq).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn update_conversation(
+        &self,
+        app: &str,
+        id: &str,
+        name: Option<&str>,
+        icon_url: Option<&str>,
+        data: Option<&Value>,
+    ) -> Result<()> {
+        if name.is_some_and(|n| n.len() > 256) || icon_url.is_some_and(|u| u.len() > 2048) {
+            return Err(Error::invalid("name or icon_url too long"));
+        }
+        check_data(&data.cloned())?;
+        let done = sqlx::query(
+            "UPDATE conversations SET name = COALESCE($3, name), icon_url = COALESCE($4, icon_url),
+             data = COALESCE($5, data), updated_at = $6 WHERE app_id = $1 AND id = $2",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(name)
+        .bind(icon_url)
+        .bind(data.map(Value::to_string))
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("conversation"));
+        }
+        Ok(())
+    }
+
+    /// Every conversation of the app, latest activity first (backend view).
+    pub async fn list_conversations(
+        &self,
+        app: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Conversation>> {
+        self.conversation_page(app, None, cursor, limit).await
+    }
+
+    /// The conversations `user` is in, latest activity first, with unread counts.
+    pub async fn user_conversations(
+        &self,
+        app: &str,
+        user: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Conversation>> {
+        self.conversation_page(app, Some(user), cursor, limit).await
+    }
+
+    async fn conversation_page(
+        &self,
+        app: &str,
+        user: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Conversation>> {
+        let (before_at, before_id) = match cursor {
+            Some(c) => {
+                let p = decode_cursor(c, 2)?;
+                let at: i64 = p[0].parse().map_err(|_| Error::invalid("invalid cursor"))?;
+                (at, p[1].clone())
+            }
+            None => (i64::MAX, String::new()),
+        };
+        let membership = if user.is_some() {
+            "JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id AND m.user_id = $2"
+        } else {
+            "LEFT JOIN members m ON 0 = 1 AND $2 IS NULL"
+        };
+        let sql = format!(
+            "SELECT {CONV_COLUMNS} FROM conversations c {membership}
+             WHERE c.app_id = $1 AND (c.last_activity_at < $3 OR (c.last_activity_at = $3 AND ($4 = '' OR c.id < $4)))
+             ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(app)
+            .bind(user)
+            .bind(before_at)
+            .bind(&before_id)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut items: Vec<Conversation> = rows.iter().map(conv_from_row).collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|c| encode_cursor(&[&c.last_activity_at.0.to_string(), &c.id]))
+        } else {
+            None
+        };
+        for conv in &mut items {
+            self.complete(app, conv, user).await?;
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn member(&self, app: &str, conv: &str, user: &str) -> Result<Option<Member>> {
+        let row = sqlx::query(
+            "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
+             WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(user)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(member_from_row))
+    }
+
+    pub async fn members(
+        &self,
+        app: &str,
+        conv: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Member>> {
+        let after = match cursor {
+            Some(c) => decode_cursor(c, 1)?.remove(0),
+            None => String::new(),
+        };
+        let rows = sqlx::query(
+            "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
+             WHERE app_id = $1 AND conversation_id = $2 AND user_id > $3 ORDER BY user_id LIMIT $4",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(&after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut items: Vec<Member> = rows.iter().map(member_from_row).collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|m| encode_cursor(&[&m.user_id]))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn member_ids(&self, app: &str, conv: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM members WHERE app_id = $1 AND conversation_id = $2 ORDER BY user_id",
+        )
+        .bind(app)
+        .bind(conv)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Adds users as members; returns those who were not members before.
+    pub async fn add_members(
+        &self,
+        app: &str,
+        conv: &str,
+        users: &[String],
+        role: Role,
+    ) -> Result<Vec<Member>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let last_seq: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2")
+                .bind(app)
+                .bind(conv)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_seq) = last_seq else {
+            return Err(Error::not_found("conversation"));
+        };
+        let mut added = Vec::new();
+        for user in users {
+            // A new member has read nothing before joining: history stays readable, unread starts at 0.
+            if insert_member(&mut tx, app, conv, user, role, last_seq, now).await? {
+                added.push(Member {
+                    user_id: user.clone(),
+                    role,
+                    joined_at: Millis(now),
+                    last_read_seq: last_seq,
+                    cleared_seq: 0,
+                    muted: false,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    pub async fn remove_member(&self, app: &str, conv: &str, user: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(user)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Users who share a direct conversation with `user`.
+    pub async fn contacts(&self, app: &str, user: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT o.user_id FROM members m
+             JOIN conversations c ON c.app_id = m.app_id AND c.id = m.conversation_id AND c.kind = 'direct'
+             JOIN members o ON o.app_id = m.app_id AND o.conversation_id = m.conversation_id AND o.user_id <> m.user_id
+             WHERE m.app_id = $1 AND m.user_id = $2",
+        )
+        .bind(app)
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Ids of every conversation `user` is in.
+    pub async fn conversation_ids_of(&self, app: &str, user: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT conversation_id FROM members WHERE app_id = $1 AND user_id = $2",
+        )
+        .bind(app)
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Marks `conv` read by `user` up to `seq` (never backwards, never past the end).
+    /// Returns the new last_read_seq and unread count.
+    pub async fn mark_read(
+        &self,
+        app: &str,
+        conv: &str,
+        user: &str,
+        seq: i64,
+    ) -> Result<(i64, i64)> {
+        let mut tx = self.writer.begin().await?;
+        let last_seq: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2")
+                .bind(app)
+                .bind(conv)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_seq) = last_seq else {
+            return Err(Error::not_found("conversation"));
+        };
+        let target = seq.clamp(0, last_seq);
+        sqlx::query(
+            "UPDATE members SET last_read_seq = $4 WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3 AND last_read_seq < $4",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(user)
+        .bind(target)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT last_read_seq, cleared_seq FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found("conversation"))?;
+        tx.commit().await?;
+        let (read, cleared): (i64, i64) = (row.get(0), row.get(1));
+        Ok((read, unread(last_seq, read, cleared)))
+    }
+}
+
+async fn insert_member(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    app: &str,
+    conv: &str,
+    user: &str,
+    role: Role,
+    last_read_seq: i64,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO members (app_id, conversation_id, user_id, role, joined_at, last_read_seq)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, conversation_id, user_id) DO NOTHING",
+    )
+    .bind(app)
+    .bind(conv)
+    .bind(user)
+    .bind(role.as_str())
+    .bind(now)
+    .bind(last_read_seq)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn new_conversation_id() -> String {
+    format!("c{}", ulid::Ulid::new().to_string().to_lowercase())
+}

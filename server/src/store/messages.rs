@@ -1,0 +1,324 @@
+//! Messages. `send` is the one place a seq is allocated: in a single write
+//! transaction it finds a retried `client_id`, bumps the conversation's `last_seq`,
+//! inserts the message and moves the sender's read position — all or nothing.
+
+use serde_json::Value;
+use sqlx::{sqlite::SqliteRow, Row};
+
+use super::{decode_cursor, encode_cursor, now_ms, parse_json, Message, Millis, Page, Store};
+use crate::error::{Error, Result};
+
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+pub const MAX_MESSAGE_DATA_BYTES: usize = 32 * 1024;
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub sender_id: String,
+    /// "user" or "system".
+    pub kind: String,
+    pub text: String,
+    pub data: Option<Value>,
+    pub client_id: Option<String>,
+    pub reply_to: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: Message,
+    /// The client_id had been used: this is the original message, nothing was written.
+    pub duplicate: bool,
+}
+
+const MSG_COLUMNS: &str =
+    "id, conversation_id, seq, sender_id, kind, text, data, client_id, reply_to, created_at, edited_at, deleted_at";
+
+fn message_from_row(r: &SqliteRow) -> Message {
+    let deleted_at: Option<i64> = r.get(11);
+    Message {
+        id: r.get(0),
+        conversation_id: r.get(1),
+        seq: r.get(2),
+        sender_id: r.get(3),
+        kind: r.get(4),
+        // Deleted messages are tombstones: no text, no data.
+        text: if deleted_at.is_some() {
+            String::new()
+        } else {
+            r.get(5)
+        },
+        data: if deleted_at.is_some() {
+            Value::Object(Default::default())
+        } else {
+            parse_json(r.get::<&str, _>(6))
+        },
+        client_id: r.get(7),
+        reply_to: r.get(8),
+        created_at: Millis(r.get(9)),
+        edited_at: r.get::<Option<i64>, _>(10).map(Millis),
+        deleted_at: deleted_at.map(Millis),
+    }
+}
+
+pub fn check_new_message(msg: &NewMessage) -> Result<()> {
+    if msg.text.len() > MAX_TEXT_BYTES {
+        return Err(Error::too_large("text is larger than 16 KiB"));
+    }
+    if let Some(data) = &msg.data {
+        if !data.is_object() {
+            return Err(Error::invalid("data must be a JSON object"));
+        }
+        if data.to_string().len() > MAX_MESSAGE_DATA_BYTES {
+            return Err(Error::too_large("message data is larger than 32 KiB"));
+        }
+    }
+    if msg.text.is_empty()
+        && msg
+            .data
+            .as_ref()
+            .is_none_or(|d| d.as_object().is_none_or(|o| o.is_empty()))
+    {
+        return Err(Error::invalid("a message needs text or data"));
+    }
+    if let Some(cid) = &msg.client_id {
+        if cid.is_empty() || cid.len() > MAX_CLIENT_ID_BYTES {
+            return Err(Error::invalid("client_id must be 1-128 bytes"));
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn send_message(&self, app: &str, conv: &str, msg: &NewMessage) -> Result<Sent> {
+        check_new_message(msg)?;
+        let mut tx = self.writer.begin().await?;
+        if let Some(client_id) = &msg.client_id {
+            let sql = format!(
+                "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4"
+            );
+            let existing = sqlx::query(&sql)
+                .bind(app)
+                .bind(conv)
+                .bind(&msg.sender_id)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                return Ok(Sent {
+                    message: message_from_row(&row),
+                    duplicate: true,
+                });
+            }
+        }
+        let now = now_ms();
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $3
+             WHERE app_id = $1 AND id = $2 RETURNING last_seq",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = seq else {
+            return Err(Error::not_found("conversation"));
+        };
+        if let Some(reply_to) = msg.reply_to {
+            if reply_to < 1 || reply_to >= seq {
+                return Err(Error::invalid(
+                    "reply_to must be an existing seq of this conversation",
+                ));
+            }
+        }
+        let message = Message {
+            id: ulid::Ulid::new().to_string(),
+            conversation_id: conv.to_owned(),
+            seq,
+            sender_id: msg.sender_id.clone(),
+            kind: msg.kind.clone(),
+            text: msg.text.clone(),
+            data: msg
+                .data
+                .clone()
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            client_id: msg.client_id.clone(),
+            reply_to: msg.reply_to,
+            created_at: Millis(now),
+            edited_at: None,
+            deleted_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, text, data, client_id, reply_to, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .bind(&message.id)
+        .bind(&message.sender_id)
+        .bind(&message.kind)
+        .bind(&message.text)
+        .bind(message.data.to_string())
+        .bind(&message.client_id)
+        .bind(message.reply_to)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Sending means having read everything up to one's own message.
+        sqlx::query(
+            "UPDATE members SET last_read_seq = $4 WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(&message.sender_id)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Sent {
+            message,
+            duplicate: false,
+        })
+    }
+
+    pub async fn message(&self, app: &str, conv: &str, seq: i64) -> Result<Option<Message>> {
+        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3");
+        let row = sqlx::query(&sql)
+            .bind(app)
+            .bind(conv)
+            .bind(seq)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(message_from_row))
+    }
+
+    /// A page of history in ascending seq order, never at or below `floor` (the
+    /// viewer's cleared_seq). `after`: the oldest messages after it; `before`: the
+    /// newest before it; neither: the newest. `more` says whether more exist in
+    /// the direction of the page.
+    pub async fn history(
+        &self,
+        app: &str,
+        conv: &str,
+        before: Option<i64>,
+        after: Option<i64>,
+        limit: u32,
+        floor: i64,
+    ) -> Result<(Vec<Message>, bool)> {
+        let limit = i64::from(limit.clamp(1, 100));
+        let (sql, bound) = match after {
+            Some(after) => (
+                format!(
+                    "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq > $3
+                     ORDER BY seq ASC LIMIT $4"
+                ),
+                after.max(floor),
+            ),
+            None => (
+                format!(
+                    "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq < $3 AND seq > $5
+                     ORDER BY seq DESC LIMIT $4"
+                ),
+                before.unwrap_or(i64::MAX),
+            ),
+        };
+        let mut query = sqlx::query(&sql)
+            .bind(app)
+            .bind(conv)
+            .bind(bound)
+            .bind(limit + 1);
+        if after.is_none() {
+            query = query.bind(floor);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        let mut messages: Vec<Message> = rows.iter().map(message_from_row).collect();
+        let more = messages.len() as i64 > limit;
+        messages.truncate(limit as usize);
+        if after.is_none() {
+            messages.reverse();
+        }
+        Ok((messages, more))
+    }
+
+    /// Cursor pages of history for REST: `after`/`before` bounds plus an opaque
+    /// cursor that continues in the same direction.
+    pub async fn history_page(
+        &self,
+        app: &str,
+        conv: &str,
+        before: Option<i64>,
+        after: Option<i64>,
+        cursor: Option<&str>,
+        limit: u32,
+        floor: i64,
+    ) -> Result<Page<Message>> {
+        let (before, after) = match cursor {
+            Some(c) => {
+                let p = decode_cursor(c, 2)?;
+                let seq: i64 = p[1].parse().map_err(|_| Error::invalid("invalid cursor"))?;
+                match p[0].as_str() {
+                    "a" => (None, Some(seq)),
+                    "b" => (Some(seq), None),
+                    _ => return Err(Error::invalid("invalid cursor")),
+                }
+            }
+            None => (before, after),
+        };
+        let forward = after.is_some();
+        let (items, more) = self.history(app, conv, before, after, limit, floor).await?;
+        let next_cursor = match (more, forward) {
+            (true, true) => items
+                .last()
+                .map(|m| encode_cursor(&["a", &m.seq.to_string()])),
+            (true, false) => items
+                .first()
+                .map(|m| encode_cursor(&["b", &m.seq.to_string()])),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Messages a user sent, newest first.
+    pub async fn user_messages(
+        &self,
+        app: &str,
+        user: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Message>> {
+        let (before_at, before_id) = match cursor {
+            Some(c) => {
+                let p = decode_cursor(c, 2)?;
+                (
+                    p[0].parse::<i64>()
+                        .map_err(|_| Error::invalid("invalid cursor"))?,
+                    p[1].clone(),
+                )
+            }
+            None => (i64::MAX, String::new()),
+        };
+        let sql = format!(
+            "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND sender_id = $2
+             AND (created_at < $3 OR (created_at = $3 AND ($4 = '' OR id < $4)))
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(app)
+            .bind(user)
+            .bind(before_at)
+            .bind(&before_id)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut items: Vec<Message> = rows.iter().map(message_from_row).collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|m| encode_cursor(&[&m.created_at.0.to_string(), &m.id]))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}

@@ -1,0 +1,100 @@
+//! Store records → wire types. The one place where the REST shapes and the
+//! real-time shapes meet, so both APIs describe an entity the same way.
+
+use mkondo_proto::convert::{json_to_struct, millis_to_timestamp};
+use mkondo_proto::v1;
+
+use crate::realtime::presence::UserPresence;
+use crate::store::{Conversation, Member, Message, Millis, User};
+
+fn ts(m: Millis) -> Option<pbjson_types::Timestamp> {
+    Some(millis_to_timestamp(m.0))
+}
+
+fn opt_ts(m: Option<Millis>) -> Option<pbjson_types::Timestamp> {
+    m.map(|m| millis_to_timestamp(m.0))
+}
+
+fn data(value: &serde_json::Value) -> Option<pbjson_types::Struct> {
+    match value.as_object() {
+        Some(o) if !o.is_empty() => json_to_struct(value).ok(),
+        _ => None,
+    }
+}
+
+pub fn user(u: &User) -> v1::User {
+    v1::User {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        avatar_url: u.avatar_url.clone(),
+        data: data(&u.data),
+        created_at: ts(u.created_at),
+        updated_at: ts(u.updated_at),
+        deactivated: u.deactivated,
+    }
+}
+
+pub fn message(m: &Message) -> v1::Message {
+    v1::Message {
+        id: m.id.clone(),
+        conversation_id: m.conversation_id.clone(),
+        seq: m.seq as u64,
+        sender_id: m.sender_id.clone(),
+        kind: m.kind.clone(),
+        text: m.text.clone(),
+        data: data(&m.data),
+        client_id: m.client_id.clone().unwrap_or_default(),
+        reply_to: m.reply_to.unwrap_or(0) as u64,
+        created_at: ts(m.created_at),
+        edited_at: opt_ts(m.edited_at),
+        deleted_at: opt_ts(m.deleted_at),
+        reactions: Vec::new(),
+    }
+}
+
+pub fn member(m: &Member) -> v1::Member {
+    v1::Member {
+        user_id: m.user_id.clone(),
+        role: m.role.as_str().to_owned(),
+        joined_at: ts(m.joined_at),
+        last_read_seq: m.last_read_seq as u64,
+        cleared_seq: m.cleared_seq as u64,
+        muted: m.muted,
+    }
+}
+
+pub fn presence(p: &UserPresence) -> v1::Presence {
+    v1::Presence {
+        user_id: p.user_id.clone(),
+        status: p.status.as_str().to_owned(),
+        last_seen: p.last_seen.map(millis_to_timestamp),
+    }
+}
+
+/// A conversation as `viewer` sees it; `peer` and `peer_presence` for direct ones.
+pub fn conversation(
+    c: &Conversation,
+    peer: Option<&User>,
+    peer_presence: Option<&UserPresence>,
+) -> v1::Conversation {
+    let viewer = c.viewer.as_ref();
+    v1::Conversation {
+        id: c.id.clone(),
+        kind: c.kind.as_str().to_owned(),
+        name: c.name.clone(),
+        icon_url: c.icon_url.clone(),
+        data: data(&c.data),
+        created_at: ts(c.created_at),
+        last_seq: c.last_seq as u64,
+        last_message: c.last_message.as_ref().map(message),
+        unread_count: viewer.map_or(0, |v| v.unread_count as u64),
+        last_read_seq: viewer.map_or(0, |v| v.last_read_seq as u64),
+        role: viewer
+            .map(|v| v.role.as_str().to_owned())
+            .unwrap_or_default(),
+        muted: viewer.is_some_and(|v| v.muted),
+        member_count: c.member_count as u32,
+        peer: peer.map(user),
+        peer_presence: peer_presence.map(presence),
+    }
+}
