@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every Mkondo test: the one command a new contributor (and CI) runs.
+# Installs what it needs when missing, skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+if ! need cargo; then
+    echo "cargo is required (https://rustup.rs); it is not found on PATH" >&2
+    exit 1
+fi
+if need rustup; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build the server binary the end-to-end tests start"
+cargo build --locked -p mkondo-server --bin mkondo
+
+echo "== tests"
+cargo test --workspace --locked
