@@ -40,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_set)?
         .preserve_proto_field_names()
+        // Old clients must read frames from newer servers: unknown fields are skipped.
+        .ignore_unknown_fields()
         .build(&[".mkondo.v1"])?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use crate::realtime::broker::{Broker, Event, Payload, Target};
 use crate::realtime::hub::Hub;
 use crate::realtime::outbound::Outbound;
 use crate::realtime::presence::{AppState, PresenceManager, Status, UserPresence};
+use crate::store::messages::HistoryQuery;
 use crate::store::{
     self, users::UserPatch, Conversation, Member, NewGroup, NewMessage, Role, Sent, Store, User,
 };
@@ -283,6 +284,20 @@ impl Node {
         b: &str,
         create_missing: bool,
     ) -> Result<Conversation> {
+        self.start_direct_created(app, a, b, create_missing)
+            .await
+            .map(|(conv, _)| conv)
+    }
+
+    /// `start_direct`, also telling whether the conversation was created now
+    /// (REST answers 201 then, 200 for an existing one).
+    pub async fn start_direct_created(
+        &self,
+        app: &str,
+        a: &str,
+        b: &str,
+        create_missing: bool,
+    ) -> Result<(Conversation, bool)> {
         if create_missing {
             self.ensure_users(app, &[a.to_owned(), b.to_owned()])
                 .await?;
@@ -303,7 +318,7 @@ impl Node {
             )
             .await?;
         }
-        Ok(conv)
+        Ok((conv, created))
     }
 
     pub async fn add_members(
@@ -469,7 +484,7 @@ impl Node {
         {
             return Err(Error::not_found("conversation"));
         }
-        let sender_is_member = members.iter().any(|m| *m == msg.sender_id);
+        let sender_is_member = members.contains(&msg.sender_id);
         match actor {
             Actor::User(u) if u != msg.sender_id => {
                 return Err(Error::denied("cannot send as another user"))
@@ -506,16 +521,11 @@ impl Node {
         app: &str,
         actor: Actor<'_>,
         conv: &str,
-        before: Option<i64>,
-        after: Option<i64>,
-        cursor: Option<&str>,
-        limit: u32,
+        query: &HistoryQuery,
     ) -> Result<store::Page<store::Message>> {
         let c = self.visible_conversation(app, actor, conv).await?;
         let floor = c.viewer.as_ref().map_or(0, |v| v.cleared_seq);
-        self.store
-            .history_page(app, conv, before, after, cursor, limit, floor)
-            .await
+        self.store.history_page(app, conv, query, floor).await
     }
 
     pub async fn mark_read(

@@ -22,6 +22,8 @@ use crate::node::Node;
 
 pub const PROTO_JSON: &str = "mkondo.v1.json";
 pub const PROTO_PROTOBUF: &str = "mkondo.v1.proto";
+/// A batch larger than this is refused whole: batching is for the server's pushes.
+const MAX_FRAMES_PER_MESSAGE: usize = 100;
 
 pub async fn upgrade(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
     let hard = node.config.limits.hard_frame_bytes();
@@ -82,6 +84,12 @@ fn decode(encoding: Encoding, data: &[u8], max: usize, text: bool) -> Inbound {
         };
     }
     match codec::decode_batch::<v1::ClientFrame>(encoding, data) {
+        Ok(frames) if frames.len() > MAX_FRAMES_PER_MESSAGE => Inbound::Rejected {
+            id: frames.first().map_or(0, |f| f.id),
+            error: Error::invalid(format!(
+                "at most {MAX_FRAMES_PER_MESSAGE} frames in one message"
+            )),
+        },
         Ok(frames) => Inbound::Frames(frames),
         Err(err) => Inbound::Rejected {
             id: codec::peek_id(encoding, data).unwrap_or(0),

@@ -23,6 +23,16 @@ pub struct NewMessage {
     pub reply_to: Option<i64>,
 }
 
+/// A page request: `after` pages forward, `before` (or neither) backward; a
+/// cursor from a previous page continues in its direction.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub message: Message,
@@ -246,13 +256,11 @@ impl Store {
         &self,
         app: &str,
         conv: &str,
-        before: Option<i64>,
-        after: Option<i64>,
-        cursor: Option<&str>,
-        limit: u32,
+        q: &HistoryQuery,
         floor: i64,
     ) -> Result<Page<Message>> {
-        let (before, after) = match cursor {
+        let limit = q.limit;
+        let (before, after) = match q.cursor.as_deref() {
             Some(c) => {
                 let p = decode_cursor(c, 2)?;
                 let seq: i64 = p[1].parse().map_err(|_| Error::invalid("invalid cursor"))?;
@@ -262,7 +270,7 @@ impl Store {
                     _ => return Err(Error::invalid("invalid cursor")),
                 }
             }
-            None => (before, after),
+            None => (q.before, q.after),
         };
         let forward = after.is_some();
         let (items, more) = self.history(app, conv, before, after, limit, floor).await?;

@@ -12,7 +12,7 @@ use super::{error_frame, Authed, Session};
 use crate::error::{Error, Result};
 use crate::node::Actor;
 use crate::realtime::presence::AppState;
-use crate::store::{self, NewGroup, NewMessage};
+use crate::store::{self, messages::HistoryQuery, NewGroup, NewMessage};
 use crate::views;
 
 const MAX_CONVERSATIONS_LIMIT: u32 = 100;
@@ -21,15 +21,19 @@ impl Session {
     /// Handles one frame; returns the reply to write (none for `pong`).
     pub(super) async fn handle(&mut self, frame: v1::ClientFrame) -> Option<v1::ServerFrame> {
         let id = frame.id;
-        let Some(command) = frame.command else {
-            return Some(error_frame(id, &Error::invalid("frame has no command")));
-        };
-        if matches!(command, Command::Pong(_)) {
+        if matches!(frame.command, Some(Command::Pong(_))) {
             return None;
         }
+        // Every frame counts against the rate, even one the server cannot use.
         if let Err(wait) = self.bucket.take() {
             return Some(error_frame(id, &Error::rate_limited(wait)));
         }
+        let Some(command) = frame.command else {
+            return Some(error_frame(
+                id,
+                &Error::invalid("frame has no known command"),
+            ));
+        };
         let result = match (&self.authed, command) {
             (None, Command::Connect(req)) => self.connect(req).await,
             (Some(_), Command::Connect(_)) => Err(Error::invalid("already connected")),
@@ -247,10 +251,12 @@ impl Session {
                         &app,
                         Actor::User(&me),
                         &req.conversation_id,
-                        (req.before > 0).then_some(req.before as i64),
-                        (req.after > 0).then_some(req.after as i64),
-                        None,
-                        limit,
+                        &HistoryQuery {
+                            before: (req.before > 0).then_some(req.before as i64),
+                            after: (req.after > 0).then_some(req.after as i64),
+                            cursor: None,
+                            limit,
+                        },
                     )
                     .await?;
                 Ok(R::History(v1::HistoryResult {

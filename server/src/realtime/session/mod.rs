@@ -102,7 +102,10 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
                         }
                         replies
                     }
-                    Inbound::Rejected { id, error } => vec![Item::Frame(error_frame(id, &error))],
+                    Inbound::Rejected { id, error } => match s.bucket.take() {
+                        Ok(()) => vec![Item::Frame(error_frame(id, &error))],
+                        Err(wait) => vec![Item::Frame(error_frame(id, &Error::rate_limited(wait)))],
+                    },
                     Inbound::Fatal(why) => {
                         tracing::debug!(session = s.id, %why, "protocol violation");
                         break Some(DisconnectCode::BadProtocol);
@@ -259,7 +262,7 @@ impl TokenBucket {
     }
 
     /// Takes one token, or says how long until one is available (ms).
-    fn take(&mut self) -> Result<(), u32> {
+    pub(super) fn take(&mut self) -> Result<(), u32> {
         let now = Instant::now();
         self.tokens =
             (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);

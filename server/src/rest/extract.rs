@@ -1,0 +1,132 @@
+//! Request extractors that fail in the server's own error format. axum's stock
+//! `Json`, `Query` and `Path` answer rejections with plain text; these wrappers turn
+//! every bad body, query string or path into `{ "error": … }` with the status of
+//! its code (422 for malformed input, 413 for a body over the limit), and hold
+//! the pagination rules every list shares.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use bytes::Bytes;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The largest request body accepted (`DefaultBodyLimit`).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 100;
+
+/// A JSON request body. Accepts a missing `Content-Type` or any JSON one.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(Error::invalid(
+                    "the request body must be JSON (Content-Type: application/json)",
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::too_large(format!(
+                    "the request body is larger than {} bytes",
+                    MAX_BODY_BYTES
+                ))
+            } else {
+                Error::invalid(format!(
+                    "could not read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::invalid("a JSON request body is required"));
+        }
+        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Syntax | Category::Eof | Category::Io => {
+                    Error::invalid(format!("the request body is not valid JSON: {e}"))
+                }
+                Category::Data => Error::invalid(format!("invalid request body: {e}")),
+            }
+        })
+    }
+}
+
+/// Query-string parameters.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|e| Error::invalid(format!("invalid query parameters: {}", e.body_text())))
+    }
+}
+
+/// Path parameters.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| Error::invalid(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageParams {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> Result<u32> {
+        page_limit(self.limit)
+    }
+
+    pub fn cursor(&self) -> Option<&str> {
+        non_empty(&self.cursor)
+    }
+}
+
+/// A list's page size: 1..=100, 50 when absent.
+pub fn page_limit(limit: Option<u32>) -> Result<u32> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Error::invalid(format!("limit must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+/// An optional string parameter, where `?cursor=` (empty) means absent.
+pub fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
