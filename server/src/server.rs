@@ -56,14 +56,9 @@ fn metrics_handle() -> PrometheusHandle {
 /// The HTTP router: REST, the real-time WebSocket, gRPC, health and metrics.
 pub fn router(node: Arc<Node>) -> Router {
     let metrics = metrics_handle();
-    let grpc = tonic::service::Routes::new(
-        mkondo_proto::v1::realtime_server::RealtimeServer::new(RealtimeService {
-            node: node.clone(),
-        })
-        .max_decoding_message_size(node.config.limits.hard_frame_bytes()),
-    )
-    .prepare()
-    .into_axum_router();
+    let grpc = tonic::service::Routes::new(RealtimeService::new(node.clone()))
+        .prepare()
+        .into_axum_router();
     let http = Router::new()
         .route("/v1/realtime", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))

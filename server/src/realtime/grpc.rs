@@ -1,66 +1,172 @@
 //! gRPC transport: `mkondo.v1.Realtime/Connect`, a bidirectional stream of the
 //! same frames, one per stream message. The session is the WebSocket's.
+//!
+//! The service is written against `tonic::server::Grpc` with our own codec rather
+//! than the generated server, so that a push is encoded once for all gRPC
+//! streams (the bytes are cached in its `Outbound`), as it is for WebSocket.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use bytes::BufMut;
+use futures::future::BoxFuture;
 use futures::StreamExt;
-use mkondo_proto::v1::{self, realtime_server::Realtime};
+use mkondo_proto::v1;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::outbound::Outbound;
 use super::session;
 use super::transport::{Inbound, Item, Transport};
 use crate::error::Error;
 use crate::node::Node;
 
+const CONNECT_PATH: &str = "/mkondo.v1.Realtime/Connect";
+
+/// The `mkondo.v1.Realtime` service, mounted on the shared HTTP/2 port.
+#[derive(Clone)]
 pub struct RealtimeService {
-    pub node: Arc<Node>,
+    node: Arc<Node>,
 }
 
-#[tonic::async_trait]
-impl Realtime for RealtimeService {
-    type ConnectStream = ReceiverStream<Result<v1::ServerFrame, Status>>;
+impl RealtimeService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
 
-    async fn connect(
-        &self,
-        request: Request<Streaming<v1::ClientFrame>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let max = self.node.config.limits.max_frame_bytes;
-        let inbound = request.into_inner().map(move |frame| match frame {
-            Ok(frame) if frame.encoded_len() > max => Inbound::Rejected {
-                id: frame.id,
-                error: Error::too_large(format!("frame is over the {max} byte limit")),
-            },
-            Ok(frame) => Inbound::Frames(vec![frame]),
-            Err(status) => Inbound::Fatal(status.message().to_owned()),
-        });
-        // A small channel: HTTP/2 flow control pushes back into the session's queue.
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(session::run(
-            self.node.clone(),
-            Box::new(GrpcTransport { tx }),
-            Box::pin(inbound),
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+impl NamedService for RealtimeService {
+    const NAME: &'static str = "mkondo.v1.Realtime";
+}
+
+impl<B> tower::Service<http::Request<B>> for RealtimeService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let node = self.node.clone();
+        Box::pin(async move {
+            if req.uri().path() != CONNECT_PATH {
+                return Ok(Status::unimplemented("no such method").into_http());
+            }
+            let hard = node.config.limits.hard_frame_bytes();
+            let mut grpc = Grpc::new(FrameCodec).apply_max_message_size_config(Some(hard), None);
+            Ok(grpc.streaming(ConnectMethod { node }, req).await)
+        })
+    }
+}
+
+struct ConnectMethod {
+    node: Arc<Node>,
+}
+
+impl StreamingService<v1::ClientFrame> for ConnectMethod {
+    type Response = Wire;
+    type ResponseStream = ReceiverStream<Result<Wire, Status>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<v1::ClientFrame>>) -> Self::Future {
+        let node = self.node.clone();
+        Box::pin(async move {
+            let max = node.config.limits.max_frame_bytes;
+            let inbound = request.into_inner().map(move |frame| match frame {
+                Ok(frame) if frame.encoded_len() > max => Inbound::Rejected {
+                    id: frame.id,
+                    error: Error::too_large(format!("frame is over the {max} byte limit")),
+                },
+                Ok(frame) => Inbound::Frames(vec![frame]),
+                Err(status) => Inbound::Fatal(status.message().to_owned()),
+            });
+            // A small channel: HTTP/2 flow control pushes back into the session's queue.
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(session::run(
+                node,
+                Box::new(GrpcTransport { tx }),
+                Box::pin(inbound),
+            ));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+/// A server frame on its way out: a shared push (bytes cached) or a reply.
+pub enum Wire {
+    Push(Arc<Outbound>),
+    Frame(v1::ServerFrame),
+}
+
+#[derive(Default, Clone, Copy)]
+struct FrameCodec;
+
+impl Codec for FrameCodec {
+    type Encode = Wire;
+    type Decode = v1::ClientFrame;
+    type Encoder = FrameCodec;
+    type Decoder = FrameCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        FrameCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        FrameCodec
+    }
+}
+
+impl Encoder for FrameCodec {
+    type Item = Wire;
+    type Error = Status;
+
+    fn encode(&mut self, item: Wire, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        match item {
+            Wire::Push(out) => dst.put_slice(&out.encoded_raw()),
+            Wire::Frame(frame) => frame
+                .encode(dst)
+                .map_err(|e| Status::internal(format!("encoding a frame: {e}")))?,
+        }
+        Ok(())
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = v1::ClientFrame;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<v1::ClientFrame>, Status> {
+        v1::ClientFrame::decode(src)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("malformed frame: {e}")))
     }
 }
 
 struct GrpcTransport {
-    tx: mpsc::Sender<Result<v1::ServerFrame, Status>>,
+    tx: mpsc::Sender<Result<Wire, Status>>,
 }
 
 #[async_trait]
 impl Transport for GrpcTransport {
     async fn write(&mut self, items: Vec<Item>) -> Result<(), ()> {
         for item in items {
-            let frame = match item {
-                Item::Push(out) => out.frame.clone(),
-                Item::Frame(frame) => frame,
+            let wire = match item {
+                Item::Push(out) => Wire::Push(out),
+                Item::Frame(frame) => Wire::Frame(frame),
             };
-            self.tx.send(Ok(frame)).await.map_err(|_| ())?;
+            self.tx.send(Ok(wire)).await.map_err(|_| ())?;
         }
         Ok(())
     }
@@ -73,7 +179,7 @@ impl Transport for GrpcTransport {
                     push: Some(v1::push::Push::Disconnect(d)),
                 })),
             };
-            let _ = self.tx.send(Ok(push)).await;
+            let _ = self.tx.send(Ok(Wire::Frame(push))).await;
         }
         // Dropping the sender ends the response stream.
     }

@@ -17,6 +17,8 @@ pub struct Outbound {
     pub ordered: Option<(String, u64)>,
     json: OnceLock<Bytes>,
     proto: OnceLock<Bytes>,
+    /// The bare protobuf message (gRPC adds its own framing).
+    raw: OnceLock<Bytes>,
 }
 
 impl Outbound {
@@ -33,6 +35,7 @@ impl Outbound {
             ordered,
             json: OnceLock::new(),
             proto: OnceLock::new(),
+            raw: OnceLock::new(),
         })
     }
 
@@ -43,6 +46,15 @@ impl Outbound {
             Encoding::Protobuf => &self.proto,
         };
         cell.get_or_init(|| encode_frame(encoding, &self.frame))
+            .clone()
+    }
+}
+
+impl Outbound {
+    /// The bare protobuf encoding, for gRPC; computed once and cached.
+    pub fn encoded_raw(&self) -> Bytes {
+        self.raw
+            .get_or_init(|| Bytes::from(prost::Message::encode_to_vec(&self.frame)))
             .clone()
     }
 }
