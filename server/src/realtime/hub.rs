@@ -147,3 +147,101 @@ impl Hub {
         delivered
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::broker::Target;
+    use mkondo_proto::v1;
+
+    fn session(
+        hub: &Hub,
+        id: SessionId,
+        app: &str,
+        user: &str,
+        cap: usize,
+    ) -> (mpsc::Receiver<Arc<Outbound>>, Closer) {
+        let (tx, rx) = mpsc::channel(cap);
+        let close = Closer::default();
+        hub.add(SessionHandle {
+            id,
+            app: Arc::from(app),
+            user: Arc::from(user),
+            queue: tx,
+            close: close.clone(),
+        });
+        (rx, close)
+    }
+
+    fn event(app: &str, target: Target) -> Event {
+        Event {
+            app: app.into(),
+            target,
+            payload: Payload::Push(Outbound::push(v1::push::Push::Ping(v1::ServerPing {}))),
+        }
+    }
+
+    #[test]
+    fn delivers_by_user_and_subscription_within_one_app() {
+        let hub = Hub::default();
+        let (mut a1, _) = session(&hub, 1, "app1", "alice", 8);
+        let (mut a2, _) = session(&hub, 2, "app1", "alice", 8);
+        let (mut b, _) = session(&hub, 3, "app1", "bob", 8);
+        let (mut other_app, _) = session(&hub, 4, "app2", "alice", 8);
+        hub.subscribe(&Arc::from("app1"), "room", 3);
+
+        let to_alice = Target {
+            users: vec!["alice".into()],
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&event("app1", to_alice)), 2);
+        assert!(a1.try_recv().is_ok() && a2.try_recv().is_ok());
+        assert!(b.try_recv().is_err() && other_app.try_recv().is_err());
+
+        let room = Target {
+            subscribers_of: vec!["room".into()],
+            except_users: vec!["bob".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            hub.deliver(&event("app1", room)),
+            0,
+            "the actor is excluded"
+        );
+        let room = Target {
+            subscribers_of: vec!["room".into()],
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&event("app1", room)), 1);
+        assert!(b.try_recv().is_ok());
+
+        hub.remove(3, ["room".to_owned()]);
+        let room = Target {
+            subscribers_of: vec!["room".into()],
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&event("app1", room)), 0);
+        assert_eq!(hub.user_session_count("app1", "alice"), 2);
+        assert_eq!(hub.user_session_count("app2", "alice"), 1);
+    }
+
+    #[test]
+    fn a_full_queue_closes_the_session_as_slow_consumer() {
+        let hub = Hub::default();
+        let (_rx, close) = session(&hub, 1, "app", "u", 2);
+        let to_u = || {
+            event(
+                "app",
+                Target {
+                    users: vec!["u".into()],
+                    ..Default::default()
+                },
+            )
+        };
+        hub.deliver(&to_u());
+        hub.deliver(&to_u());
+        assert_eq!(close.code(), None);
+        hub.deliver(&to_u());
+        assert_eq!(close.code(), Some(DisconnectCode::SlowConsumer));
+    }
+}

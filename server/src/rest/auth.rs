@@ -59,7 +59,9 @@ impl Caller {
     /// The backend, or the user `id` themself.
     pub fn require_self_or_backend(&self, id: &str) -> Result<()> {
         match self.user() {
-            Some(me) if me != id => Err(Error::denied("a user token may only act for its own user")),
+            Some(me) if me != id => {
+                Err(Error::denied("a user token may only act for its own user"))
+            }
             _ => Ok(()),
         }
     }

@@ -107,7 +107,9 @@ pub async fn create(
                     }
                 }
             };
-            let (conv, created) = node.start_direct_created(app, &a, &b, create_missing).await?;
+            let (conv, created) = node
+                .start_direct_created(app, &a, &b, create_missing)
+                .await?;
             let extras = body.name.is_some() || body.icon_url.is_some() || body.data.is_some();
             if created && extras {
                 node.store

@@ -61,7 +61,10 @@ pub async fn create(
         avatar_url: body.avatar_url,
         data: body.data,
     };
-    let (user, created) = node.store.upsert_user(&caller.app, &body.id, &patch).await?;
+    let (user, created) = node
+        .store
+        .upsert_user(&caller.app, &body.id, &patch)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
