@@ -153,3 +153,70 @@ impl ServeArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database, "mkondo.db");
+        assert_eq!(c.limits.max_frame_bytes, 64 * 1024);
+        assert_eq!((c.limits.rate_per_second, c.limits.rate_burst), (20, 50));
+        assert_eq!(c.limits.ping_interval, Duration::from_secs(25));
+        assert_eq!(c.limits.pong_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.token_grace, Duration::from_secs(25));
+        assert_eq!(c.limits.max_connections_per_user, 20);
+        assert_eq!(c.limits.replay_limit, 100);
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nreplay_limit = 7\nrate_burst = 5\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--config",
+            file.to_str().unwrap(),
+            "--replay-limit",
+            "42",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000", "from the file");
+        assert_eq!(c.limits.replay_limit, 42, "the flag wins over the file");
+        assert_eq!(c.limits.rate_burst, 5);
+        assert_eq!(c.limits.rate_per_second, 20, "default");
+    }
+
+    #[test]
+    fn a_bad_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("no_such_setting"), "{err}");
+        let args = ServeArgs {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+    }
+}
