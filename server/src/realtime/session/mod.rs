@@ -170,15 +170,11 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
             "closing session"
         );
     }
-    // A slow consumer gets no goodbye: its socket is what is stuck.
-    let goodbye = if code == Some(DisconnectCode::SlowConsumer) {
-        None
-    } else {
-        disconnect
-    };
-    let closing = transport.close(goodbye);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closing).await;
+    // Leave the hub first: nothing more is queued for a session that is closing.
     s.leave().await;
+    // The goodbye is best effort: a slow consumer's socket is what is stuck.
+    let closing = transport.close(disconnect);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
     metrics::gauge!("mkondo_connections").decrement(1.0);
 }
 
