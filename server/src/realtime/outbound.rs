@@ -67,3 +67,39 @@ pub fn encode_frame(encoding: Encoding, frame: &v1::ServerFrame) -> Bytes {
         Bytes::new()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_is_encoded_once_per_encoding_and_shared() {
+        let out = Outbound::push(Push::Typing(v1::TypingPush {
+            conversation_id: "c1".into(),
+            user_id: "alice".into(),
+            stop: false,
+        }));
+        // Every recipient gets the same buffer, not a fresh encoding.
+        let a = out.encoded(Encoding::Json);
+        let b = out.encoded(Encoding::Json);
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_eq!(
+            out.encoded(Encoding::Protobuf).as_ptr(),
+            out.encoded(Encoding::Protobuf).as_ptr()
+        );
+        assert_eq!(out.encoded_raw().as_ptr(), out.encoded_raw().as_ptr());
+        let decoded: Vec<v1::ServerFrame> = codec::decode_batch(Encoding::Json, &a).unwrap();
+        assert_eq!(decoded, vec![out.frame.clone()]);
+        assert_eq!(out.ordered, None);
+    }
+
+    #[test]
+    fn message_pushes_carry_their_order() {
+        let out = Outbound::push(Push::Message(v1::Message {
+            conversation_id: "c1".into(),
+            seq: 7,
+            ..Default::default()
+        }));
+        assert_eq!(out.ordered, Some(("c1".to_owned(), 7)));
+    }
+}

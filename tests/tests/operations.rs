@@ -1,0 +1,152 @@
+//! Running the server: health, readiness, Prometheus metrics, the OpenAPI
+//! document, JSON logs, and `mkondo dev` with its demo app.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use mkondo_tests::{mkondo_bin, ServerOptions, TestServer, Transport, WAIT};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let server = TestServer::start_default().await;
+    let anon = server.rest_anon();
+    assert_eq!(anon.get("/healthz").await.status, 200);
+    assert_eq!(anon.get("/readyz").await.status, 200);
+
+    let api = server.api();
+    api.create_users(&["alice", "bob"]).await;
+    let conv = api.create_group("metrics", &["alice", "bob"]).await;
+    let (alice, _) = server.client(Transport::WsJson, "alice").await;
+    let (bob, _) = server.client(Transport::WsProto, "bob").await;
+    alice.send_message(&conv, "counted", "m-1").await.unwrap();
+    bob.expect_message(&conv, WAIT).await;
+
+    let metrics = anon.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .text
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{}", metrics.text))
+    };
+    assert_eq!(value("mkondo_connections"), 2.0, "two live connections");
+    assert!(value("mkondo_messages_total") >= 1.0);
+    assert!(
+        value("mkondo_frames_in_total") >= 3.0,
+        "two connects and a send"
+    );
+    assert!(
+        value("mkondo_frames_out_total") >= 4.0,
+        "replies and pushes"
+    );
+    assert!(
+        value("mkondo_fanout_seconds_count") >= 1.0,
+        "fan-out latency histogram"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_lists_the_core_endpoints() {
+    let server = TestServer::start_default().await;
+    let doc = server.rest_anon().get("/v1/openapi.json").await.ok();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/users",
+        "/v1/users/{id}",
+        "/v1/users/{id}/conversations",
+        "/v1/users/{id}/messages",
+        "/v1/conversations",
+        "/v1/conversations/{id}",
+        "/v1/conversations/{id}/members",
+        "/v1/conversations/{id}/messages",
+        "/v1/tokens",
+        "/v1/me/conversations",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let server = TestServer::start(ServerOptions::new().flag("--log-format", "json")).await;
+    assert_eq!(server.rest_anon().get("/healthz").await.status, 200);
+    let tail = server.log_tail();
+    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the server logged nothing");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+/// `mkondo dev` creates the `demo` app on first start, and `mkondo token --app demo`
+/// mints a token that connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_creates_the_demo_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dev.db");
+    let db = db.to_str().unwrap();
+    let mut child = tokio::process::Command::new(mkondo_bin())
+        .args(["dev", "--listen", "127.0.0.1:0", "--database", db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("mkondo listening on ") {
+                return addr.parse::<std::net::SocketAddr>().unwrap();
+            }
+            printed.push(line);
+        }
+        panic!("mkondo dev exited before listening");
+    })
+    .await
+    .expect("mkondo dev did not start");
+    let printed = printed.join("\n");
+    assert!(printed.contains("app_id=demo"), "{printed}");
+    assert!(printed.contains("mkondo token --app demo"), "{printed}");
+
+    let out = tokio::process::Command::new(mkondo_bin())
+        .args([
+            "token",
+            "--app",
+            "demo",
+            "--user",
+            "alice",
+            "--database",
+            db,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let client = mkondo_tests::Client::open(addr, Transport::WsJson).await;
+    let reply = client
+        .connect(&token, HashMap::new())
+        .await
+        .expect("the demo token connects");
+    assert_eq!(reply.user.unwrap().id, "alice");
+    child.kill().await.unwrap();
+}
