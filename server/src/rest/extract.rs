@@ -12,8 +12,12 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// The largest request body accepted (`DefaultBodyLimit`).
+/// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Bodies up to this size are read whole and then refused with a clean 413, so a
+/// client still writing its body gets the answer rather than a reset connection;
+/// larger ones are cut off early (`DefaultBodyLimit`).
+pub const READ_LIMIT_BYTES: usize = 8 * MAX_BODY_BYTES;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 100;
 
@@ -53,6 +57,11 @@ where
                 ))
             }
         })?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(Error::too_large(format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("a JSON request body is required"));
         }

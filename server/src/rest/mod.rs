@@ -61,5 +61,5 @@ routes! {
 /// The REST routes, with the request body limit (413 `too_large` above it).
 /// No fallback here: the server's router merges gRPC, which brings its own.
 pub fn router() -> Router<Arc<Node>> {
-    routes().layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+    routes().layer(DefaultBodyLimit::max(extract::READ_LIMIT_BYTES))
 }

@@ -345,18 +345,15 @@ impl Session {
                 node.set_presence(&app, &me, self.id, state).await?;
                 Ok(ok())
             }
-            Command::Edit(_)
+            command @ (Command::Edit(_)
             | Command::Delete(_)
             | Command::React(_)
-            | Command::Unreact(_)
-            | Command::Hide(_)
+            | Command::Unreact(_)) => self.message_command(&app, &me, command).await,
+            command @ (Command::Hide(_)
             | Command::Block(_)
             | Command::Unblock(_)
             | Command::Signal(_)
-            | Command::AckNotification(_) => Err(Error::new(
-                ErrorCode::Unavailable,
-                "this command is not available on this server version",
-            )),
+            | Command::AckNotification(_)) => self.social_command(&app, &me, command).await,
         }
     }
 

@@ -12,6 +12,8 @@
 //!   moves it.
 
 mod commands;
+mod message_commands;
+mod social_commands;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

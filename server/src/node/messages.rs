@@ -1,0 +1,104 @@
+//! Messages: send (seq allocation and fan-out in seq order), history, read
+//! positions.
+
+use mkondo_proto::v1::{self, push::Push};
+
+use super::{Actor, Node};
+use crate::error::{Error, Result};
+use crate::realtime::broker::Target;
+use crate::store::{self, messages::HistoryQuery, NewMessage, Sent};
+use crate::views;
+
+impl Node {
+    // ----- messages
+
+    pub async fn send_message(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        msg: NewMessage,
+    ) -> Result<Sent> {
+        store::messages::check_new_message(&msg)?;
+        let members = self.store.member_ids(app, conv).await?;
+        if members.is_empty()
+            && self
+                .store
+                .get_conversation(app, conv, None)
+                .await?
+                .is_none()
+        {
+            return Err(Error::not_found("conversation"));
+        }
+        let sender_is_member = members.contains(&msg.sender_id);
+        match actor {
+            Actor::User(u) if u != msg.sender_id => {
+                return Err(Error::denied("cannot send as another user"))
+            }
+            _ if msg.kind == "system" => {}
+            _ if !sender_is_member => {
+                return Err(Error::denied(
+                    "the sender is not a member of this conversation",
+                ))
+            }
+            _ => {}
+        }
+        let _ordered = self.conversation_lock(app, conv).lock().await;
+        let sent = self.store.send_message(app, conv, &msg).await?;
+        if !sent.duplicate {
+            metrics::counter!("mkondo_messages_total").increment(1);
+            self.typing_stopped(app, conv, &msg.sender_id);
+            self.publish(
+                app,
+                Target {
+                    users: members,
+                    ..Default::default()
+                },
+                Push::Message(views::message(&sent.message)),
+            )
+            .await?;
+        }
+        Ok(sent)
+    }
+
+    /// History the actor may read: users see nothing at or before their cleared_seq.
+    pub async fn history(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        query: &HistoryQuery,
+    ) -> Result<store::Page<store::Message>> {
+        let c = self.visible_conversation(app, actor, conv).await?;
+        let floor = c.viewer.as_ref().map_or(0, |v| v.cleared_seq);
+        self.store.history_page(app, conv, query, floor).await
+    }
+
+    pub async fn mark_read(
+        &self,
+        app: &str,
+        user: &str,
+        conv: &str,
+        seq: i64,
+    ) -> Result<(i64, i64)> {
+        self.visible_conversation(app, Actor::User(user), conv)
+            .await?;
+        let (read, unread) = self.store.mark_read(app, conv, user, seq).await?;
+        let members = self.store.member_ids(app, conv).await?;
+        self.publish(
+            app,
+            Target {
+                users: members,
+                ..Default::default()
+            },
+            Push::Read(v1::ReadPush {
+                conversation_id: conv.to_owned(),
+                user_id: user.to_owned(),
+                last_read_seq: read as u64,
+                unread_count: unread as u64,
+            }),
+        )
+        .await?;
+        Ok((read, unread))
+    }
+}

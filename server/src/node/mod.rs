@@ -1,0 +1,246 @@
+//! The node: one executor for every interface. REST handlers, the Admin API and
+//! real-time sessions all call these operations, so the rules (membership,
+//! roles, limits) and the fan-out that follows a change exist once.
+//!
+//! Ordering: a conversation's messages are published in seq order. `send_message`
+//! holds a striped per-conversation lock across "allocate seq + commit + publish",
+//! so two senders cannot publish seq 6 before seq 5.
+
+mod conversations;
+mod messages;
+mod presence;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use mkondo_proto::v1::push::Push;
+use mkondo_proto::ErrorCode;
+use tokio::sync::Mutex;
+
+use crate::auth::{self, TokenClaims, TokenError, TokenPolicy};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::realtime::broker::{Broker, Event, Payload, Target};
+use crate::realtime::hub::Hub;
+use crate::realtime::outbound::Outbound;
+use crate::realtime::presence::PresenceManager;
+use crate::store::{self, users::UserPatch, Conversation, NewGroup, Role, Store, User};
+
+const LOCK_STRIPES: usize = 256;
+pub const TYPING_TTL_MS: i64 = 6_000;
+
+/// Who performs an operation.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// A user holding a token: sees and does only what that user may.
+    User(&'a str),
+    /// The customer's backend (an API key): everything in the app.
+    Backend,
+}
+
+pub struct Node {
+    pub store: Store,
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub broker: Arc<dyn Broker>,
+    pub presence: Arc<dyn PresenceManager>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    locks: Vec<Mutex<()>>,
+    typing: DashMap<(String, String), Vec<(String, i64)>>,
+    started: Instant,
+}
+
+impl Node {
+    pub fn new(
+        store: Store,
+        config: Config,
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        presence: Arc<dyn PresenceManager>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            hub,
+            broker,
+            presence,
+            shutdown: Default::default(),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            typing: DashMap::new(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    pub(crate) fn conversation_lock(&self, app: &str, conv: &str) -> &Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (app, conv).hash(&mut h);
+        &self.locks[(h.finish() as usize) % LOCK_STRIPES]
+    }
+
+    pub async fn publish(&self, app: &str, target: Target, push: Push) -> Result<()> {
+        let started = Instant::now();
+        let result = self
+            .broker
+            .publish(Event {
+                app: app.to_owned(),
+                target,
+                payload: Payload::Push(Outbound::push(push)),
+            })
+            .await;
+        metrics::histogram!("mkondo_fanout_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    // ----- authentication
+
+    /// Verifies a user token and returns its claims; the user must not be
+    /// deactivated and the token not issued before a revocation.
+    pub async fn authenticate(&self, token: &str) -> Result<TokenClaims> {
+        let header = auth::peek_header(token)?;
+        let key = self
+            .store
+            .signing_key(&header.kid)
+            .await?
+            .ok_or(TokenError::UnknownKid)?;
+        let policy = TokenPolicy {
+            max_lifetime_secs: self.config.limits.max_token_lifetime_secs,
+            leeway_secs: 30,
+        };
+        let claims = auth::verify(token, &key, &policy, chrono::Utc::now().timestamp())?;
+        let app = self
+            .store
+            .get_app(&claims.app_id)
+            .await?
+            .ok_or(TokenError::WrongApp)?;
+        let issued_ms = claims.iat.unwrap_or(0) * 1000;
+        if issued_ms < app.tokens_valid_after {
+            return Err(Error::new(ErrorCode::InvalidToken, "token revoked").with_reason("revoked"));
+        }
+        if let Some(user) = self.store.get_user(&claims.app_id, &claims.user_id).await? {
+            if user.deactivated {
+                return Err(Error::denied("user is deactivated").with_reason("user_deactivated"));
+            }
+            if issued_ms < user.tokens_valid_after {
+                return Err(
+                    Error::new(ErrorCode::InvalidToken, "token revoked").with_reason("revoked")
+                );
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The user behind a verified token, created from its claims on first connect,
+    /// joined to the conversations its `groups` claim names.
+    pub async fn user_for_claims(&self, claims: &TokenClaims) -> Result<User> {
+        let app = &claims.app_id;
+        let user = match self.store.get_user(app, &claims.user_id).await? {
+            Some(user) => user,
+            None if self.config.limits.auto_create_users => {
+                let patch = UserPatch {
+                    name: claims.name.clone(),
+                    avatar_url: claims.avatar.clone(),
+                    data: None,
+                };
+                self.store
+                    .upsert_user(app, &claims.user_id, &patch)
+                    .await?
+                    .0
+            }
+            None => {
+                return Err(Error::unauthenticated("unknown user").with_reason("unknown_user"));
+            }
+        };
+        for group in &claims.groups {
+            self.join_group_from_token(app, &claims.user_id, group)
+                .await?;
+        }
+        Ok(user)
+    }
+
+    pub(crate) async fn join_group_from_token(
+        &self,
+        app: &str,
+        user: &str,
+        group: &str,
+    ) -> Result<()> {
+        if !store::valid_conversation_id(group) {
+            return Err(Error::invalid(format!(
+                "groups claim names an invalid conversation id: {group}"
+            )));
+        }
+        match self.store.get_conversation(app, group, None).await? {
+            Some(conv) if conv.kind == store::Kind::Direct => Err(Error::invalid(
+                "the groups claim cannot name a direct conversation",
+            )),
+            Some(_) => {
+                let added = self
+                    .store
+                    .add_members(app, group, &[user.to_owned()], Role::Member)
+                    .await?;
+                self.announce_joined(app, group, &added).await
+            }
+            None => {
+                let created = self.store.create_group(
+                    app,
+                    NewGroup {
+                        id: Some(group.to_owned()),
+                        name: group.to_owned(),
+                        members: vec![user.to_owned()],
+                        ..Default::default()
+                    },
+                );
+                match created.await {
+                    Ok(_) => Ok(()),
+                    // Created concurrently by another connection: join it.
+                    Err(e) if e.code == ErrorCode::AlreadyExists => {
+                        let added = self
+                            .store
+                            .add_members(app, group, &[user.to_owned()], Role::Member)
+                            .await?;
+                        self.announce_joined(app, group, &added).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    // ----- helpers
+
+    pub(crate) async fn require_users(&self, app: &str, users: &[String]) -> Result<()> {
+        for u in users {
+            if self.store.get_user(app, u).await?.is_none() {
+                return Err(Error::not_found(&format!("user {u}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend may name users that do not exist yet: they are created empty.
+    pub(crate) async fn ensure_users(&self, app: &str, users: &[String]) -> Result<()> {
+        for u in users {
+            if self.store.get_user(app, u).await?.is_none() {
+                self.store
+                    .upsert_user(app, u, &UserPatch::default())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn require_role(c: &Conversation, at_least: Role) -> Result<()> {
+    match &c.viewer {
+        Some(v) if v.role >= at_least => Ok(()),
+        _ => Err(Error::denied(format!(
+            "requires the {} role",
+            at_least.as_str()
+        ))),
+    }
+}

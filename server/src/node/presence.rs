@@ -1,0 +1,185 @@
+//! Ephemeral state: typing and presence, with who may see them.
+
+use mkondo_proto::v1::{self, push::Push};
+
+use super::{Node, TYPING_TTL_MS};
+use crate::error::{Error, Result};
+use crate::realtime::broker::Target;
+use crate::realtime::presence::{AppState, Status, UserPresence};
+use crate::store;
+use crate::views;
+
+impl Node {
+    // ----- ephemeral: typing and presence
+
+    pub async fn typing(&self, app: &str, user: &str, conv: &str, stop: bool) -> Result<()> {
+        if self.store.member(app, conv, user).await?.is_none() {
+            return Err(self.not_member_error(app, conv).await);
+        }
+        if stop {
+            self.typing_stopped(app, conv, user);
+        } else {
+            let now = store::now_ms();
+            let mut entry = self
+                .typing
+                .entry((app.to_owned(), conv.to_owned()))
+                .or_default();
+            entry.retain(|(u, at)| u != user && now - at < TYPING_TTL_MS);
+            entry.push((user.to_owned(), now));
+        }
+        self.publish(
+            app,
+            Target {
+                subscribers_of: vec![conv.to_owned()],
+                except_users: vec![user.to_owned()],
+                ..Default::default()
+            },
+            Push::Typing(v1::TypingPush {
+                conversation_id: conv.to_owned(),
+                user_id: user.to_owned(),
+                stop,
+            }),
+        )
+        .await
+    }
+
+    pub(crate) fn typing_stopped(&self, app: &str, conv: &str, user: &str) {
+        self.typing
+            .remove_if_mut(&(app.to_owned(), conv.to_owned()), |_, list| {
+                list.retain(|(u, _)| u != user);
+                list.is_empty()
+            });
+    }
+
+    /// Users typing in `conv` now.
+    pub fn typing_now(&self, app: &str, conv: &str) -> Vec<String> {
+        let now = store::now_ms();
+        self.typing
+            .get(&(app.to_owned(), conv.to_owned()))
+            .map(|list| {
+                list.iter()
+                    .filter(|(_, at)| now - at < TYPING_TTL_MS)
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) async fn not_member_error(&self, app: &str, conv: &str) -> Error {
+        match self.store.get_conversation(app, conv, None).await {
+            Ok(Some(_)) => Error::denied("not a member of this conversation"),
+            Ok(None) => Error::not_found("conversation"),
+            Err(e) => e,
+        }
+    }
+
+    /// Presence of these users: live status, else offline with the stored last_seen.
+    pub async fn presence_of(&self, app: &str, users: &[String]) -> Result<Vec<UserPresence>> {
+        let live = self.presence.get(app, users).await;
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            match live.iter().find(|p| p.user_id == *u) {
+                Some(p) if p.status != Status::Offline => out.push(p.clone()),
+                found => {
+                    let stored = self
+                        .store
+                        .get_user(app, u)
+                        .await?
+                        .and_then(|u| u.last_seen)
+                        .map(|m| m.0);
+                    let last_seen = match (found.and_then(|p| p.last_seen), stored) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                    out.push(UserPresence {
+                        user_id: u.clone(),
+                        status: Status::Offline,
+                        last_seen,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Presence a user may ask for: people who share a conversation with them.
+    pub async fn visible_presence(
+        &self,
+        app: &str,
+        viewer: &str,
+        users: &[String],
+    ) -> Result<Vec<UserPresence>> {
+        if users.len() > 100 {
+            return Err(Error::invalid("at most 100 user ids"));
+        }
+        let mine = self.store.conversation_ids_of(app, viewer).await?;
+        let mut visible = Vec::new();
+        for u in users {
+            if u == viewer {
+                visible.push(u.clone());
+                continue;
+            }
+            let theirs = self.store.conversation_ids_of(app, u).await?;
+            if theirs.iter().any(|c| mine.contains(c)) {
+                visible.push(u.clone());
+            }
+        }
+        self.presence_of(app, &visible).await
+    }
+
+    /// Records a connection's app state and tells the people who may see it.
+    pub async fn set_presence(
+        &self,
+        app: &str,
+        user: &str,
+        conn: u64,
+        state: AppState,
+    ) -> Result<()> {
+        if let Some(status) = self
+            .presence
+            .set(app, user, conn, state, store::now_ms())
+            .await
+        {
+            self.announce_presence(app, user, status).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn drop_presence(&self, app: &str, user: &str, conn: u64) -> Result<()> {
+        let now = store::now_ms();
+        if let Some(status) = self.presence.remove(app, user, conn, now).await {
+            if status == Status::Offline {
+                self.store.set_last_seen(app, user, now).await?;
+            }
+            self.announce_presence(app, user, status).await?;
+        }
+        Ok(())
+    }
+
+    /// Presence goes to direct contacts and to subscribers of the user's conversations,
+    /// never to every member of a large group.
+    pub(crate) async fn announce_presence(
+        &self,
+        app: &str,
+        user: &str,
+        status: Status,
+    ) -> Result<()> {
+        let contacts = self.store.contacts(app, user).await?;
+        let convs = self.store.conversation_ids_of(app, user).await?;
+        let presence = UserPresence {
+            user_id: user.to_owned(),
+            status,
+            last_seen: Some(store::now_ms()),
+        };
+        self.publish(
+            app,
+            Target {
+                users: contacts,
+                subscribers_of: convs,
+                except_users: vec![user.to_owned()],
+            },
+            Push::Presence(views::presence(&presence)),
+        )
+        .await
+    }
+}

@@ -1,0 +1,21 @@
+//! Commands that change existing messages: edit, delete, react, unreact.
+
+use mkondo_proto::v1::{client_frame::Command, reply::Result as R};
+use mkondo_proto::ErrorCode;
+
+use super::Session;
+use crate::error::{Error, Result};
+
+impl Session {
+    pub(super) async fn message_command(
+        &mut self,
+        _app: &str,
+        _me: &str,
+        _command: Command,
+    ) -> Result<R> {
+        Err(Error::new(
+            ErrorCode::Unavailable,
+            "this command is not available on this server version",
+        ))
+    }
+}
