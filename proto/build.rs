@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost_build::Config::new()
             .file_descriptor_set_path(&descriptor_path)
             .skip_protoc_run()
-            .compile_well_known_types(true)
+            .compile_well_known_types()
             .extern_path(".google.protobuf", "::pbjson_types")
             .compile_protos(&files, &["proto"])?;
     }

@@ -142,6 +142,8 @@ fn group() -> Conversation {
         member_count: 3,
         peer: None,
         peer_presence: None,
+        cleared_seq: 0,
+        hidden: false,
     }
 }
 

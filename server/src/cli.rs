@@ -5,9 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use mkondo_proto::DisconnectCode;
+
 use crate::auth::{self, KeyAlg};
 use crate::config::ServeArgs;
-use crate::store::Store;
+use crate::node::lifecycle::revocation_point;
+use crate::store::{self, Announce, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,14 +88,67 @@ pub enum AppCommand {
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
-    /// Create another API key for an app (shown once).
-    ApiKey {
+    /// Rotate: add a new HS256 signing key (its secret printed once). Tokens
+    /// signed with the older keys keep working until those are removed.
+    RotateKey {
         #[arg(long)]
         app: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        database: String,
+    },
+    /// Remove a signing key (not the app's last): tokens with its kid are refused.
+    RemoveKey {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        kid: String,
+        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        database: String,
+    },
+    /// Create or revoke API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Refuse every token of the app issued up to now (iat in this second or before).
+    RevokeTokens {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        json: bool,
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create another API key for an app (shown once).
+    Create {
+        #[arg(long)]
+        app: String,
+        /// Print `{"api_key", "prefix"}`.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        database: String,
+    },
+    /// Revoke an API key by its prefix (as `app list` shows it).
+    Revoke {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        database: String,
+    },
+}
+
+/// Said after a change that a running server applies to live sessions by
+/// polling (node/lifecycle.rs), not at once.
+const LIVE_NOTE: &str = "a running server closes the live connections this affects within a second";
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -126,12 +182,25 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
         }
         AppCommand::List { json, database } => {
             let store = Store::open(&database).await?;
-            let apps = store.list_apps().await?;
+            let apps = store.app_overviews().await?;
             if json {
                 print_json(&apps)?;
             } else {
                 for app in apps {
-                    println!("{}\t{}", app.app_id, app.name);
+                    let kids: Vec<&str> = app.signing_keys.iter().map(|k| k.kid.as_str()).collect();
+                    let api_keys: Vec<&str> = app
+                        .api_keys
+                        .iter()
+                        .filter(|k| k.revoked_at.is_none())
+                        .map(|k| k.prefix.as_str())
+                        .collect();
+                    println!(
+                        "{}\t{}\tkeys: {}\tapi keys: {}",
+                        app.app_id,
+                        app.name,
+                        kids.join(","),
+                        api_keys.join(",")
+                    );
                 }
             }
             store.close().await;
@@ -164,11 +233,96 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
             }
             store.close().await;
         }
-        AppCommand::ApiKey { app, database } => {
+        AppCommand::RotateKey {
+            app,
+            json,
+            database,
+        } => {
             let store = Store::open(&database).await?;
-            println!("{}", store.create_api_key(&app).await?);
+            let key = store.add_signing_key(&app, KeyAlg::Hs256, None).await?;
+            if json {
+                print_json(&key)?;
+            } else {
+                println!("kid:    {}", key.kid);
+                println!(
+                    "secret: {}  (shown once; older keys keep working until removed)",
+                    key.secret.as_deref().unwrap_or("")
+                );
+            }
             store.close().await;
         }
+        AppCommand::RemoveKey { app, kid, database } => {
+            let store = Store::open(&database).await?;
+            require_app(&store, &app).await?;
+            let revoked = Announce::WithCode(DisconnectCode::TokensRevoked.code());
+            store.remove_signing_key(&app, &kid, revoked).await?;
+            println!("removed signing key {kid}; {LIVE_NOTE}");
+            store.close().await;
+        }
+        AppCommand::ApiKey { command } => run_api_key_command(command).await?,
+        AppCommand::RevokeTokens {
+            app,
+            json,
+            database,
+        } => {
+            let store = Store::open(&database).await?;
+            let point = revocation_point(store::now_ms());
+            let revoked = Announce::WithCode(DisconnectCode::TokensRevoked.code());
+            if !store.revoke_app_tokens(&app, point, revoked).await? {
+                anyhow::bail!("app {app} not found");
+            }
+            let at = chrono::DateTime::from_timestamp_millis(point).unwrap_or_default();
+            if json {
+                print_json(&serde_json::json!({ "tokens_valid_after": at.to_rfc3339() }))?;
+            } else {
+                println!(
+                    "tokens of {app} issued before {} are refused; {LIVE_NOTE}",
+                    at.to_rfc3339()
+                );
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn run_api_key_command(command: ApiKeyCommand) -> anyhow::Result<()> {
+    match command {
+        ApiKeyCommand::Create {
+            app,
+            json,
+            database,
+        } => {
+            let store = Store::open(&database).await?;
+            let created = store.create_api_key_named(&app).await?;
+            if json {
+                print_json(&created)?;
+            } else {
+                println!("api key: {}  (shown once; keep it safe)", created.api_key);
+                println!("prefix:  {}", created.prefix);
+            }
+            store.close().await;
+        }
+        ApiKeyCommand::Revoke {
+            app,
+            prefix,
+            database,
+        } => {
+            let store = Store::open(&database).await?;
+            require_app(&store, &app).await?;
+            if !store.revoke_api_key(&app, &prefix).await? {
+                anyhow::bail!("no active API key of app {app} has the prefix {prefix}");
+            }
+            println!("revoked API key {prefix}");
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn require_app(store: &Store, app: &str) -> anyhow::Result<()> {
+    if store.get_app(app).await?.is_none() {
+        anyhow::bail!("app {app} not found");
     }
     Ok(())
 }

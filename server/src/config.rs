@@ -51,7 +51,38 @@ pub struct ServeArgs {
     /// Create users on first connect from their token's claims.
     #[arg(long, env = "MKONDO_AUTO_CREATE_USERS")]
     pub auto_create_users: Option<bool>,
+    /// Secret for the operator API (`/v1/admin/...`, `Authorization: Bearer
+    /// <secret>`), at least 16 characters. Without it the operator API answers 404.
+    #[arg(long, env = "MKONDO_OPERATOR_SECRET", hide_env_values = true)]
+    pub operator_secret: Option<Secret>,
 }
+
+/// A secret setting: never printed (`Debug` shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// The shortest operator secret accepted.
+pub const MIN_OPERATOR_SECRET_LEN: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +90,8 @@ pub struct Config {
     pub database: String,
     pub log_json: bool,
     pub limits: Limits,
+    /// Guards the operator API; `None` turns it off.
+    pub operator_secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,11 +178,23 @@ impl ServeArgs {
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("--log-format must be text or json");
         }
+        let operator_secret = self
+            .operator_secret
+            .clone()
+            .or(file.operator_secret.clone());
+        if let Some(secret) = &operator_secret {
+            if secret.expose().trim().len() < MIN_OPERATOR_SECRET_LEN {
+                anyhow::bail!(
+                    "the operator secret must be at least {MIN_OPERATOR_SECRET_LEN} characters"
+                );
+            }
+        }
         Ok(Config {
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
             database: pick!(database, "mkondo.db".to_owned()),
             log_json: log_format == "json",
             limits,
+            operator_secret,
         })
     }
 }
@@ -218,5 +263,43 @@ mod tests {
             ..Default::default()
         };
         assert!(args.resolve().is_err());
+    }
+
+    #[test]
+    fn the_operator_secret_comes_from_a_flag_or_the_file_and_is_never_printed() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert!(c.operator_secret.is_none(), "off by default");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(&file, "operator_secret = \"from-the-file-0123456789\"\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        let secret = c.operator_secret.clone().unwrap();
+        assert_eq!(secret.expose(), "from-the-file-0123456789");
+        assert!(
+            !format!("{c:?}").contains("from-the-file"),
+            "Debug redacts it"
+        );
+
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--config",
+            file.to_str().unwrap(),
+            "--operator-secret",
+            "from-the-flag-0123456789",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(
+            c.operator_secret.unwrap().expose(),
+            "from-the-flag-0123456789"
+        );
+
+        let short = ServeArgs {
+            operator_secret: Some("short".parse().unwrap()),
+            ..Default::default()
+        };
+        let err = short.resolve().unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
     }
 }

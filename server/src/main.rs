@@ -42,6 +42,9 @@ async fn serve(args: ServeArgs, dev: bool) -> anyhow::Result<()> {
     if dev {
         mkondo_server::server::dev_setup(&node).await?;
     }
+    // Revocations made with the CLI (which writes the database directly) close
+    // live sessions too.
+    tokio::spawn(node.clone().watch_revocations());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.

@@ -5,7 +5,7 @@ use mkondo_proto::convert::{json_to_struct, millis_to_timestamp};
 use mkondo_proto::v1;
 
 use crate::realtime::presence::UserPresence;
-use crate::store::{Conversation, Member, Message, Millis, User};
+use crate::store::{social::Notification, Conversation, Member, Message, Millis, User};
 
 fn ts(m: Millis) -> Option<pbjson_types::Timestamp> {
     Some(millis_to_timestamp(m.0))
@@ -48,7 +48,14 @@ pub fn message(m: &Message) -> v1::Message {
         created_at: ts(m.created_at),
         edited_at: opt_ts(m.edited_at),
         deleted_at: opt_ts(m.deleted_at),
-        reactions: Vec::new(),
+        reactions: m
+            .reactions
+            .iter()
+            .map(|r| v1::Reaction {
+                emoji: r.emoji.clone(),
+                user_ids: r.user_ids.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -96,5 +103,16 @@ pub fn conversation(
         member_count: c.member_count as u32,
         peer: peer.map(user),
         peer_presence: peer_presence.map(presence),
+        cleared_seq: viewer.map_or(0, |v| v.cleared_seq as u64),
+        hidden: viewer.is_some_and(|v| v.hidden),
+    }
+}
+
+pub fn notification(n: &Notification) -> v1::Notification {
+    v1::Notification {
+        id: n.id.clone(),
+        payload: json_to_struct(&n.payload).ok(),
+        created_at: ts(n.created_at),
+        expires_at: ts(n.expires_at),
     }
 }

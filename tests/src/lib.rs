@@ -14,10 +14,12 @@
 //! Scenarios are written once as `async fn scenario(transport: Transport)` and
 //! instantiated for each transport with [`per_transport!`].
 
+mod change_commands;
 mod client;
 mod commands;
 mod raw;
 mod rest;
+mod revocation;
 mod server;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +31,7 @@ pub use mkondo_proto::v1::{
 };
 pub use raw::{RawEvent, RawWs};
 pub use rest::{json_u64, seq_of, urlencode, Resp, Rest};
+pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_DEADLINE};
 pub use server::{
     mkondo_bin, proc_status_kib, App, AsymmetricKey, Claims, ServerOptions, TestServer,
 };

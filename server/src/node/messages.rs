@@ -43,6 +43,7 @@ impl Node {
             }
             _ => {}
         }
+        self.refuse_blocked_direct(app, conv, &msg).await?;
         let _ordered = self.conversation_lock(app, conv).lock().await;
         let sent = self.store.send_message(app, conv, &msg).await?;
         if !sent.duplicate {

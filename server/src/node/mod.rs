@@ -7,8 +7,12 @@
 //! so two senders cannot publish seq 6 before seq 5.
 
 mod conversations;
+pub mod lifecycle;
+mod membership;
+mod message_changes;
 mod messages;
 mod presence;
+pub mod social;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -131,6 +135,16 @@ impl Node {
                     Error::new(ErrorCode::InvalidToken, "token revoked").with_reason("revoked")
                 );
             }
+        } else if let Some(deleted_at) = self
+            .store
+            .user_deleted_at(&claims.app_id, &claims.user_id)
+            .await?
+        {
+            // A deleted user's old tokens must not bring them back (node/lifecycle.rs).
+            if issued_ms < deleted_at {
+                return Err(Error::new(ErrorCode::InvalidToken, "the user was deleted")
+                    .with_reason("user_deleted"));
+            }
         }
         Ok(claims)
     }
@@ -178,13 +192,7 @@ impl Node {
             Some(conv) if conv.kind == store::Kind::Direct => Err(Error::invalid(
                 "the groups claim cannot name a direct conversation",
             )),
-            Some(_) => {
-                let added = self
-                    .store
-                    .add_members(app, group, &[user.to_owned()], Role::Member)
-                    .await?;
-                self.announce_joined(app, group, &added).await
-            }
+            Some(_) => self.join_from_token(app, group, user).await,
             None => {
                 let created = self.store.create_group(
                     app,
@@ -199,11 +207,7 @@ impl Node {
                     Ok(_) => Ok(()),
                     // Created concurrently by another connection: join it.
                     Err(e) if e.code == ErrorCode::AlreadyExists => {
-                        let added = self
-                            .store
-                            .add_members(app, group, &[user.to_owned()], Role::Member)
-                            .await?;
-                        self.announce_joined(app, group, &added).await
+                        self.join_from_token(app, group, user).await
                     }
                     Err(e) => Err(e),
                 }

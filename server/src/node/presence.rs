@@ -27,11 +27,13 @@ impl Node {
             entry.retain(|(u, at)| u != user && now - at < TYPING_TTL_MS);
             entry.push((user.to_owned(), now));
         }
+        let mut except_users = self.block_peers(app, user).await?;
+        except_users.push(user.to_owned());
         self.publish(
             app,
             Target {
                 subscribers_of: vec![conv.to_owned()],
-                except_users: vec![user.to_owned()],
+                except_users,
                 ..Default::default()
             },
             Push::Typing(v1::TypingPush {
@@ -49,6 +51,15 @@ impl Node {
                 list.retain(|(u, _)| u != user);
                 list.is_empty()
             });
+    }
+
+    /// Users typing in `conv` now, as `viewer` may see them (not themself, nobody
+    /// with a block between them).
+    pub async fn typing_seen_by(&self, app: &str, viewer: &str, conv: &str) -> Result<Vec<String>> {
+        let mut typing = self.typing_now(app, conv);
+        let hidden = self.block_peers(app, viewer).await?;
+        typing.retain(|u| u != viewer && !hidden.contains(u));
+        Ok(typing)
     }
 
     /// Users typing in `conv` now.
@@ -102,7 +113,24 @@ impl Node {
         Ok(out)
     }
 
-    /// Presence a user may ask for: people who share a conversation with them.
+    /// `presence_of`, leaving out the users with a block between them and `viewer`.
+    pub async fn presence_seen_by(
+        &self,
+        app: &str,
+        viewer: &str,
+        users: &[String],
+    ) -> Result<Vec<UserPresence>> {
+        let hidden = self.block_peers(app, viewer).await?;
+        let seen: Vec<String> = users
+            .iter()
+            .filter(|u| !hidden.contains(u))
+            .cloned()
+            .collect();
+        self.presence_of(app, &seen).await
+    }
+
+    /// Presence a user may ask for: people who share a conversation with them
+    /// and have no block between them.
     pub async fn visible_presence(
         &self,
         app: &str,
@@ -113,10 +141,14 @@ impl Node {
             return Err(Error::invalid("at most 100 user ids"));
         }
         let mine = self.store.conversation_ids_of(app, viewer).await?;
+        let blocked = self.block_peers(app, viewer).await?;
         let mut visible = Vec::new();
         for u in users {
             if u == viewer {
                 visible.push(u.clone());
+                continue;
+            }
+            if blocked.contains(u) {
                 continue;
             }
             let theirs = self.store.conversation_ids_of(app, u).await?;
@@ -157,7 +189,7 @@ impl Node {
     }
 
     /// Presence goes to direct contacts and to subscribers of the user's conversations,
-    /// never to every member of a large group.
+    /// never to every member of a large group, nor to anyone with a block between them.
     pub(crate) async fn announce_presence(
         &self,
         app: &str,
@@ -166,6 +198,8 @@ impl Node {
     ) -> Result<()> {
         let contacts = self.store.contacts(app, user).await?;
         let convs = self.store.conversation_ids_of(app, user).await?;
+        let mut except_users = self.block_peers(app, user).await?;
+        except_users.push(user.to_owned());
         let presence = UserPresence {
             user_id: user.to_owned(),
             status,
@@ -176,7 +210,8 @@ impl Node {
             Target {
                 users: contacts,
                 subscribers_of: convs,
-                except_users: vec![user.to_owned()],
+                except_users,
+                ..Default::default()
             },
             Push::Presence(views::presence(&presence)),
         )

@@ -11,15 +11,24 @@ use mkondo_proto::DisconnectCode;
 use super::hub::Hub;
 use super::outbound::Outbound;
 
-/// Who an event is for, within one app.
+/// Who an event is for, within one app: the sessions the selectors pick
+/// (`users`, `subscribers_of`, `whole_app`), narrowed by the filters
+/// (`except_users`, `kid`, `issued_before_ms`).
 #[derive(Debug, Clone, Default)]
 pub struct Target {
     /// Every connected device of these users.
     pub users: Vec<String>,
     /// Every session subscribed to these conversations.
     pub subscribers_of: Vec<String>,
+    /// Every session of the app (an app-wide revocation, a removed signing key).
+    pub whole_app: bool,
     /// Never these users (the actor itself, or people who blocked each other).
     pub except_users: Vec<String>,
+    /// Only sessions whose current token was signed with this key.
+    pub kid: Option<String>,
+    /// Only sessions whose current token was issued (`iat`, in ms) before this:
+    /// a revocation leaves alone a session that already holds a newer token.
+    pub issued_before_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]

@@ -5,8 +5,15 @@
 //! sessions' queue handles under short, sharded (DashMap) locks, then `try_send`s to
 //! each bounded queue. A full queue means the client reads too slowly: that session is
 //! told to close with `slow_consumer` rather than letting memory grow.
+//!
+//! Revocations (a disconnect event) select sessions by user, by app, by the key
+//! that signed their current token and by when that token was issued; each
+//! session's token stamp is kept up to date on refresh. Every disconnect event
+//! bumps a counter first, so a session that was authenticating while one ran can
+//! tell and check its token again once it is reachable (see `revocations`).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -25,8 +32,28 @@ pub struct SessionHandle {
     pub id: SessionId,
     pub app: Arc<str>,
     pub user: Arc<str>,
+    /// The session's current token (changes on refresh).
+    pub token: TokenStamp,
     pub queue: mpsc::Sender<Arc<Outbound>>,
     pub close: Closer,
+}
+
+/// What a revocation needs to know of the token a session holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenStamp {
+    /// The signing key's id (the token header's `kid`).
+    pub kid: Arc<str>,
+    /// The token's `iat` in milliseconds (0 when it has none).
+    pub issued_at_ms: i64,
+}
+
+impl Default for TokenStamp {
+    fn default() -> Self {
+        Self {
+            kid: Arc::from(""),
+            issued_at_ms: 0,
+        }
+    }
 }
 
 /// Asks a session to close with a code; the first code wins.
@@ -53,7 +80,10 @@ impl Closer {
 pub struct Hub {
     sessions: DashMap<SessionId, SessionHandle>,
     by_user: DashMap<(Arc<str>, Arc<str>), HashSet<SessionId>>,
+    by_app: DashMap<Arc<str>, HashSet<SessionId>>,
     subscribers: DashMap<(Arc<str>, String), HashSet<SessionId>>,
+    /// Disconnect events delivered so far.
+    revocations: AtomicU64,
 }
 
 impl Hub {
@@ -62,7 +92,25 @@ impl Hub {
             .entry((handle.app.clone(), handle.user.clone()))
             .or_default()
             .insert(handle.id);
+        self.by_app
+            .entry(handle.app.clone())
+            .or_default()
+            .insert(handle.id);
         self.sessions.insert(handle.id, handle);
+    }
+
+    /// Records the token a session now holds (after an in-band refresh).
+    pub fn set_token(&self, id: SessionId, token: TokenStamp) {
+        if let Some(mut handle) = self.sessions.get_mut(&id) {
+            handle.token = token;
+        }
+    }
+
+    /// How many disconnect events this hub has delivered. A session reads it
+    /// before checking a token and again once the hub can reach it: a change
+    /// means a revocation may have run in between, unseen, so it checks again.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
     }
 
     pub fn remove(&self, id: SessionId, subscriptions: impl IntoIterator<Item = String>) {
@@ -71,6 +119,10 @@ impl Hub {
         };
         let key = (handle.app.clone(), handle.user.clone());
         self.by_user.remove_if_mut(&key, |_, set| {
+            set.remove(&id);
+            set.is_empty()
+        });
+        self.by_app.remove_if_mut(&handle.app, |_, set| {
             set.remove(&id);
             set.is_empty()
         });
@@ -113,14 +165,25 @@ impl Hub {
 
     /// Delivers an event to this node's matching sessions. Returns how many got it.
     pub fn deliver(&self, event: &Event) -> usize {
+        if matches!(event.payload, Payload::Disconnect(_)) {
+            // Before selecting: a session joining concurrently either is selected
+            // or sees the new count (see `revocations`).
+            self.revocations.fetch_add(1, Ordering::SeqCst);
+        }
+        let target = &event.target;
         let app: Arc<str> = Arc::from(event.app.as_str());
         let mut ids: HashSet<SessionId> = HashSet::new();
-        for user in &event.target.users {
+        if target.whole_app {
+            if let Some(set) = self.by_app.get(&app) {
+                ids.extend(set.iter().copied());
+            }
+        }
+        for user in &target.users {
             if let Some(set) = self.by_user.get(&(app.clone(), Arc::from(user.as_str()))) {
                 ids.extend(set.iter().copied());
             }
         }
-        for conv in &event.target.subscribers_of {
+        for conv in &target.subscribers_of {
             if let Some(set) = self.subscribers.get(&(app.clone(), conv.clone())) {
                 ids.extend(set.iter().copied());
             }
@@ -128,7 +191,13 @@ impl Hub {
         let targets: Vec<SessionHandle> = ids
             .into_iter()
             .filter_map(|id| self.sessions.get(&id).map(|h| h.clone()))
-            .filter(|h| !event.target.except_users.iter().any(|u| **u == *h.user))
+            .filter(|h| !target.except_users.iter().any(|u| **u == *h.user))
+            .filter(|h| target.kid.as_deref().is_none_or(|k| *h.token.kid == *k))
+            .filter(|h| {
+                target
+                    .issued_before_ms
+                    .is_none_or(|t| h.token.issued_at_ms < t)
+            })
             .collect();
         let delivered = targets.len();
         for handle in targets {
@@ -161,16 +230,40 @@ mod tests {
         user: &str,
         cap: usize,
     ) -> (mpsc::Receiver<Arc<Outbound>>, Closer) {
+        session_with_token(hub, id, app, user, cap, "k1", 0)
+    }
+
+    fn session_with_token(
+        hub: &Hub,
+        id: SessionId,
+        app: &str,
+        user: &str,
+        cap: usize,
+        kid: &str,
+        issued_at_ms: i64,
+    ) -> (mpsc::Receiver<Arc<Outbound>>, Closer) {
         let (tx, rx) = mpsc::channel(cap);
         let close = Closer::default();
         hub.add(SessionHandle {
             id,
             app: Arc::from(app),
             user: Arc::from(user),
+            token: TokenStamp {
+                kid: Arc::from(kid),
+                issued_at_ms,
+            },
             queue: tx,
             close: close.clone(),
         });
         (rx, close)
+    }
+
+    fn disconnect(app: &str, target: Target, code: DisconnectCode) -> Event {
+        Event {
+            app: app.into(),
+            target,
+            payload: Payload::Disconnect(code),
+        }
     }
 
     fn event(app: &str, target: Target) -> Event {
@@ -243,5 +336,106 @@ mod tests {
         assert_eq!(close.code(), None);
         hub.deliver(&to_u());
         assert_eq!(close.code(), Some(DisconnectCode::SlowConsumer));
+    }
+
+    #[test]
+    fn revocations_select_by_user_app_kid_and_issue_time() {
+        let hub = Hub::default();
+        let (_, alice_old) = session_with_token(&hub, 1, "app1", "alice", 8, "k1", 1_000);
+        let (_, alice_new) = session_with_token(&hub, 2, "app1", "alice", 8, "k1", 5_000);
+        let (_, bob_k2) = session_with_token(&hub, 3, "app1", "bob", 8, "k2", 1_000);
+        let (_, carol_k1) = session_with_token(&hub, 4, "app1", "carol", 8, "k1", 1_000);
+        let (_, other_app) = session_with_token(&hub, 5, "app2", "alice", 8, "k1", 1_000);
+        let before = hub.revocations();
+
+        // Alice's tokens issued before 2 s: only her older session closes.
+        let alice = Target {
+            users: vec!["alice".into()],
+            issued_before_ms: Some(2_000),
+            ..Default::default()
+        };
+        let code = DisconnectCode::TokensRevoked;
+        assert_eq!(hub.deliver(&disconnect("app1", alice, code)), 1);
+        assert_eq!(alice_old.code(), Some(code));
+        assert_eq!(alice_new.code(), None);
+        assert_eq!(hub.revocations(), before + 1);
+
+        // Key k2 removed: every session of the app signed with it, nobody else.
+        let k2 = Target {
+            whole_app: true,
+            kid: Some("k2".into()),
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&disconnect("app1", k2, code)), 1);
+        assert_eq!(bob_k2.code(), Some(code));
+        assert_eq!(carol_k1.code(), None);
+
+        // The whole app: every session of app1, none of app2.
+        let all = Target {
+            whole_app: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            hub.deliver(&disconnect("app1", all, DisconnectCode::UserDeleted)),
+            4
+        );
+        assert_eq!(carol_k1.code(), Some(DisconnectCode::UserDeleted));
+        assert_eq!(alice_new.code(), Some(DisconnectCode::UserDeleted));
+        assert_eq!(alice_old.code(), Some(code), "the first code wins");
+        assert_eq!(other_app.code(), None);
+    }
+
+    #[test]
+    fn a_refreshed_token_moves_the_session_to_its_new_key() {
+        let hub = Hub::default();
+        let (_, close) = session_with_token(&hub, 1, "app", "u", 8, "old", 1_000);
+        hub.set_token(
+            1,
+            TokenStamp {
+                kid: Arc::from("new"),
+                issued_at_ms: 9_000,
+            },
+        );
+        let old_key = Target {
+            whole_app: true,
+            kid: Some("old".into()),
+            ..Default::default()
+        };
+        let code = DisconnectCode::TokensRevoked;
+        assert_eq!(hub.deliver(&disconnect("app", old_key, code)), 0);
+        let stale = Target {
+            whole_app: true,
+            issued_before_ms: Some(5_000),
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&disconnect("app", stale, code)), 0);
+        assert_eq!(close.code(), None);
+        let new_key = Target {
+            whole_app: true,
+            kid: Some("new".into()),
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&disconnect("app", new_key, code)), 1);
+        assert_eq!(close.code(), Some(code));
+    }
+
+    #[test]
+    fn a_removed_session_leaves_the_app_index() {
+        let hub = Hub::default();
+        let _keep = session(&hub, 1, "app", "u", 8);
+        hub.remove(1, Vec::new());
+        let all = Target {
+            whole_app: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            hub.deliver(&disconnect("app", all, DisconnectCode::TokensRevoked)),
+            0
+        );
+        assert!(hub.by_app.is_empty());
+        // Pushes are not revocations.
+        assert_eq!(hub.revocations(), 1);
+        hub.deliver(&event("app", Target::default()));
+        assert_eq!(hub.revocations(), 1);
     }
 }

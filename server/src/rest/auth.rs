@@ -8,6 +8,8 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
+use mkondo_proto::ErrorCode;
+
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::node::{Actor, Node};
@@ -104,6 +106,45 @@ impl FromRequestParts<Arc<Node>> for Caller {
     }
 }
 
+/// The server's operator, for `/v1/admin/...` (apps and their keys):
+/// `Authorization: Bearer <operator secret>`. With no secret configured the
+/// operator API does not exist: 404, so it cannot be probed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operator;
+
+impl FromRequestParts<Arc<Node>> for Operator {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
+        let Some(secret) = &node.config.operator_secret else {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                "the operator API is off: start the server with --operator-secret",
+            )
+            .with_reason("operator_api_off"));
+        };
+        let credential = bearer(parts)?;
+        if !same_secret(credential, secret.expose()) {
+            return Err(Error::unauthenticated("wrong operator secret")
+                .with_reason("invalid_operator_secret"));
+        }
+        Ok(Operator)
+    }
+}
+
+/// Compares two secrets in time independent of where they differ (and of their
+/// lengths): their SHA-256 digests are compared with no early exit.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 fn bearer(parts: &Parts) -> Result<&str> {
     let missing = || {
         Error::unauthenticated("missing Authorization: Bearer <API key or user token>")
@@ -121,4 +162,17 @@ fn bearer(parts: &Parts) -> Result<&str> {
         return Err(missing());
     }
     Ok(credential)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret("operator-secret-0123", "operator-secret-0123"));
+        assert!(!same_secret("operator-secret-0124", "operator-secret-0123"));
+        assert!(!same_secret("operator-secret-012", "operator-secret-0123"));
+        assert!(!same_secret("", "operator-secret-0123"));
+    }
 }

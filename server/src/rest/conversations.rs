@@ -16,7 +16,7 @@ use super::extract::{Json, PageParams, Path, Query};
 use crate::auth::valid_user_id;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::store::{Conversation, Kind, Member, NewGroup, Page};
+use crate::store::{Conversation, Kind, Member, NewGroup, Page, Role};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateConversation {
@@ -39,6 +39,11 @@ pub struct UpdateConversation {
 #[derive(Debug, Deserialize)]
 pub struct AddMembers {
     pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChangeRole {
+    pub role: Role,
 }
 
 #[derive(Debug, Serialize)]
@@ -240,4 +245,19 @@ pub async fn remove_member(
     node.remove_member(&caller.app, caller.actor(), &id, &user)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /v1/conversations/{id}/members/{user}` `{role}`: owners and admins
+/// (only owners make owners or change an owner), or the backend. Answers the
+/// member as now; a change is told in history as a system message.
+pub async fn change_role(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path((id, user)): Path<(String, String)>,
+    Json(body): Json<ChangeRole>,
+) -> Result<axum::Json<Member>> {
+    let member = node
+        .set_member_role(&caller.app, caller.actor(), &id, &user, body.role)
+        .await?;
+    Ok(axum::Json(member))
 }

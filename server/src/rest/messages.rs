@@ -1,7 +1,8 @@
-//! Messages over REST: history pages and sending. Sending goes through
-//! `Node::send_message`, the same path as a real-time `send`, so the message gets
-//! its seq under the conversation's ordering lock and reaches connected members
-//! live; a repeated `client_id` answers the original message.
+//! Messages over REST: history pages, sending, and changes to sent messages
+//! (edit, delete, reactions). Each goes through the node, the same path as its
+//! real-time command: sending gets its seq under the conversation's ordering
+//! lock and reaches connected members live (a repeated `client_id` answers the
+//! original message); a change is pushed to members as `message_updated`.
 
 use std::sync::Arc;
 
@@ -15,11 +16,9 @@ use super::auth::Caller;
 use super::extract::{non_empty, page_limit, Json, Path, Query};
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::store::messages::HistoryQuery;
+use crate::store::messages::{HistoryQuery, MessageEdit};
+use crate::store::system_messages::SYSTEM_SENDER;
 use crate::store::{Message, NewMessage, Page};
-
-/// The sender id of system messages the backend sends without naming one.
-pub const SYSTEM_SENDER: &str = "system";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct HistoryParams {
@@ -124,4 +123,100 @@ pub async fn send(
         StatusCode::CREATED
     };
     Ok((status, axum::Json(sent.message)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EditMessage {
+    pub text: Option<String>,
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddReaction {
+    pub emoji: String,
+    /// Who reacts: required with an API key; with a user token, absent or itself.
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReactionParams {
+    pub user_id: Option<String>,
+}
+
+/// The user a reaction is for: a user token's own user, or the one the backend names.
+fn reacting_user(caller: &Caller, named: Option<String>) -> Result<String> {
+    match (caller.user(), named) {
+        (Some(me), None) => Ok(me.to_owned()),
+        (Some(me), Some(named)) if named == me => Ok(named),
+        (Some(_), Some(_)) => Err(Error::denied("a user token may only react as its own user")),
+        (None, Some(named)) if !named.is_empty() => Ok(named),
+        (None, _) => Err(Error::invalid("user_id is required with an API key")),
+    }
+}
+
+/// `PATCH /v1/conversations/{id}/messages/{seq}`: the sender (or the backend)
+/// replaces text and/or data; answers the message as it now is.
+pub async fn edit(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path((id, seq)): Path<(String, i64)>,
+    Json(body): Json<EditMessage>,
+) -> Result<axum::Json<Message>> {
+    let edit = MessageEdit {
+        text: body.text,
+        data: body.data,
+    };
+    let message = node
+        .edit_message(&caller.app, caller.actor(), &id, seq, edit)
+        .await?;
+    Ok(axum::Json(message))
+}
+
+/// `DELETE /v1/conversations/{id}/messages/{seq}`: the sender, an admin or owner,
+/// or the backend; answers the tombstone (again, unchanged, when repeated).
+pub async fn delete(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path((id, seq)): Path<(String, i64)>,
+) -> Result<axum::Json<Message>> {
+    let message = node
+        .delete_message(&caller.app, caller.actor(), &id, seq)
+        .await?;
+    Ok(axum::Json(message))
+}
+
+/// `POST /v1/conversations/{id}/messages/{seq}/reactions`: 201 with the message
+/// when the reaction is new, 200 when the user had already reacted so.
+pub async fn react(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path((id, seq)): Path<(String, i64)>,
+    Json(body): Json<AddReaction>,
+) -> Result<Response> {
+    let user = reacting_user(&caller, body.user_id)?;
+    let (message, added) = node
+        .react(&caller.app, caller.actor(), &id, seq, &body.emoji, &user)
+        .await?;
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(message)).into_response())
+}
+
+/// `DELETE /v1/conversations/{id}/messages/{seq}/reactions/{emoji}?user_id=`:
+/// removes the reaction (the token's user, or `user_id` for the backend);
+/// answers the message, whether or not there was one.
+pub async fn unreact(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path((id, seq, emoji)): Path<(String, i64, String)>,
+    Query(params): Query<ReactionParams>,
+) -> Result<axum::Json<Message>> {
+    let user = reacting_user(&caller, params.user_id)?;
+    let (message, _) = node
+        .unreact(&caller.app, caller.actor(), &id, seq, &emoji, &user)
+        .await?;
+    Ok(axum::Json(message))
 }

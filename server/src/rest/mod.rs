@@ -13,11 +13,16 @@ use axum::Router;
 
 use crate::node::Node;
 
+pub mod admin;
 pub mod auth;
 pub mod conversations;
 pub mod extract;
+pub mod lifecycle;
 pub mod messages;
+pub mod notifications;
 pub mod openapi;
+pub mod presence;
+pub mod social;
 pub mod tokens;
 pub mod users;
 
@@ -53,9 +58,40 @@ routes! {
     patch "/v1/conversations/{id}" => conversations::update,
     get "/v1/conversations/{id}/members" => conversations::members,
     post "/v1/conversations/{id}/members" => conversations::add_members,
+    patch "/v1/conversations/{id}/members/{user}" => conversations::change_role,
     delete "/v1/conversations/{id}/members/{user}" => conversations::remove_member,
     get "/v1/conversations/{id}/messages" => messages::history,
     post "/v1/conversations/{id}/messages" => messages::send,
+    patch "/v1/conversations/{id}/messages/{seq}" => messages::edit,
+    delete "/v1/conversations/{id}/messages/{seq}" => messages::delete,
+    post "/v1/conversations/{id}/messages/{seq}/reactions" => messages::react,
+    delete "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}" => messages::unreact,
+    post "/v1/users/{id}/notifications" => notifications::send,
+    get "/v1/users/{id}/notifications" => notifications::list,
+    post "/v1/users/{id}/notifications/{notification}/ack" => notifications::ack,
+    get "/v1/me/notifications" => notifications::list_mine,
+    post "/v1/me/notifications/{id}/ack" => notifications::ack_mine,
+    post "/v1/users/{id}/blocks" => social::block,
+    get "/v1/users/{id}/blocks" => social::list,
+    delete "/v1/users/{id}/blocks/{other}" => social::unblock,
+    post "/v1/me/blocks" => social::block_mine,
+    get "/v1/me/blocks" => social::list_mine,
+    delete "/v1/me/blocks/{user}" => social::unblock_mine,
+    post "/v1/users/{id}/conversations/{conversation}/hide" => social::hide,
+    post "/v1/me/conversations/{id}/hide" => social::hide_mine,
+    get "/v1/presence" => presence::get,
+    post "/v1/users/{id}/deactivate" => lifecycle::deactivate,
+    post "/v1/users/{id}/reactivate" => lifecycle::reactivate,
+    post "/v1/users/{id}/revoke-tokens" => lifecycle::revoke_user_tokens,
+    delete "/v1/users/{id}" => lifecycle::delete_user,
+    post "/v1/revoke-tokens" => lifecycle::revoke_app_tokens,
+    get "/v1/admin/apps" => admin::list,
+    post "/v1/admin/apps" => admin::create,
+    post "/v1/admin/apps/{app}/keys" => admin::add_key,
+    delete "/v1/admin/apps/{app}/keys/{kid}" => admin::remove_key,
+    post "/v1/admin/apps/{app}/api-keys" => admin::create_api_key,
+    delete "/v1/admin/apps/{app}/api-keys/{prefix}" => admin::revoke_api_key,
+    post "/v1/admin/apps/{app}/revoke-tokens" => admin::revoke_tokens,
 }
 
 /// The REST routes, with the request body limit (413 `too_large` above it).

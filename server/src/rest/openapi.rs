@@ -6,6 +6,10 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
+mod changes;
+mod lifecycle;
+mod social;
+
 /// `GET /v1/openapi.json` (no authentication).
 pub async fn serve() -> axum::Json<Value> {
     axum::Json(document().clone())
@@ -435,6 +439,10 @@ fn build() -> Value {
         ),
     );
 
+    social::paths(&mut add);
+    changes::paths(&mut add);
+    lifecycle::paths(&mut add);
+
     let error_response = |description: &str| {
         json!({
             "description": description,
@@ -453,8 +461,9 @@ fn build() -> Value {
         "security": [{ "bearer": [] }],
         "tags": [
             { "name": "users" }, { "name": "me" }, { "name": "conversations" },
-            { "name": "members" }, { "name": "messages" }, { "name": "tokens" },
-            { "name": "meta" }
+            { "name": "members" }, { "name": "messages" }, { "name": "notifications" },
+            { "name": "blocks" }, { "name": "presence" }, { "name": "tokens" },
+            { "name": "admin" }, { "name": "meta" }
         ],
         "paths": paths,
         "components": {
@@ -463,6 +472,11 @@ fn build() -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An API key (`mk_<app>_…`) or a user token (JWT)."
+                },
+                "operator": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The server's operator secret (`--operator-secret`), for /v1/admin. Without one configured, /v1/admin answers 404."
                 }
             },
             "parameters": {
@@ -479,13 +493,13 @@ fn build() -> Value {
             },
             "responses": {
                 "E401": error_response("No credentials, or an unknown API key or invalid user token (code unauthenticated, invalid_token, token_expired)."),
-                "E403": error_response("permission_denied: the caller may not do this."),
+                "E403": error_response("permission_denied: the caller may not do this; or blocked: a block stands between the two users (direct conversations, signals)."),
                 "E404": error_response("not_found: no such id in this app (or not visible to this user)."),
                 "E409": error_response("already_exists."),
                 "E413": error_response("too_large: body over 1 MiB, text over 16 KiB, data over its limit."),
                 "E422": error_response("invalid_argument: malformed JSON, wrong types, invalid ids or parameters.")
             },
-            "schemas": schemas()
+            "schemas": lifecycle::schemas(social::schemas(changes::schemas(schemas())))
         }
     })
 }
@@ -547,7 +561,7 @@ fn schemas() -> Value {
         },
         "Message": {
             "type": "object",
-            "required": ["id", "conversation_id", "seq", "sender_id", "kind", "text", "data", "created_at"],
+            "required": ["id", "conversation_id", "seq", "sender_id", "kind", "text", "data", "created_at", "reactions"],
             "properties": {
                 "id": { "type": "string" },
                 "conversation_id": { "type": "string" },
@@ -558,7 +572,8 @@ fn schemas() -> Value {
                 "data": data,
                 "client_id": { "type": "string" },
                 "reply_to": { "type": "integer" },
-                "created_at": time, "edited_at": time, "deleted_at": time
+                "created_at": time, "edited_at": time, "deleted_at": time,
+                "reactions": { "type": "array", "items": schema("Reaction"), "description": "Emoji in the order first used; empty on a tombstone." }
             }
         },
         "SendMessage": {
@@ -581,7 +596,8 @@ fn schemas() -> Value {
                 "last_read_seq": { "type": "integer" },
                 "cleared_seq": { "type": "integer" },
                 "unread_count": { "type": "integer" },
-                "muted": { "type": "boolean" }
+                "muted": { "type": "boolean" },
+                "hidden": { "type": "boolean" }
             }
         },
         "Conversation": {
@@ -601,7 +617,8 @@ fn schemas() -> Value {
                 "last_read_seq": { "type": "integer", "description": "User token only." },
                 "cleared_seq": { "type": "integer", "description": "User token only." },
                 "unread_count": { "type": "integer", "description": "User token only." },
-                "muted": { "type": "boolean", "description": "User token only." }
+                "muted": { "type": "boolean", "description": "User token only." },
+                "hidden": { "type": "boolean", "description": "User token only: the user hid the conversation and nothing came after; it is out of their list until a new message." }
             }
         },
         "CreateConversation": {

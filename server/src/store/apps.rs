@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{now_ms, Store};
+use super::{now_ms, Millis, Store};
 use crate::auth::{self, KeyAlg, SigningKey};
 use crate::error::{Error, Result};
 
@@ -219,20 +219,7 @@ impl Store {
     }
 
     pub async fn create_api_key(&self, app_id: &str) -> Result<String> {
-        if self.get_app(app_id).await?.is_none() {
-            return Err(Error::not_found("app"));
-        }
-        let key = auth::new_api_key(app_id);
-        sqlx::query(
-            "INSERT INTO api_keys (hash, app_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&key.hash)
-        .bind(app_id)
-        .bind(&key.prefix)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(key.plaintext)
+        Ok(self.create_api_key_named(app_id).await?.api_key)
     }
 
     /// The app an API key belongs to, if the key exists and is not revoked.
@@ -259,4 +246,256 @@ impl Store {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// A signing key as listed (never its material).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: Millis,
+}
+
+/// An API key as listed: its display prefix, never the key.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyInfo {
+    pub prefix: String,
+    pub created_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
+}
+
+/// An app as its operator sees it (`mkondo app list`, `GET /v1/admin/apps`):
+/// key ids and API-key prefixes, never secrets.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppOverview {
+    pub app_id: String,
+    pub name: String,
+    pub created_at: Millis,
+    pub auto_create_users: bool,
+    pub signing_keys: Vec<KeyInfo>,
+    pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// A new API key: the key itself is shown this once; the prefix names it later.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedApiKey {
+    pub api_key: String,
+    pub prefix: String,
+}
+
+/// A row of the `revocations` table: sessions to close, written by the CLI for
+/// running servers to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub id: i64,
+    pub app_id: String,
+    pub user_id: Option<String>,
+    pub kid: Option<String>,
+    pub issued_before: Option<i64>,
+    pub code: u16,
+}
+
+/// Whether a change made without the server is also recorded for running
+/// servers to close the sessions it affects (the CLI), or not (the server
+/// closes them itself, through the broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// The server making the change closes the sessions itself.
+    No,
+    /// Record a row in `revocations`, with this disconnect code.
+    WithCode(u16),
+}
+
+// Key management and revocation.
+impl Store {
+    /// Every app with its keys, oldest first.
+    pub async fn app_overviews(&self) -> Result<Vec<AppOverview>> {
+        let apps = self.list_apps().await?;
+        let mut out = Vec::with_capacity(apps.len());
+        for app in apps {
+            out.push(AppOverview {
+                signing_keys: self.signing_keys(&app.app_id).await?,
+                api_keys: self.api_keys(&app.app_id).await?,
+                app_id: app.app_id,
+                name: app.name,
+                created_at: Millis(app.created_at),
+                auto_create_users: app.auto_create_users,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The app's signing keys, oldest first.
+    pub async fn signing_keys(&self, app_id: &str) -> Result<Vec<KeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, created_at FROM signing_keys WHERE app_id = $1 ORDER BY created_at, kid",
+        )
+        .bind(app_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyInfo {
+                kid: r.get(0),
+                alg: r.get(1),
+                created_at: Millis(r.get(2)),
+            })
+            .collect())
+    }
+
+    /// Removes a signing key: tokens naming its kid are refused from now on. The
+    /// app's last key cannot be removed (nobody could sign in any more).
+    pub async fn remove_signing_key(
+        &self,
+        app_id: &str,
+        kid: &str,
+        announce: Announce,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT kid FROM signing_keys WHERE app_id = $1")
+                .bind(app_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !keys.iter().any(|k| k == kid) {
+            return Err(Error::not_found("signing key"));
+        }
+        if keys.len() == 1 {
+            return Err(Error::invalid(
+                "cannot remove the app's last signing key: add another first",
+            ));
+        }
+        sqlx::query("DELETE FROM signing_keys WHERE app_id = $1 AND kid = $2")
+            .bind(app_id)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        if let Announce::WithCode(code) = announce {
+            record_revocation(&mut tx, app_id, Some(kid), None, code).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Refuses every token of the app issued (`iat`, ms) before `valid_after`;
+    /// never moves the point back. False when there is no such app.
+    pub async fn revoke_app_tokens(
+        &self,
+        app_id: &str,
+        valid_after: i64,
+        announce: Announce,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query(
+            "UPDATE apps SET tokens_valid_after =
+                 CASE WHEN tokens_valid_after > $2 THEN tokens_valid_after ELSE $2 END
+             WHERE id = $1",
+        )
+        .bind(app_id)
+        .bind(valid_after)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Announce::WithCode(code) = announce {
+            record_revocation(&mut tx, app_id, None, Some(valid_after), code).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The app's API keys (revoked ones too), oldest first.
+    pub async fn api_keys(&self, app_id: &str) -> Result<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT prefix, created_at, revoked_at FROM api_keys WHERE app_id = $1 ORDER BY created_at, prefix",
+        )
+        .bind(app_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ApiKeyInfo {
+                prefix: r.get(0),
+                created_at: Millis(r.get(1)),
+                revoked_at: r.get::<Option<i64>, _>(2).map(Millis),
+            })
+            .collect())
+    }
+
+    /// A new API key, with the prefix that names it when listing or revoking it.
+    pub async fn create_api_key_named(&self, app_id: &str) -> Result<CreatedApiKey> {
+        if self.get_app(app_id).await?.is_none() {
+            return Err(Error::not_found("app"));
+        }
+        let key = auth::new_api_key(app_id);
+        sqlx::query(
+            "INSERT INTO api_keys (hash, app_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.hash)
+        .bind(app_id)
+        .bind(&key.prefix)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(CreatedApiKey {
+            api_key: key.plaintext,
+            prefix: key.prefix,
+        })
+    }
+
+    /// The newest row of `revocations` (0 when empty): where a server starts watching.
+    pub async fn last_revocation_id(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Rows of `revocations` after `id`, in order.
+    pub async fn revocations_after(&self, id: i64) -> Result<Vec<Revocation>> {
+        let rows = sqlx::query(
+            "SELECT id, app_id, user_id, kid, issued_before, code FROM revocations
+             WHERE id > $1 ORDER BY id LIMIT 100",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Revocation {
+                id: r.get(0),
+                app_id: r.get(1),
+                user_id: r.get(2),
+                kid: r.get(3),
+                issued_before: r.get(4),
+                code: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
+/// Appends a row to `revocations` inside the caller's transaction. Ids are
+/// allocated as MAX + 1 within it (the single writer serializes them).
+async fn record_revocation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    app_id: &str,
+    kid: Option<&str>,
+    issued_before: Option<i64>,
+    code: u16,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO revocations (id, app_id, user_id, kid, issued_before, code, created_at)
+         SELECT COALESCE(MAX(id), 0) + 1, $1, NULL, $2, $3, $4, $5 FROM revocations",
+    )
+    .bind(app_id)
+    .bind(kid)
+    .bind(issued_before)
+    .bind(i64::from(code))
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

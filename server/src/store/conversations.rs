@@ -220,12 +220,16 @@ impl Store {
         }
         if let Some(user) = viewer {
             if let Some(m) = self.member(app, &conv.id, user).await? {
+                // Only a conversation with nothing after cleared_seq can be hidden.
+                let hidden = m.cleared_seq >= conv.last_seq
+                    && self.hid_conversation(app, &conv.id, user).await?;
                 conv.viewer = Some(Viewer {
                     role: m.role,
                     last_read_seq: m.last_read_seq,
                     cleared_seq: m.cleared_seq,
                     unread_count: unread(conv.last_seq, m.last_read_seq, m.cleared_seq),
                     muted: m.muted,
+                    hidden,
                 });
             }
         }
@@ -302,8 +306,11 @@ impl Store {
             }
             None => (i64::MAX, String::new()),
         };
+        // A conversation the member hid stays out of their list until a message
+        // comes after the hide.
         let membership = if user.is_some() {
-            "JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id AND m.user_id = $2"
+            "JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id AND m.user_id = $2
+             AND (m.hidden = 0 OR c.last_seq > m.cleared_seq)"
         } else {
             "LEFT JOIN members m ON 0 = 1 AND $2 IS NULL"
         };

@@ -67,6 +67,7 @@ fn message_from_row(r: &SqliteRow) -> Message {
         created_at: Millis(r.get(9)),
         edited_at: r.get::<Option<i64>, _>(10).map(Millis),
         deleted_at: deleted_at.map(Millis),
+        reactions: Vec::new(),
     }
 }
 
@@ -114,8 +115,12 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = existing {
+                drop(tx);
+                let mut original = [message_from_row(&row)];
+                self.fill_reactions(app, conv, &mut original).await?;
+                let [message] = original;
                 return Ok(Sent {
-                    message: message_from_row(&row),
+                    message,
                     duplicate: true,
                 });
             }
@@ -156,6 +161,7 @@ impl Store {
             created_at: Millis(now),
             edited_at: None,
             deleted_at: None,
+            reactions: Vec::new(),
         };
         sqlx::query(
             "INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, text, data, client_id, reply_to, created_at)
@@ -199,7 +205,11 @@ impl Store {
             .bind(seq)
             .fetch_optional(&self.reader)
             .await?;
-        Ok(row.as_ref().map(message_from_row))
+        let Some(row) = row else { return Ok(None) };
+        let mut found = [message_from_row(&row)];
+        self.fill_reactions(app, conv, &mut found).await?;
+        let [message] = found;
+        Ok(Some(message))
     }
 
     /// A page of history in ascending seq order, never at or below `floor` (the
@@ -247,6 +257,7 @@ impl Store {
         if after.is_none() {
             messages.reverse();
         }
+        self.fill_reactions(app, conv, &mut messages).await?;
         Ok((messages, more))
     }
 
@@ -327,6 +338,122 @@ impl Store {
         } else {
             None
         };
+        self.fill_reactions_any(app, &mut items).await?;
         Ok(Page { items, next_cursor })
+    }
+}
+
+/// An edit: absent fields keep their value.
+#[derive(Debug, Clone, Default)]
+pub struct MessageEdit {
+    pub text: Option<String>,
+    pub data: Option<Value>,
+}
+
+impl Store {
+    /// Replaces a message's text and/or data and sets `edited_at`. The result
+    /// must still hold text or data; a deleted message cannot be edited.
+    pub async fn edit_message(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        edit: &MessageEdit,
+    ) -> Result<Message> {
+        let mut tx = self.writer.begin().await?;
+        let current = self.locked_message(&mut tx, app, conv, seq).await?;
+        if current.deleted_at.is_some() {
+            return Err(super::reactions::deleted_error());
+        }
+        let text = edit.text.clone().unwrap_or_else(|| current.text.clone());
+        let data = edit.data.clone().unwrap_or_else(|| current.data.clone());
+        check_new_message(&NewMessage {
+            text: text.clone(),
+            data: Some(data.clone()),
+            ..Default::default()
+        })?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE messages SET text = $4, data = $5, edited_at = $6
+             WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .bind(&text)
+        .bind(data.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut edited = [Message {
+            text,
+            data,
+            edited_at: Some(Millis(now)),
+            ..current
+        }];
+        self.fill_reactions(app, conv, &mut edited).await?;
+        let [message] = edited;
+        Ok(message)
+    }
+
+    /// Turns a message into a tombstone: its text, data and reactions are erased
+    /// from the database (not only hidden) and `deleted_at` is set; the row stays
+    /// so its seq remains taken. Returns the tombstone and whether it was deleted
+    /// now (false: it already was).
+    pub async fn delete_message(&self, app: &str, conv: &str, seq: i64) -> Result<(Message, bool)> {
+        let mut tx = self.writer.begin().await?;
+        let current = self.locked_message(&mut tx, app, conv, seq).await?;
+        if current.deleted_at.is_some() {
+            return Ok((current, false));
+        }
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE messages SET text = '', data = '{}', deleted_at = $4
+             WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let tombstone = Message {
+            text: String::new(),
+            data: Value::Object(Default::default()),
+            deleted_at: Some(Millis(now)),
+            reactions: Vec::new(),
+            ..current
+        };
+        Ok((tombstone, true))
+    }
+
+    /// A message read inside a write transaction (so the change that follows
+    /// sees exactly this version).
+    async fn locked_message(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        app: &str,
+        conv: &str,
+        seq: i64,
+    ) -> Result<Message> {
+        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3");
+        let row = sqlx::query(&sql)
+            .bind(app)
+            .bind(conv)
+            .bind(seq)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| Error::not_found("message"))?;
+        Ok(message_from_row(&row))
     }
 }

@@ -11,6 +11,9 @@ mod apps;
 mod conversations;
 pub mod messages;
 mod models;
+pub mod reactions;
+pub mod social;
+pub mod system_messages;
 pub mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -18,7 +21,9 @@ use std::{str::FromStr, time::Duration};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-pub use apps::{AppCreds, AppRow, KeyRow};
+pub use apps::{
+    Announce, ApiKeyInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, KeyInfo, KeyRow, Revocation,
+};
 pub use conversations::{valid_conversation_id, NewGroup, Page};
 pub use messages::{NewMessage, Sent};
 pub use models::*;
@@ -50,6 +55,9 @@ impl Store {
             // WAL + NORMAL: a committed transaction survives a process crash (SIGKILL).
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Deleted and erased content is overwritten in the file, not left in
+            // free space: a tombstone's text is gone from the disk too.
+            .pragma("secure_delete", "on")
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

@@ -97,6 +97,15 @@ pub struct Message {
     pub edited_at: Option<Millis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Millis>,
+    /// Who reacted with what, emoji in the order they were first used.
+    pub reactions: Vec<Reaction>,
+}
+
+/// One emoji on a message and the users who reacted with it, earliest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub user_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +126,8 @@ pub struct Viewer {
     pub cleared_seq: i64,
     pub unread_count: i64,
     pub muted: bool,
+    /// Hidden ("delete chat") and nothing new since: out of the viewer's list.
+    pub hidden: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

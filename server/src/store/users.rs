@@ -73,9 +73,12 @@ impl Store {
         check_patch(patch)?;
         let now = now_ms();
         let data = patch.data.as_ref().map(Value::to_string);
+        // A user created again after a deletion keeps refusing the tokens issued
+        // before it (see `delete_user`).
         let created = sqlx::query(
-            "INSERT INTO users (app_id, id, name, avatar_url, data, created_at, updated_at)
-             VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), COALESCE($5, '{}'), $6, $6)
+            "INSERT INTO users (app_id, id, name, avatar_url, data, created_at, updated_at, tokens_valid_after)
+             VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), COALESCE($5, '{}'), $6, $6,
+                     COALESCE((SELECT deleted_at FROM deleted_users WHERE app_id = $1 AND user_id = $2), 0))
              ON CONFLICT (app_id, id) DO NOTHING",
         )
         .bind(app)
@@ -186,5 +189,156 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+}
+
+/// What deleting a user changed.
+#[derive(Debug, Clone, Default)]
+pub struct DeletedUser {
+    /// The conversations the user was a member of (their members are told).
+    pub conversations: Vec<String>,
+    /// Messages erased (tombstoned) with `erase`.
+    pub erased: u64,
+    /// Tokens of this id issued (`iat`, ms) before this stay refused.
+    pub tokens_valid_after: i64,
+}
+
+// Lifecycle: deactivation, token revocation, deletion.
+impl Store {
+    /// Sets or clears `deactivated`; `None` when there is no such user.
+    pub async fn set_deactivated(
+        &self,
+        app: &str,
+        id: &str,
+        deactivated: bool,
+    ) -> Result<Option<User>> {
+        let done = sqlx::query(
+            "UPDATE users SET deactivated = $3, updated_at = $4 WHERE app_id = $1 AND id = $2",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(i64::from(deactivated))
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_user(app, id).await
+    }
+
+    /// Refuses the user's tokens issued (`iat`, ms) before `valid_after`; never
+    /// moves the point back. False when there is no such user.
+    pub async fn revoke_user_tokens(&self, app: &str, id: &str, valid_after: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET tokens_valid_after =
+                 CASE WHEN tokens_valid_after > $3 THEN tokens_valid_after ELSE $3 END
+             WHERE app_id = $1 AND id = $2",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(valid_after)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// When a user with this id was last deleted, if ever (tokens issued before
+    /// it stay refused).
+    pub async fn user_deleted_at(&self, app: &str, id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT deleted_at FROM deleted_users WHERE app_id = $1 AND user_id = $2",
+        )
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    /// Deletes a user in one transaction: their memberships, blocks (both ways)
+    /// and pending notifications go, the user row goes, and `deleted_users`
+    /// remembers `tokens_before` so the tokens issued before it stay refused. Their messages
+    /// stay (with their sender id) unless `erase`: then each becomes a tombstone
+    /// (text and data wiped, `deleted_at` set, its reactions removed), and their
+    /// reactions to other messages go too. `None` when there is no such user.
+    pub async fn delete_user(
+        &self,
+        app: &str,
+        id: &str,
+        erase: bool,
+        tokens_before: i64,
+    ) -> Result<Option<DeletedUser>> {
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE app_id = $1 AND id = $2")
+                .bind(app)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let conversations: Vec<String> = sqlx::query_scalar(
+            "SELECT conversation_id FROM members WHERE app_id = $1 AND user_id = $2 ORDER BY conversation_id",
+        )
+        .bind(app)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let by_user = [
+            "DELETE FROM members WHERE app_id = $1 AND user_id = $2",
+            "DELETE FROM blocks WHERE app_id = $1 AND (user_id = $2 OR blocked_id = $2)",
+            "DELETE FROM notifications WHERE app_id = $1 AND user_id = $2",
+        ];
+        for sql in by_user {
+            sqlx::query(sql)
+                .bind(app)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut erased = 0;
+        if erase {
+            sqlx::query(
+                "DELETE FROM reactions WHERE app_id = $1 AND (user_id = $2 OR EXISTS (
+                     SELECT 1 FROM messages m WHERE m.app_id = reactions.app_id
+                     AND m.conversation_id = reactions.conversation_id
+                     AND m.seq = reactions.seq AND m.sender_id = $2))",
+            )
+            .bind(app)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            erased = sqlx::query(
+                "UPDATE messages SET text = '', data = '{}', deleted_at = $3
+                 WHERE app_id = $1 AND sender_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(app)
+            .bind(id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query("DELETE FROM users WHERE app_id = $1 AND id = $2")
+            .bind(app)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO deleted_users (app_id, user_id, deleted_at) VALUES ($1, $2, $3)
+             ON CONFLICT (app_id, user_id) DO UPDATE SET deleted_at = excluded.deleted_at",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(tokens_before)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(DeletedUser {
+            conversations,
+            erased,
+            tokens_valid_after: tokens_before,
+        }))
     }
 }

@@ -62,22 +62,25 @@ impl Session {
         (a.app.clone(), a.user.clone())
     }
 
+    /// A refused token ends the connection, with the code that says why.
+    fn refuse(&mut self, err: Error) -> Error {
+        self.close_after_reply = Some(match (err.code, err.reason) {
+            (ErrorCode::TokenExpired, _) => DisconnectCode::TokenExpired,
+            (_, "user_deactivated") => DisconnectCode::UserDeactivated,
+            (_, "user_deleted") => DisconnectCode::UserDeleted,
+            (_, "revoked") => DisconnectCode::TokensRevoked,
+            (ErrorCode::Unavailable | ErrorCode::Internal, _) => DisconnectCode::ServerError,
+            _ => DisconnectCode::InvalidToken,
+        });
+        err
+    }
+
     async fn connect(&mut self, req: v1::ConnectRequest) -> Result<R> {
         let node = self.node.clone();
-        let claims = match node.authenticate(&req.token).await {
+        let revocations = node.hub.revocations();
+        let (claims, stamp) = match node.authenticate_stamped(&req.token).await {
             Ok(c) => c,
-            Err(err) => {
-                self.close_after_reply = Some(match (err.code, err.reason) {
-                    (ErrorCode::TokenExpired, _) => DisconnectCode::TokenExpired,
-                    (_, "user_deactivated") => DisconnectCode::UserDeactivated,
-                    (_, "revoked") => DisconnectCode::TokensRevoked,
-                    (ErrorCode::Unavailable | ErrorCode::Internal, _) => {
-                        DisconnectCode::ServerError
-                    }
-                    _ => DisconnectCode::InvalidToken,
-                });
-                return Err(err);
-            }
+            Err(err) => return Err(self.refuse(err)),
         };
         let Some(app_state) = AppState::parse(&req.app_state) else {
             return Err(Error::invalid("app_state must be foreground or background"));
@@ -96,7 +99,11 @@ impl Session {
             .with_reason("connection_limit"));
         }
         // Subscribe to live traffic before reading the store (see the module doc).
-        node.hub.add(self.handle_for_hub(&app, &user_id));
+        node.hub.add(self.handle_for_hub(&app, &user_id, &stamp));
+        if let Err(err) = node.recheck_token(&req.token, revocations).await {
+            node.hub.remove(self.id, []);
+            return Err(self.refuse(err));
+        }
         let deadline_ms = claims.exp * 1000 - store::now_ms();
         self.authed = Some(Authed {
             app: app.clone(),
@@ -157,7 +164,7 @@ impl Session {
         Ok(R::Connect(v1::ConnectResult {
             user: Some(views::user(&user)),
             conversations,
-            notifications: Vec::new(),
+            notifications: node.connect_notifications(&app, &user_id).await?,
             token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
             limits: Some(v1::Limits {
                 max_frame_bytes: l.max_frame_bytes as u32,
@@ -181,13 +188,18 @@ impl Session {
             Command::Connect(_) | Command::Pong(_) => Err(Error::invalid("unexpected command")),
             Command::Ping(_) => Ok(R::Pong(v1::PongResult {})),
             Command::Refresh(req) => {
-                let claims = node.authenticate(&req.token).await?;
+                let revocations = node.hub.revocations();
+                let (claims, stamp) = node.authenticate_stamped(&req.token).await?;
                 if *claims.app_id != *app || *claims.user_id != *me {
                     return Err(Error::new(
                         ErrorCode::InvalidToken,
                         "the token is for another user",
                     )
                     .with_reason("wrong_user"));
+                }
+                node.hub.set_token(self.id, stamp);
+                if let Err(err) = node.recheck_token(&req.token, revocations).await {
+                    return Err(self.refuse(err));
                 }
                 let deadline_ms = claims.exp * 1000 - store::now_ms();
                 if let Some(a) = self.authed.as_mut() {
@@ -206,9 +218,8 @@ impl Session {
                 let mut members = node.store.members(&app, &c.id, None, 100).await?.items;
                 members.retain(|m| *m.user_id != *me);
                 let ids: Vec<String> = members.into_iter().map(|m| m.user_id).collect();
-                let presence = node.presence_of(&app, &ids).await?;
-                let mut typing = node.typing_now(&app, &c.id);
-                typing.retain(|u| **u != *me);
+                let presence = node.presence_seen_by(&app, &me, &ids).await?;
+                let typing = node.typing_seen_by(&app, &me, &c.id).await?;
                 Ok(R::Subscribe(v1::SubscribeResult {
                     conversation: Some(node.conversation_view(&app, &me, &c).await?),
                     presence: presence.iter().map(views::presence).collect(),

@@ -1,21 +1,80 @@
-//! Commands that change existing messages: edit, delete, react, unreact.
+//! Commands that change existing messages: edit, delete, react, unreact. Each is
+//! answered with the message as it now is (`MessageResult`); the node pushes
+//! `message_updated` to every member, this connection's user included.
 
-use mkondo_proto::v1::{client_frame::Command, reply::Result as R};
-use mkondo_proto::ErrorCode;
+use mkondo_proto::convert::struct_to_json;
+use mkondo_proto::v1::{self, client_frame::Command, reply::Result as R};
 
 use super::Session;
 use crate::error::{Error, Result};
+use crate::node::Actor;
+use crate::store::messages::MessageEdit;
+use crate::store::Message;
+use crate::views;
 
 impl Session {
     pub(super) async fn message_command(
         &mut self,
-        _app: &str,
-        _me: &str,
-        _command: Command,
+        app: &str,
+        me: &str,
+        command: Command,
     ) -> Result<R> {
-        Err(Error::new(
-            ErrorCode::Unavailable,
-            "this command is not available on this server version",
-        ))
+        let node = self.node.clone();
+        let actor = Actor::User(me);
+        let message = match command {
+            Command::Edit(req) => {
+                // proto3 cannot tell an empty text from an absent one: an empty
+                // text keeps the current one (REST's PATCH can clear it).
+                let edit = MessageEdit {
+                    text: (!req.text.is_empty()).then_some(req.text),
+                    data: req.data.as_ref().map(struct_to_json),
+                };
+                node.edit_message(app, actor, &req.conversation_id, seq(req.seq)?, edit)
+                    .await?
+            }
+            Command::Delete(req) => {
+                node.delete_message(app, actor, &req.conversation_id, seq(req.seq)?)
+                    .await?
+            }
+            Command::React(req) => {
+                node.react(
+                    app,
+                    actor,
+                    &req.conversation_id,
+                    seq(req.seq)?,
+                    &req.emoji,
+                    me,
+                )
+                .await?
+                .0
+            }
+            Command::Unreact(req) => {
+                node.unreact(
+                    app,
+                    actor,
+                    &req.conversation_id,
+                    seq(req.seq)?,
+                    &req.emoji,
+                    me,
+                )
+                .await?
+                .0
+            }
+            _ => return Err(Error::invalid("not a message command")),
+        };
+        Ok(reply(&message))
     }
+}
+
+fn seq(seq: u64) -> Result<i64> {
+    match i64::try_from(seq) {
+        Ok(s) if s >= 1 => Ok(s),
+        _ => Err(Error::invalid("seq must be a message's seq (at least 1)")),
+    }
+}
+
+fn reply(message: &Message) -> R {
+    R::Message(v1::MessageResult {
+        message: Some(views::message(message)),
+    })
 }

@@ -25,7 +25,7 @@ use mkondo_proto::DisconnectCode;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use super::hub::{Closer, SessionHandle, SessionId};
+use super::hub::{Closer, SessionHandle, SessionId, TokenStamp};
 use super::outbound::Outbound;
 use super::presence::AppState;
 use super::transport::{Inbound, InboundStream, Item, Transport};
@@ -209,11 +209,12 @@ impl Session {
         true
     }
 
-    fn handle_for_hub(&self, app: &Arc<str>, user: &Arc<str>) -> SessionHandle {
+    fn handle_for_hub(&self, app: &Arc<str>, user: &Arc<str>, token: &TokenStamp) -> SessionHandle {
         SessionHandle {
             id: self.id,
             app: app.clone(),
             user: user.clone(),
+            token: token.clone(),
             queue: self.queue_tx.clone(),
             close: self.closer.clone(),
         }

@@ -1,0 +1,214 @@
+//! Reactions: a set of (message, emoji, user) rows, so reacting twice changes
+//! nothing and unreacting removes exactly one user's emoji. Messages carry their
+//! reactions everywhere they are read; a page of messages loads them with one
+//! query, never one per message.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{now_ms, Message, Reaction, Store};
+use crate::error::{Error, Result};
+
+/// The most bytes an emoji (or a short custom reaction name) may take.
+pub const MAX_EMOJI_BYTES: usize = 32;
+/// The most distinct emoji one message may carry.
+pub const MAX_EMOJI_PER_MESSAGE: i64 = 50;
+
+/// 1–32 bytes, no whitespace or control characters: an emoji, a sequence of
+/// them, or a short name such as `:thumbsup:`.
+pub fn check_emoji(emoji: &str) -> Result<()> {
+    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
+        return Err(Error::invalid("emoji must be 1-32 bytes"));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            "emoji must not contain whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Groups (seq, emoji, user) rows, ordered by reaction time, into each message's
+/// reactions: emoji in the order first used, users earliest first.
+fn attach(messages: &mut [Message], rows: Vec<(String, i64, String, String)>) {
+    let mut index = HashMap::with_capacity(messages.len());
+    for (i, m) in messages.iter_mut().enumerate() {
+        m.reactions.clear();
+        index.insert((m.conversation_id.clone(), m.seq), i);
+    }
+    for (conv, seq, emoji, user) in rows {
+        let Some(&i) = index.get(&(conv, seq)) else {
+            continue;
+        };
+        let m = &mut messages[i];
+        match m.reactions.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => r.user_ids.push(user),
+            None => m.reactions.push(Reaction {
+                emoji,
+                user_ids: vec![user],
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// Fills the reactions of `messages`, all of conversation `conv`, with one
+    /// query over their seq range.
+    pub(crate) async fn fill_reactions(
+        &self,
+        app: &str,
+        conv: &str,
+        messages: &mut [Message],
+    ) -> Result<()> {
+        let (Some(low), Some(high)) = (
+            messages.iter().map(|m| m.seq).min(),
+            messages.iter().map(|m| m.seq).max(),
+        ) else {
+            return Ok(());
+        };
+        let rows = sqlx::query(
+            "SELECT conversation_id, seq, emoji, user_id FROM reactions
+             WHERE app_id = $1 AND conversation_id = $2 AND seq >= $3 AND seq <= $4
+             ORDER BY created_at, seq, emoji, user_id",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(low)
+        .bind(high)
+        .fetch_all(&self.reader)
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        attach(messages, rows);
+        Ok(())
+    }
+
+    /// Fills the reactions of messages from any conversations (a user's sent
+    /// messages) with one query naming each (conversation, seq).
+    pub(crate) async fn fill_reactions_any(
+        &self,
+        app: &str,
+        messages: &mut [Message],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<String> = (0..messages.len())
+            .map(|i| {
+                format!(
+                    "(conversation_id = ${} AND seq = ${})",
+                    2 * i + 2,
+                    2 * i + 3
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT conversation_id, seq, emoji, user_id FROM reactions
+             WHERE app_id = $1 AND ({}) ORDER BY created_at, seq, emoji, user_id",
+            pairs.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql).bind(app);
+        for m in messages.iter() {
+            query = query.bind(&m.conversation_id).bind(m.seq);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        let rows = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        attach(messages, rows);
+        Ok(())
+    }
+
+    /// Adds `user`'s `emoji` to a message. Returns whether it was new (false:
+    /// the user had already reacted so). Refuses deleted messages and a new
+    /// emoji beyond the per-message limit.
+    pub async fn add_reaction(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        emoji: &str,
+        user: &str,
+    ) -> Result<bool> {
+        check_emoji(emoji)?;
+        let mut tx = self.writer.begin().await?;
+        let deleted: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT deleted_at FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match deleted {
+            None => return Err(Error::not_found("message")),
+            Some(Some(_)) => return Err(deleted_error()),
+            Some(None) => {}
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT emoji),
+                    COALESCE(SUM(CASE WHEN emoji = $4 THEN 1 ELSE 0 END), 0)
+             FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .bind(emoji)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (distinct, this_emoji): (i64, i64) = (row.get(0), row.get(1));
+        if this_emoji == 0 && distinct >= MAX_EMOJI_PER_MESSAGE {
+            return Err(Error::invalid(format!(
+                "a message carries at most {MAX_EMOJI_PER_MESSAGE} different emoji"
+            )));
+        }
+        let done = sqlx::query(
+            "INSERT INTO reactions (app_id, conversation_id, seq, emoji, user_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (app_id, conversation_id, seq, emoji, user_id) DO NOTHING",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .bind(emoji)
+        .bind(user)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes `user`'s `emoji` from a message; returns whether there was one.
+    pub async fn remove_reaction(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        emoji: &str,
+        user: &str,
+    ) -> Result<bool> {
+        check_emoji(emoji)?;
+        let done = sqlx::query(
+            "DELETE FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3
+             AND emoji = $4 AND user_id = $5",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(seq)
+        .bind(emoji)
+        .bind(user)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// What a change to a deleted message gets.
+pub(crate) fn deleted_error() -> Error {
+    Error::invalid("the message was deleted").with_reason("message_deleted")
+}
