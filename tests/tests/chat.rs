@@ -327,7 +327,10 @@ async fn groups_claim_joins_on_connect() {
     erin.send_message("team", "hi team", "e-1").await.unwrap();
     // Erin's arrival is told first, as a system message.
     let joined = dana.expect_message("team", WAIT).await;
-    assert_eq!((joined.kind.as_str(), joined.text.as_str()), ("system", "erin joined"));
+    assert_eq!(
+        (joined.kind.as_str(), joined.text.as_str()),
+        ("system", "erin joined")
+    );
     let m = dana.expect_message("team", WAIT).await;
     assert_eq!((m.sender_id.as_str(), m.text.as_str()), ("erin", "hi team"));
 }
