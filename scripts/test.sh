@@ -13,11 +13,17 @@ fi
 if need rustup; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
+        || rustup target add wasm32-unknown-unknown
 fi
 
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== the client core builds and lints for the browser (wasm32)"
+cargo build --locked -p mkondo-sdk --target wasm32-unknown-unknown
+cargo clippy --locked -p mkondo-sdk --target wasm32-unknown-unknown -- -D warnings
 
 echo "== build the server binary the end-to-end tests start"
 cargo build --locked -p mkondo-server --bin mkondo

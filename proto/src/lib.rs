@@ -7,6 +7,11 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/mkondo.v1.serde.rs"));
 }
 
+/// The encoded `FileDescriptorSet` of every `.proto` file (imports included): what
+/// gRPC server reflection serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/mkondo_descriptor.bin"));
+
 pub mod codec;
 pub mod codes;
 pub mod convert;

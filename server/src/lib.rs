@@ -2,6 +2,7 @@
 //! API for backends, embedded SQLite storage. `main.rs` is only the CLI; everything
 //! else is here so tests and tools can build a server in-process.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;

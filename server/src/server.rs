@@ -56,9 +56,14 @@ fn metrics_handle() -> PrometheusHandle {
 /// The HTTP router: REST, the real-time WebSocket, gRPC, health and metrics.
 pub fn router(node: Arc<Node>) -> Router {
     let metrics = metrics_handle();
-    let grpc = tonic::service::Routes::new(RealtimeService::new(node.clone()))
-        .prepare()
-        .into_axum_router();
+    let mut grpc = tonic::service::Routes::new(RealtimeService::new(node.clone()))
+        .add_service(crate::admin::service(node.clone()));
+    // Reflection is a convenience (grpcurl); a server without it still serves.
+    match crate::admin::reflection() {
+        Ok(reflection) => grpc = grpc.add_service(reflection),
+        Err(err) => tracing::warn!(%err, "gRPC reflection is off"),
+    }
+    let grpc = grpc.prepare().into_axum_router();
     let http = Router::new()
         .route("/v1/realtime", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))

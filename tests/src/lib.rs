@@ -10,6 +10,8 @@
 //! - [`RawWs`] is a bare WebSocket for what a well-behaved client never does
 //!   (garbage frames, never reading).
 //! - [`Rest`] calls the REST API with an API key or a user token.
+//! - [`Proxy`] sits between SDK clients and the server to drop, stall or
+//!   half-open their connections and count connection attempts.
 //!
 //! Scenarios are written once as `async fn scenario(transport: Transport)` and
 //! instantiated for each transport with [`per_transport!`].
@@ -17,6 +19,7 @@
 mod change_commands;
 mod client;
 mod commands;
+mod proxy;
 mod raw;
 mod rest;
 mod revocation;
@@ -29,6 +32,7 @@ pub use mkondo_proto::v1;
 pub use mkondo_proto::v1::{
     client_frame::Command, push::Push as PushKind, reply::Result as ReplyResult, server_frame::Body,
 };
+pub use proxy::{Fault, Proxy};
 pub use raw::{RawEvent, RawWs};
 pub use rest::{json_u64, seq_of, urlencode, Resp, Rest};
 pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_DEADLINE};

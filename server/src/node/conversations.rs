@@ -4,10 +4,10 @@
 
 use mkondo_proto::v1::{self, push::Push};
 
-use super::{Actor, Node};
+use super::{require_role, Actor, Node};
 use crate::error::{Error, Result};
 use crate::realtime::broker::Target;
-use crate::store::{Conversation, NewGroup};
+use crate::store::{Conversation, Kind, NewGroup, Role};
 use crate::views;
 
 impl Node {
@@ -33,6 +33,43 @@ impl Node {
             return Err(Error::denied("not a member of this conversation"));
         }
         Ok(c)
+    }
+
+    /// Deletes a conversation for everyone: the backend, or an owner of a group
+    /// (a member of a direct conversation hides it instead). Each member's devices
+    /// are told with a `member_left` (removed) push for that member, so their lists
+    /// drop it.
+    pub async fn delete_conversation(&self, app: &str, actor: Actor<'_>, conv: &str) -> Result<()> {
+        let c = self.visible_conversation(app, actor, conv).await?;
+        if let Actor::User(_) = actor {
+            if c.kind == Kind::Direct {
+                return Err(Error::invalid(
+                    "a direct conversation cannot be deleted by a member; hide it instead",
+                ));
+            }
+            require_role(&c, Role::Owner)?;
+        }
+        let members = self.store.member_ids(app, conv).await?;
+        let _ordered = self.conversation_lock(app, conv).lock().await;
+        if !self.store.delete_conversation(app, conv).await? {
+            return Err(Error::not_found("conversation"));
+        }
+        for member in members {
+            self.publish(
+                app,
+                Target {
+                    users: vec![member.clone()],
+                    ..Default::default()
+                },
+                Push::MemberLeft(v1::MemberLeft {
+                    conversation_id: conv.to_owned(),
+                    user_id: member,
+                    removed: true,
+                }),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// A conversation in wire form for `viewer`, with the direct peer and their presence.

@@ -12,6 +12,7 @@ mod membership;
 mod message_changes;
 mod messages;
 mod presence;
+pub mod requests;
 pub mod social;
 
 use std::sync::Arc;

@@ -17,12 +17,13 @@ use serde::Deserialize;
 use super::auth::Operator;
 use super::extract::{Json, Path};
 use super::lifecycle::Revoked;
+use super::openapi::{E401, E404, E409, E413, E422};
 use crate::auth::KeyAlg;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::store::{AppOverview, Millis, Page};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub name: String,
@@ -30,7 +31,7 @@ pub struct CreateApp {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddKey {
     /// HS256 (default: a new secret is made), RS256, ES256 or EdDSA.
@@ -40,6 +41,20 @@ pub struct AddKey {
 }
 
 /// `GET /v1/admin/apps`: every app, with its key ids and API-key prefixes.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/apps",
+    operation_id = "listApps",
+    tag = "admin",
+    summary = "List apps",
+    description = "Every app, with its signing key ids and API-key prefixes (never secrets). One page: next_cursor is null.",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "All apps.", body = Page<AppOverview>),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn list(
     State(node): State<Arc<Node>>,
     _: Operator,
@@ -51,6 +66,23 @@ pub async fn list(
 }
 
 /// `POST /v1/admin/apps` `{name, id?}`: 201 with the credentials, shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/apps",
+    operation_id = "createApp",
+    tag = "admin",
+    summary = "Create an app",
+    description = "Answers the app's id, an HS256 signing key and an API key, shown this once.",
+    security(("operator" = [])),
+    request_body = CreateApp,
+    responses(
+        (status = 201, description = "The new app's credentials.", body = crate::store::AppCreds),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn create(
     State(node): State<Arc<Node>>,
     _: Operator,
@@ -66,6 +98,24 @@ pub async fn create(
 /// `POST /v1/admin/apps/{app}/keys` (body optional): a new HS256 key (its secret
 /// answered once), or `{alg, public_key}` for an asymmetric one. Older keys keep
 /// working until removed.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/apps/{app}/keys",
+    operation_id = "addSigningKey",
+    tag = "admin",
+    summary = "Add a signing key",
+    description = "Rotation: no body (or {}) makes a new HS256 key and answers its secret once; {alg, public_key} registers an RS256 / ES256 / EdDSA public key. Tokens signed with older keys keep working until those are removed.",
+    security(("operator" = [])),
+    params(("app" = String, Path, description = "App id.")),
+    request_body = Option<AddKey>,
+    responses(
+        (status = 201, description = "The new key.", body = crate::store::KeyRow),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn add_key(
     State(node): State<Arc<Node>>,
     _: Operator,
@@ -92,6 +142,22 @@ pub async fn add_key(
 
 /// `DELETE /v1/admin/apps/{app}/keys/{kid}`: tokens with this kid are refused,
 /// sessions holding one closed (3502). The last key cannot be removed.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/apps/{app}/keys/{kid}",
+    operation_id = "removeSigningKey",
+    tag = "admin",
+    summary = "Remove a signing key",
+    description = "Tokens with its kid are refused, and live connections whose token it signed close within a second with 3502 tokens_revoked. The app's last key cannot be removed (422).",
+    security(("operator" = [])),
+    params(("app" = String, Path, description = "App id."), ("kid" = String, Path, description = "The signing key's id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn remove_key(
     State(node): State<Arc<Node>>,
     _: Operator,
@@ -103,6 +169,21 @@ pub async fn remove_key(
 }
 
 /// `POST /v1/admin/apps/{app}/api-keys`: 201 `{api_key, prefix}`, the key shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/apps/{app}/api-keys",
+    operation_id = "createApiKey",
+    tag = "admin",
+    summary = "Create an API key",
+    description = "Another API key for the app, shown this once.",
+    security(("operator" = [])),
+    params(("app" = String, Path, description = "App id.")),
+    responses(
+        (status = 201, description = "The key and its prefix.", body = crate::store::CreatedApiKey),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn create_api_key(
     State(node): State<Arc<Node>>,
     _: Operator,
@@ -113,6 +194,21 @@ pub async fn create_api_key(
 }
 
 /// `DELETE /v1/admin/apps/{app}/api-keys/{prefix}`: the key is refused from now on.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/apps/{app}/api-keys/{prefix}",
+    operation_id = "revokeApiKey",
+    tag = "admin",
+    summary = "Revoke an API key",
+    description = "Requests with it get 401 from now on.",
+    security(("operator" = [])),
+    params(("app" = String, Path, description = "App id."), ("prefix" = String, Path, description = "The API key's prefix, as listed.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn revoke_api_key(
     State(node): State<Arc<Node>>,
     _: Operator,
@@ -127,6 +223,21 @@ pub async fn revoke_api_key(
 
 /// `POST /v1/admin/apps/{app}/revoke-tokens`: as `POST /v1/revoke-tokens` with
 /// the app's API key.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/apps/{app}/revoke-tokens",
+    operation_id = "revokeAppTokensAsOperator",
+    tag = "admin",
+    summary = "Revoke an app's tokens",
+    description = "As POST /v1/revoke-tokens with the app's API key: every token issued up to now is refused; live connections holding one close with 3502.",
+    security(("operator" = [])),
+    params(("app" = String, Path, description = "App id.")),
+    responses(
+        (status = 200, description = "The revocation point.", body = Revoked),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn revoke_tokens(
     State(node): State<Arc<Node>>,
     _: Operator,

@@ -13,129 +13,89 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::extract::{Json, PageParams, Path, Query};
-use crate::auth::valid_user_id;
-use crate::error::{Error, Result};
+use super::openapi::{E401, E403, E404, E409, E413, E422};
+use crate::error::Result;
+use crate::node::requests::NewConversation;
 use crate::node::Node;
-use crate::store::{Conversation, Kind, Member, NewGroup, Page, Role};
+use crate::store::{Conversation, Kind, Member, Page, Role};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateConversation {
     pub kind: Kind,
+    /// Group: the members (a user token's user is added as owner). Direct:
+    /// exactly two with an API key, or the one other person with a user token.
     #[serde(default)]
     pub members: Vec<String>,
+    /// Groups only; made by the server when absent.
     pub id: Option<String>,
     pub name: Option<String>,
     pub icon_url: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct UpdateConversation {
     pub name: Option<String>,
     pub icon_url: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddMembers {
     pub user_ids: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChangeRole {
     pub role: Role,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AddedMembers {
     /// The users who were not members before.
     pub members: Vec<Member>,
 }
 
-fn check_user_ids(ids: &[String]) -> Result<()> {
-    match ids.iter().find(|id| !valid_user_id(id)) {
-        Some(bad) => Err(Error::invalid(format!(
-            "invalid user id {bad:?}: 1-128 characters of A-Z a-z 0-9 . _ @ : -"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// `POST /v1/conversations`: a group (201; 409 when the id is taken) or a direct
 /// conversation (201 when created, 200 when the pair already had one).
+#[utoipa::path(
+    post,
+    path = "/v1/conversations",
+    operation_id = "createConversation",
+    tag = "conversations",
+    summary = "Create a conversation",
+    description = "Creates a group (201; a user token becomes its owner; 409 when the chosen id is taken) or starts a direct conversation (201 when created, 200 with the existing one for the same pair).",
+    security(("api_key" = []), ("user_token" = [])),
+    request_body = CreateConversation,
+    responses(
+        (status = 201, description = "Created.", body = Conversation),
+        (status = 200, description = "The existing direct conversation.", body = Conversation),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 409, response = E409),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn create(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Json(body): Json<CreateConversation>,
 ) -> Result<Response> {
-    check_user_ids(&body.members)?;
-    let app = &caller.app;
-    let (conv, created) = match body.kind {
-        Kind::Group => {
-            let group = NewGroup {
-                id: body.id,
-                name: body.name.unwrap_or_default(),
-                icon_url: body.icon_url.unwrap_or_default(),
-                data: body.data,
-                creator: None,
-                members: body.members,
-            };
-            (node.create_group(app, caller.actor(), group).await?, true)
-        }
-        Kind::Direct => {
-            if body.id.is_some() {
-                return Err(Error::invalid(
-                    "a direct conversation's id is chosen by the server",
-                ));
-            }
-            let mut members = body.members;
-            members.sort();
-            members.dedup();
-            let (a, b, create_missing) = match caller.user() {
-                None => match members.as_slice() {
-                    [a, b] => (a.clone(), b.clone(), true),
-                    _ => {
-                        return Err(Error::invalid(
-                            "a direct conversation needs exactly two distinct members",
-                        ))
-                    }
-                },
-                Some(me) => {
-                    let others: Vec<&String> = members.iter().filter(|m| *m != me).collect();
-                    match others.as_slice() {
-                        [other] => (me.to_owned(), (*other).clone(), false),
-                        _ => {
-                            return Err(Error::invalid(
-                                "a direct conversation needs exactly one other member",
-                            ))
-                        }
-                    }
-                }
-            };
-            let (conv, created) = node
-                .start_direct_created(app, &a, &b, create_missing)
-                .await?;
-            let extras = body.name.is_some() || body.icon_url.is_some() || body.data.is_some();
-            if created && extras {
-                node.store
-                    .update_conversation(
-                        app,
-                        &conv.id,
-                        body.name.as_deref(),
-                        body.icon_url.as_deref(),
-                        body.data.as_ref(),
-                    )
-                    .await?;
-            }
-            (conv, created)
-        }
+    let request = NewConversation {
+        kind: body.kind,
+        members: body.members,
+        id: body.id,
+        name: body.name,
+        icon_url: body.icon_url,
+        data: body.data,
     };
-    // Answer the conversation as the caller sees it (the backend: no viewer fields).
-    let conv = node
-        .store
-        .get_conversation(app, &conv.id, caller.user())
-        .await?
-        .ok_or_else(Error::internal)?;
+    let (conv, created) = node
+        .create_conversation(&caller.app, caller.actor(), request)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -146,28 +106,50 @@ pub async fn create(
 
 /// `GET /v1/conversations`: the app's conversations (backend) or the user's own,
 /// latest activity first.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations",
+    operation_id = "listConversations",
+    tag = "conversations",
+    summary = "List conversations",
+    description = "The app's conversations (API key) or the user's own (user token), latest activity first.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of conversations.", body = Page<Conversation>),
+        (status = 401, response = E401),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn list(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Conversation>>> {
     let limit = page.limit()?;
-    let page = match caller.user() {
-        None => {
-            node.store
-                .list_conversations(&caller.app, page.cursor(), limit)
-                .await?
-        }
-        Some(me) => {
-            node.store
-                .user_conversations(&caller.app, me, page.cursor(), limit)
-                .await?
-        }
-    };
+    let page = node
+        .conversations_page(&caller.app, caller.actor(), page.cursor(), limit)
+        .await?;
     Ok(axum::Json(page))
 }
 
 /// `GET /v1/conversations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}",
+    operation_id = "getConversation",
+    tag = "conversations",
+    summary = "Read a conversation",
+    description = "A user token reads only conversations it is a member of.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id.")),
+    responses(
+        (status = 200, description = "The conversation.", body = Conversation),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn get(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -179,7 +161,54 @@ pub async fn get(
     Ok(axum::Json(conv))
 }
 
+/// `DELETE /v1/conversations/{id}`: the backend, or an owner of a group.
+#[utoipa::path(
+    delete,
+    path = "/v1/conversations/{id}",
+    operation_id = "deleteConversation",
+    tag = "conversations",
+    summary = "Delete a conversation",
+    description = "Deletes the conversation, its members and its messages for everyone (a user token: owners of a group; members of a direct conversation hide it instead). Each member's devices get a `member_left` push.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
+pub async fn delete(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<http::StatusCode> {
+    node.delete_conversation(&caller.app, caller.actor(), &id)
+        .await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
 /// `PATCH /v1/conversations/{id}`: name, icon, data (admins, for a user token).
+#[utoipa::path(
+    patch,
+    path = "/v1/conversations/{id}",
+    operation_id = "updateConversation",
+    tag = "conversations",
+    summary = "Update a conversation",
+    description = "Updates name, icon_url, data (a user token: admins and owners). Members are told live and history gets a system message for a rename.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id.")),
+    request_body = UpdateConversation,
+    responses(
+        (status = 200, description = "The updated conversation.", body = Conversation),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn update(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -200,6 +229,23 @@ pub async fn update(
 }
 
 /// `GET /v1/conversations/{id}/members`, by user id.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/members",
+    operation_id = "listMembers",
+    tag = "members",
+    summary = "List members",
+    description = "A conversation's members, by user id.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), PageParams),
+    responses(
+        (status = 200, description = "A page of members.", body = Page<Member>),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn members(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -207,26 +253,41 @@ pub async fn members(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Member>>> {
     let limit = page.limit()?;
-    node.visible_conversation(&caller.app, caller.actor(), &id)
-        .await?;
     let page = node
-        .store
-        .members(&caller.app, &id, page.cursor(), limit)
+        .members_page(&caller.app, caller.actor(), &id, page.cursor(), limit)
         .await?;
     Ok(axum::Json(page))
 }
 
 /// `POST /v1/conversations/{id}/members`: 201 with the members added (200 and an
 /// empty list when everyone was a member already).
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/members",
+    operation_id = "addMembers",
+    tag = "members",
+    summary = "Add members",
+    description = "Adds members to a group (a user token: admins and owners; the API key also creates unknown users). 201 with the users added; 200 with an empty list when everyone was a member already.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id.")),
+    request_body = AddMembers,
+    responses(
+        (status = 201, description = "The users added.", body = AddedMembers),
+        (status = 200, description = "Everyone was a member already.", body = AddedMembers),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn add_members(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<AddMembers>,
 ) -> Result<Response> {
-    check_user_ids(&body.user_ids)?;
     let added = node
-        .add_members(&caller.app, caller.actor(), &id, &body.user_ids)
+        .add_members_request(&caller.app, caller.actor(), &id, &body.user_ids)
         .await?;
     let status = if added.is_empty() {
         StatusCode::OK
@@ -237,6 +298,23 @@ pub async fn add_members(
 }
 
 /// `DELETE /v1/conversations/{id}/members/{user}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/conversations/{id}/members/{user}",
+    operation_id = "removeMember",
+    tag = "members",
+    summary = "Remove a member",
+    description = "Oneself (leave), or another member by an admin or owner, or by the API key.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), ("user" = String, Path, description = "User id of the member.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn remove_member(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -250,6 +328,24 @@ pub async fn remove_member(
 /// `PATCH /v1/conversations/{id}/members/{user}` `{role}`: owners and admins
 /// (only owners make owners or change an owner), or the backend. Answers the
 /// member as now; a change is told in history as a system message.
+#[utoipa::path(
+    patch,
+    path = "/v1/conversations/{id}/members/{user}",
+    operation_id = "changeRole",
+    tag = "members",
+    summary = "Change a member's role",
+    description = "A user token: owners and admins; only an owner makes owners or changes an owner's role, and the last owner cannot step down while others remain. Told in history as a system message.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), ("user" = String, Path, description = "User id of the member.")),
+    request_body = ChangeRole,
+    responses(
+        (status = 200, description = "The member as now.", body = Member),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn change_role(
     State(node): State<Arc<Node>>,
     caller: Caller,

@@ -14,21 +14,30 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::extract::{non_empty, page_limit, Json, Path, Query};
-use crate::error::{Error, Result};
+use super::openapi::{E401, E403, E404, E413, E422};
+use crate::error::Result;
+use crate::node::requests::SendInput;
 use crate::node::Node;
 use crate::store::messages::{HistoryQuery, MessageEdit};
-use crate::store::system_messages::SYSTEM_SENDER;
-use crate::store::{Message, NewMessage, Page};
+use crate::store::{Message, Page};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
+    /// Messages with a smaller seq (the newest of them).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
+    /// Messages with a larger seq (the oldest of them).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     #[default]
@@ -36,13 +45,19 @@ pub enum MessageKind {
     System,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendMessage {
+    /// Required with an API key unless kind is system (then "system"); with a
+    /// user token, absent or the token's user.
     pub sender_id: Option<String>,
+    /// At most 16 KiB; a message needs text or data.
     #[serde(default)]
     pub text: String,
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
+    /// Idempotency key (at most 128 bytes): a retry answers the original message.
     pub client_id: Option<String>,
+    /// The seq of the message replied to, in the same conversation.
     pub reply_to: Option<i64>,
     #[serde(default)]
     pub kind: MessageKind,
@@ -51,71 +66,79 @@ pub struct SendMessage {
 /// `GET /v1/conversations/{id}/messages?before=&after=&limit=&cursor=`: a page in
 /// ascending seq order. `after` pages forward from a seq; `before` (or neither)
 /// pages backward from the newest; `next_cursor` continues in the same direction.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/messages",
+    operation_id = "listMessages",
+    tag = "messages",
+    summary = "History",
+    description = "A page of history in ascending seq order. `after` pages forward from a seq; `before` (or neither) pages backward from the newest; `next_cursor` continues in the same direction.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), HistoryParams),
+    responses(
+        (status = 200, description = "A page of messages.", body = Page<Message>),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn history(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<axum::Json<Page<Message>>> {
-    let limit = page_limit(params.limit)?;
-    if params.before.is_some() && params.after.is_some() {
-        return Err(Error::invalid("give before or after, not both"));
-    }
-    if params.before.is_some_and(|s| s < 1) || params.after.is_some_and(|s| s < 0) {
-        return Err(Error::invalid(
-            "before must be a seq of at least 1, after at least 0",
-        ));
-    }
     let query = HistoryQuery {
         before: params.before,
         after: params.after,
         cursor: non_empty(&params.cursor).map(str::to_owned),
-        limit,
+        limit: page_limit(params.limit)?,
     };
     let page = node
-        .history(&caller.app, caller.actor(), &id, &query)
+        .history_request(&caller.app, caller.actor(), &id, query)
         .await?;
     Ok(axum::Json(page))
 }
 
 /// `POST /v1/conversations/{id}/messages`: 201 with the message, or 200 with the
 /// original when its `client_id` was used before.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/messages",
+    operation_id = "sendMessage",
+    tag = "messages",
+    summary = "Send a message",
+    description = "Sends as a user (a user token: only as itself) or as the system (API key). Delivered live to connected members. A repeated client_id answers the original message (200).",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id.")),
+    request_body = SendMessage,
+    responses(
+        (status = 201, description = "Sent.", body = Message),
+        (status = 200, description = "The original message of this client_id.", body = Message),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn send(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<SendMessage>,
 ) -> Result<Response> {
-    let sender_id = match (caller.user(), body.kind, body.sender_id) {
-        (Some(_), MessageKind::System, _) => {
-            return Err(Error::denied("only the backend may send system messages"))
-        }
-        (Some(me), MessageKind::User, None) => me.to_owned(),
-        (Some(me), MessageKind::User, Some(sender)) if sender != me => {
-            return Err(Error::denied("a user token may only send as its own user"))
-        }
-        (_, _, Some(sender)) => sender,
-        (None, MessageKind::System, None) => SYSTEM_SENDER.to_owned(),
-        (None, MessageKind::User, None) => {
-            return Err(Error::invalid(
-                "sender_id is required (or send kind \"system\")",
-            ))
-        }
-    };
-    let msg = NewMessage {
-        sender_id,
-        kind: match body.kind {
-            MessageKind::User => "user",
-            MessageKind::System => "system",
-        }
-        .to_owned(),
+    let input = SendInput {
+        sender_id: body.sender_id,
+        system: body.kind == MessageKind::System,
         text: body.text,
         data: body.data,
         client_id: body.client_id,
         reply_to: body.reply_to,
     };
     let sent = node
-        .send_message(&caller.app, caller.actor(), &id, msg)
+        .send_request(&caller.app, caller.actor(), &id, input)
         .await?;
     let status = if sent.duplicate {
         StatusCode::OK
@@ -125,37 +148,53 @@ pub async fn send(
     Ok((status, axum::Json(sent.message)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EditMessage {
     pub text: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddReaction {
     pub emoji: String,
     /// Who reacts: required with an API key; with a user token, absent or itself.
     pub user_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReactionParams {
+    /// Whose reaction (API key only; required then).
     pub user_id: Option<String>,
 }
 
 /// The user a reaction is for: a user token's own user, or the one the backend names.
 fn reacting_user(caller: &Caller, named: Option<String>) -> Result<String> {
-    match (caller.user(), named) {
-        (Some(me), None) => Ok(me.to_owned()),
-        (Some(me), Some(named)) if named == me => Ok(named),
-        (Some(_), Some(_)) => Err(Error::denied("a user token may only react as its own user")),
-        (None, Some(named)) if !named.is_empty() => Ok(named),
-        (None, _) => Err(Error::invalid("user_id is required with an API key")),
-    }
+    crate::node::requests::reacting_user(caller.actor(), named)
 }
 
 /// `PATCH /v1/conversations/{id}/messages/{seq}`: the sender (or the backend)
 /// replaces text and/or data; answers the message as it now is.
+#[utoipa::path(
+    patch,
+    path = "/v1/conversations/{id}/messages/{seq}",
+    operation_id = "editMessage",
+    tag = "messages",
+    summary = "Edit a message",
+    description = "The sender only (the API key: any message); system messages cannot be edited by users, deleted ones by nobody. Sets edited_at; members receive message_updated.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation.")),
+    request_body = EditMessage,
+    responses(
+        (status = 200, description = "The message as now.", body = Message),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn edit(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -174,6 +213,23 @@ pub async fn edit(
 
 /// `DELETE /v1/conversations/{id}/messages/{seq}`: the sender, an admin or owner,
 /// or the backend; answers the tombstone (again, unchanged, when repeated).
+#[utoipa::path(
+    delete,
+    path = "/v1/conversations/{id}/messages/{seq}",
+    operation_id = "deleteMessage",
+    tag = "messages",
+    summary = "Delete a message",
+    description = "The sender, an admin or owner of the conversation, or the API key. The message becomes a tombstone (text, data and reactions erased, deleted_at set; the seq stays taken); members receive message_updated. Repeating it answers the tombstone.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation.")),
+    responses(
+        (status = 200, description = "The tombstone.", body = Message),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn delete(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -187,6 +243,25 @@ pub async fn delete(
 
 /// `POST /v1/conversations/{id}/messages/{seq}/reactions`: 201 with the message
 /// when the reaction is new, 200 when the user had already reacted so.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/messages/{seq}/reactions",
+    operation_id = "addReaction",
+    tag = "messages",
+    summary = "React to a message",
+    description = "A member, for themselves (the API key names the member). Reactions are a set per emoji and user; members receive message_updated when it changes.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation.")),
+    request_body = AddReaction,
+    responses(
+        (status = 201, description = "Added.", body = Message),
+        (status = 200, description = "The user had already reacted so.", body = Message),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn react(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -208,6 +283,23 @@ pub async fn react(
 /// `DELETE /v1/conversations/{id}/messages/{seq}/reactions/{emoji}?user_id=`:
 /// removes the reaction (the token's user, or `user_id` for the backend);
 /// answers the message, whether or not there was one.
+#[utoipa::path(
+    delete,
+    path = "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}",
+    operation_id = "removeReaction",
+    tag = "messages",
+    summary = "Remove a reaction",
+    description = "The token user's reaction, or (API key) that of `user_id`. Answers the message whether or not the reaction was there.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation."), ("emoji" = String, Path, description = "The emoji, percent-encoded."), ReactionParams),
+    responses(
+        (status = 200, description = "The message as now.", body = Message),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn unreact(
     State(node): State<Arc<Node>>,
     caller: Caller,

@@ -56,6 +56,7 @@ routes! {
     get "/v1/conversations" => conversations::list,
     get "/v1/conversations/{id}" => conversations::get,
     patch "/v1/conversations/{id}" => conversations::update,
+    delete "/v1/conversations/{id}" => conversations::delete,
     get "/v1/conversations/{id}/members" => conversations::members,
     post "/v1/conversations/{id}/members" => conversations::add_members,
     patch "/v1/conversations/{id}/members/{user}" => conversations::change_role,

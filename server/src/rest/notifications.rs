@@ -12,18 +12,39 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::extract::{Json, PageParams, Path, Query};
+use super::openapi::{E401, E403, E404, E413, E422};
 use crate::error::Result;
 use crate::node::Node;
 use crate::store::{social::Notification, Page};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendNotification {
+    #[schema(value_type = Object)]
     pub payload: Value,
     /// Default 7 days, at most 30 days.
     pub ttl_seconds: Option<u64>,
 }
 
 /// `POST /v1/users/{id}/notifications` (API key only): 201 with the notification.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/notifications",
+    operation_id = "sendNotification",
+    tag = "notifications",
+    summary = "Notify a user",
+    description = "Pushes a notification to a user (API key only): delivered live to every connected device, and kept for the next connect until acknowledged or expired.",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "User id.")),
+    request_body = SendNotification,
+    responses(
+        (status = 201, description = "Stored and pushed.", body = Notification),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn send(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -38,6 +59,23 @@ pub async fn send(
 }
 
 /// `GET /v1/users/{id}/notifications`: pending ones, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/notifications",
+    operation_id = "listNotifications",
+    tag = "notifications",
+    summary = "A user's pending notifications",
+    description = "Pending (unacknowledged, unexpired) notifications, oldest first. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "User id."), PageParams),
+    responses(
+        (status = 200, description = "A page of notifications.", body = Page<Notification>),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn list(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -49,6 +87,22 @@ pub async fn list(
 }
 
 /// `POST /v1/users/{id}/notifications/{notification}/ack`: 204.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/notifications/{notification}/ack",
+    operation_id = "ackNotification",
+    tag = "notifications",
+    summary = "Acknowledge a notification",
+    description = "It is never delivered again, to any device. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "User id."), ("notification" = String, Path, description = "Notification id.")),
+    responses(
+        (status = 204, description = "Acknowledged."),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn ack(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -61,6 +115,22 @@ pub async fn ack(
 }
 
 /// `GET /v1/me/notifications`.
+#[utoipa::path(
+    get,
+    path = "/v1/me/notifications",
+    operation_id = "listMyNotifications",
+    tag = "me",
+    summary = "My pending notifications",
+    description = "The token user's pending notifications, oldest first.",
+    security(("user_token" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of notifications.", body = Page<Notification>),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn list_mine(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -71,6 +141,22 @@ pub async fn list_mine(
 }
 
 /// `POST /v1/me/notifications/{id}/ack`: 204.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/ack",
+    operation_id = "ackMyNotification",
+    tag = "me",
+    summary = "Acknowledge my notification",
+    description = "Acknowledges one of the token user's notifications.",
+    security(("user_token" = [])),
+    params(("id" = String, Path, description = "Notification id.")),
+    responses(
+        (status = 204, description = "Acknowledged."),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn ack_mine(
     State(node): State<Arc<Node>>,
     caller: Caller,

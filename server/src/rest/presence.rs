@@ -9,21 +9,24 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::extract::Query;
-use crate::auth::valid_user_id;
-use crate::error::{Error, Result};
+use super::openapi::{E401, E422};
+use crate::error::Result;
 use crate::node::Node;
 use crate::realtime::presence::UserPresence;
 use crate::store::Millis;
 
-pub const MAX_USERS: usize = 100;
+pub const MAX_USERS: usize = crate::node::requests::MAX_PRESENCE_USERS;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PresenceParams {
-    /// Comma-separated user ids.
+    /// Comma-separated user ids (at most 100).
+    #[param(required = true)]
     pub users: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Presence)]
 pub struct PresenceView {
     pub user_id: String,
     /// `online`, `away` or `offline`.
@@ -32,7 +35,7 @@ pub struct PresenceView {
     pub last_seen: Option<Millis>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PresenceList {
     /// One entry per visible user, in the order asked; unknown users and users the
     /// caller may not see are left out.
@@ -40,35 +43,36 @@ pub struct PresenceList {
 }
 
 /// `GET /v1/presence?users=a,b`.
+#[utoipa::path(
+    get,
+    path = "/v1/presence",
+    operation_id = "getPresence",
+    tag = "presence",
+    summary = "Presence",
+    description = "Presence and last seen of up to 100 users. The API key reads any user of the app; a user token only people sharing a conversation with it and with no block between them. Unknown and invisible users are left out.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(PresenceParams),
+    responses(
+        (status = 200, description = "Their presence.", body = PresenceList),
+        (status = 401, response = E401),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn get(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Query(params): Query<PresenceParams>,
 ) -> Result<axum::Json<PresenceList>> {
-    let mut users: Vec<String> = Vec::new();
-    for u in params.users.as_deref().unwrap_or_default().split(',') {
-        let u = u.trim();
-        if u.is_empty() || users.iter().any(|seen| seen == u) {
-            continue;
-        }
-        if !valid_user_id(u) {
-            return Err(Error::invalid(format!("invalid user id {u:?}")));
-        }
-        users.push(u.to_owned());
-    }
-    if users.is_empty() {
-        return Err(Error::invalid("give user ids: ?users=a,b"));
-    }
-    if users.len() > MAX_USERS {
-        return Err(Error::invalid(format!("at most {MAX_USERS} user ids")));
-    }
-    let app = &caller.app;
-    let found = node.store.get_users(app, &users).await?;
-    users.retain(|u| found.iter().any(|f| f.id == *u));
-    let presence = match caller.user() {
-        None => node.presence_of(app, &users).await?,
-        Some(me) => node.visible_presence(app, me, &users).await?,
-    };
+    let users: Vec<String> = params
+        .users
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let presence = node
+        .presence_request(&caller.app, caller.actor(), &users)
+        .await?;
     Ok(axum::Json(PresenceList {
         presence: presence.iter().map(view).collect(),
     }))

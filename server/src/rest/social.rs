@@ -11,22 +11,42 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::extract::{Json, PageParams, Path, Query};
-use crate::error::{Error, Result};
+use super::openapi::{E401, E403, E404, E422};
+use crate::error::Result;
 use crate::node::Node;
 use crate::store::{social::Block, Conversation, Page};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BlockUser {
     pub user_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Blocked {
     pub user_id: String,
     pub blocked: bool,
 }
 
 /// `POST /v1/users/{id}/blocks`: 201 when the block is new, 200 when it stood.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/blocks",
+    operation_id = "blockUser",
+    tag = "blocks",
+    summary = "Block a user",
+    description = "While the block stands, neither can start or write in their direct conversation (403 blocked) and neither sees the other's presence or typing. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "User id.")),
+    request_body = BlockUser,
+    responses(
+        (status = 201, description = "Blocked.", body = Blocked),
+        (status = 200, description = "The block already stood.", body = Blocked),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn block(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -38,6 +58,23 @@ pub async fn block(
 }
 
 /// `GET /v1/users/{id}/blocks`: the users `id` blocked, by id.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/blocks",
+    operation_id = "listBlocks",
+    tag = "blocks",
+    summary = "A user's blocks",
+    description = "The users blocked, by id. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "User id."), PageParams),
+    responses(
+        (status = 200, description = "A page of blocks.", body = Page<Block>),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn list(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -49,6 +86,23 @@ pub async fn list(
 }
 
 /// `DELETE /v1/users/{id}/blocks/{other}`: 204, also when there was no block.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/blocks/{other}",
+    operation_id = "unblockUser",
+    tag = "blocks",
+    summary = "Lift a block",
+    description = "A no-op when there was none. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "User id."), ("other" = String, Path, description = "The blocked user's id.")),
+    responses(
+        (status = 204, description = "Not blocked any more."),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn unblock(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -60,6 +114,24 @@ pub async fn unblock(
 }
 
 /// `POST /v1/me/blocks`.
+#[utoipa::path(
+    post,
+    path = "/v1/me/blocks",
+    operation_id = "blockMyUser",
+    tag = "blocks",
+    summary = "Block a user (me)",
+    description = "While the block stands, neither can start or write in their direct conversation (403 blocked) and neither sees the other's presence or typing.",
+    security(("user_token" = [])),
+    request_body = BlockUser,
+    responses(
+        (status = 201, description = "Blocked.", body = Blocked),
+        (status = 200, description = "The block already stood.", body = Blocked),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn block_mine(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -70,6 +142,22 @@ pub async fn block_mine(
 }
 
 /// `GET /v1/me/blocks`.
+#[utoipa::path(
+    get,
+    path = "/v1/me/blocks",
+    operation_id = "listMyBlocks",
+    tag = "blocks",
+    summary = "My blocks",
+    description = "The users the token user blocked, by id.",
+    security(("user_token" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of blocks.", body = Page<Block>),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn list_mine(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -80,6 +168,23 @@ pub async fn list_mine(
 }
 
 /// `DELETE /v1/me/blocks/{user}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/me/blocks/{user}",
+    operation_id = "unblockMyUser",
+    tag = "blocks",
+    summary = "Lift my block",
+    description = "A no-op when there was none.",
+    security(("user_token" = [])),
+    params(("user" = String, Path, description = "The blocked user's id.")),
+    responses(
+        (status = 204, description = "Not blocked any more."),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn unblock_mine(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -117,21 +222,50 @@ async fn list_for(
 
 /// `POST /v1/users/{id}/conversations/{conversation}/hide`: the conversation as
 /// that user now sees it (`hidden: true`).
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/conversations/{conversation}/hide",
+    operation_id = "hideConversation",
+    tag = "conversations",
+    summary = "Hide a conversation for a user",
+    description = "\"Delete chat\": the user's history starts after the conversation's last message, and it leaves their list until a new message arrives. Their devices are told live. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = String, Path, description = "User id."), ("conversation" = String, Path, description = "Conversation id.")),
+    responses(
+        (status = 200, description = "The conversation as the user now sees it.", body = Conversation),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn hide(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Path((id, conversation)): Path<(String, String)>,
 ) -> Result<axum::Json<Conversation>> {
     caller.require_self_or_backend(&id)?;
-    if node.store.get_user(&caller.app, &id).await?.is_none() {
-        return Err(Error::not_found("user"));
-    }
     Ok(axum::Json(
-        node.hide(&caller.app, &id, &conversation).await?,
+        node.hide_for_user(&caller.app, &id, &conversation).await?,
     ))
 }
 
 /// `POST /v1/me/conversations/{id}/hide`.
+#[utoipa::path(
+    post,
+    path = "/v1/me/conversations/{id}/hide",
+    operation_id = "hideMyConversation",
+    tag = "me",
+    summary = "Hide a conversation",
+    description = "\"Delete chat\" for the token user.",
+    security(("user_token" = [])),
+    params(("id" = String, Path, description = "Conversation id.")),
+    responses(
+        (status = 200, description = "The conversation as the user now sees it.", body = Conversation),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+)]
 pub async fn hide_mine(
     State(node): State<Arc<Node>>,
     caller: Caller,

@@ -9,72 +9,66 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::extract::Json;
-use crate::auth::{mint_hs256, valid_user_id};
-use crate::error::{Error, Result};
+use super::openapi::{E401, E403, E422};
+use crate::error::Result;
+use crate::node::requests::MintInput;
 use crate::node::Node;
-use crate::store::{valid_conversation_id, Millis};
+use crate::store::Millis;
 
-pub const DEFAULT_TTL_SECS: i64 = 3600;
+pub const DEFAULT_TTL_SECS: i64 = crate::node::requests::DEFAULT_TOKEN_TTL_SECS;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MintToken {
     pub user_id: String,
+    /// Default 3600, at most the server's maximum token lifetime.
     pub ttl_seconds: Option<i64>,
+    /// Conversation ids the user joins on connect.
     #[serde(default)]
     pub groups: Vec<String>,
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Minted {
     pub token: String,
     pub expires_at: Millis,
 }
 
 /// `POST /v1/tokens` (API key only): 200 with `{token, expires_at}`.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "mintToken",
+    tag = "tokens",
+    summary = "Mint a user token",
+    description = "Mints a user token signed with the app's newest HS256 key (API key only; for development and tests: production backends sign their own).",
+    security(("api_key" = [])),
+    request_body = MintToken,
+    responses(
+        (status = 200, description = "The token.", body = Minted),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 422, response = E422),
+    ),
+)]
 pub async fn mint(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Json(body): Json<MintToken>,
 ) -> Result<(StatusCode, axum::Json<Minted>)> {
     caller.require_backend()?;
-    if !valid_user_id(&body.user_id) {
-        return Err(Error::invalid(
-            "user_id must be 1-128 characters of A-Z a-z 0-9 . _ @ : -",
-        ));
-    }
-    let max = node.config.limits.max_token_lifetime_secs;
-    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS.min(max));
-    if !(1..=max).contains(&ttl) {
-        return Err(Error::invalid(format!("ttl_seconds must be 1 to {max}")));
-    }
-    if let Some(bad) = body.groups.iter().find(|g| !valid_conversation_id(g)) {
-        return Err(Error::invalid(format!(
-            "groups names an invalid conversation id: {bad:?}"
-        )));
-    }
-    if body.name.as_ref().is_some_and(|n| n.len() > 256) {
-        return Err(Error::invalid("name is longer than 256 bytes"));
-    }
-    let key = node
-        .store
-        .minting_key(&caller.app)
-        .await?
-        .ok_or_else(|| Error::invalid("this app has no HS256 signing key to mint with"))?;
-    let now = chrono::Utc::now().timestamp();
-    let token = mint_hs256(
-        &key,
-        &body.user_id,
-        ttl,
-        &body.groups,
-        body.name.as_deref(),
-        now,
-    )?;
+    let input = MintInput {
+        user_id: body.user_id,
+        ttl_seconds: body.ttl_seconds,
+        groups: body.groups,
+        name: body.name,
+    };
+    let minted = node.mint_token(&caller.app, input).await?;
     Ok((
         StatusCode::OK,
         axum::Json(Minted {
-            token,
-            expires_at: Millis((now + ttl) * 1000),
+            token: minted.token,
+            expires_at: Millis(minted.expires_at_ms),
         }),
     ))
 }

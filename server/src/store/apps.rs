@@ -18,9 +18,12 @@ pub struct AppRow {
     pub tokens_valid_after: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A signing key as created: its secret, for HS256, shown this once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = SigningKey)]
 pub struct KeyRow {
     pub kid: String,
+    /// `HS256`, `RS256`, `ES256` or `EdDSA`.
     pub alg: String,
     /// The HS256 secret; present only when just created.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,11 +31,13 @@ pub struct KeyRow {
 }
 
 /// What `mkondo app create` prints: the credentials, shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = AppCredentials)]
 pub struct AppCreds {
     pub app_id: String,
     pub name: String,
     pub signing_key: KeyRow,
+    /// Shown this once.
     pub api_key: String,
 }
 
@@ -249,7 +254,7 @@ impl Store {
 }
 
 /// A signing key as listed (never its material).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub kid: String,
     pub alg: String,
@@ -257,7 +262,7 @@ pub struct KeyInfo {
 }
 
 /// An API key as listed: its display prefix, never the key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub prefix: String,
     pub created_at: Millis,
@@ -267,7 +272,8 @@ pub struct ApiKeyInfo {
 
 /// An app as its operator sees it (`mkondo app list`, `GET /v1/admin/apps`):
 /// key ids and API-key prefixes, never secrets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = App)]
 pub struct AppOverview {
     pub app_id: String,
     pub name: String,
@@ -278,9 +284,11 @@ pub struct AppOverview {
 }
 
 /// A new API key: the key itself is shown this once; the prefix names it later.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
+    /// Shown this once.
     pub api_key: String,
+    /// Names the key when listing or revoking it.
     pub prefix: String,
 }
 

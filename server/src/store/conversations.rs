@@ -13,9 +13,12 @@ use crate::error::{Error, Result};
 
 pub const MAX_CONVERSATION_DATA_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Serialize)]
+/// One page of a list. `next_cursor` is passed as `?cursor=` for the next page;
+/// it is null on the last page.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -442,6 +445,28 @@ impl Store {
         .bind(user)
         .execute(&self.writer)
         .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a conversation with its members, messages and reactions, in one
+    /// transaction. Returns false when there was no such conversation.
+    pub async fn delete_conversation(&self, app: &str, conv: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        for table in ["reactions", "messages", "members"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE app_id = $1 AND conversation_id = $2"
+            ))
+            .bind(app)
+            .bind(conv)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let done = sqlx::query("DELETE FROM conversations WHERE app_id = $1 AND id = $2")
+            .bind(app)
+            .bind(conv)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -1,8 +1,13 @@
 //! Records as the store returns them, serialized as the REST API's JSON
 //! (snake_case, times RFC 3339) and converted to the wire types for real-time.
+//! Their OpenAPI schemas are derived here too (`ToSchema`), so the REST document
+//! describes exactly what is serialized.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Unix milliseconds, serialized as an RFC 3339 string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -15,11 +20,31 @@ impl Serialize for Millis {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl utoipa::PartialSchema for Millis {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339 in UTC, with milliseconds."))
+            .examples([serde_json::json!("2025-01-31T09:30:00.000Z")])
+            .into()
+    }
+}
+
+impl ToSchema for Millis {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Time")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     pub id: String,
     pub name: String,
     pub avatar_url: String,
+    /// The customer's JSON object (at most 4 KiB).
+    #[schema(value_type = Object)]
     pub data: Value,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -30,7 +55,7 @@ pub struct User {
     pub tokens_valid_after: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Direct,
@@ -53,7 +78,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Member,
@@ -79,14 +104,21 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
+    /// 1, 2, 3 … per conversation, no gaps: the conversation's order.
+    #[schema(minimum = 1)]
     pub seq: i64,
     pub sender_id: String,
+    /// `user`, or `system` for messages the server or the backend writes
+    /// (member joined / left, renamed …).
+    #[schema(examples("user", "system"))]
     pub kind: String,
     pub text: String,
+    /// The customer's JSON object (attachments' metadata, custom fields).
+    #[schema(value_type = Object)]
     pub data: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -102,13 +134,13 @@ pub struct Message {
 }
 
 /// One emoji on a message and the users who reacted with it, earliest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Reaction {
     pub emoji: String,
     pub user_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Member {
     pub user_id: String,
     pub role: Role,
@@ -119,23 +151,32 @@ pub struct Member {
 }
 
 /// The viewer's own membership, joined onto a conversation in per-user lists.
-#[derive(Debug, Clone, Serialize)]
+/// Present (all its fields together) on conversations read with a user token.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Viewer {
+    #[schema(required = false)]
     pub role: Role,
+    #[schema(required = false)]
     pub last_read_seq: i64,
+    #[schema(required = false)]
     pub cleared_seq: i64,
+    #[schema(required = false)]
     pub unread_count: i64,
+    #[schema(required = false)]
     pub muted: bool,
     /// Hidden ("delete chat") and nothing new since: out of the viewer's list.
+    #[schema(required = false)]
     pub hidden: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Conversation {
     pub id: String,
     pub kind: Kind,
     pub name: String,
     pub icon_url: String,
+    /// The customer's JSON object (at most 16 KiB).
+    #[schema(value_type = Object)]
     pub data: Value,
     pub created_at: Millis,
     pub updated_at: Millis,

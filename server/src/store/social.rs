@@ -12,17 +12,19 @@ use sqlx::{sqlite::SqliteRow, Row};
 use super::{decode_cursor, encode_cursor, now_ms, parse_json, Millis, Page, Store};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Notification {
     pub id: String,
     pub user_id: String,
+    /// Opaque to the server: what the backend sent.
+    #[schema(value_type = Object)]
     pub payload: Value,
     pub created_at: Millis,
     pub expires_at: Millis,
 }
 
 /// One entry of a user's block list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Block {
     /// The blocked user.
     pub user_id: String,

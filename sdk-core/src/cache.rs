@@ -1,0 +1,197 @@
+//! The state a UI reads without a round trip: the user, the conversation list
+//! with unread counts and last messages, the presence of known users, who is
+//! typing where, and the subscriptions. The session keeps it current from every
+//! reply and push, before the matching event is delivered.
+
+use std::collections::{BTreeMap, HashMap};
+
+use mkondo_proto::v1;
+
+use crate::event::SubscriptionState;
+use crate::rt::Instant;
+
+/// A snapshot-able view of what the client knows.
+#[derive(Debug, Default)]
+pub struct Cache {
+    user: Option<v1::User>,
+    session_id: String,
+    conversations: HashMap<String, v1::Conversation>,
+    presence: HashMap<String, v1::Presence>,
+    /// Conversation → user → when their typing indicator expires.
+    typing: HashMap<String, BTreeMap<String, Instant>>,
+    subscriptions: BTreeMap<String, SubscriptionState>,
+}
+
+fn activity(c: &v1::Conversation) -> (i64, i32) {
+    c.last_message
+        .as_ref()
+        .and_then(|m| m.created_at.as_ref())
+        .or(c.created_at.as_ref())
+        .map_or((0, 0), |t| (t.seconds, t.nanos))
+}
+
+impl Cache {
+    /// The connected user's id.
+    pub fn me(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
+    }
+
+    /// The connected user's profile, from the last connect.
+    pub fn user(&self) -> Option<&v1::User> {
+        self.user.as_ref()
+    }
+
+    /// The server's id of the last session (for support and logs).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Known conversations, latest activity first.
+    pub fn conversations(&self) -> Vec<v1::Conversation> {
+        let mut list: Vec<v1::Conversation> = self.conversations.values().cloned().collect();
+        list.sort_by(|a, b| activity(b).cmp(&activity(a)).then_with(|| a.id.cmp(&b.id)));
+        list
+    }
+
+    pub fn conversation(&self, id: &str) -> Option<&v1::Conversation> {
+        self.conversations.get(id)
+    }
+
+    /// The sum of the unread counts of known conversations.
+    pub fn total_unread(&self) -> u64 {
+        self.conversations.values().map(|c| c.unread_count).sum()
+    }
+
+    pub fn presence(&self, user_id: &str) -> Option<&v1::Presence> {
+        self.presence.get(user_id)
+    }
+
+    /// Who is typing in a conversation now (sorted).
+    pub fn typing(&self, conversation_id: &str) -> Vec<String> {
+        self.typing
+            .get(conversation_id)
+            .map(|users| users.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn subscription(&self, conversation_id: &str) -> SubscriptionState {
+        self.subscriptions
+            .get(conversation_id)
+            .copied()
+            .unwrap_or(SubscriptionState::Unsubscribed)
+    }
+
+    pub(crate) fn connected(&mut self, reply: &v1::ConnectResult) {
+        self.user = reply.user.clone();
+        self.session_id = reply.session_id.clone();
+        for c in &reply.conversations {
+            self.upsert_conversation(c);
+        }
+    }
+
+    pub(crate) fn upsert_conversation(&mut self, c: &v1::Conversation) {
+        if let Some(p) = &c.peer_presence {
+            self.set_presence(p);
+        }
+        self.conversations.insert(c.id.clone(), c.clone());
+    }
+
+    pub(crate) fn remove_conversation(&mut self, id: &str) {
+        self.conversations.remove(id);
+        self.typing.remove(id);
+    }
+
+    pub(crate) fn on_message(&mut self, m: &v1::Message) {
+        let me = self.me().map(str::to_owned);
+        let Some(c) = self.conversations.get_mut(&m.conversation_id) else {
+            return;
+        };
+        if m.seq < c.last_seq {
+            return;
+        }
+        c.last_seq = m.seq;
+        c.last_message = Some(m.clone());
+        if me.as_deref() == Some(m.sender_id.as_str()) {
+            c.last_read_seq = m.seq;
+            c.unread_count = 0;
+        } else {
+            c.unread_count = c.last_seq.saturating_sub(c.last_read_seq);
+        }
+    }
+
+    pub(crate) fn on_message_updated(&mut self, m: &v1::Message) {
+        if let Some(c) = self.conversations.get_mut(&m.conversation_id) {
+            if c.last_message
+                .as_ref()
+                .is_some_and(|last| last.seq == m.seq)
+            {
+                c.last_message = Some(m.clone());
+            }
+        }
+    }
+
+    pub(crate) fn on_read(&mut self, r: &v1::ReadPush) {
+        if self.me() != Some(r.user_id.as_str()) {
+            return;
+        }
+        if let Some(c) = self.conversations.get_mut(&r.conversation_id) {
+            c.last_read_seq = c.last_read_seq.max(r.last_read_seq);
+            c.unread_count = r.unread_count;
+        }
+    }
+
+    pub(crate) fn set_presence(&mut self, p: &v1::Presence) {
+        self.presence.insert(p.user_id.clone(), p.clone());
+    }
+
+    /// Sets (with an expiry) or clears a typing indicator; true when it changed
+    /// from not typing to typing or back.
+    pub(crate) fn set_typing(&mut self, conv: &str, user: &str, until: Option<Instant>) -> bool {
+        match until {
+            Some(until) => self
+                .typing
+                .entry(conv.to_owned())
+                .or_default()
+                .insert(user.to_owned(), until)
+                .is_none(),
+            None => {
+                let Some(users) = self.typing.get_mut(conv) else {
+                    return false;
+                };
+                let was = users.remove(user).is_some();
+                if users.is_empty() {
+                    self.typing.remove(conv);
+                }
+                was
+            }
+        }
+    }
+
+    pub(crate) fn expire_typing(&mut self, now: Instant) -> Vec<(String, String)> {
+        let mut expired = Vec::new();
+        for (conv, users) in &mut self.typing {
+            users.retain(|user, until| {
+                let keep = *until > now;
+                if !keep {
+                    expired.push((conv.clone(), user.clone()));
+                }
+                keep
+            });
+        }
+        self.typing.retain(|_, users| !users.is_empty());
+        expired.sort();
+        expired
+    }
+
+    pub(crate) fn typing_deadline(&self) -> Option<Instant> {
+        self.typing.values().flat_map(|u| u.values().copied()).min()
+    }
+
+    pub(crate) fn set_subscription(&mut self, conversation_id: &str, state: SubscriptionState) {
+        if state == SubscriptionState::Unsubscribed {
+            self.subscriptions.remove(conversation_id);
+        } else {
+            self.subscriptions.insert(conversation_id.to_owned(), state);
+        }
+    }
+}

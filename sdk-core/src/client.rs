@@ -1,0 +1,238 @@
+//! The handle applications hold: connection control, the state cache, and (in
+//! `calls.rs`) one method per protocol call. A handle is cheap to clone; the
+//! client shuts down when `shutdown()` is called or the last handle is dropped.
+//!
+//! Every call is handed to the driver when it is made, not when its future is
+//! first polled: calls leave in the order they were made, and a call whose
+//! future is dropped still happens (`subscribe()` before `connect()` works).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+};
+
+use mkondo_proto::v1::{self, reply::Result as Reply};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::driver::{self, Command, Driver, EventListener};
+use crate::error::{Error, Result};
+use crate::event::{AppState, ConnectionState, Event, SubscriptionState};
+use crate::rt;
+use crate::session::{Call as SessionCall, Input, Session, SessionConfig};
+
+/// A Mkondo client. See the crate documentation.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    next_op: AtomicU64,
+    cache: Arc<Mutex<Cache>>,
+    state: watch::Receiver<ConnectionState>,
+    shut: Arc<AtomicBool>,
+}
+
+impl Client {
+    /// Starts a client (disconnected: call [`Client::connect`]). On native targets
+    /// it must be created inside a tokio runtime, which runs its task.
+    pub fn new(config: Config, listener: impl EventListener + 'static) -> Result<Client> {
+        Self::with_listener(config, Arc::new(listener))
+    }
+
+    /// A client whose events arrive on a channel.
+    pub fn with_channel(config: Config) -> Result<(Client, mpsc::UnboundedReceiver<Event>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Self::new(config, move |event| {
+            let _ = tx.send(event);
+        })?;
+        Ok((client, rx))
+    }
+
+    pub fn with_listener(config: Config, listener: Arc<dyn EventListener>) -> Result<Client> {
+        if config.token.is_none() && config.token_provider.is_none() {
+            return Err(Error::Config("give a token or a token provider".into()));
+        }
+        let transport = match &config.custom_transport {
+            Some(t) => t.clone(),
+            None => crate::transport::for_kind(config.transport)?,
+        };
+        let now = driver::now();
+        let session = Session::new(
+            SessionConfig {
+                min_delay: config.min_delay,
+                max_delay: config.max_delay,
+                request_timeout: config.request_timeout,
+                outbox_limit: config.outbox_limit,
+                app_state: config.app_state,
+                conversations_limit: config.conversations_limit,
+                has_token_provider: config.token_provider.is_some(),
+                token: config.token.clone(),
+                seed: config.seed.unwrap_or_else(rt::entropy),
+            },
+            now,
+        );
+        let cache = session.cache();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(ConnectionState::Disconnected);
+        let shut = Arc::new(AtomicBool::new(false));
+        let driver = Driver {
+            session,
+            transport,
+            url: config.url.clone(),
+            provider: config.token_provider.clone(),
+            listener,
+            commands: commands_rx,
+            state: state_tx,
+            shut: shut.clone(),
+            write_timeout: config.request_timeout,
+        };
+        rt::spawn(driver.run());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                commands: commands_tx,
+                next_op: AtomicU64::new(1),
+                cache,
+                state: state_rx,
+                shut,
+            }),
+        })
+    }
+
+    fn input(&self, input: Input) {
+        let _ = self.inner.commands.send(Command::Input(input));
+    }
+
+    /// Starts connecting (and keeps the connection up). Idempotent.
+    pub fn connect(&self) {
+        self.input(Input::Connect);
+    }
+
+    /// Closes the connection and stops reconnecting. Idempotent. Queued messages
+    /// stay in the outbox for the next `connect()`.
+    pub fn disconnect(&self) {
+        self.input(Input::Disconnect);
+    }
+
+    /// Releases everything: no event is delivered once this returns, and every
+    /// pending call fails with [`Error::Shutdown`].
+    pub fn shutdown(&self) {
+        self.inner.shut.store(true, Ordering::SeqCst);
+        self.input(Input::Shutdown);
+    }
+
+    /// The network came back (`true`: retry now instead of waiting) or went away.
+    pub fn set_network_available(&self, available: bool) {
+        self.input(Input::NetworkAvailable(available));
+    }
+
+    /// Foreground (retry now when waiting; the user shows `online`) or
+    /// background (the user shows `away`).
+    pub fn set_app_state(&self, state: AppState) {
+        self.input(Input::AppState(state));
+    }
+
+    /// The connection state, as last announced.
+    pub fn state(&self) -> ConnectionState {
+        *self.inner.state.borrow()
+    }
+
+    /// Waits until the connection state is `state`.
+    pub async fn wait_for_state(&self, state: ConnectionState) -> Result<()> {
+        let mut rx = self.inner.state.clone();
+        rx.wait_for(|s| *s == state)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Shutdown)
+    }
+
+    /// Reads the state cache.
+    pub fn with_cache<T>(&self, read: impl FnOnce(&Cache) -> T) -> T {
+        read(&self.inner.cache.lock().unwrap())
+    }
+
+    /// Known conversations, latest activity first, with unread counts.
+    pub fn cached_conversations(&self) -> Vec<v1::Conversation> {
+        self.with_cache(Cache::conversations)
+    }
+
+    /// The last known presence of a user.
+    pub fn cached_presence(&self, user_id: &str) -> Option<v1::Presence> {
+        self.with_cache(|c| c.presence(user_id).cloned())
+    }
+
+    /// Who is typing in a conversation now.
+    pub fn typing_users(&self, conversation_id: &str) -> Vec<String> {
+        self.with_cache(|c| c.typing(conversation_id))
+    }
+
+    /// The connected user (from the last connect).
+    pub fn user(&self) -> Option<v1::User> {
+        self.with_cache(|c| c.user().cloned())
+    }
+
+    pub fn subscription_state(&self, conversation_id: &str) -> SubscriptionState {
+        self.with_cache(|c| c.subscription(conversation_id))
+    }
+
+    /// Hands a call to the driver now; the future waits for its outcome.
+    pub(crate) fn call<T>(&self, call: SessionCall, map: fn(Reply) -> Result<T>) -> Call<T> {
+        let op = self.inner.next_op.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let sent = self.inner.commands.send(Command::Call {
+            op,
+            call,
+            reply: tx,
+        });
+        Call {
+            state: match sent {
+                Ok(()) => CallState::Waiting(rx),
+                Err(_) => CallState::Failed(Some(Error::Shutdown)),
+            },
+            map,
+        }
+    }
+
+    pub(crate) fn failed<T>(&self, error: Error) -> Call<T> {
+        Call {
+            state: CallState::Failed(Some(error)),
+            map: |_| Err(Error::Shutdown),
+        }
+    }
+}
+
+enum CallState {
+    Waiting(oneshot::Receiver<Result<Reply>>),
+    Failed(Option<Error>),
+}
+
+/// A call in progress: resolves with its typed result or error.
+#[must_use = "the call is made either way; await it for its result"]
+pub struct Call<T> {
+    state: CallState,
+    map: fn(Reply) -> Result<T>,
+}
+
+impl<T> Future for Call<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let map = self.map;
+        match &mut self.state {
+            CallState::Failed(error) => Poll::Ready(Err(error.take().unwrap_or(Error::Shutdown))),
+            CallState::Waiting(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(result)) => Poll::Ready(result.and_then(map)),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Shutdown)),
+            },
+        }
+    }
+}

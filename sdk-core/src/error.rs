@@ -1,0 +1,119 @@
+//! The one error every call returns. Each variant exists because a caller would
+//! act differently on it; [`Error::code`] maps it onto the protocol's error codes
+//! so that every language binding shows the same `code` / `message` / `temporary`.
+
+use std::time::Duration;
+
+use mkondo_proto::{v1, ErrorCode};
+
+/// What went wrong with a call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with an error.
+    #[error("{code}: {message}")]
+    Server {
+        code: ErrorCode,
+        message: String,
+        temporary: bool,
+        /// With `rate_limited`: how long to wait before retrying.
+        retry_after: Option<Duration>,
+        /// A finer, stable reason within the code (e.g. `connection_limit`).
+        reason: String,
+    },
+    /// No reply within the request timeout.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The connection ended before the reply came, and the call is not safe to repeat.
+    #[error("the connection was lost before the reply arrived")]
+    ConnectionLost,
+    /// The client is disconnected (not trying to connect), so the call cannot be made.
+    #[error("not connected: call connect() first")]
+    NotConnected,
+    /// Too many messages wait in the outbox.
+    #[error("the outbox is full ({limit} messages wait to be sent)")]
+    OutboxFull { limit: usize },
+    /// The client was shut down.
+    #[error("the client was shut down")]
+    Shutdown,
+    /// The subscription was cancelled by `unsubscribe()` before it completed.
+    #[error("unsubscribed before the subscription completed")]
+    Unsubscribed,
+    /// A bad argument, caught before anything was sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The token provider failed (retried with backoff).
+    #[error("the token provider failed: {0}")]
+    TokenProvider(String),
+    /// The configuration cannot work (e.g. no token and no token provider).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// `Result` with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The protocol error code this error reads as.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Server { code, .. } => *code,
+            Self::Timeout(_)
+            | Self::ConnectionLost
+            | Self::NotConnected
+            | Self::Shutdown
+            | Self::TokenProvider(_) => ErrorCode::Unavailable,
+            Self::OutboxFull { .. } => ErrorCode::RateLimited,
+            Self::Unsubscribed => ErrorCode::NotFound,
+            Self::InvalidArgument(_) | Self::Config(_) => ErrorCode::InvalidArgument,
+        }
+    }
+
+    /// Whether the same call may succeed if made again later.
+    pub fn temporary(&self) -> bool {
+        match self {
+            Self::Server { temporary, .. } => *temporary,
+            Self::Timeout(_)
+            | Self::ConnectionLost
+            | Self::NotConnected
+            | Self::OutboxFull { .. }
+            | Self::TokenProvider(_) => true,
+            Self::Shutdown | Self::Unsubscribed | Self::InvalidArgument(_) | Self::Config(_) => {
+                false
+            }
+        }
+    }
+
+    /// The finer reason: the server's, or the variant's name for client-side errors.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Server { reason, .. } => reason,
+            Self::Timeout(_) => "timeout",
+            Self::ConnectionLost => "connection_lost",
+            Self::NotConnected => "not_connected",
+            Self::OutboxFull { .. } => "outbox_full",
+            Self::Shutdown => "shutdown",
+            Self::Unsubscribed => "unsubscribed",
+            Self::InvalidArgument(_) => "",
+            Self::Config(_) => "config",
+            Self::TokenProvider(_) => "token_provider",
+        }
+    }
+
+    /// The error of a server `error` frame.
+    pub fn from_wire(e: &v1::Error) -> Self {
+        Self::Server {
+            code: ErrorCode::parse(&e.code),
+            message: e.message.clone(),
+            temporary: e.temporary,
+            retry_after: (e.retry_after_ms > 0)
+                .then(|| Duration::from_millis(u64::from(e.retry_after_ms))),
+            reason: e.reason.clone(),
+        }
+    }
+
+    /// A server error whose code is `code`.
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.code() == code
+    }
+}

@@ -1,0 +1,150 @@
+//! The outbox: messages the user sent, kept until the server acknowledges them.
+//!
+//! Messages leave in the order they were given, each with its `client_id`; a
+//! message whose reply was lost with its connection is sent again with the same
+//! `client_id`, and the server answers with the original (`duplicate: true`), so
+//! a message lands once and its call completes once, with the server's ack.
+
+use std::{collections::VecDeque, time::Duration};
+
+use mkondo_proto::v1::{self, client_frame::Command, reply::Result as Reply};
+
+use super::{requests::Purpose, Now, OpId, Session};
+use crate::error::Error;
+use crate::rt::Instant;
+
+#[derive(Debug)]
+struct Item {
+    op: OpId,
+    request: v1::SendRequest,
+    in_flight: bool,
+    /// After a temporary refusal (rate limit): not before then.
+    not_before: Option<Instant>,
+}
+
+pub(super) struct Outbox {
+    items: VecDeque<Item>,
+    limit: usize,
+}
+
+impl Outbox {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The first message not yet sent, if it may go now. Later ones wait behind
+    /// it, so that the original order holds.
+    pub(super) fn next_ready(&self, now: Instant) -> Option<usize> {
+        let index = self.items.iter().position(|i| !i.in_flight)?;
+        let item = &self.items[index];
+        item.not_before.is_none_or(|at| at <= now).then_some(index)
+    }
+
+    /// `Some(not_before)` of the first message not yet sent.
+    pub(super) fn first_unsent(&self) -> Option<Option<Instant>> {
+        self.items
+            .iter()
+            .find(|i| !i.in_flight)
+            .map(|i| i.not_before)
+    }
+
+    pub(super) fn take_next(&mut self, now: Instant) -> Option<(Command, Purpose)> {
+        let index = self.next_ready(now)?;
+        let item = &mut self.items[index];
+        item.in_flight = true;
+        item.not_before = None;
+        Some((
+            Command::Send(item.request.clone()),
+            Purpose::Send {
+                client_id: item.request.client_id.clone(),
+            },
+        ))
+    }
+
+    pub(super) fn connection_gone(&mut self) {
+        for item in &mut self.items {
+            item.in_flight = false;
+        }
+    }
+
+    pub(super) fn drain_ops(&mut self) -> Vec<OpId> {
+        self.items.drain(..).map(|i| i.op).collect()
+    }
+
+    fn remove(&mut self, client_id: &str) -> Option<Item> {
+        let index = self
+            .items
+            .iter()
+            .position(|i| i.request.client_id == client_id)?;
+        self.items.remove(index)
+    }
+}
+
+impl Session {
+    pub(super) fn enqueue_message(&mut self, now: Now, op: OpId, mut request: v1::SendRequest) {
+        if request.conversation_id.is_empty() {
+            let err = Error::InvalidArgument("conversation_id is empty".into());
+            self.done(op, Err(err));
+            return;
+        }
+        if self.outbox.items.len() >= self.outbox.limit {
+            let limit = self.outbox.limit;
+            self.done(op, Err(Error::OutboxFull { limit }));
+            return;
+        }
+        if request.client_id.is_empty() {
+            request.client_id = self.new_client_id(now);
+        }
+        self.outbox.items.push_back(Item {
+            op,
+            request,
+            in_flight: false,
+            not_before: None,
+        });
+    }
+
+    /// A fresh idempotency key: time-ordered, with 64 random bits.
+    pub(super) fn new_client_id(&mut self, now: Now) -> String {
+        format!("c-{:011x}{:016x}", now.unix_ms.max(0), self.rng.next_u64())
+    }
+
+    pub(super) fn send_reply(&mut self, now: Now, client_id: &str, result: Result<Reply, Error>) {
+        match result {
+            Err(err) if err.temporary() => {
+                // Stays in place (and holds the later ones): sent again after a while.
+                let wait = match &err {
+                    Error::Server {
+                        retry_after: Some(wait),
+                        ..
+                    } => *wait,
+                    _ => Duration::from_secs(1),
+                };
+                if let Some(item) = self
+                    .outbox
+                    .items
+                    .iter_mut()
+                    .find(|i| i.request.client_id == client_id)
+                {
+                    item.in_flight = false;
+                    item.not_before = Some(now.at + wait);
+                }
+            }
+            result => {
+                let Some(item) = self.outbox.remove(client_id) else {
+                    return;
+                };
+                if result.is_ok() {
+                    self.typing_done(now, &item.request.conversation_id);
+                }
+                self.done(item.op, result);
+            }
+        }
+    }
+}

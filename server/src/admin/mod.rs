@@ -1,0 +1,168 @@
+//! The `mkondo.v1.Admin` gRPC service: the backend REST API (API-key scope) as
+//! gRPC, on the shared port next to `mkondo.v1.Realtime`. Each RPC authenticates
+//! its API key, decodes the request and calls the same `Node` operation as its
+//! REST twin (`node/requests.rs` holds the input rules both share), so the two
+//! APIs answer the same entities and the same error codes and cannot drift.
+//!
+//! Errors become a gRPC status through `impl From<Error> for tonic::Status`, with
+//! the SPEC's code in the `mkondo-error-code` metadata.
+
+mod conversations;
+mod messages;
+mod social;
+mod users;
+
+use std::sync::Arc;
+
+use mkondo_proto::convert::{millis_to_timestamp, struct_to_json};
+use mkondo_proto::v1::admin_server::{Admin, AdminServer};
+use mkondo_proto::v1::*;
+use pbjson_types::Empty;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::rest::extract::{page_limit, MAX_BODY_BYTES};
+
+/// Largest answer: a page of 100 messages at the text limit with their data
+/// fits many times over.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The Admin service for the server's router, with the REST API's request size limit.
+pub fn service(node: Arc<Node>) -> AdminServer<AdminApi> {
+    AdminServer::new(AdminApi { node })
+        .max_decoding_message_size(MAX_BODY_BYTES)
+        .max_encoding_message_size(MAX_REPLY_BYTES)
+}
+
+/// The reflection service (`grpc.reflection.v1`), listing every Mkondo service.
+pub fn reflection() -> anyhow::Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mkondo_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?)
+}
+
+pub struct AdminApi {
+    node: Arc<Node>,
+}
+
+impl AdminApi {
+    /// The app whose API key is in `authorization: Bearer <key>`. User tokens are
+    /// refused: the Admin API is the backend's.
+    async fn authenticate(&self, metadata: &MetadataMap) -> Result<String> {
+        let missing = || {
+            Error::unauthenticated("missing metadata authorization: Bearer <API key>")
+                .with_reason("missing_credentials")
+        };
+        let value = metadata
+            .get("authorization")
+            .ok_or_else(missing)?
+            .to_str()
+            .map_err(|_| missing())?;
+        let (scheme, key) = value.trim().split_once(' ').ok_or_else(missing)?;
+        let key = key.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
+            return Err(missing());
+        }
+        if !auth::looks_like_api_key(key) {
+            // As REST's backend-only routes: a bad token fails as such, a good
+            // one is refused for what it is.
+            self.node.authenticate(key).await?;
+            return Err(Error::denied("the Admin API requires an API key"));
+        }
+        self.node.store.app_for_api_key(key).await?.ok_or_else(|| {
+            Error::unauthenticated("unknown or revoked API key").with_reason("invalid_api_key")
+        })
+    }
+}
+
+/// Implements `Admin`: every RPC authenticates, then hands the request to
+/// `area::method(node, app, request)`.
+macro_rules! admin_rpcs {
+    ($($area:ident::$method:ident($req:ty) -> $resp:ty;)*) => {
+        #[async_trait::async_trait]
+        impl Admin for AdminApi {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<$req>,
+                ) -> std::result::Result<Response<$resp>, Status> {
+                    let app = self.authenticate(request.metadata()).await?;
+                    let reply = $area::$method(&self.node, &app, request.into_inner()).await?;
+                    Ok(Response::new(reply))
+                }
+            )*
+        }
+    };
+}
+
+admin_rpcs! {
+    users::create_user(CreateUserRequest) -> CreateUserResponse;
+    users::get_user(GetUserRequest) -> User;
+    users::update_user(UpdateUserRequest) -> User;
+    users::list_users(ListUsersRequest) -> UserPage;
+    users::delete_user(DeleteUserRequest) -> DeleteUserResponse;
+    users::deactivate_user(UserIdRequest) -> User;
+    users::reactivate_user(UserIdRequest) -> User;
+    users::revoke_user_tokens(UserIdRequest) -> RevokeTokensResponse;
+    users::revoke_app_tokens(Empty) -> RevokeTokensResponse;
+    users::list_user_conversations(UserPageRequest) -> ConversationPage;
+    users::list_user_messages(UserPageRequest) -> MessagePage;
+    users::send_notification(SendNotificationRequest) -> Notification;
+    users::get_presence(GetPresenceRequest) -> PresenceResult;
+    users::mint_token(MintTokenRequest) -> MintTokenResponse;
+    conversations::create_conversation(CreateConversationRequest) -> CreateConversationResponse;
+    conversations::get_conversation(ConversationIdRequest) -> Conversation;
+    conversations::list_conversations(PageRequest) -> ConversationPage;
+    conversations::update_conversation(UpdateConversationRequest) -> Conversation;
+    conversations::delete_conversation(ConversationIdRequest) -> Empty;
+    conversations::list_members(ListMembersRequest) -> MemberPage;
+    conversations::add_members(AddMembersRequest) -> AddMembersResponse;
+    conversations::remove_member(RemoveMemberRequest) -> Empty;
+    conversations::set_member_role(SetMemberRoleRequest) -> Member;
+    messages::history(HistoryPageRequest) -> MessagePage;
+    messages::send_message(SendMessageRequest) -> SendMessageResponse;
+    messages::edit_message(EditMessageRequest) -> Message;
+    messages::delete_message(MessageRef) -> Message;
+    messages::add_reaction(ReactionRequest) -> AddReactionResponse;
+    messages::remove_reaction(ReactionRequest) -> Message;
+    social::block_user(BlockUserRequest) -> BlockUserResponse;
+    social::unblock_user(BlockUserRequest) -> Empty;
+    social::list_blocks(UserPageRequest) -> BlockPage;
+    social::hide_conversation(HideConversationRequest) -> Conversation;
+}
+
+// ----- decoding helpers shared by the areas
+
+/// A list's page size as REST takes it: 0 (unset) is the default, else 1..=100.
+fn limit(n: u32) -> Result<u32> {
+    page_limit((n != 0).then_some(n))
+}
+
+/// An optional string field: "" is absent.
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn owned(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn json(data: Option<pbjson_types::Struct>) -> Option<serde_json::Value> {
+    data.as_ref().map(struct_to_json)
+}
+
+/// A seq from the wire (u64) as the store holds it.
+fn seq(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::invalid("seq is out of range"))
+}
+
+fn timestamp(ms: i64) -> Option<pbjson_types::Timestamp> {
+    Some(millis_to_timestamp(ms))
+}

@@ -1,0 +1,59 @@
+//! Blocks and hiding a conversation over the Admin API, for a user of the app
+//! the backend names: the twins of `/v1/users/{id}/blocks` and
+//! `/v1/users/{id}/conversations/{conversation}/hide` (`rest/social.rs`).
+
+use mkondo_proto::v1::*;
+use pbjson_types::Empty;
+
+use super::conversations::view;
+use super::{limit, non_empty, timestamp};
+use crate::error::Result;
+use crate::node::Node;
+
+pub(super) async fn block_user(
+    node: &Node,
+    app: &str,
+    req: BlockUserRequest,
+) -> Result<BlockUserResponse> {
+    let created = node.block(app, &req.user_id, &req.blocked_user_id).await?;
+    Ok(BlockUserResponse {
+        user_id: req.blocked_user_id,
+        blocked: true,
+        created,
+    })
+}
+
+pub(super) async fn unblock_user(node: &Node, app: &str, req: BlockUserRequest) -> Result<Empty> {
+    node.unblock(app, &req.user_id, &req.blocked_user_id)
+        .await?;
+    Ok(Empty {})
+}
+
+pub(super) async fn list_blocks(node: &Node, app: &str, req: UserPageRequest) -> Result<BlockPage> {
+    let limit = limit(req.limit)?;
+    let page = node
+        .blocks_of(app, &req.id, non_empty(&req.cursor), limit)
+        .await?;
+    Ok(BlockPage {
+        items: page
+            .items
+            .iter()
+            .map(|b| Block {
+                user_id: b.user_id.clone(),
+                created_at: timestamp(b.created_at.0),
+            })
+            .collect(),
+        next_cursor: page.next_cursor.unwrap_or_default(),
+    })
+}
+
+pub(super) async fn hide_conversation(
+    node: &Node,
+    app: &str,
+    req: HideConversationRequest,
+) -> Result<Conversation> {
+    let conv = node
+        .hide_for_user(app, &req.user_id, &req.conversation_id)
+        .await?;
+    Ok(view(&conv))
+}

@@ -1,0 +1,408 @@
+//! Operations as the two request / response APIs take them: REST (`rest/`) and
+//! the Admin gRPC service (`admin/`). The input rules that sit between a parsed
+//! request and the node's core operations — who a message or a reaction is for,
+//! which page bounds are allowed, how a direct conversation's pair is found, which
+//! ids are valid — live here once, so the two APIs cannot drift: each of them only
+//! decodes its wire format, calls one of these, and encodes the answer.
+
+use serde_json::Value;
+
+use super::{Actor, Node};
+use crate::auth::{mint_hs256, valid_user_id};
+use crate::error::{Error, Result};
+use crate::realtime::presence::UserPresence;
+use crate::store::messages::HistoryQuery;
+use crate::store::system_messages::SYSTEM_SENDER;
+use crate::store::{
+    valid_conversation_id, Conversation, Kind, Member, Message, NewGroup, NewMessage, Page, Sent,
+    User,
+};
+
+/// Most user ids one presence request may name.
+pub const MAX_PRESENCE_USERS: usize = 100;
+/// A minted token's lifetime when the request gives none (capped by the server's maximum).
+pub const DEFAULT_TOKEN_TTL_SECS: i64 = 3600;
+
+/// `invalid_argument` naming the first id that is not a valid user id.
+pub fn check_user_ids(ids: &[String]) -> Result<()> {
+    match ids.iter().find(|id| !valid_user_id(id)) {
+        Some(bad) => Err(Error::invalid(format!(
+            "invalid user id {bad:?}: 1-128 characters of A-Z a-z 0-9 . _ @ : -"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A conversation to create, as a request gives it.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    pub kind: Kind,
+    pub members: Vec<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub icon_url: Option<String>,
+    pub data: Option<Value>,
+}
+
+/// A message to send, as a request gives it.
+#[derive(Debug, Clone, Default)]
+pub struct SendInput {
+    /// Required for a user message sent by the backend; a user token's own user
+    /// when absent.
+    pub sender_id: Option<String>,
+    /// A system message (backend only): the sender defaults to the system.
+    pub system: bool,
+    pub text: String,
+    pub data: Option<Value>,
+    pub client_id: Option<String>,
+    pub reply_to: Option<i64>,
+}
+
+/// A user token to mint, as a request gives it.
+#[derive(Debug, Clone, Default)]
+pub struct MintInput {
+    pub user_id: String,
+    pub ttl_seconds: Option<i64>,
+    pub groups: Vec<String>,
+    pub name: Option<String>,
+}
+
+/// A minted token and when it expires (unix ms).
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+/// The user a reaction is for: a user token's own user, or the one the backend names.
+pub fn reacting_user(actor: Actor<'_>, named: Option<String>) -> Result<String> {
+    match (actor, named) {
+        (Actor::User(me), None) => Ok(me.to_owned()),
+        (Actor::User(me), Some(named)) if named == me => Ok(named),
+        (Actor::User(_), Some(_)) => {
+            Err(Error::denied("a user token may only react as its own user"))
+        }
+        (Actor::Backend, Some(named)) if !named.is_empty() => Ok(named),
+        (Actor::Backend, _) => Err(Error::invalid("user_id is required with an API key")),
+    }
+}
+
+impl Node {
+    // ----- users
+
+    async fn require_user(&self, app: &str, id: &str) -> Result<()> {
+        match self.store.get_user(app, id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found("user")),
+        }
+    }
+
+    /// A user as `actor` may read it: any user for the backend; for a user,
+    /// themself or someone sharing a conversation with them (others read as
+    /// not found, so a user cannot probe for ids).
+    pub async fn visible_user(&self, app: &str, actor: Actor<'_>, id: &str) -> Result<User> {
+        if let Actor::User(me) = actor {
+            if me != id {
+                let mine = self.store.conversation_ids_of(app, me).await?;
+                let theirs = self.store.conversation_ids_of(app, id).await?;
+                if !theirs.iter().any(|c| mine.contains(c)) {
+                    return Err(Error::not_found("user"));
+                }
+            }
+        }
+        self.store
+            .get_user(app, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user"))
+    }
+
+    /// The conversations `user` is in, latest activity first, with unread counts.
+    pub async fn user_conversations_page(
+        &self,
+        app: &str,
+        user: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Conversation>> {
+        self.require_user(app, user).await?;
+        self.store
+            .user_conversations(app, user, cursor, limit)
+            .await
+    }
+
+    /// Messages `user` sent, newest first.
+    pub async fn user_messages_page(
+        &self,
+        app: &str,
+        user: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Message>> {
+        self.require_user(app, user).await?;
+        self.store.user_messages(app, user, cursor, limit).await
+    }
+
+    /// Presence of `users` (deduplicated, at most 100): the backend sees any of
+    /// its users, a user only those it may see. Unknown users are left out.
+    pub async fn presence_request(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        users: &[String],
+    ) -> Result<Vec<UserPresence>> {
+        let mut wanted: Vec<String> = Vec::new();
+        for u in users {
+            let u = u.trim();
+            if u.is_empty() || wanted.iter().any(|seen| seen == u) {
+                continue;
+            }
+            if !valid_user_id(u) {
+                return Err(Error::invalid(format!("invalid user id {u:?}")));
+            }
+            wanted.push(u.to_owned());
+        }
+        if wanted.is_empty() {
+            return Err(Error::invalid("give user ids: ?users=a,b"));
+        }
+        if wanted.len() > MAX_PRESENCE_USERS {
+            return Err(Error::invalid(format!(
+                "at most {MAX_PRESENCE_USERS} user ids"
+            )));
+        }
+        let found = self.store.get_users(app, &wanted).await?;
+        wanted.retain(|u| found.iter().any(|f| f.id == *u));
+        match actor {
+            Actor::Backend => self.presence_of(app, &wanted).await,
+            Actor::User(me) => self.visible_presence(app, me, &wanted).await,
+        }
+    }
+
+    /// Hides `conv` for a user the backend names (who must exist).
+    pub async fn hide_for_user(&self, app: &str, user: &str, conv: &str) -> Result<Conversation> {
+        self.require_user(app, user).await?;
+        self.hide(app, user, conv).await
+    }
+
+    // ----- conversations
+
+    /// Creates a group, or starts (or finds) a direct conversation. Returns the
+    /// conversation as `actor` sees it and whether it was created now.
+    pub async fn create_conversation(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        req: NewConversation,
+    ) -> Result<(Conversation, bool)> {
+        check_user_ids(&req.members)?;
+        let (conv, created) = match req.kind {
+            Kind::Group => {
+                let group = NewGroup {
+                    id: req.id,
+                    name: req.name.unwrap_or_default(),
+                    icon_url: req.icon_url.unwrap_or_default(),
+                    data: req.data,
+                    creator: None,
+                    members: req.members,
+                };
+                (self.create_group(app, actor, group).await?, true)
+            }
+            Kind::Direct => {
+                if req.id.is_some() {
+                    return Err(Error::invalid(
+                        "a direct conversation's id is chosen by the server",
+                    ));
+                }
+                let mut members = req.members;
+                members.sort();
+                members.dedup();
+                let (a, b, create_missing) = match actor {
+                    Actor::Backend => match members.as_slice() {
+                        [a, b] => (a.clone(), b.clone(), true),
+                        _ => {
+                            return Err(Error::invalid(
+                                "a direct conversation needs exactly two distinct members",
+                            ))
+                        }
+                    },
+                    Actor::User(me) => {
+                        let others: Vec<&String> = members.iter().filter(|m| *m != me).collect();
+                        match others.as_slice() {
+                            [other] => (me.to_owned(), (*other).clone(), false),
+                            _ => {
+                                return Err(Error::invalid(
+                                    "a direct conversation needs exactly one other member",
+                                ))
+                            }
+                        }
+                    }
+                };
+                let (conv, created) = self
+                    .start_direct_created(app, &a, &b, create_missing)
+                    .await?;
+                let extras = req.name.is_some() || req.icon_url.is_some() || req.data.is_some();
+                if created && extras {
+                    self.store
+                        .update_conversation(
+                            app,
+                            &conv.id,
+                            req.name.as_deref(),
+                            req.icon_url.as_deref(),
+                            req.data.as_ref(),
+                        )
+                        .await?;
+                }
+                (conv, created)
+            }
+        };
+        // Answer the conversation as the caller sees it (the backend: no viewer fields).
+        let viewer = match actor {
+            Actor::User(u) => Some(u),
+            Actor::Backend => None,
+        };
+        let conv = self
+            .store
+            .get_conversation(app, &conv.id, viewer)
+            .await?
+            .ok_or_else(Error::internal)?;
+        Ok((conv, created))
+    }
+
+    /// The app's conversations (backend) or the user's own, latest activity first.
+    pub async fn conversations_page(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Conversation>> {
+        match actor {
+            Actor::Backend => self.store.list_conversations(app, cursor, limit).await,
+            Actor::User(me) => self.store.user_conversations(app, me, cursor, limit).await,
+        }
+    }
+
+    /// Members of a conversation `actor` may see, by user id.
+    pub async fn members_page(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Member>> {
+        self.visible_conversation(app, actor, conv).await?;
+        self.store.members(app, conv, cursor, limit).await
+    }
+
+    /// `add_members` with the ids checked first.
+    pub async fn add_members_request(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        users: &[String],
+    ) -> Result<Vec<Member>> {
+        check_user_ids(users)?;
+        self.add_members(app, actor, conv, users).await
+    }
+
+    // ----- messages
+
+    /// A history page: `after` pages forward, `before` (or neither) backward.
+    pub async fn history_request(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        mut query: HistoryQuery,
+    ) -> Result<Page<Message>> {
+        if query.before.is_some() && query.after.is_some() {
+            return Err(Error::invalid("give before or after, not both"));
+        }
+        if query.before.is_some_and(|s| s < 1) || query.after.is_some_and(|s| s < 0) {
+            return Err(Error::invalid(
+                "before must be a seq of at least 1, after at least 0",
+            ));
+        }
+        query.cursor = query.cursor.filter(|c| !c.is_empty());
+        self.history(app, actor, conv, &query).await
+    }
+
+    /// Sends a message for `actor`: a user sends as themself; the backend names
+    /// the sender, or sends a system message.
+    pub async fn send_request(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        input: SendInput,
+    ) -> Result<Sent> {
+        let sender_id = match (actor, input.system, input.sender_id) {
+            (Actor::User(_), true, _) => {
+                return Err(Error::denied("only the backend may send system messages"))
+            }
+            (Actor::User(me), false, None) => me.to_owned(),
+            (Actor::User(me), false, Some(sender)) if sender != me => {
+                return Err(Error::denied("a user token may only send as its own user"))
+            }
+            (_, _, Some(sender)) => sender,
+            (Actor::Backend, true, None) => SYSTEM_SENDER.to_owned(),
+            (Actor::Backend, false, None) => {
+                return Err(Error::invalid(
+                    "sender_id is required (or send kind \"system\")",
+                ))
+            }
+        };
+        let msg = NewMessage {
+            sender_id,
+            kind: if input.system { "system" } else { "user" }.to_owned(),
+            text: input.text,
+            data: input.data,
+            client_id: input.client_id,
+            reply_to: input.reply_to,
+        };
+        self.send_message(app, actor, conv, msg).await
+    }
+
+    // ----- tokens
+
+    /// Mints a user token with the app's newest HS256 key.
+    pub async fn mint_token(&self, app: &str, input: MintInput) -> Result<Minted> {
+        if !valid_user_id(&input.user_id) {
+            return Err(Error::invalid(
+                "user_id must be 1-128 characters of A-Z a-z 0-9 . _ @ : -",
+            ));
+        }
+        let max = self.config.limits.max_token_lifetime_secs;
+        let ttl = input.ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL_SECS.min(max));
+        if !(1..=max).contains(&ttl) {
+            return Err(Error::invalid(format!("ttl_seconds must be 1 to {max}")));
+        }
+        if let Some(bad) = input.groups.iter().find(|g| !valid_conversation_id(g)) {
+            return Err(Error::invalid(format!(
+                "groups names an invalid conversation id: {bad:?}"
+            )));
+        }
+        if input.name.as_ref().is_some_and(|n| n.len() > 256) {
+            return Err(Error::invalid("name is longer than 256 bytes"));
+        }
+        let key = self
+            .store
+            .minting_key(app)
+            .await?
+            .ok_or_else(|| Error::invalid("this app has no HS256 signing key to mint with"))?;
+        let now = chrono::Utc::now().timestamp();
+        let token = mint_hs256(
+            &key,
+            &input.user_id,
+            ttl,
+            &input.groups,
+            input.name.as_deref(),
+            now,
+        )?;
+        Ok(Minted {
+            token,
+            expires_at_ms: (now + ttl) * 1000,
+        })
+    }
+}
