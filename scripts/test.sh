@@ -30,3 +30,10 @@ cargo build --locked -p mkondo-server --bin mkondo
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== mobile bindings: Python, Kotlin (JVM), Swift header check"
+sdk-mobile/tests/run.sh
+
+echo "== web SDK: mkondo-wasm lints for wasm32; the package in Node and the demo in Chromium"
+cargo clippy --locked -p mkondo-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
+web/tests/run.sh

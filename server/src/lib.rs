@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod node;
 pub mod realtime;

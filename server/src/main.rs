@@ -52,7 +52,12 @@ async fn serve(args: ServeArgs, dev: bool) -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
     tracing::info!(%addr, "listening");
-    server::serve(node, listener, None).await
+    // The web demo and its token endpoint exist only under `mkondo dev`.
+    let extra = dev.then(|| mkondo_server::dev::router(node.clone()));
+    if dev {
+        println!("web demo: http://{addr}/ and http://{addr}/index2.html");
+    }
+    server::serve(node, listener, extra).await
 }
 
 fn init_tracing(json: bool) {

@@ -1,0 +1,388 @@
+//! The `Client` object apps hold, the two foreign traits they implement (event
+//! listener, token provider) and the cancel-on-drop `Subscription` handle.
+//!
+//! Each method hands its call to the core at once (calls leave in the order
+//! they were made) and converts the result; nothing here keeps state of its own.
+
+use std::{sync::Arc, time::Duration};
+
+use mkondo_sdk::{Config, HistoryQuery};
+
+use crate::error::{MkondoError, TokenError};
+use crate::runtime;
+use crate::types::*;
+
+type Result<T, E = MkondoError> = std::result::Result<T, E>;
+
+/// Receives every event, one at a time and in order, on a thread of the SDK's
+/// runtime (not the UI thread: hop to the main thread before touching views).
+/// Return quickly: the next event waits for this one.
+#[uniffi::export(with_foreign)]
+pub trait EventListener: Send + Sync {
+    fn on_event(&self, event: ClientEvent);
+}
+
+/// Fetches a user token from the app's backend. Called on a background thread,
+/// only when a token is missing or expiring, never twice at once; blocking here
+/// is fine.
+#[uniffi::export(with_foreign)]
+pub trait TokenProvider: Send + Sync {
+    fn fetch_token(&self) -> Result<String, TokenError>;
+}
+
+struct Listener(Arc<dyn EventListener>);
+
+impl mkondo_sdk::EventListener for Listener {
+    fn on_event(&self, event: mkondo_sdk::Event) {
+        if let Some(e) = ClientEvent::from_core(event) {
+            self.0.on_event(e);
+        }
+    }
+}
+
+fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| MkondoError::InvalidArgument {
+            detail: format!("data is not JSON: {e}"),
+        })
+    })
+    .transpose()
+}
+
+/// A Mkondo client: one user's connection, kept up across network changes.
+#[derive(uniffi::Object)]
+pub struct Client {
+    inner: mkondo_sdk::Client,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Client {
+    /// A disconnected client: call `connect()`. Give `config.token`, a
+    /// `token_provider`, or both.
+    #[uniffi::constructor]
+    pub fn new(
+        config: ClientConfig,
+        listener: Arc<dyn EventListener>,
+        token_provider: Option<Arc<dyn TokenProvider>>,
+    ) -> Result<Arc<Self>> {
+        let mut core = Config::new(
+            config.url,
+            config.transport.unwrap_or(Transport::Grpc).into(),
+        )
+        .with_reconnect_delays(
+            Duration::from_millis(config.min_reconnect_delay_ms),
+            Duration::from_millis(config.max_reconnect_delay_ms),
+        )
+        .with_request_timeout(Duration::from_millis(config.request_timeout_ms))
+        .with_outbox_limit(config.outbox_limit as usize);
+        core.token = config.token;
+        core.conversations_limit = config.conversations_limit;
+        if config.start_in_background {
+            core.app_state = mkondo_sdk::AppState::Background;
+        }
+        if let Some(provider) = token_provider {
+            core = core.with_token_provider(move || {
+                let provider = provider.clone();
+                // Foreign code may block (an HTTP call): keep it off the workers.
+                let task = runtime().spawn_blocking(move || provider.fetch_token());
+                async move {
+                    match task.await {
+                        Ok(result) => result.map_err(Into::into),
+                        Err(e) => Err(mkondo_sdk::TokenError::Failed(e.to_string())),
+                    }
+                }
+            });
+        }
+        let _entered = runtime().enter();
+        let inner = mkondo_sdk::Client::with_listener(core, Arc::new(Listener(listener)))?;
+        Ok(Arc::new(Self { inner }))
+    }
+
+    /// Starts connecting and keeps the connection up. Idempotent.
+    pub fn connect(&self) {
+        self.inner.connect();
+    }
+
+    /// Closes the connection and stops reconnecting; queued messages stay queued.
+    pub fn disconnect(&self) {
+        self.inner.disconnect();
+    }
+
+    /// Releases the client: no event after this returns; pending calls fail
+    /// with `Cancelled`.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Lifecycle hook: the network came back (`true`: retry now) or went away.
+    pub fn set_network_available(&self, available: bool) {
+        self.inner.set_network_available(available);
+    }
+
+    /// Lifecycle hook: foreground (retry now; `online`) or background (`away`).
+    pub fn set_app_state(&self, state: AppState) {
+        self.inner.set_app_state(state.into());
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        self.inner.state().into()
+    }
+
+    /// Waits until the connection is in `state`, at most `timeout_ms`.
+    pub async fn wait_for_state(&self, state: ConnectionState, timeout_ms: u64) -> Result<()> {
+        let wait = self.inner.wait_for_state(state.into());
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), wait).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => Err(mkondo_sdk::Error::Timeout(Duration::from_millis(timeout_ms)).into()),
+        }
+    }
+
+    /// The connected user (from the last connect).
+    pub fn user(&self) -> Option<User> {
+        self.inner.user().map(Into::into)
+    }
+
+    /// Known conversations from the cache, latest activity first.
+    pub fn cached_conversations(&self) -> Vec<Conversation> {
+        self.inner
+            .cached_conversations()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    pub fn cached_presence(&self, user_id: String) -> Option<Presence> {
+        self.inner.cached_presence(&user_id).map(Into::into)
+    }
+
+    /// Who is typing in a conversation now.
+    pub fn typing_users(&self, conversation_id: String) -> Vec<String> {
+        self.inner.typing_users(&conversation_id)
+    }
+
+    pub fn subscription_state(&self, conversation_id: String) -> SubscriptionState {
+        self.inner.subscription_state(&conversation_id).into()
+    }
+
+    /// Sends a text message (queued while offline, sent exactly once).
+    pub async fn send_text(&self, conversation_id: String, text: String) -> Result<Message> {
+        Ok(self.inner.send_text(&conversation_id, &text).await?.into())
+    }
+
+    pub async fn send_message(&self, message: NewMessage) -> Result<Message> {
+        let msg = mkondo_sdk::NewMessage {
+            conversation_id: message.conversation_id,
+            text: message.text,
+            data: parse_json(message.data)?,
+            client_id: message.client_id,
+            reply_to: message.reply_to,
+        };
+        Ok(self.inner.send_message(msg).await?.into())
+    }
+
+    /// `data`: a JSON object as text, or `None` to keep it.
+    pub async fn edit_message(
+        &self,
+        conversation_id: String,
+        seq: u64,
+        text: String,
+        data: Option<String>,
+    ) -> Result<Message> {
+        let data = parse_json(data)?;
+        let call = self.inner.edit_message(&conversation_id, seq, &text, data);
+        Ok(call.await?.into())
+    }
+
+    pub async fn delete_message(&self, conversation_id: String, seq: u64) -> Result<Message> {
+        Ok(self
+            .inner
+            .delete_message(&conversation_id, seq)
+            .await?
+            .into())
+    }
+
+    /// Adds (`add = true`) or removes a reaction.
+    pub async fn react(
+        &self,
+        conversation_id: String,
+        seq: u64,
+        emoji: String,
+        add: bool,
+    ) -> Result<Message> {
+        let call = self.inner.react(&conversation_id, seq, &emoji, add);
+        Ok(call.await?.into())
+    }
+
+    /// A page of messages (ascending by seq) before or after a seq.
+    pub async fn history(
+        &self,
+        conversation_id: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage> {
+        let query = HistoryQuery {
+            before,
+            after,
+            limit,
+        };
+        let page = self.inner.history(&conversation_id, query).await?;
+        Ok(HistoryPage {
+            messages: page.messages.into_iter().map(Into::into).collect(),
+            more: page.more,
+        })
+    }
+
+    pub async fn conversations(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<ConversationsPage> {
+        let page = self.inner.conversations(cursor.as_deref(), limit).await?;
+        Ok(ConversationsPage {
+            conversations: page.conversations.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    pub async fn create_group(&self, group: NewGroup) -> Result<Conversation> {
+        let group = mkondo_sdk::NewGroup {
+            id: group.id,
+            name: group.name,
+            icon_url: group.icon_url,
+            data: parse_json(group.data)?,
+            members: group.members,
+        };
+        Ok(self.inner.create_group(group).await?.into())
+    }
+
+    /// The direct conversation with `user_id` (the same one every time).
+    pub async fn start_direct(&self, user_id: String) -> Result<Conversation> {
+        Ok(self.inner.start_direct(&user_id).await?.into())
+    }
+
+    pub async fn add_members(
+        &self,
+        conversation_id: String,
+        user_ids: Vec<String>,
+    ) -> Result<Conversation> {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        let call = self.inner.add_members(&conversation_id, &ids);
+        Ok(call.await?.into())
+    }
+
+    pub async fn remove_member(&self, conversation_id: String, user_id: String) -> Result<()> {
+        Ok(self.inner.remove_member(&conversation_id, &user_id).await?)
+    }
+
+    pub async fn leave(&self, conversation_id: String) -> Result<()> {
+        Ok(self.inner.leave(&conversation_id).await?)
+    }
+
+    /// "Delete chat" for this user: history up to now is hidden from them.
+    pub async fn hide(&self, conversation_id: String) -> Result<()> {
+        Ok(self.inner.hide(&conversation_id).await?)
+    }
+
+    /// Marks everything up to `seq` read, on every device of the user.
+    pub async fn mark_read(&self, conversation_id: String, seq: u64) -> Result<ReadResult> {
+        let r = self.inner.mark_read(&conversation_id, seq).await?;
+        Ok(ReadResult {
+            last_read_seq: r.last_read_seq,
+            unread_count: r.unread_count,
+        })
+    }
+
+    /// Call on every keystroke; at most one `typing` per 3 s leaves.
+    pub async fn typing(&self, conversation_id: String) -> Result<()> {
+        Ok(self.inner.typing(&conversation_id).await?)
+    }
+
+    /// The composer was cleared.
+    pub async fn typing_stopped(&self, conversation_id: String) -> Result<()> {
+        Ok(self.inner.typing_stopped(&conversation_id).await?)
+    }
+
+    /// Typing and members' presence of a conversation, kept across reconnects
+    /// until the returned handle is cancelled or dropped.
+    pub async fn subscribe(&self, conversation_id: String) -> Result<Arc<Subscription>> {
+        // The handle exists before the await, so a cancelled future unsubscribes too.
+        let handle = Subscription {
+            client: self.inner.clone(),
+            conversation_id: conversation_id.clone(),
+            snapshot: std::sync::Mutex::new(None),
+        };
+        let snapshot = self.inner.subscribe(&conversation_id).await?;
+        *handle.snapshot.lock().unwrap() = Some(snapshot.into());
+        Ok(Arc::new(handle))
+    }
+
+    /// The presence of these users, as far as this user may see it.
+    pub async fn presence(&self, user_ids: Vec<String>) -> Result<Vec<Presence>> {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        let list = self.inner.presence(&ids).await?;
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn block(&self, user_id: String) -> Result<()> {
+        Ok(self.inner.block(&user_id).await?)
+    }
+
+    pub async fn unblock(&self, user_id: String) -> Result<()> {
+        Ok(self.inner.unblock(&user_id).await?)
+    }
+
+    /// Relays an opaque payload (WebRTC set-up) to one member, live only.
+    pub async fn send_signal(
+        &self,
+        conversation_id: String,
+        to_user_id: String,
+        payload: String,
+    ) -> Result<()> {
+        let call = self
+            .inner
+            .send_signal(&conversation_id, &to_user_id, &payload);
+        Ok(call.await?)
+    }
+
+    pub async fn ack_notification(&self, notification_id: String) -> Result<()> {
+        Ok(self.inner.ack_notification(&notification_id).await?)
+    }
+
+    /// A round trip to the server.
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.inner.ping().await?)
+    }
+}
+
+/// A live subscription. Dropping it (or `cancel()`) unsubscribes.
+#[derive(uniffi::Object)]
+pub struct Subscription {
+    client: mkondo_sdk::Client,
+    conversation_id: String,
+    snapshot: std::sync::Mutex<Option<SubscriptionSnapshot>>,
+}
+
+#[uniffi::export]
+impl Subscription {
+    pub fn conversation_id(&self) -> String {
+        self.conversation_id.clone()
+    }
+
+    /// The state when subscribed: members' presence and who was typing.
+    pub fn snapshot(&self) -> Option<SubscriptionSnapshot> {
+        self.snapshot.lock().unwrap().clone()
+    }
+
+    /// Unsubscribes now (dropping the handle does the same).
+    pub fn cancel(&self) {
+        // The call is handed to the core when made; its outcome is not needed.
+        drop(self.client.unsubscribe(&self.conversation_id));
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}

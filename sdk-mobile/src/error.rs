@@ -1,0 +1,158 @@
+//! The public errors. The core's [`mkondo_sdk::Error`] is the detailed one; this
+//! small enum keeps a variant only where an app would act differently: show a
+//! server refusal, retry later, slow down, fix its input, or stop.
+//! (Fields are `detail`, not `message`: Kotlin exceptions already have one.)
+
+use mkondo_sdk::Error as Core;
+
+/// What went wrong with a call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
+pub enum MkondoError {
+    /// The server refused the call; `code` is the protocol code (`not_found`,
+    /// `forbidden`, `rate_limited`, …), `reason` a finer stable reason.
+    #[error("{code}: {detail}")]
+    Server {
+        code: String,
+        detail: String,
+        reason: String,
+        temporary: bool,
+        retry_after_ms: Option<u64>,
+    },
+    /// No connection or no reply in time: the same call may work later.
+    #[error("unavailable ({reason}): {detail}")]
+    Unavailable { reason: String, detail: String },
+    /// Too many messages wait in the outbox: slow down.
+    #[error("the outbox is full ({limit} messages wait)")]
+    OutboxFull { limit: u64 },
+    /// Bad input or configuration, caught before anything was sent.
+    #[error("invalid argument: {detail}")]
+    InvalidArgument { detail: String },
+    /// The client was shut down, or the subscription cancelled.
+    #[error("cancelled: {detail}")]
+    Cancelled { detail: String },
+}
+
+impl From<Core> for MkondoError {
+    fn from(e: Core) -> Self {
+        match e {
+            Core::Server {
+                code,
+                message,
+                temporary,
+                retry_after,
+                reason,
+            } => Self::Server {
+                code: code.as_str().to_owned(),
+                detail: message,
+                reason,
+                temporary,
+                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+            },
+            Core::OutboxFull { limit } => Self::OutboxFull {
+                limit: limit as u64,
+            },
+            Core::InvalidArgument(_) | Core::Config(_) => Self::InvalidArgument {
+                detail: e.to_string(),
+            },
+            Core::Shutdown | Core::Unsubscribed => Self::Cancelled {
+                detail: e.to_string(),
+            },
+            other => Self::Unavailable {
+                reason: other.reason().to_owned(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Why the app's token provider gave no token.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
+pub enum TokenError {
+    /// The app's backend refuses this user: the client stops for good.
+    #[error("unauthorized: {detail}")]
+    Unauthorized { detail: String },
+    /// Anything else (network, a 500 …): retried with backoff.
+    #[error("token provider failed: {detail}")]
+    Failed { detail: String },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for TokenError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        Self::Failed { detail: e.reason }
+    }
+}
+
+impl From<TokenError> for mkondo_sdk::TokenError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Unauthorized { detail } => Self::Unauthorized(detail),
+            TokenError::Failed { detail } => Self::Failed(detail),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mkondo_proto::ErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn core_errors_map_onto_what_the_app_does_next() {
+        let server = Core::Server {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            temporary: true,
+            retry_after: Some(Duration::from_millis(1500)),
+            reason: "messages".into(),
+        };
+        assert_eq!(
+            MkondoError::from(server),
+            MkondoError::Server {
+                code: "rate_limited".into(),
+                detail: "slow down".into(),
+                reason: "messages".into(),
+                temporary: true,
+                retry_after_ms: Some(1500),
+            }
+        );
+        let timeout = MkondoError::from(Core::Timeout(Duration::from_secs(1)));
+        assert!(matches!(timeout, MkondoError::Unavailable { reason, .. } if reason == "timeout"));
+        assert!(matches!(
+            MkondoError::from(Core::ConnectionLost),
+            MkondoError::Unavailable { .. }
+        ));
+        assert_eq!(
+            MkondoError::from(Core::OutboxFull { limit: 3 }),
+            MkondoError::OutboxFull { limit: 3 }
+        );
+        assert!(matches!(
+            MkondoError::from(Core::Config("no token".into())),
+            MkondoError::InvalidArgument { .. }
+        ));
+        assert!(matches!(
+            MkondoError::from(Core::Shutdown),
+            MkondoError::Cancelled { .. }
+        ));
+        assert!(matches!(
+            MkondoError::from(Core::Unsubscribed),
+            MkondoError::Cancelled { .. }
+        ));
+    }
+
+    #[test]
+    fn token_errors_keep_stop_versus_retry() {
+        let stop: mkondo_sdk::TokenError = TokenError::Unauthorized {
+            detail: "banned".into(),
+        }
+        .into();
+        assert_eq!(stop, mkondo_sdk::TokenError::Unauthorized("banned".into()));
+        let retry: mkondo_sdk::TokenError = TokenError::Failed {
+            detail: "500".into(),
+        }
+        .into();
+        assert_eq!(retry, mkondo_sdk::TokenError::Failed("500".into()));
+    }
+}

@@ -1,0 +1,193 @@
+// The mobile scenario (sdk-mobile/tests/scenarios.md) in Kotlin on the JVM,
+// against the real server, through the generated `io.mkondo.sdk` bindings.
+// A tiny runner (no JUnit on this machine): prints `N passed, N failed`.
+
+import io.mkondo.sdk.*
+import java.io.File
+import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.atomic.AtomicInteger
+import kotlinx.coroutines.*
+import kotlin.system.exitProcess
+
+val binary: String = System.getenv("MKONDO_BIN") ?: "target/debug/mkondo"
+
+fun run(vararg args: String): String {
+    val p = ProcessBuilder(binary, *args).redirectError(ProcessBuilder.Redirect.DISCARD).start()
+    val out = p.inputStream.bufferedReader().readText()
+    check(p.waitFor() == 0) { "mkondo ${args.toList()} failed" }
+    return out.trim()
+}
+
+class Server {
+    private val db = File.createTempFile("mkondo-kt-", ".db").also { it.delete() }.path
+    val appId: String = Regex("\"app_id\":\"([^\"]+)\"")
+        .find(run("app", "create", "--name", "kt", "--json", "--database", db))!!.groupValues[1]
+    var addr = "127.0.0.1:0"
+    private var proc: Process? = null
+    val url get() = "http://$addr"
+
+    init { start() }
+
+    fun start() {
+        val p = ProcessBuilder(binary, "serve", "--listen", addr, "--database", db)
+            .redirectError(ProcessBuilder.Redirect.DISCARD).start()
+        val reader = p.inputStream.bufferedReader()
+        while (true) {
+            val line = reader.readLine() ?: error("the server did not start")
+            val m = Regex("mkondo listening on (\\S+)").find(line)
+            if (m != null) { addr = m.groupValues[1]; break }
+        }
+        Thread { reader.readLines() }.apply { isDaemon = true }.start()
+        proc = p
+    }
+
+    fun stop() { proc?.destroy(); proc?.waitFor() }
+
+    fun token(user: String, ttl: Int = 3600) =
+        run("token", "--app", appId, "--user", user, "--ttl", ttl.toString(), "--database", db)
+}
+
+class Events : EventListener {
+    val items = CopyOnWriteArrayList<ClientEvent>()
+    val threads: MutableSet<Long> = java.util.concurrent.ConcurrentHashMap.newKeySet()
+    override fun onEvent(event: ClientEvent) {
+        threads.add(Thread.currentThread().id)
+        items.add(event)
+    }
+    suspend fun waitFor(timeoutMs: Long = 10_000, pred: (ClientEvent) -> Boolean) {
+        withTimeout(timeoutMs) { while (items.none(pred)) delay(20) }
+    }
+    fun texts(conv: String) = items.filterIsInstance<ClientEvent.MessageReceived>()
+        .filter { it.message.conversationId == conv }.map { it.message.text }
+}
+
+fun config(s: Server, token: String?) = ClientConfig(
+    url = s.url, token = token, transport = Transport.GRPC,
+    minReconnectDelayMs = 50u, maxReconnectDelayMs = 300u,
+)
+
+suspend fun connected(s: Server, user: String): Pair<Client, Events> {
+    val events = Events()
+    val client = Client(config(s, s.token(user)), events, null)
+    client.connect()
+    client.waitForState(ConnectionState.CONNECTED, 10_000u)
+    return client to events
+}
+
+fun expect(cond: Boolean, what: String) { if (!cond) throw AssertionError(what) }
+
+suspend fun twoClientsChat(s: Server) {
+    val (alice, aEvents) = connected(s, "alice")
+    val (bob, bEvents) = connected(s, "bob")
+    val group = alice.createGroup(NewGroup(name = "team", members = listOf("bob")))
+    val sub = bob.subscribe(group.id)
+    expect(sub.snapshot() != null, "subscription snapshot")
+    alice.subscribe(group.id)
+    for (i in 0 until 5) alice.sendText(group.id, "m$i")
+    bEvents.waitFor { it is ClientEvent.MessageReceived && it.message.text == "m4" }
+    expect(bEvents.texts(group.id) == (0 until 5).map { "m$it" }, "messages in order, once")
+
+    alice.typing(group.id)
+    bEvents.waitFor { it is ClientEvent.Typing && it.userId == "alice" && it.typing }
+
+    expect(bob.presence(listOf("alice"))[0].status == "online", "alice online")
+    alice.setAppState(AppState.BACKGROUND)
+    bEvents.waitFor { it is ClientEvent.PresenceChanged && it.presence.userId == "alice" && it.presence.status == "away" }
+    alice.setAppState(AppState.FOREGROUND)
+
+    val read = bob.markRead(group.id, 5u)
+    expect(read.unreadCount == 0uL && read.lastReadSeq == 5uL, "read result")
+    aEvents.waitFor { it is ClientEvent.ReadUpdated && it.userId == "bob" && it.lastReadSeq == 5uL }
+    expect(Thread.currentThread().id !in bEvents.threads, "callbacks come from Rust threads")
+    sub.cancel()
+    alice.shutdown(); bob.shutdown()
+}
+
+suspend fun typedErrors(s: Server) {
+    val (alice, _) = connected(s, "alice")
+    try {
+        alice.sendText("no-such-conversation", "hi"); throw AssertionError("no error")
+    } catch (e: MkondoException.Server) {
+        expect(e.code == "not_found" || e.code == "forbidden", "code ${e.code}")
+    }
+    try {
+        alice.sendMessage(NewMessage(conversationId = "x", text = "t", data = "{nope"))
+        throw AssertionError("no error")
+    } catch (e: MkondoException.InvalidArgument) { }
+    alice.shutdown()
+    try { alice.ping(); throw AssertionError("no error") } catch (e: MkondoException.Cancelled) { }
+}
+
+suspend fun restartRecovered(s: Server) = coroutineScope {
+    val (alice, _) = connected(s, "alice")
+    val (bob, bEvents) = connected(s, "bob")
+    val group = alice.createGroup(NewGroup(name = "r", members = listOf("bob")))
+    alice.sendText(group.id, "before")
+    bEvents.waitFor { it is ClientEvent.MessageReceived && it.message.text == "before" }
+    s.stop()
+    bEvents.waitFor { it is ClientEvent.StateChanged && it.new == ConnectionState.CONNECTING }
+    val pending = (0 until 3).map { i -> async { alice.sendText(group.id, "offline$i") } }
+    delay(200)
+    s.start()
+    val done = withTimeout(20_000) { pending.awaitAll() }
+    expect(done.map { it.text } == listOf("offline0", "offline1", "offline2"), "outbox sent once, in order")
+    bEvents.waitFor(20_000) { it is ClientEvent.MessageReceived && it.message.text == "offline2" }
+    val want = listOf("before", "offline0", "offline1", "offline2")
+    expect(bEvents.texts(group.id) == want, "no loss, no duplicate: ${bEvents.texts(group.id)}")
+    expect(bob.history(group.id, null, null, 50u).messages.map { it.text } == want, "history")
+    alice.shutdown(); bob.shutdown()
+}
+
+class Provider(private val s: Server) : TokenProvider {
+    val calls = AtomicInteger()
+    override fun fetchToken(): String = when (calls.incrementAndGet()) {
+        1 -> s.token("carol", ttl = 2)
+        2 -> throw TokenException.Failed("backend briefly down")
+        else -> s.token("carol")
+    }
+}
+
+suspend fun tokenRefresh(s: Server) {
+    val provider = Provider(s)
+    val client = Client(config(s, null), Events(), provider)
+    client.connect()
+    client.waitForState(ConnectionState.CONNECTED, 10_000u)
+    withTimeout(20_000) { while (provider.calls.get() < 3) delay(50) }
+    delay(2_500) // past the first token's expiry
+    client.ping()
+    expect(client.state() == ConnectionState.CONNECTED, "still connected")
+    client.shutdown()
+}
+
+suspend fun concurrentCalls(s: Server) = coroutineScope {
+    val (alice, _) = connected(s, "alice")
+    val group = alice.createGroup(NewGroup(name = "c", members = emptyList()))
+    val sent = (0 until 20).map { i -> async { alice.sendText(group.id, "c$i") } }.awaitAll()
+    expect(sent.map { it.seq } == sent.map { it.seq }.sorted(), "calls leave in order")
+    alice.shutdown()
+}
+
+fun main() {
+    val tests = listOf(
+        "two clients chat, typing, presence, read" to ::twoClientsChat,
+        "typed errors" to ::typedErrors,
+        "server restart recovered" to ::restartRecovered,
+        "token refresh through a Kotlin provider" to ::tokenRefresh,
+        "concurrent calls" to ::concurrentCalls,
+    )
+    var passed = 0
+    var failed = 0
+    for ((name, test) in tests) {
+        val server = Server()
+        try {
+            runBlocking { withTimeout(60_000) { test(server) } }
+            println("ok   $name"); passed++
+        } catch (e: Throwable) {
+            println("FAIL $name: $e"); failed++
+        } finally {
+            server.stop()
+        }
+    }
+    println("$passed passed, $failed failed")
+    exitProcess(if (failed == 0) 0 else 1)
+}

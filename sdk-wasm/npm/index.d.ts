@@ -1,0 +1,90 @@
+// Types of @mkondo/sdk. Wire objects: camelCase fields, seqs and counts as numbers,
+// timestamps as RFC 3339 strings,
+// and fields at their default value (0, '', false) left out.
+export * from './mkondo.js';
+export { default } from './mkondo.js';
+
+export type ErrorCode =
+  | 'unauthenticated' | 'token_expired' | 'invalid_token' | 'permission_denied'
+  | 'not_found' | 'already_exists' | 'invalid_argument' | 'too_large'
+  | 'rate_limited' | 'blocked' | 'unavailable' | 'internal';
+
+/** The error every rejected promise carries. */
+export declare class MkondoError extends Error {
+  readonly name: 'MkondoError';
+  readonly code: ErrorCode;
+  readonly temporary: boolean;
+  readonly reason: string;
+  readonly retryAfterMs?: number;
+}
+
+export type ConnectionState = 'disconnected' | 'connecting' | 'connected';
+export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
+
+export interface ClientOptions {
+  /** `ws://host:port/v1/realtime` or `http://host:port` (`wss` / `https` for TLS). */
+  url: string;
+  token?: string;
+  /** Asked for a token when there is none or it expires; throw `{ code: 'unauthorized' }` to stop. */
+  tokenProvider?: () => string | Promise<string>;
+  transport?: 'json' | 'protobuf';
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  requestTimeoutMs?: number;
+  outboxLimit?: number;
+  /** Start connecting at once (default true). */
+  connect?: boolean;
+  /** Follow online/offline, visibilitychange and pageshow (default true). */
+  browserHooks?: boolean;
+}
+
+export interface User { id: string; name?: string; avatarUrl?: string; data?: object; createdAt?: string; updatedAt?: string; deactivated?: boolean }
+export interface Reaction { emoji: string; userIds: string[] }
+export interface Message {
+  id: string; conversationId: string; seq: number; senderId: string; kind?: string;
+  text?: string; data?: object; clientId?: string; replyTo?: number; createdAt?: string;
+  editedAt?: string; deletedAt?: string; reactions?: Reaction[];
+}
+export interface Presence { userId: string; status: 'online' | 'away' | 'offline'; lastSeen?: string }
+export interface Member { userId: string; role?: string; joinedAt?: string; lastReadSeq?: number }
+export interface Conversation {
+  id: string; kind: 'group' | 'direct'; name?: string; iconUrl?: string; data?: object;
+  createdAt?: string; lastSeq?: number; lastMessage?: Message; unreadCount?: number;
+  lastReadSeq?: number; role?: string; muted?: boolean; memberCount?: number;
+  peer?: User; peerPresence?: Presence; clearedSeq?: number; hidden?: boolean;
+}
+export interface HistoryResult { messages?: Message[]; more?: boolean }
+export interface ConversationsResult { conversations?: Conversation[]; nextCursor?: string }
+export interface ReadResult { lastReadSeq?: number; unreadCount?: number }
+export interface SubscribeResult { conversation?: Conversation; presence?: Presence[]; typing?: string[] }
+export interface ReadPush { conversationId: string; userId: string; lastReadSeq?: number; unreadCount?: number }
+export interface MemberJoined { conversationId: string; member?: Member; user?: User; conversation?: Conversation }
+export interface MemberLeft { conversationId: string; userId: string; removed?: boolean }
+export interface Notification { id: string; payload?: object; createdAt?: string; expiresAt?: string }
+export interface SignalPush { conversationId: string; fromUserId: string; payload: string }
+
+/** What each `client.on(event, fn)` callback receives. */
+export interface Events {
+  state: { old: ConnectionState; new: ConnectionState; code: number; reason: string };
+  message: Message;
+  messageUpdated: { message: Message; change: string };
+  typing: { conversationId: string; userId: string; typing: boolean };
+  read: ReadPush;
+  presence: Presence;
+  memberJoined: MemberJoined;
+  memberLeft: MemberLeft;
+  conversationUpdated: Conversation;
+  subscriptionState: { conversationId: string; old: SubscriptionState; new: SubscriptionState; error: MkondoError | null };
+  notification: Notification;
+  signal: SignalPush;
+  gap: { conversationId: string; fromSeq: number; toSeq: number };
+  error: MkondoError;
+}
+
+declare module './mkondo.js' {
+  interface Client {
+    /** Calls `callback` on every `event`; returns the function that removes it. */
+    on<K extends keyof Events>(event: K, callback: (payload: Events[K]) => void): () => void;
+    off<K extends keyof Events>(event: K, callback: (payload: Events[K]) => void): void;
+  }
+}

@@ -1,0 +1,470 @@
+//! The `Client` class: a static async factory, one camelCase Promise method per
+//! core call, and `on(event, fn)` listeners that return their own remover.
+
+use std::{cell::RefCell, collections::HashMap, future::Future, rc::Rc, sync::Arc};
+
+use js_sys::{Function, Promise};
+use mkondo_sdk::{AppState, Client, ConnectionState, Event, HistoryQuery, NewGroup, NewMessage};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::browser::{self, Hooks};
+use crate::convert::{self, error, from_js, invalid, to_js};
+use crate::options;
+
+/// The event callbacks, by event name.
+#[derive(Default)]
+struct Listeners {
+    next_id: u32,
+    by_event: HashMap<String, Vec<(u32, Function)>>,
+}
+
+impl Listeners {
+    fn dispatch(listeners: &RefCell<Listeners>, event: &Event) {
+        let Some((name, payload)) = convert::event(event) else {
+            return;
+        };
+        // Cloned first: a callback may add or remove listeners.
+        let callbacks: Vec<Function> = listeners
+            .borrow()
+            .by_event
+            .get(name)
+            .map(|fns| fns.iter().map(|(_, f)| f.clone()).collect())
+            .unwrap_or_default();
+        for callback in callbacks {
+            // A throwing callback must not stop the others (nor the client).
+            if let Err(e) = callback.call1(&JsValue::UNDEFINED, &payload) {
+                web_sys_log(&e);
+            }
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn web_sys_log(value: &JsValue);
+}
+
+/// A Mkondo client. Create it with `await Client.create({ url, tokenProvider })`.
+#[wasm_bindgen(js_name = Client)]
+pub struct JsClient {
+    core: Client,
+    listeners: Rc<RefCell<Listeners>>,
+    hooks: RefCell<Option<Hooks>>,
+}
+
+fn seq(value: f64) -> Result<u64, JsValue> {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 {
+        Ok(value as u64)
+    } else {
+        Err(invalid("seq: a whole number ≥ 0"))
+    }
+}
+
+fn rejected(e: JsValue) -> Promise {
+    Promise::reject(&e)
+}
+
+/// The core's call as a Promise of its JavaScript value.
+fn promise<T: 'static>(
+    call: impl Future<Output = mkondo_sdk::Result<T>> + 'static,
+    out: impl FnOnce(T) -> JsValue + 'static,
+) -> Promise {
+    future_to_promise(async move { call.await.map(out).map_err(|e| error(&e)) })
+}
+
+fn json<T: Serialize>(value: T) -> JsValue {
+    to_js(&value)
+}
+
+fn unit(_: ()) -> JsValue {
+    JsValue::UNDEFINED
+}
+
+fn get_string(obj: &JsValue, name: &str) -> Option<String> {
+    js_sys::Reflect::get(obj, &JsValue::from_str(name))
+        .ok()
+        .and_then(|v| v.as_string())
+}
+
+fn get_number(obj: &JsValue, name: &str) -> Option<f64> {
+    js_sys::Reflect::get(obj, &JsValue::from_str(name))
+        .ok()
+        .and_then(|v| v.as_f64())
+}
+
+#[wasm_bindgen(js_class = Client)]
+impl JsClient {
+    /// Creates a client and (unless `connect: false`) starts connecting. Options:
+    /// `url`, `token` or `tokenProvider` (`() => Promise<string>`), `transport`
+    /// (`'json'` | `'protobuf'`), `minDelayMs`, `maxDelayMs`, `requestTimeoutMs`,
+    /// `outboxLimit`, `connect`, `browserHooks`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
+    pub fn create(
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').ClientOptions")]
+        options: JsValue,
+    ) -> Promise {
+        let built = options::parse(&options).and_then(|mut opts| {
+            if opts.browser_hooks {
+                opts.config.app_state = browser::initial_app_state();
+            }
+            let listeners = Rc::new(RefCell::new(Listeners::default()));
+            let sink = listeners.clone();
+            // The core asks `Send + Sync` only off wasm; JavaScript is single-threaded.
+            #[allow(clippy::arc_with_non_send_sync)]
+            let listener: Arc<dyn mkondo_sdk::EventListener> =
+                Arc::new(move |event: Event| Listeners::dispatch(&sink, &event));
+            let core = Client::with_listener(opts.config, listener).map_err(|e| error(&e))?;
+            let hooks = opts.browser_hooks.then(|| Hooks::install(&core)).flatten();
+            if opts.connect {
+                core.connect();
+            }
+            Ok(JsClient {
+                core,
+                listeners,
+                hooks: RefCell::new(hooks),
+            })
+        });
+        match built {
+            Ok(client) => Promise::resolve(&JsValue::from(client)),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Calls `callback(payload)` on every `event`; returns the function that
+    /// removes it. Events: `state`, `message`, `messageUpdated`, `typing`,
+    /// `read`, `presence`, `memberJoined`, `memberLeft`, `conversationUpdated`,
+    /// `subscriptionState`, `notification`, `signal`, `gap`, `error`.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(&self, event: String, callback: Function) -> Function {
+        let id = {
+            let mut l = self.listeners.borrow_mut();
+            l.next_id += 1;
+            let id = l.next_id;
+            l.by_event
+                .entry(event.clone())
+                .or_default()
+                .push((id, callback));
+            id
+        };
+        let listeners = Rc::downgrade(&self.listeners);
+        let remove = move || {
+            if let Some(l) = listeners.upgrade() {
+                if let Some(fns) = l.borrow_mut().by_event.get_mut(&event) {
+                    fns.retain(|(i, _)| *i != id);
+                }
+            }
+        };
+        Closure::<dyn FnMut()>::new(remove)
+            .into_js_value()
+            .unchecked_into()
+    }
+
+    /// Removes a callback added with `on()`.
+    pub fn off(&self, event: String, callback: Function) {
+        if let Some(fns) = self.listeners.borrow_mut().by_event.get_mut(&event) {
+            fns.retain(|(_, f)| *f != callback);
+        }
+    }
+
+    /// Starts connecting (and keeps the connection up). Idempotent.
+    pub fn connect(&self) {
+        self.core.connect();
+    }
+
+    /// Closes the connection and stops reconnecting. Idempotent.
+    pub fn disconnect(&self) {
+        self.core.disconnect();
+    }
+
+    /// Releases everything: no event is delivered afterwards.
+    pub fn shutdown(&self) {
+        if let Some(hooks) = self.hooks.borrow_mut().take() {
+            hooks.remove();
+        }
+        self.core.shutdown();
+    }
+
+    #[wasm_bindgen(js_name = setNetworkAvailable)]
+    pub fn set_network_available(&self, available: bool) {
+        self.core.set_network_available(available);
+    }
+
+    /// `'foreground'` or `'background'`.
+    #[wasm_bindgen(js_name = setAppState)]
+    pub fn set_app_state(&self, state: &str) -> Result<(), JsValue> {
+        self.core.set_app_state(match state {
+            "foreground" => AppState::Foreground,
+            "background" => AppState::Background,
+            _ => return Err(invalid("app state: 'foreground' or 'background'")),
+        });
+        Ok(())
+    }
+
+    /// `'disconnected'`, `'connecting'` or `'connected'`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.core.state().as_str().into()
+    }
+
+    /// Resolves once the connection state is `state`.
+    #[wasm_bindgen(js_name = waitForState, unchecked_return_type = "Promise<void>")]
+    pub fn wait_for_state(&self, state: &str) -> Promise {
+        let wanted = match state {
+            "disconnected" => ConnectionState::Disconnected,
+            "connecting" => ConnectionState::Connecting,
+            "connected" => ConnectionState::Connected,
+            _ => {
+                return rejected(invalid(
+                    "state: 'disconnected', 'connecting' or 'connected'",
+                ))
+            }
+        };
+        let core = self.core.clone();
+        promise(async move { core.wait_for_state(wanted).await }, unit)
+    }
+
+    /// The connected user, or `null`.
+    #[wasm_bindgen(getter)]
+    pub fn user(&self) -> JsValue {
+        self.core.user().map_or(JsValue::NULL, json)
+    }
+
+    /// Known conversations, latest activity first, with unread counts (no round trip).
+    #[wasm_bindgen(js_name = cachedConversations)]
+    pub fn cached_conversations(&self) -> JsValue {
+        json(self.core.cached_conversations())
+    }
+
+    /// The last known presence of a user, or `null`.
+    #[wasm_bindgen(js_name = cachedPresence)]
+    pub fn cached_presence(&self, user_id: &str) -> JsValue {
+        self.core
+            .cached_presence(user_id)
+            .map_or(JsValue::NULL, json)
+    }
+
+    /// Who is typing in a conversation now.
+    #[wasm_bindgen(js_name = typingUsers)]
+    pub fn typing_users(&self, conversation_id: &str) -> Vec<String> {
+        self.core.typing_users(conversation_id)
+    }
+
+    /// `'unsubscribed'`, `'subscribing'` or `'subscribed'`.
+    #[wasm_bindgen(js_name = subscriptionState)]
+    pub fn subscription_state(&self, conversation_id: &str) -> String {
+        convert::subscription_state(self.core.subscription_state(conversation_id)).into()
+    }
+
+    /// Sends a message (queued while offline, sent exactly once). Options:
+    /// `data` (an object), `clientId`, `replyTo`.
+    #[wasm_bindgen(js_name = sendMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]
+    pub fn send_message(&self, conversation_id: String, text: String, options: JsValue) -> Promise {
+        let data =
+            match from_js(&js_sys::Reflect::get(&options, &"data".into()).unwrap_or_default()) {
+                Ok(d) if options.is_object() => d,
+                Ok(_) => None,
+                Err(e) => return rejected(e),
+            };
+        let msg = NewMessage {
+            conversation_id,
+            text,
+            data,
+            client_id: get_string(&options, "clientId"),
+            reply_to: get_number(&options, "replyTo").map(|n| n as u64),
+        };
+        promise(self.core.send_message(msg), json)
+    }
+
+    #[wasm_bindgen(js_name = editMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]
+    pub fn edit_message(
+        &self,
+        conversation_id: &str,
+        seq_: f64,
+        text: &str,
+        data: JsValue,
+    ) -> Promise {
+        let (seq, data) = match (seq(seq_), from_js(&data)) {
+            (Ok(s), Ok(d)) => (s, d),
+            (Err(e), _) | (_, Err(e)) => return rejected(e),
+        };
+        promise(
+            self.core.edit_message(conversation_id, seq, text, data),
+            json,
+        )
+    }
+
+    #[wasm_bindgen(js_name = deleteMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]
+    pub fn delete_message(&self, conversation_id: &str, seq_: f64) -> Promise {
+        match seq(seq_) {
+            Ok(s) => promise(self.core.delete_message(conversation_id, s), json),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Adds a reaction (`add` defaults to `true`; `false` removes it).
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Message>")]
+    pub fn react(
+        &self,
+        conversation_id: &str,
+        seq_: f64,
+        emoji: &str,
+        add: Option<bool>,
+    ) -> Promise {
+        match seq(seq_) {
+            Ok(s) => promise(
+                self.core
+                    .react(conversation_id, s, emoji, add.unwrap_or(true)),
+                json,
+            ),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// A page of messages, ascending by seq. Options: `before`, `after`, `limit`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').HistoryResult>")]
+    pub fn history(&self, conversation_id: &str, options: JsValue) -> Promise {
+        let query = HistoryQuery {
+            before: get_number(&options, "before").map(|n| n as u64),
+            after: get_number(&options, "after").map(|n| n as u64),
+            limit: get_number(&options, "limit").map(|n| n as u32),
+        };
+        promise(self.core.history(conversation_id, query), json)
+    }
+
+    /// A page of the user's conversations. Options: `cursor`, `limit`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').ConversationsResult>")]
+    pub fn conversations(&self, options: JsValue) -> Promise {
+        let cursor = get_string(&options, "cursor");
+        let limit = get_number(&options, "limit").map(|n| n as u32);
+        promise(self.core.conversations(cursor.as_deref(), limit), json)
+    }
+
+    /// Options: `id`, `name`, `iconUrl`, `data`, `members` (the other members).
+    #[wasm_bindgen(js_name = createGroup, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
+    pub fn create_group(&self, group: JsValue) -> Promise {
+        let data = match from_js(&js_sys::Reflect::get(&group, &"data".into()).unwrap_or_default())
+        {
+            Ok(d) => d,
+            Err(e) => return rejected(e),
+        };
+        let members = js_sys::Reflect::get(&group, &"members".into())
+            .ok()
+            .filter(js_sys::Array::is_array)
+            .map(|a| {
+                js_sys::Array::from(&a)
+                    .iter()
+                    .filter_map(|v| v.as_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let group = NewGroup {
+            id: get_string(&group, "id"),
+            name: get_string(&group, "name").unwrap_or_default(),
+            icon_url: get_string(&group, "iconUrl"),
+            data,
+            members,
+        };
+        promise(self.core.create_group(group), json)
+    }
+
+    #[wasm_bindgen(js_name = startDirect, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
+    pub fn start_direct(&self, user_id: &str) -> Promise {
+        promise(self.core.start_direct(user_id), json)
+    }
+
+    #[wasm_bindgen(js_name = addMembers, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
+    pub fn add_members(&self, conversation_id: &str, user_ids: Vec<String>) -> Promise {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        promise(self.core.add_members(conversation_id, &ids), json)
+    }
+
+    #[wasm_bindgen(js_name = removeMember, unchecked_return_type = "Promise<void>")]
+    pub fn remove_member(&self, conversation_id: &str, user_id: &str) -> Promise {
+        promise(self.core.remove_member(conversation_id, user_id), unit)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn leave(&self, conversation_id: &str) -> Promise {
+        promise(self.core.leave(conversation_id), unit)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn hide(&self, conversation_id: &str) -> Promise {
+        promise(self.core.hide(conversation_id), unit)
+    }
+
+    #[wasm_bindgen(js_name = markRead, unchecked_return_type = "Promise<import('./index.js').ReadResult>")]
+    pub fn mark_read(&self, conversation_id: &str, seq_: f64) -> Promise {
+        match seq(seq_) {
+            Ok(s) => promise(self.core.mark_read(conversation_id, s), json),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Says the user is typing (renew every few seconds while they are).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn typing(&self, conversation_id: &str) -> Promise {
+        promise(self.core.typing(conversation_id), unit)
+    }
+
+    #[wasm_bindgen(js_name = typingStopped, unchecked_return_type = "Promise<void>")]
+    pub fn typing_stopped(&self, conversation_id: &str) -> Promise {
+        promise(self.core.typing_stopped(conversation_id), unit)
+    }
+
+    /// Typing and members' presence of a conversation (kept across reconnects).
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').SubscribeResult>")]
+    pub fn subscribe(&self, conversation_id: &str) -> Promise {
+        promise(self.core.subscribe(conversation_id), json)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn unsubscribe(&self, conversation_id: &str) -> Promise {
+        promise(self.core.unsubscribe(conversation_id), unit)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Presence[]>")]
+    pub fn presence(&self, user_ids: Vec<String>) -> Promise {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        promise(self.core.presence(&ids), json)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn block(&self, user_id: &str) -> Promise {
+        promise(self.core.block(user_id), unit)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn unblock(&self, user_id: &str) -> Promise {
+        promise(self.core.unblock(user_id), unit)
+    }
+
+    /// Relays an opaque payload (e.g. WebRTC signalling) to one member.
+    #[wasm_bindgen(js_name = sendSignal, unchecked_return_type = "Promise<void>")]
+    pub fn send_signal(&self, conversation_id: &str, to_user_id: &str, payload: &str) -> Promise {
+        promise(
+            self.core.send_signal(conversation_id, to_user_id, payload),
+            unit,
+        )
+    }
+
+    #[wasm_bindgen(js_name = ackNotification, unchecked_return_type = "Promise<void>")]
+    pub fn ack_notification(&self, notification_id: &str) -> Promise {
+        promise(self.core.ack_notification(notification_id), unit)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn ping(&self) -> Promise {
+        promise(self.core.ping(), unit)
+    }
+}
+
+impl Drop for JsClient {
+    fn drop(&mut self) {
+        // `free()` from JavaScript: release like `shutdown()`.
+        self.shutdown();
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The web SDK's tests: builds @mkondo/sdk (scripts/build-web.sh), then runs the
+# wasm-bindgen-test suite in headless Chromium (web/tests/wasm.sh), the Node test
+# of the package and the Playwright test of the two-window demo, all against a
+# real `mkondo dev`. Installs what is missing
+# (Debian chromium and chromedriver, npm playwright-core), skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+./scripts/build-web.sh
+cargo build --locked -p mkondo-server --bin mkondo
+
+if ! need chromium || ! need chromedriver; then
+    echo "== installing chromium (Debian)"
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+    else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+fi
+if [ ! -d web/tests/node_modules/playwright-core ] || [ ! -e web/tests/node_modules/@mkondo/sdk ]; then
+    echo "== installing the web tests' npm packages"
+    npm install --prefix web/tests --no-audit --no-fund >/dev/null
+fi
+
+export CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
+echo "== mkondo-wasm's wasm-bindgen-test suite in headless Chromium"
+web/tests/wasm.sh
+echo "== @mkondo/sdk's TypeScript types (tsc --strict)"
+[ -x target/web-tools/node_modules/.bin/tsc ] \
+    || npm install --prefix target/web-tools --no-save --no-audit --no-fund typescript@5 binaryen@132 >/dev/null
+target/web-tools/node_modules/.bin/tsc --noEmit --strict --module nodenext --moduleResolution nodenext \
+    --target es2022 --lib esnext,dom web/tests/types-check.ts
+echo "== @mkondo/sdk in Node (by package name)"
+node --experimental-websocket --test web/tests/node.test.mjs
+echo "== the two-window demo in headless Chromium (Playwright)"
+node --test web/tests/demo.test.mjs
+echo "== web tests passed (screenshots in target/web-tests/)"
