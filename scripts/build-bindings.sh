@@ -16,9 +16,9 @@ if [[ "${1:-}" == "--release" ]]; then
 fi
 
 cargo build "${flags[@]}" -p mkondo-mobile --lib --bin uniffi-bindgen
-lib="target/$profile/libmkondo_mobile.so"
-[[ "$(uname)" == Darwin ]] && lib="target/$profile/libmkondo_mobile.dylib"
-bindgen="target/$profile/uniffi-bindgen"
+lib="${CARGO_TARGET_DIR:-target}/$profile/libmkondo_mobile.so"
+[[ "$(uname)" == Darwin ]] && lib="${CARGO_TARGET_DIR:-target}/$profile/libmkondo_mobile.dylib"
+bindgen="${CARGO_TARGET_DIR:-target}/$profile/uniffi-bindgen"
 
 rm -rf bindings/python bindings/kotlin bindings/swift
 for lang in python kotlin swift; do

@@ -38,7 +38,7 @@ CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_R
 pkg=sdk-wasm/pkg
 rm -rf "$pkg"
 wasm-bindgen --target web --out-dir "$pkg" --out-name mkondo \
-    target/wasm32-unknown-unknown/release/mkondo_wasm.wasm
+    "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/mkondo_wasm.wasm"
 "$tools/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-reference-types --enable-multivalue --enable-sign-ext \
     "$pkg/mkondo_bg.wasm" -o "$pkg/mkondo_bg.wasm"

@@ -28,6 +28,10 @@ cargo clippy --locked -p mkondo-sdk --target wasm32-unknown-unknown -- -D warnin
 echo "== build the server binary the end-to-end tests start"
 cargo build --locked -p mkondo-server --bin mkondo
 
+# Scripts in other languages start this binary too (wherever cargo puts it).
+export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
+case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
+
 echo "== tests"
 cargo test --workspace --locked
 

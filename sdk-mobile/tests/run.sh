@@ -41,4 +41,4 @@ java -Djna.library.path=bindings/kotlin \
     ScenarioTestKt
 
 echo "== swift bindings (C header against the library)"
-sdk-mobile/tests/swift/check-header.sh bindings/swift target/debug
+sdk-mobile/tests/swift/check-header.sh bindings/swift "${CARGO_TARGET_DIR:-target}/debug"

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-bin=target/debug/mkondo
+bin="${MKONDO_BIN:-${CARGO_TARGET_DIR:-target}/debug/mkondo}"
 dir=$(mktemp -d)
 db="$dir/test.db"
 "$bin" dev --listen 127.0.0.1:0 --database "$db" >"$dir/out.log" 2>"$dir/err.log" &
