@@ -22,6 +22,24 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// Lists read one row past `limit` to learn whether there is a next page: this
+    /// trims that row and makes the cursor from the last item kept.
+    pub(crate) fn split(
+        mut items: Vec<T>,
+        limit: u32,
+        cursor_of: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            let next = items.last().map(cursor_of);
+            (items, next)
+        } else {
+            (items, None)
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct NewGroup {
     pub id: Option<String>,
@@ -330,15 +348,10 @@ impl Store {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let mut items: Vec<Conversation> = rows.iter().map(conv_from_row).collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|c| encode_cursor(&[&c.last_activity_at.0.to_string(), &c.id]))
-        } else {
-            None
-        };
+        let items: Vec<Conversation> = rows.iter().map(conv_from_row).collect();
+        let (mut items, next_cursor) = Page::split(items, limit, |c| {
+            encode_cursor(&[&c.last_activity_at.0.to_string(), &c.id])
+        });
         for conv in &mut items {
             self.complete(app, conv, user).await?;
         }
@@ -379,13 +392,8 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await?;
-        let mut items: Vec<Member> = rows.iter().map(member_from_row).collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|m| encode_cursor(&[&m.user_id]))
-        } else {
-            None
-        };
+        let items: Vec<Member> = rows.iter().map(member_from_row).collect();
+        let (items, next_cursor) = Page::split(items, limit, |m| encode_cursor(&[&m.user_id]));
         Ok(Page { items, next_cursor })
     }
 

@@ -329,15 +329,10 @@ impl Store {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let mut items: Vec<Message> = rows.iter().map(message_from_row).collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|m| encode_cursor(&[&m.created_at.0.to_string(), &m.id]))
-        } else {
-            None
-        };
+        let items: Vec<Message> = rows.iter().map(message_from_row).collect();
+        let (mut items, next_cursor) = Page::split(items, limit, |m| {
+            encode_cursor(&[&m.created_at.0.to_string(), &m.id])
+        });
         self.fill_reactions_any(app, &mut items).await?;
         Ok(Page { items, next_cursor })
     }

@@ -105,13 +105,8 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await?;
-        let mut items: Vec<Notification> = rows.iter().map(notification_from_row).collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|n| encode_cursor(&[&n.id]))
-        } else {
-            None
-        };
+        let items: Vec<Notification> = rows.iter().map(notification_from_row).collect();
+        let (items, next_cursor) = Page::split(items, limit, |n| encode_cursor(&[&n.id]));
         Ok(Page { items, next_cursor })
     }
 

@@ -171,13 +171,8 @@ impl Store {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let mut items: Vec<User> = rows.iter().map(user_from_row).collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|u| encode_cursor(&[&u.id]))
-        } else {
-            None
-        };
+        let items: Vec<User> = rows.iter().map(user_from_row).collect();
+        let (items, next_cursor) = Page::split(items, limit, |u| encode_cursor(&[&u.id]));
         Ok(Page { items, next_cursor })
     }
 
