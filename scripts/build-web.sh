@@ -36,9 +36,18 @@ CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_R
     cargo build --locked --release -p mkondo-wasm --target wasm32-unknown-unknown
 
 pkg=sdk-wasm/pkg
+wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/mkondo_wasm.wasm"
+# wasm-opt takes the better part of a minute on two busy cores: skip the rest
+# when neither the compiled wasm nor the package's files nor this script changed.
+stamp=$( (cat "$wasm" sdk-wasm/npm/* scripts/build-web.sh; wasm-bindgen --version) | sha256sum | cut -d" " -f1)
+if [ -f "$pkg/.stamp" ] && [ "$(cat "$pkg/.stamp")" = "$stamp" ]; then
+    gz=$(gzip -9 -c "$pkg/mkondo_bg.wasm" | wc -c)
+    echo "== $pkg is up to date: mkondo_bg.wasm $((gz / 1024)) KiB gzipped"
+    exit 0
+fi
 rm -rf "$pkg"
 wasm-bindgen --target web --out-dir "$pkg" --out-name mkondo \
-    "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/mkondo_wasm.wasm"
+    "$wasm"
 "$tools/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-reference-types --enable-multivalue --enable-sign-ext \
     "$pkg/mkondo_bg.wasm" -o "$pkg/mkondo_bg.wasm"
@@ -56,3 +65,4 @@ JS
 raw=$(stat -c %s "$pkg/mkondo_bg.wasm")
 gz=$(gzip -9 -c "$pkg/mkondo_bg.wasm" | wc -c)
 echo "== built $pkg: mkondo_bg.wasm $((raw / 1024)) KiB, $((gz / 1024)) KiB gzipped"
+echo "$stamp" >"$pkg/.stamp"

@@ -20,6 +20,7 @@ export declare class MkondoError extends Error {
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected';
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
+export type AppState = 'foreground' | 'background';
 
 export interface ClientOptions {
   /** `ws://host:port/v1/realtime` or `http://host:port` (`wss` / `https` for TLS). */
@@ -63,6 +64,30 @@ export interface MemberLeft { conversationId: string; userId: string; removed?: 
 export interface Notification { id: string; payload?: object; createdAt?: string; expiresAt?: string }
 export interface SignalPush { conversationId: string; fromUserId: string; payload: string }
 
+/** `client.sendMessage(conversationId, text, options?)`. */
+export interface SendOptions {
+  /** The application's own JSON, delivered as sent. */
+  data?: object;
+  /** Makes retries idempotent; the SDK sets one when absent. */
+  clientId?: string;
+  /** The seq of the message this one answers. */
+  replyTo?: number;
+}
+/** `client.history(conversationId, options?)`: seqs exclusive; `limit` defaults to 50 (at most 100). */
+export interface HistoryOptions { before?: number; after?: number; limit?: number }
+/** `client.conversations(options?)`: `cursor` is the previous page's `nextCursor`. */
+export interface ConversationsOptions { cursor?: string; limit?: number }
+/** `client.createGroup(group)`. */
+export interface NewGroup {
+  /** Chosen by the server when absent. */
+  id?: string;
+  name?: string;
+  iconUrl?: string;
+  data?: object;
+  /** The other members (the caller joins as owner). */
+  members?: string[];
+}
+
 /** What each `client.on(event, fn)` callback receives. */
 export interface Events {
   state: { old: ConnectionState; new: ConnectionState; code: number; reason: string };
@@ -83,8 +108,12 @@ export interface Events {
 
 declare module './mkondo.js' {
   interface Client {
-    /** Calls `callback` on every `event`; returns the function that removes it. */
+    /**
+     * Calls `callback` on every `event`; returns the function that removes it.
+     * Throws a `MkondoError` (`invalid_argument`) for a name not in `Events`.
+     */
     on<K extends keyof Events>(event: K, callback: (payload: Events[K]) => void): () => void;
+    /** Removes a callback added with `on()`. */
     off<K extends keyof Events>(event: K, callback: (payload: Events[K]) => void): void;
   }
 }

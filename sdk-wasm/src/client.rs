@@ -4,7 +4,7 @@
 use std::{cell::RefCell, collections::HashMap, future::Future, rc::Rc, sync::Arc};
 
 use js_sys::{Function, Promise};
-use mkondo_sdk::{AppState, Client, ConnectionState, Event, HistoryQuery, NewGroup, NewMessage};
+use mkondo_sdk::{AppState, Client, ConnectionState, Event};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -83,18 +83,6 @@ fn unit(_: ()) -> JsValue {
     JsValue::UNDEFINED
 }
 
-fn get_string(obj: &JsValue, name: &str) -> Option<String> {
-    js_sys::Reflect::get(obj, &JsValue::from_str(name))
-        .ok()
-        .and_then(|v| v.as_string())
-}
-
-fn get_number(obj: &JsValue, name: &str) -> Option<f64> {
-    js_sys::Reflect::get(obj, &JsValue::from_str(name))
-        .ok()
-        .and_then(|v| v.as_f64())
-}
-
 #[wasm_bindgen(js_class = Client)]
 impl JsClient {
     /// Creates a client and (unless `connect: false`) starts connecting. Options:
@@ -136,9 +124,17 @@ impl JsClient {
     /// Calls `callback(payload)` on every `event`; returns the function that
     /// removes it. Events: `state`, `message`, `messageUpdated`, `typing`,
     /// `read`, `presence`, `memberJoined`, `memberLeft`, `conversationUpdated`,
-    /// `subscriptionState`, `notification`, `signal`, `gap`, `error`.
-    #[wasm_bindgen(unchecked_return_type = "() => void")]
-    pub fn on(&self, event: String, callback: Function) -> Function {
+    /// `subscriptionState`, `notification`, `signal`, `gap`, `error`; another
+    /// name throws (a misspelt event would otherwise never fire).
+    // Typed by hand in `npm/index.d.ts`: one signature per event and payload.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: String, callback: Function) -> Result<Function, JsValue> {
+        if !convert::EVENTS.contains(&event.as_str()) {
+            return Err(invalid(format!(
+                "event: one of {}, not '{event}'",
+                convert::EVENTS.join(", ")
+            )));
+        }
         let id = {
             let mut l = self.listeners.borrow_mut();
             l.next_id += 1;
@@ -157,12 +153,13 @@ impl JsClient {
                 }
             }
         };
-        Closure::<dyn FnMut()>::new(remove)
+        Ok(Closure::<dyn FnMut()>::new(remove)
             .into_js_value()
-            .unchecked_into()
+            .unchecked_into())
     }
 
     /// Removes a callback added with `on()`.
+    #[wasm_bindgen(skip_typescript)]
     pub fn off(&self, event: String, callback: Function) {
         if let Some(fns) = self.listeners.borrow_mut().by_event.get_mut(&event) {
             fns.retain(|(_, f)| *f != callback);
@@ -194,7 +191,10 @@ impl JsClient {
 
     /// `'foreground'` or `'background'`.
     #[wasm_bindgen(js_name = setAppState)]
-    pub fn set_app_state(&self, state: &str) -> Result<(), JsValue> {
+    pub fn set_app_state(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').AppState")] state: &str,
+    ) -> Result<(), JsValue> {
         self.core.set_app_state(match state {
             "foreground" => AppState::Foreground,
             "background" => AppState::Background,
@@ -204,14 +204,17 @@ impl JsClient {
     }
 
     /// `'disconnected'`, `'connecting'` or `'connected'`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "import('./index.js').ConnectionState")]
     pub fn state(&self) -> String {
         self.core.state().as_str().into()
     }
 
     /// Resolves once the connection state is `state`.
     #[wasm_bindgen(js_name = waitForState, unchecked_return_type = "Promise<void>")]
-    pub fn wait_for_state(&self, state: &str) -> Promise {
+    pub fn wait_for_state(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').ConnectionState")] state: &str,
+    ) -> Promise {
         let wanted = match state {
             "disconnected" => ConnectionState::Disconnected,
             "connecting" => ConnectionState::Connecting,
@@ -227,20 +230,26 @@ impl JsClient {
     }
 
     /// The connected user, or `null`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "import('./index.js').User | null")]
     pub fn user(&self) -> JsValue {
         self.core.user().map_or(JsValue::NULL, json)
     }
 
     /// Known conversations, latest activity first, with unread counts (no round trip).
-    #[wasm_bindgen(js_name = cachedConversations)]
+    #[wasm_bindgen(
+        js_name = cachedConversations,
+        unchecked_return_type = "import('./index.js').Conversation[]"
+    )]
     pub fn cached_conversations(&self) -> JsValue {
         json(self.core.cached_conversations())
     }
 
     /// The last known presence of a user, or `null`.
-    #[wasm_bindgen(js_name = cachedPresence)]
-    pub fn cached_presence(&self, user_id: &str) -> JsValue {
+    #[wasm_bindgen(
+        js_name = cachedPresence,
+        unchecked_return_type = "import('./index.js').Presence | null"
+    )]
+    pub fn cached_presence(&self, #[wasm_bindgen(js_name = userId)] user_id: &str) -> JsValue {
         self.core
             .cached_presence(user_id)
             .map_or(JsValue::NULL, json)
@@ -248,45 +257,50 @@ impl JsClient {
 
     /// Who is typing in a conversation now.
     #[wasm_bindgen(js_name = typingUsers)]
-    pub fn typing_users(&self, conversation_id: &str) -> Vec<String> {
+    pub fn typing_users(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Vec<String> {
         self.core.typing_users(conversation_id)
     }
 
     /// `'unsubscribed'`, `'subscribing'` or `'subscribed'`.
-    #[wasm_bindgen(js_name = subscriptionState)]
-    pub fn subscription_state(&self, conversation_id: &str) -> String {
+    #[wasm_bindgen(
+        js_name = subscriptionState,
+        unchecked_return_type = "import('./index.js').SubscriptionState"
+    )]
+    pub fn subscription_state(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> String {
         convert::subscription_state(self.core.subscription_state(conversation_id)).into()
     }
 
     /// Sends a message (queued while offline, sent exactly once). Options:
     /// `data` (an object), `clientId`, `replyTo`.
     #[wasm_bindgen(js_name = sendMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]
-    pub fn send_message(&self, conversation_id: String, text: String, options: JsValue) -> Promise {
-        let data =
-            match from_js(&js_sys::Reflect::get(&options, &"data".into()).unwrap_or_default()) {
-                Ok(d) if options.is_object() => d,
-                Ok(_) => None,
-                Err(e) => return rejected(e),
-            };
-        let msg = NewMessage {
-            conversation_id,
-            text,
-            data,
-            client_id: get_string(&options, "clientId"),
-            reply_to: get_number(&options, "replyTo").map(|n| n as u64),
-        };
-        promise(self.core.send_message(msg), json)
+    pub fn send_message(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: String,
+        text: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "import('./index.js').SendOptions")]
+        options: Option<JsValue>,
+    ) -> Promise {
+        match options::new_message(conversation_id, text, options) {
+            Ok(msg) => promise(self.core.send_message(msg), json),
+            Err(e) => rejected(e),
+        }
     }
 
     #[wasm_bindgen(js_name = editMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]
     pub fn edit_message(
         &self,
-        conversation_id: &str,
-        seq_: f64,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = seq)] seq_: f64,
         text: &str,
-        data: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "object")] data: Option<JsValue>,
     ) -> Promise {
-        let (seq, data) = match (seq(seq_), from_js(&data)) {
+        let (seq, data) = match (seq(seq_), from_js(&data.unwrap_or_default())) {
             (Ok(s), Ok(d)) => (s, d),
             (Err(e), _) | (_, Err(e)) => return rejected(e),
         };
@@ -297,7 +311,11 @@ impl JsClient {
     }
 
     #[wasm_bindgen(js_name = deleteMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]
-    pub fn delete_message(&self, conversation_id: &str, seq_: f64) -> Promise {
+    pub fn delete_message(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = seq)] seq_: f64,
+    ) -> Promise {
         match seq(seq_) {
             Ok(s) => promise(self.core.delete_message(conversation_id, s), json),
             Err(e) => rejected(e),
@@ -308,8 +326,8 @@ impl JsClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Message>")]
     pub fn react(
         &self,
-        conversation_id: &str,
-        seq_: f64,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = seq)] seq_: f64,
         emoji: &str,
         add: Option<bool>,
     ) -> Promise {
@@ -325,79 +343,88 @@ impl JsClient {
 
     /// A page of messages, ascending by seq. Options: `before`, `after`, `limit`.
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').HistoryResult>")]
-    pub fn history(&self, conversation_id: &str, options: JsValue) -> Promise {
-        let query = HistoryQuery {
-            before: get_number(&options, "before").map(|n| n as u64),
-            after: get_number(&options, "after").map(|n| n as u64),
-            limit: get_number(&options, "limit").map(|n| n as u32),
-        };
-        promise(self.core.history(conversation_id, query), json)
+    pub fn history(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "import('./index.js').HistoryOptions")]
+        options: Option<JsValue>,
+    ) -> Promise {
+        match options::history_query(options) {
+            Ok(query) => promise(self.core.history(conversation_id, query), json),
+            Err(e) => rejected(e),
+        }
     }
 
     /// A page of the user's conversations. Options: `cursor`, `limit`.
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').ConversationsResult>")]
-    pub fn conversations(&self, options: JsValue) -> Promise {
-        let cursor = get_string(&options, "cursor");
-        let limit = get_number(&options, "limit").map(|n| n as u32);
-        promise(self.core.conversations(cursor.as_deref(), limit), json)
+    pub fn conversations(
+        &self,
+        #[wasm_bindgen(
+            unchecked_optional_param_type = "import('./index.js').ConversationsOptions"
+        )]
+        options: Option<JsValue>,
+    ) -> Promise {
+        match options::conversations_page(options) {
+            Ok((cursor, limit)) => promise(self.core.conversations(cursor.as_deref(), limit), json),
+            Err(e) => rejected(e),
+        }
     }
 
     /// Options: `id`, `name`, `iconUrl`, `data`, `members` (the other members).
     #[wasm_bindgen(js_name = createGroup, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
-    pub fn create_group(&self, group: JsValue) -> Promise {
-        let data = match from_js(&js_sys::Reflect::get(&group, &"data".into()).unwrap_or_default())
-        {
-            Ok(d) => d,
-            Err(e) => return rejected(e),
-        };
-        let members = js_sys::Reflect::get(&group, &"members".into())
-            .ok()
-            .filter(js_sys::Array::is_array)
-            .map(|a| {
-                js_sys::Array::from(&a)
-                    .iter()
-                    .filter_map(|v| v.as_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let group = NewGroup {
-            id: get_string(&group, "id"),
-            name: get_string(&group, "name").unwrap_or_default(),
-            icon_url: get_string(&group, "iconUrl"),
-            data,
-            members,
-        };
-        promise(self.core.create_group(group), json)
+    pub fn create_group(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').NewGroup")] group: JsValue,
+    ) -> Promise {
+        match options::new_group(&group) {
+            Ok(group) => promise(self.core.create_group(group), json),
+            Err(e) => rejected(e),
+        }
     }
 
     #[wasm_bindgen(js_name = startDirect, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
-    pub fn start_direct(&self, user_id: &str) -> Promise {
+    pub fn start_direct(&self, #[wasm_bindgen(js_name = userId)] user_id: &str) -> Promise {
         promise(self.core.start_direct(user_id), json)
     }
 
     #[wasm_bindgen(js_name = addMembers, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
-    pub fn add_members(&self, conversation_id: &str, user_ids: Vec<String>) -> Promise {
+    pub fn add_members(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = userIds)] user_ids: Vec<String>,
+    ) -> Promise {
         let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
         promise(self.core.add_members(conversation_id, &ids), json)
     }
 
     #[wasm_bindgen(js_name = removeMember, unchecked_return_type = "Promise<void>")]
-    pub fn remove_member(&self, conversation_id: &str, user_id: &str) -> Promise {
+    pub fn remove_member(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = userId)] user_id: &str,
+    ) -> Promise {
         promise(self.core.remove_member(conversation_id, user_id), unit)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn leave(&self, conversation_id: &str) -> Promise {
+    pub fn leave(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Promise {
         promise(self.core.leave(conversation_id), unit)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn hide(&self, conversation_id: &str) -> Promise {
+    pub fn hide(&self, #[wasm_bindgen(js_name = conversationId)] conversation_id: &str) -> Promise {
         promise(self.core.hide(conversation_id), unit)
     }
 
     #[wasm_bindgen(js_name = markRead, unchecked_return_type = "Promise<import('./index.js').ReadResult>")]
-    pub fn mark_read(&self, conversation_id: &str, seq_: f64) -> Promise {
+    pub fn mark_read(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = seq)] seq_: f64,
+    ) -> Promise {
         match seq(seq_) {
             Ok(s) => promise(self.core.mark_read(conversation_id, s), json),
             Err(e) => rejected(e),
@@ -406,45 +433,62 @@ impl JsClient {
 
     /// Says the user is typing (renew every few seconds while they are).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn typing(&self, conversation_id: &str) -> Promise {
+    pub fn typing(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Promise {
         promise(self.core.typing(conversation_id), unit)
     }
 
     #[wasm_bindgen(js_name = typingStopped, unchecked_return_type = "Promise<void>")]
-    pub fn typing_stopped(&self, conversation_id: &str) -> Promise {
+    pub fn typing_stopped(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Promise {
         promise(self.core.typing_stopped(conversation_id), unit)
     }
 
     /// Typing and members' presence of a conversation (kept across reconnects).
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').SubscribeResult>")]
-    pub fn subscribe(&self, conversation_id: &str) -> Promise {
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Promise {
         promise(self.core.subscribe(conversation_id), json)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn unsubscribe(&self, conversation_id: &str) -> Promise {
+    pub fn unsubscribe(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Promise {
         promise(self.core.unsubscribe(conversation_id), unit)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Presence[]>")]
-    pub fn presence(&self, user_ids: Vec<String>) -> Promise {
+    pub fn presence(&self, #[wasm_bindgen(js_name = userIds)] user_ids: Vec<String>) -> Promise {
         let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
         promise(self.core.presence(&ids), json)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn block(&self, user_id: &str) -> Promise {
+    pub fn block(&self, #[wasm_bindgen(js_name = userId)] user_id: &str) -> Promise {
         promise(self.core.block(user_id), unit)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn unblock(&self, user_id: &str) -> Promise {
+    pub fn unblock(&self, #[wasm_bindgen(js_name = userId)] user_id: &str) -> Promise {
         promise(self.core.unblock(user_id), unit)
     }
 
     /// Relays an opaque payload (e.g. WebRTC signalling) to one member.
     #[wasm_bindgen(js_name = sendSignal, unchecked_return_type = "Promise<void>")]
-    pub fn send_signal(&self, conversation_id: &str, to_user_id: &str, payload: &str) -> Promise {
+    pub fn send_signal(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = toUserId)] to_user_id: &str,
+        payload: &str,
+    ) -> Promise {
         promise(
             self.core.send_signal(conversation_id, to_user_id, payload),
             unit,
@@ -452,7 +496,10 @@ impl JsClient {
     }
 
     #[wasm_bindgen(js_name = ackNotification, unchecked_return_type = "Promise<void>")]
-    pub fn ack_notification(&self, notification_id: &str) -> Promise {
+    pub fn ack_notification(
+        &self,
+        #[wasm_bindgen(js_name = notificationId)] notification_id: &str,
+    ) -> Promise {
         promise(self.core.ack_notification(notification_id), unit)
     }
 

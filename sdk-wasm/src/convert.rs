@@ -134,6 +134,24 @@ fn object(fields: &[(&str, JsValue)]) -> JsValue {
     obj.into()
 }
 
+/// Every event name [`event`] gives, in the order of its match.
+pub(crate) const EVENTS: &[&str] = &[
+    "state",
+    "message",
+    "messageUpdated",
+    "typing",
+    "read",
+    "presence",
+    "memberJoined",
+    "memberLeft",
+    "conversationUpdated",
+    "subscriptionState",
+    "notification",
+    "signal",
+    "gap",
+    "error",
+];
+
 /// The event name `on()` listens to, and the payload its callbacks get.
 pub(crate) fn event(event: &Event) -> Option<(&'static str, JsValue)> {
     Some(match event {

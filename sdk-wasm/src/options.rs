@@ -1,13 +1,15 @@
-//! The options object of `Client.create()` → the core's `Config`.
+//! Options objects → the core's types: `Client.create()`'s → `Config`, and the
+//! fields of the per-call options (`history`, `sendMessage`, …). A field of the
+//! wrong type is an `invalid_argument` rather than silently ignored.
 
 use std::time::Duration;
 
 use js_sys::{Function, Promise, Reflect};
-use mkondo_sdk::{Config, TokenError, TransportKind};
+use mkondo_sdk::{Config, HistoryQuery, NewGroup, NewMessage, TokenError, TransportKind};
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::convert::invalid;
+use crate::convert::{from_js, invalid};
 
 /// What `create()` needs besides the core's `Config`.
 pub(crate) struct Options {
@@ -16,6 +18,17 @@ pub(crate) struct Options {
     pub connect: bool,
     /// Listen to `online` / `offline`, `visibilitychange` and `pageshow` (default `true`).
     pub browser_hooks: bool,
+}
+
+/// An optional options argument: `undefined` / `null` → no field set.
+fn optional(options: Option<JsValue>, what: &str) -> Result<JsValue, JsValue> {
+    match options {
+        Some(o) if o.is_object() => Ok(o),
+        Some(o) if !o.is_undefined() && !o.is_null() => {
+            Err(invalid(format!("{what}: an object of options")))
+        }
+        _ => Ok(js_sys::Object::new().into()),
+    }
 }
 
 fn field(options: &JsValue, name: &str) -> Result<Option<JsValue>, JsValue> {
@@ -40,6 +53,31 @@ fn number(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
                 .ok_or_else(|| invalid(format!("{name}: a number ≥ 0")))
         })
         .transpose()
+}
+
+/// A whole number ≥ 0 (a seq, a limit).
+fn whole(options: &JsValue, name: &str) -> Result<Option<u64>, JsValue> {
+    match number(options, name)? {
+        Some(n) if n.fract() == 0.0 && n <= 2f64.powi(53) => Ok(Some(n as u64)),
+        Some(_) => Err(invalid(format!("{name}: a whole number ≥ 0"))),
+        None => Ok(None),
+    }
+}
+
+/// A list of strings (user ids).
+fn strings(options: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsValue> {
+    let Some(value) = field(options, name)? else {
+        return Ok(None);
+    };
+    let wrong = || invalid(format!("{name}: a list of strings"));
+    if !js_sys::Array::is_array(&value) {
+        return Err(wrong());
+    }
+    js_sys::Array::from(&value)
+        .iter()
+        .map(|v| v.as_string().ok_or_else(wrong))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 fn millis(options: &JsValue, name: &str) -> Result<Option<Duration>, JsValue> {
@@ -96,6 +134,59 @@ pub(crate) fn parse(options: &JsValue) -> Result<Options, JsValue> {
         connect: flag(options, "connect", true)?,
         browser_hooks: flag(options, "browserHooks", true)?,
     })
+}
+
+/// `sendMessage(conversationId, text, { data, clientId, replyTo })`.
+pub(crate) fn new_message(
+    conversation_id: String,
+    text: String,
+    options: Option<JsValue>,
+) -> Result<NewMessage, JsValue> {
+    let o = optional(options, "sendMessage")?;
+    Ok(NewMessage {
+        conversation_id,
+        text,
+        data: from_js(&field(&o, "data")?.unwrap_or_default())?,
+        client_id: string(&o, "clientId")?,
+        reply_to: whole(&o, "replyTo")?,
+    })
+}
+
+/// `history(conversationId, { before, after, limit })`.
+pub(crate) fn history_query(options: Option<JsValue>) -> Result<HistoryQuery, JsValue> {
+    let o = optional(options, "history")?;
+    Ok(HistoryQuery {
+        before: whole(&o, "before")?,
+        after: whole(&o, "after")?,
+        limit: whole(&o, "limit")?.map(page_size),
+    })
+}
+
+/// `conversations({ cursor, limit })`.
+pub(crate) fn conversations_page(
+    options: Option<JsValue>,
+) -> Result<(Option<String>, Option<u32>), JsValue> {
+    let o = optional(options, "conversations")?;
+    Ok((string(&o, "cursor")?, whole(&o, "limit")?.map(page_size)))
+}
+
+/// `createGroup({ id, name, iconUrl, data, members })`.
+pub(crate) fn new_group(group: &JsValue) -> Result<NewGroup, JsValue> {
+    if !group.is_object() {
+        return Err(invalid("createGroup: an object (`name`, `members`, …)"));
+    }
+    Ok(NewGroup {
+        id: string(group, "id")?,
+        name: string(group, "name")?.unwrap_or_default(),
+        icon_url: string(group, "iconUrl")?,
+        data: from_js(&field(group, "data")?.unwrap_or_default())?,
+        members: strings(group, "members")?.unwrap_or_default(),
+    })
+}
+
+/// The server caps a page anyway: a huge size is just "the most".
+fn page_size(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Calls the application's provider. A thrown error whose `code` is

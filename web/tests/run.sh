@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The web SDK's tests: builds @mkondo/sdk (scripts/build-web.sh), then runs the
-# wasm-bindgen-test suite in headless Chromium (web/tests/wasm.sh), the Node test
-# of the package and the Playwright test of the two-window demo, all against a
-# real `mkondo dev`. Installs what is missing
+# wasm-bindgen-test suite in headless Chromium and in Node (web/tests/wasm.sh,
+# which restarts the server mid-suite), checks the package's TypeScript types, and
+# runs the Node test of the package and the Playwright test of the two-window
+# demo, all against a real `mkondo dev`. Installs what is missing
 # (Debian chromium and chromedriver, npm playwright-core), skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,9 +24,15 @@ if [ ! -d web/tests/node_modules/playwright-core ] || [ ! -e web/tests/node_modu
 fi
 
 export CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
-echo "== mkondo-wasm's wasm-bindgen-test suite in headless Chromium"
+echo "== mkondo-wasm's wasm-bindgen-test suite in headless Chromium and in Node"
 web/tests/wasm.sh
-echo "== @mkondo/sdk's TypeScript types (tsc --strict)"
+echo "== @mkondo/sdk's TypeScript types (tsc --strict; misuse must not compile)"
+# Every parameter and result of Client is typed: a JsValue without
+# `unchecked_*_type` shows up as `any` in the generated declarations.
+if sed -n '/^export class Client/,/^}/p' sdk-wasm/pkg/mkondo.d.ts | grep -v '^ *\(/\*\|\*\)' | grep -w any; then
+    echo "untyped ('any') members in Client (sdk-wasm/pkg/mkondo.d.ts)" >&2
+    exit 1
+fi
 [ -x target/web-tools/node_modules/.bin/tsc ] \
     || npm install --prefix target/web-tools --no-save --no-audit --no-fund typescript@5 binaryen@132 >/dev/null
 target/web-tools/node_modules/.bin/tsc --noEmit --strict --module nodenext --moduleResolution nodenext \
