@@ -32,8 +32,18 @@ cargo build --locked -p mkondo-server --bin mkondo
 export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
 case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
 
+echo "== PostgreSQL and Redis for the multi-node tests (stopped again on exit)"
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop' EXIT
+
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== a slice of the end-to-end suite again, on PostgreSQL"
+MKONDO_TEST_STORE=postgres cargo test --locked -p mkondo-tests \
+    --test chat --test ordering --test resume --test unread --test hide --test blocks \
+    --test notifications --test roles --test lifecycle --test delete_conversation \
+    --test rest --test operations --test durability --test operator --test sdk_chat
 
 echo "== mobile bindings: Python, Kotlin (JVM), Swift header check"
 sdk-mobile/tests/run.sh

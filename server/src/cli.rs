@@ -48,6 +48,7 @@ pub enum Command {
         groups: Vec<String>,
         #[arg(long)]
         name: Option<String>,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -64,6 +65,7 @@ pub enum AppCommand {
         id: Option<String>,
         #[arg(long)]
         json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -71,6 +73,7 @@ pub enum AppCommand {
     List {
         #[arg(long)]
         json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -85,6 +88,7 @@ pub enum AppCommand {
         public_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -95,6 +99,7 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -104,6 +109,7 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         kid: String,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -118,6 +124,7 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -132,6 +139,7 @@ pub enum ApiKeyCommand {
         /// Print `{"api_key", "prefix"}`.
         #[arg(long)]
         json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },
@@ -141,6 +149,7 @@ pub enum ApiKeyCommand {
         app: String,
         #[arg(long)]
         prefix: String,
+        /// SQLite file path, or postgres://user:pass@host/db.
         #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
         database: String,
     },

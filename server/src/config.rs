@@ -13,9 +13,13 @@ pub struct ServeArgs {
     /// Address to listen on (use port 0 for any free port).
     #[arg(long, env = "MKONDO_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// SQLite file path (or sqlite://path).
-    #[arg(long, env = "MKONDO_DATABASE")]
+    /// SQLite file path (or sqlite://path), or postgres://user:pass@host/db for
+    /// several nodes sharing one PostgreSQL database.
+    #[arg(long, env = "MKONDO_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// PostgreSQL: connections this node keeps open (SQLite ignores it).
+    #[arg(long, env = "MKONDO_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// TOML configuration file with the same keys as these flags (snake_case).
     #[arg(long, env = "MKONDO_CONFIG")]
     #[serde(skip)]
@@ -55,6 +59,17 @@ pub struct ServeArgs {
     /// <secret>`), at least 16 characters. Without it the operator API answers 404.
     #[arg(long, env = "MKONDO_OPERATOR_SECRET", hide_env_values = true)]
     pub operator_secret: Option<Secret>,
+    /// Event broker and presence engine: `memory` (one node, the default) or
+    /// `redis://host:port[/db]` (several nodes sharing one Redis).
+    #[arg(long, env = "MKONDO_BROKER", hide_env_values = true)]
+    pub broker: Option<Secret>,
+    /// Prefix of every Redis key and channel, so several clusters share one Redis.
+    #[arg(long, env = "MKONDO_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// How long a connection stays present after its node stops refreshing it
+    /// (Redis engine): a crashed node's users turn offline within this.
+    #[arg(long, env = "MKONDO_PRESENCE_TTL_MS")]
+    pub presence_ttl_ms: Option<u64>,
 }
 
 /// A secret setting: never printed (`Debug` shows `<redacted>`).
@@ -88,10 +103,61 @@ pub const MIN_OPERATOR_SECRET_LEN: usize = 16;
 pub struct Config {
     pub listen: SocketAddr,
     pub database: String,
+    /// Pool size on PostgreSQL (see `store::StoreOptions`).
+    pub database_max_connections: u32,
     pub log_json: bool,
     pub limits: Limits,
     /// Guards the operator API; `None` turns it off.
     pub operator_secret: Option<Secret>,
+    pub broker: BrokerConfig,
+}
+
+/// Which broker and presence engine a node runs (see `realtime::redis_broker`).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `None`: in-memory, one node. `Some(url)`: Redis at this URL.
+    pub redis_url: Option<Secret>,
+    pub prefix: String,
+    pub presence_ttl: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            prefix: "mkondo".to_owned(),
+            presence_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BrokerConfig {
+    fn resolve(
+        url: Option<Secret>,
+        prefix: Option<String>,
+        ttl_ms: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        let d = Self::default();
+        let redis_url = match url {
+            None => None,
+            Some(url) if url.expose() == "memory" => None,
+            Some(url) if url.expose().starts_with("redis://") => Some(url),
+            Some(_) => anyhow::bail!("--broker must be `memory` or a redis://host:port[/db] URL"),
+        };
+        let prefix = prefix.unwrap_or(d.prefix);
+        if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            anyhow::bail!("--redis-prefix must be non-empty, without spaces");
+        }
+        let ttl = ttl_ms.unwrap_or(d.presence_ttl.as_millis() as u64);
+        if ttl < 500 {
+            anyhow::bail!("--presence-ttl-ms must be at least 500");
+        }
+        Ok(Self {
+            redis_url,
+            prefix,
+            presence_ttl: Duration::from_millis(ttl),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -189,9 +255,20 @@ impl ServeArgs {
                 );
             }
         }
+        let broker = BrokerConfig::resolve(
+            self.broker.clone().or(file.broker.clone()),
+            self.redis_prefix.clone().or(file.redis_prefix.clone()),
+            self.presence_ttl_ms.or(file.presence_ttl_ms),
+        )?;
         Ok(Config {
+            broker,
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
             database: pick!(database, "mkondo.db".to_owned()),
+            database_max_connections: pick!(
+                database_max_connections,
+                crate::store::DEFAULT_MAX_CONNECTIONS
+            )
+            .max(1),
             log_json: log_format == "json",
             limits,
             operator_secret,
@@ -215,6 +292,7 @@ mod tests {
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database, "mkondo.db");
+        assert_eq!(c.database_max_connections, 16);
         assert_eq!(c.limits.max_frame_bytes, 64 * 1024);
         assert_eq!((c.limits.rate_per_second, c.limits.rate_burst), (20, 50));
         assert_eq!(c.limits.ping_interval, Duration::from_secs(25));
@@ -245,6 +323,45 @@ mod tests {
         assert_eq!(c.limits.replay_limit, 42, "the flag wins over the file");
         assert_eq!(c.limits.rate_burst, 5);
         assert_eq!(c.limits.rate_per_second, 20, "default");
+    }
+
+    #[test]
+    fn the_broker_is_memory_unless_a_redis_url_is_given() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert!(c.broker.redis_url.is_none());
+        assert_eq!(c.broker.prefix, "mkondo");
+        assert_eq!(c.broker.presence_ttl, Duration::from_secs(30));
+
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--broker",
+            "redis://:pw@127.0.0.1:6379/2",
+            "--redis-prefix",
+            "blue",
+            "--presence-ttl-ms",
+            "2000",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        let url = c.broker.redis_url.clone().unwrap();
+        assert_eq!(url.expose(), "redis://:pw@127.0.0.1:6379/2");
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "the URL may hold a password"
+        );
+        assert_eq!(c.broker.prefix, "blue");
+        assert_eq!(c.broker.presence_ttl, Duration::from_millis(2000));
+
+        let memory = Cli::parse_from(["mkondo", "--broker", "memory"]);
+        assert!(memory.serve.resolve().unwrap().broker.redis_url.is_none());
+        for bad in [
+            ["--broker", "nats://x"],
+            ["--redis-prefix", "two words"],
+            ["--presence-ttl-ms", "10"],
+        ] {
+            let cli = Cli::parse_from(["mkondo", bad[0], bad[1]]);
+            let err = cli.serve.resolve().unwrap_err().to_string();
+            assert!(err.contains(bad[0]), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -81,15 +81,85 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The reason of an `unavailable` error caused by a concurrent writer: the store
+/// runs such a transaction again (`store::retrying`) before giving up.
+pub const CONFLICT: &str = "conflict";
+
+impl Error {
+    /// A write lost a race with a concurrent one (see [`CONFLICT`]).
+    pub fn is_conflict(&self) -> bool {
+        self.code == ErrorCode::Unavailable && self.reason == CONFLICT
+    }
+}
+
+/// What a database error means to a client: worth retrying (a conflict with a
+/// concurrent writer, the database unreachable or out of space) or not.
+enum DbFailure {
+    Conflict,
+    Unavailable,
+    Other,
+}
+
+fn classify(err: &sqlx::Error) -> DbFailure {
+    match err {
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return DbFailure::Conflict;
+            }
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                return match code {
+                    // serialization_failure, deadlock_detected
+                    "40001" | "40P01" => DbFailure::Conflict,
+                    // admin / crash shutdown, cannot connect now, read-only (a
+                    // standby during failover)
+                    "57P01" | "57P02" | "57P03" | "25006" => DbFailure::Unavailable,
+                    // connection exceptions, insufficient resources (disk full,
+                    // out of memory, too many connections), system errors (I/O)
+                    _ if ["08", "53", "58"]
+                        .iter()
+                        .any(|class| code.starts_with(class)) =>
+                    {
+                        DbFailure::Unavailable
+                    }
+                    _ => DbFailure::Other,
+                };
+            }
+            // SQLite's primary result code: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map(|c| c & 0xff);
+            match primary {
+                Some(5 | 6 | 10 | 13 | 14) => DbFailure::Unavailable,
+                _ => DbFailure::Other,
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => DbFailure::Unavailable,
+        _ => DbFailure::Other,
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::RowNotFound => Self::not_found("record"),
-            sqlx::Error::PoolTimedOut => {
-                tracing::warn!(error = %err, "database pool timed out");
-                Self::new(ErrorCode::Unavailable, "database busy, retry")
+        if let sqlx::Error::RowNotFound = err {
+            return Self::not_found("record");
+        }
+        match classify(&err) {
+            DbFailure::Conflict => {
+                tracing::debug!(error = %err, "database conflict with a concurrent writer");
+                Self::new(ErrorCode::Unavailable, "concurrent change, retry").with_reason(CONFLICT)
             }
-            _ => {
+            DbFailure::Unavailable => {
+                tracing::warn!(error = %err, "database unavailable");
+                Self::new(ErrorCode::Unavailable, "database unavailable, retry")
+            }
+            DbFailure::Other => {
                 tracing::error!(error = %err, "database error");
                 Self::internal()
             }

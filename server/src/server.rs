@@ -16,25 +16,85 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::node::Node;
-use crate::realtime::broker::MemoryBroker;
+use crate::realtime::broker::{Broker, MemoryBroker};
 use crate::realtime::grpc::RealtimeService;
 use crate::realtime::hub::Hub;
-use crate::realtime::presence::MemoryPresence;
+use crate::realtime::presence::{MemoryPresence, PresenceManager, Status};
+use crate::realtime::redis_broker::RedisBroker;
+use crate::realtime::redis_presence::RedisPresence;
 use crate::realtime::ws;
 use crate::store::Store;
 
-/// Builds the node with the single-process broker and presence.
+/// Builds the node with the broker and presence engine the configuration names:
+/// in memory (one node) or Redis (several nodes).
 pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
-    let store = Store::open(&config.database).await?;
+    let store_options = crate::store::StoreOptions {
+        max_connections: config.database_max_connections,
+    };
+    let store = Store::open_with(&config.database, &store_options).await?;
     let hub = Arc::new(Hub::default());
-    let broker = Arc::new(MemoryBroker::new(hub.clone()));
-    Ok(Node::new(
-        store,
-        config,
-        hub,
-        broker,
-        Arc::new(MemoryPresence::default()),
-    ))
+    let Some(url) = config.broker.redis_url.clone() else {
+        let broker = Arc::new(MemoryBroker::new(hub.clone()));
+        let presence = Arc::new(MemoryPresence::default());
+        return Ok(Node::new(store, config, hub, broker, presence));
+    };
+    // Session ids are unique per process only: presence entries carry this too.
+    let node_id: Arc<str> = Arc::from(ulid::Ulid::new().to_string().to_lowercase());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let prefix = config.broker.prefix.clone();
+    let redis = crate::realtime::redis_broker::connection(url.expose())?;
+    let presence: Arc<dyn PresenceManager> = RedisPresence::new(
+        redis.1.clone(),
+        &prefix,
+        node_id.clone(),
+        config.broker.presence_ttl,
+    );
+    let broker: Arc<dyn Broker> =
+        RedisBroker::start(redis, &prefix, node_id.clone(), hub.clone(), stop.clone()).await?;
+    tracing::info!(node = %node_id, %prefix, "using the Redis broker and presence");
+    let node = Node::new(store, config, hub, broker, presence);
+    let shutdown = node.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.cancel();
+    });
+    tokio::spawn(presence_upkeep(node.clone()));
+    Ok(node)
+}
+
+/// Runs the presence engine's upkeep (refreshing this node's entries, removing
+/// a crashed node's) and announces the status changes it finds, as a
+/// disconnect on this node would have.
+async fn presence_upkeep(node: Arc<Node>) {
+    let Some(every) = node.presence.upkeep_interval() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for change in node.presence.upkeep(crate::store::now_ms()).await {
+            if change.status == Status::Offline {
+                if let Err(err) = node
+                    .store
+                    .set_last_seen(&change.app, &change.user, change.last_seen)
+                    .await
+                {
+                    tracing::warn!(%err, "storing last seen failed");
+                }
+            }
+            tracing::debug!(user = %change.user, status = change.status.as_str(), "presence expired");
+            if let Err(err) = node
+                .announce_presence(&change.app, &change.user, change.status)
+                .await
+            {
+                tracing::warn!(%err, "announcing a presence change failed");
+            }
+        }
+    }
 }
 
 fn metrics_handle() -> PrometheusHandle {
@@ -77,6 +137,9 @@ pub fn router(node: Arc<Node>) -> Router {
 async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
     if node.shutdown.is_cancelled() {
         return (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if !node.broker.ready() {
+        return (http::StatusCode::SERVICE_UNAVAILABLE, "broker unavailable");
     }
     match node.store.ping().await {
         Ok(()) => (http::StatusCode::OK, "ready"),

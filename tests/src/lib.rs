@@ -18,16 +18,19 @@
 
 mod change_commands;
 mod client;
+mod cluster;
 mod commands;
 mod proxy;
 mod raw;
 mod rest;
 mod revocation;
 mod server;
+mod services;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use client::{Client, ClientOptions, Closed, RawMessage, Transport, CONNECTION_CLOSED};
+pub use cluster::{free_port, Nginx, RedisServer};
 pub use mkondo_proto::v1;
 pub use mkondo_proto::v1::{
     client_frame::Command, push::Push as PushKind, reply::Result as ReplyResult, server_frame::Body,
@@ -39,6 +42,7 @@ pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_
 pub use server::{
     mkondo_bin, proc_status_kib, App, AsymmetricKey, Claims, ServerOptions, TestServer,
 };
+pub use services::{fresh_postgres, postgres_configured, redis_url};
 
 /// The wait used for anything that should happen "soon": generous, so that a slow
 /// machine does not fail a test, while a broken behaviour still fails it.

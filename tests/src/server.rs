@@ -1,4 +1,6 @@
-//! The server under test: the real `mkondo` binary, a real SQLite file.
+//! The server under test: the real `mkondo` binary, a real SQLite file — or a
+//! PostgreSQL database: [`ServerOptions::database`], or every server of a test run
+//! with `MKONDO_TEST_STORE=postgres` (each on a fresh database, see `services`).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -26,6 +28,7 @@ pub struct ServerOptions {
     flags: Vec<(String, String)>,
     extra_apps: usize,
     asymmetric_keys: bool,
+    database: Option<String>,
 }
 
 impl ServerOptions {
@@ -71,6 +74,12 @@ impl ServerOptions {
     }
     pub fn max_token_lifetime_secs(self, secs: i64) -> Self {
         self.flag("--max-token-lifetime-secs", secs)
+    }
+    /// Serves from this database (a `postgres://…` URL or a SQLite path) instead of a
+    /// new SQLite file; the apps are created in it with the CLI as usual.
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(url.into());
+        self
     }
     /// Creates `n` more apps (with the CLI, before the server starts): `server.other_apps`.
     pub fn extra_apps(mut self, n: usize) -> Self {
@@ -273,7 +282,8 @@ pub struct TestServer {
     /// Apps from [`ServerOptions::extra_apps`].
     pub other_apps: Vec<App>,
     opts: ServerOptions,
-    db: PathBuf,
+    /// The SQLite path or the PostgreSQL URL.
+    db: String,
     running: Mutex<Option<Running>>,
     log: LogTail,
     // Last: removed after the child is killed.
@@ -300,6 +310,17 @@ pub fn mkondo_bin() -> PathBuf {
         );
     }
     bin
+}
+
+/// `MKONDO_TEST_STORE=postgres`: servers without [`ServerOptions::database`] get a
+/// fresh PostgreSQL database instead of a SQLite file (the second pass of
+/// `./scripts/test.sh` runs a slice of the suite so).
+fn postgres_by_default() -> bool {
+    match std::env::var("MKONDO_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("MKONDO_TEST_STORE must be sqlite or postgres, not {other:?}"),
+    }
 }
 
 fn log_enabled() -> bool {
@@ -350,7 +371,11 @@ impl TestServer {
             .prefix("mkondo-test-")
             .tempdir()
             .expect("tempdir");
-        let db = dir.path().join("mkondo.db");
+        let db = match &opts.database {
+            Some(url) => url.clone(),
+            None if postgres_by_default() => crate::fresh_postgres().await,
+            None => dir.path().join("mkondo.db").to_str().unwrap().to_owned(),
+        };
         let mut app = create_app_in(&db, "main").await;
         if opts.asymmetric_keys {
             for key in TEST_KEYS {
@@ -384,12 +409,41 @@ impl TestServer {
         }
     }
 
+    /// Another node serving the same database and apps (with the same options): a
+    /// second process, as a multi-node deployment runs it. Useful with PostgreSQL
+    /// (and a shared broker); two processes on one SQLite file work too.
+    pub async fn join(&self) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("mkondo-test-")
+            .tempdir()
+            .expect("tempdir");
+        let log = LogTail::default();
+        let (running, addr) = spawn_serve(&self.db, &self.opts, &log).await;
+        TestServer {
+            addr,
+            app: self.app.clone(),
+            other_apps: self.other_apps.clone(),
+            opts: self.opts.clone(),
+            db: self.db.clone(),
+            running: Mutex::new(Some(running)),
+            log,
+            dir,
+        }
+    }
+
     /// `TestServer::start(ServerOptions::default())`.
     pub async fn start_default() -> TestServer {
         Self::start(ServerOptions::default()).await
     }
 
+    /// The SQLite file (for PostgreSQL: the URL, as a path, which the CLI's
+    /// `--database` takes too).
     pub fn database(&self) -> &Path {
+        Path::new(&self.db)
+    }
+
+    /// What `--database` was given: the SQLite path or the PostgreSQL URL.
+    pub fn database_url(&self) -> &str {
         &self.db
     }
 
@@ -493,7 +547,7 @@ impl TestServer {
 
     /// A token minted by `mkondo token` (the CLI), not by the test.
     pub async fn cli_token(&self, user: &str, ttl_secs: Option<u64>, groups: &[&str]) -> String {
-        let db = self.db.to_str().unwrap().to_owned();
+        let db = self.db.clone();
         let ttl = ttl_secs.map(|t| t.to_string());
         let groups = groups.join(",");
         let mut args = vec![
@@ -591,17 +645,8 @@ fn rss_kib(pid: u32) -> u64 {
     proc_status_kib(pid, "VmRSS").unwrap_or_else(|| panic!("no VmRSS for process {pid}"))
 }
 
-async fn create_app_in(db: &Path, name: &str) -> App {
-    let out = cli(&[
-        "app",
-        "create",
-        "--name",
-        name,
-        "--json",
-        "--database",
-        db.to_str().unwrap(),
-    ])
-    .await;
+async fn create_app_in(db: &str, name: &str) -> App {
+    let out = cli(&["app", "create", "--name", name, "--json", "--database", db]).await;
     let v = parse_json("mkondo app create --json", &out);
     App {
         app_id: str_field(&v, &["app_id"]),
@@ -613,7 +658,7 @@ async fn create_app_in(db: &Path, name: &str) -> App {
     }
 }
 
-async fn add_key_in(db: &Path, app_id: &str, alg: &str, public_pem: &Path) -> String {
+async fn add_key_in(db: &str, app_id: &str, alg: &str, public_pem: &Path) -> String {
     let out = cli(&[
         "app",
         "add-key",
@@ -624,7 +669,7 @@ async fn add_key_in(db: &Path, app_id: &str, alg: &str, public_pem: &Path) -> St
         "--public-key",
         public_pem.to_str().unwrap(),
         "--database",
-        db.to_str().unwrap(),
+        db,
         "--json",
     ])
     .await;
@@ -632,15 +677,9 @@ async fn add_key_in(db: &Path, app_id: &str, alg: &str, public_pem: &Path) -> St
     str_field(&v, &["kid"])
 }
 
-async fn spawn_serve(db: &Path, opts: &ServerOptions, log: &LogTail) -> (Running, SocketAddr) {
+async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running, SocketAddr) {
     let mut cmd = Command::new(mkondo_bin());
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        db.to_str().unwrap(),
-    ]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", db]);
     for (name, value) in &opts.flags {
         cmd.args([name, value]);
     }

@@ -183,7 +183,9 @@ impl Node {
 
     /// Closes the sessions selected by the revocations the CLI records (it
     /// changes the database without the server), every `REVOCATION_POLL`, until
-    /// shutdown. Events go through the broker like any other revocation.
+    /// shutdown. Every node of a cluster polls the shared table, so each closes
+    /// its own sessions only (through the broker, each row would reach every
+    /// session once per node).
     pub async fn watch_revocations(self: Arc<Self>) {
         let mut last = match self.store.last_revocation_id().await {
             Ok(id) => id,
@@ -227,7 +229,12 @@ impl Node {
             ..Default::default()
         };
         tracing::info!(app = %row.app_id, kid = ?row.kid, code = code.code(), "closing sessions for a CLI revocation");
-        self.disconnect(&row.app_id, target, code).await
+        self.hub.deliver(&Event {
+            app: row.app_id.clone(),
+            target,
+            payload: Payload::Disconnect(code),
+        });
+        Ok(())
     }
 }
 

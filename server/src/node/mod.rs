@@ -88,6 +88,10 @@ impl Node {
         &self.locks[(h.finish() as usize) % LOCK_STRIPES]
     }
 
+    /// Fans a push out to every node. Called after the change it announces is
+    /// committed, so a broker failure does not fail the call: the change stands,
+    /// and clients that missed the push get it back through resume or a gap fill
+    /// (a node that lost the broker makes its clients resume once it is back).
     pub async fn publish(&self, app: &str, target: Target, push: Push) -> Result<()> {
         let started = Instant::now();
         let result = self
@@ -99,7 +103,11 @@ impl Node {
             })
             .await;
         metrics::histogram!("mkondo_fanout_seconds").record(started.elapsed().as_secs_f64());
-        result
+        if let Err(err) = result {
+            metrics::counter!("mkondo_publish_failures_total").increment(1);
+            tracing::warn!(%err, app, "a push was not published; clients recover it on resume");
+        }
+        Ok(())
     }
 
     // ----- authentication

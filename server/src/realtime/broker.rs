@@ -1,7 +1,8 @@
 //! The broker carries events between server nodes. Every event is published
 //! through it and comes back to each node's hub, so a node never needs to know
 //! where a user is connected. The in-memory broker (one node) hands events straight
-//! to the local hub; a distributed broker slots in behind the same trait.
+//! to the local hub; the Redis broker (`redis_broker.rs`) carries them between
+//! nodes behind the same trait.
 
 use std::sync::Arc;
 
@@ -50,6 +51,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes to every node. Returns once the event is handed over: events
     /// published one after another by one task are delivered in that order.
     async fn publish(&self, event: Event) -> crate::error::Result<()>;
+
+    /// Whether this node receives every other node's events now (`/readyz`).
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 /// One node, no network: publishing is delivering to the local hub.

@@ -8,6 +8,8 @@ pub mod grpc;
 pub mod hub;
 pub mod outbound;
 pub mod presence;
+pub mod redis_broker;
+pub mod redis_presence;
 pub mod session;
 pub mod transport;
 pub mod ws;

@@ -1,7 +1,8 @@
 //! Presence: per user, derived from their live connections. `online` when any
 //! device is in the foreground, `away` when every device is in the background,
-//! `offline` (with `last_seen`) when none is connected. The manager is a trait so a
-//! shared store with per-connection TTLs can replace the in-memory one.
+//! `offline` (with `last_seen`) when none is connected. The manager is a trait:
+//! in memory for one node, or in Redis with per-connection TTLs for several
+//! (`redis_presence.rs`).
 
 use std::collections::HashMap;
 
@@ -64,6 +65,28 @@ pub trait PresenceManager: Send + Sync + 'static {
     async fn remove(&self, app: &str, user: &str, conn: u64, now: i64) -> Option<Status>;
     /// Status of each user this manager knows; unknown users are absent.
     async fn get(&self, app: &str, users: &[String]) -> Vec<UserPresence>;
+
+    /// How often the node must call `upkeep`; `None` when it needs none.
+    fn upkeep_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Keeps this node's connections present and removes those whose node
+    /// stopped refreshing them (it crashed). Returns the status changes this
+    /// caused, for the node to announce: each is returned to one node only.
+    async fn upkeep(&self, _now: i64) -> Vec<Change> {
+        Vec::new()
+    }
+}
+
+/// A status change found by `upkeep` rather than reported by `set` / `remove`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub app: String,
+    pub user: String,
+    pub status: Status,
+    /// Unix ms: when the user was last seen connected.
+    pub last_seen: i64,
 }
 
 #[derive(Default)]
@@ -113,7 +136,7 @@ impl PresenceManager for MemoryPresence {
     async fn remove(&self, app: &str, user: &str, conn: u64, now: i64) -> Option<Status> {
         let mut entry = self.users.get_mut(&(app.to_owned(), user.to_owned()))?;
         let before = entry.status();
-        entry.conns.remove(&conn);
+        entry.conns.remove(&conn)?;
         entry.last_seen = now;
         let after = entry.status();
         (before != after).then_some(after)

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{now_ms, Millis, Store};
+use super::{now_ms, retrying, Millis, Store, Tx};
 use crate::auth::{self, KeyAlg, SigningKey};
 use crate::error::{Error, Result};
 
@@ -360,6 +360,15 @@ impl Store {
         kid: &str,
         announce: Announce,
     ) -> Result<()> {
+        retrying(|| self.remove_signing_key_once(app_id, kid, announce)).await
+    }
+
+    async fn remove_signing_key_once(
+        &self,
+        app_id: &str,
+        kid: &str,
+        announce: Announce,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let keys: Vec<String> =
             sqlx::query_scalar("SELECT kid FROM signing_keys WHERE app_id = $1")
@@ -389,6 +398,15 @@ impl Store {
     /// Refuses every token of the app issued (`iat`, ms) before `valid_after`;
     /// never moves the point back. False when there is no such app.
     pub async fn revoke_app_tokens(
+        &self,
+        app_id: &str,
+        valid_after: i64,
+        announce: Announce,
+    ) -> Result<bool> {
+        retrying(|| self.revoke_app_tokens_once(app_id, valid_after, announce)).await
+    }
+
+    async fn revoke_app_tokens_once(
         &self,
         app_id: &str,
         valid_after: i64,
@@ -486,9 +504,11 @@ impl Store {
 }
 
 /// Appends a row to `revocations` inside the caller's transaction. Ids are
-/// allocated as MAX + 1 within it (the single writer serializes them).
+/// allocated as MAX + 1 within it: SQLite's single writer serializes them; on
+/// PostgreSQL two writers taking the same id collide on the primary key and the
+/// later one runs again (`retrying`), so ids still appear in commit order.
 async fn record_revocation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     app_id: &str,
     kid: Option<&str>,
     issued_before: Option<i64>,

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{sqlite::SqliteRow, Row};
+use sqlx::Row;
 
 use super::{
-    decode_cursor, encode_cursor, now_ms, parse_json, unread, Conversation, Kind, Member, Millis,
-    Role, Store, Viewer,
+    decode_cursor, encode_cursor, now_ms, parse_json, retrying, unread, Conversation, DbRow, Kind,
+    Member, Millis, Role, Store, Tx, Viewer,
 };
 use crate::error::{Error, Result};
 
@@ -54,7 +54,7 @@ pub struct NewGroup {
 const CONV_COLUMNS: &str =
     "c.id, c.kind, c.name, c.icon_url, c.data, c.created_at, c.updated_at, c.last_activity_at, c.last_seq";
 
-fn conv_from_row(r: &SqliteRow) -> Conversation {
+fn conv_from_row(r: &DbRow) -> Conversation {
     Conversation {
         id: r.get(0),
         kind: Kind::parse(r.get::<&str, _>(1)).unwrap_or(Kind::Group),
@@ -72,7 +72,7 @@ fn conv_from_row(r: &SqliteRow) -> Conversation {
     }
 }
 
-fn member_from_row(r: &SqliteRow) -> Member {
+fn member_from_row(r: &DbRow) -> Member {
     Member {
         user_id: r.get(0),
         role: Role::parse(r.get::<&str, _>(1)).unwrap_or(Role::Member),
@@ -101,8 +101,8 @@ fn check_data(data: &Option<Value>) -> Result<()> {
 
 impl Store {
     pub async fn create_group(&self, app: &str, group: NewGroup) -> Result<Conversation> {
-        let id = match group.id {
-            Some(id) if valid_conversation_id(&id) => id,
+        let id = match &group.id {
+            Some(id) if valid_conversation_id(id) => id.clone(),
             Some(_) => return Err(Error::invalid("invalid conversation id")),
             None => new_conversation_id(),
         };
@@ -110,6 +110,14 @@ impl Store {
             return Err(Error::invalid("name or icon_url too long"));
         }
         check_data(&group.data)?;
+        let creator = group.creator.clone();
+        retrying(|| self.create_group_once(app, &id, &group)).await?;
+        self.get_conversation(app, &id, creator.as_deref())
+            .await?
+            .ok_or_else(Error::internal)
+    }
+
+    async fn create_group_once(&self, app: &str, id: &str, group: &NewGroup) -> Result<()> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
@@ -117,7 +125,7 @@ impl Store {
              VALUES ($1, $2, 'group', $3, $4, $5, $6, $6, $6) ON CONFLICT (app_id, id) DO NOTHING",
         )
         .bind(app)
-        .bind(&id)
+        .bind(id)
         .bind(&group.name)
         .bind(&group.icon_url)
         .bind(group.data.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".into()))
@@ -134,18 +142,16 @@ impl Store {
         if let Some(creator) = &group.creator {
             members.push((creator.clone(), Role::Owner));
         }
-        for m in group.members {
-            if !members.iter().any(|(u, _)| *u == m) {
-                members.push((m, Role::Member));
+        for m in &group.members {
+            if !members.iter().any(|(u, _)| u == m) {
+                members.push((m.clone(), Role::Member));
             }
         }
         for (user, role) in &members {
-            insert_member(&mut tx, app, &id, user, *role, 0, now).await?;
+            insert_member(&mut tx, app, id, user, *role, 0, now).await?;
         }
         tx.commit().await?;
-        self.get_conversation(app, &id, group.creator.as_deref())
-            .await?
-            .ok_or_else(Error::internal)
+        Ok(())
     }
 
     /// The direct conversation of `a` and `b`, created when missing. Returns it and
@@ -166,6 +172,24 @@ impl Store {
         } else {
             format!("{b}|{a}")
         };
+        let (id, created) = retrying(|| self.direct_conversation_once(app, a, b, &key)).await?;
+        let conv = self
+            .get_conversation(app, &id, Some(a))
+            .await?
+            .ok_or_else(Error::internal)?;
+        Ok((conv, created))
+    }
+
+    /// Inserts the pair's conversation unless it exists. Two nodes starting the
+    /// same pair at once: the second insert waits for the first to commit, then
+    /// does nothing, and the select that follows sees the first one's row.
+    async fn direct_conversation_once(
+        &self,
+        app: &str,
+        a: &str,
+        b: &str,
+        key: &str,
+    ) -> Result<(String, bool)> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let id = new_conversation_id();
@@ -175,7 +199,7 @@ impl Store {
         )
         .bind(app)
         .bind(&id)
-        .bind(&key)
+        .bind(key)
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -189,16 +213,12 @@ impl Store {
         } else {
             sqlx::query_scalar("SELECT id FROM conversations WHERE app_id = $1 AND direct_key = $2")
                 .bind(app)
-                .bind(&key)
+                .bind(key)
                 .fetch_one(&mut *tx)
                 .await?
         };
         tx.commit().await?;
-        let conv = self
-            .get_conversation(app, &id, Some(a))
-            .await?
-            .ok_or_else(Error::internal)?;
-        Ok((conv, created))
+        Ok((id, created))
     }
 
     /// A conversation with its summary; with `viewer`, their membership joined on
@@ -415,14 +435,27 @@ impl Store {
         users: &[String],
         role: Role,
     ) -> Result<Vec<Member>> {
+        retrying(|| self.add_members_once(app, conv, users, role)).await
+    }
+
+    async fn add_members_once(
+        &self,
+        app: &str,
+        conv: &str,
+        users: &[String],
+        role: Role,
+    ) -> Result<Vec<Member>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let last_seq: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2")
-                .bind(app)
-                .bind(conv)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // Locked: a message sent meanwhile comes before or after the join, not during.
+        let last_seq: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2{}",
+            self.lock()
+        ))
+        .bind(app)
+        .bind(conv)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(last_seq) = last_seq else {
             return Err(Error::not_found("conversation"));
         };
@@ -459,7 +492,21 @@ impl Store {
     /// Deletes a conversation with its members, messages and reactions, in one
     /// transaction. Returns false when there was no such conversation.
     pub async fn delete_conversation(&self, app: &str, conv: &str) -> Result<bool> {
+        retrying(|| self.delete_conversation_once(app, conv)).await
+    }
+
+    async fn delete_conversation_once(&self, app: &str, conv: &str) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        // The conversation's row first, as every writer takes it: no deadlock
+        // with a send that holds it and waits for a member row deleted here.
+        sqlx::query(&format!(
+            "SELECT id FROM conversations WHERE app_id = $1 AND id = $2{}",
+            self.lock()
+        ))
+        .bind(app)
+        .bind(conv)
+        .fetch_optional(&mut *tx)
+        .await?;
         for table in ["reactions", "messages", "members"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE app_id = $1 AND conversation_id = $2"
@@ -548,7 +595,7 @@ impl Store {
 }
 
 async fn insert_member(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     app: &str,
     conv: &str,
     user: &str,

@@ -1,11 +1,15 @@
 //! Messages. `send` is the one place a seq is allocated: in a single write
-//! transaction it finds a retried `client_id`, bumps the conversation's `last_seq`,
-//! inserts the message and moves the sender's read position — all or nothing.
+//! transaction it bumps the conversation's `last_seq` (which locks the
+//! conversation's row until commit), finds a retried `client_id`, inserts the
+//! message and moves the sender's read position — all or nothing.
 
 use serde_json::Value;
-use sqlx::{sqlite::SqliteRow, Row};
+use sqlx::Row;
 
-use super::{decode_cursor, encode_cursor, now_ms, parse_json, Message, Millis, Page, Store};
+use super::{
+    decode_cursor, encode_cursor, now_ms, parse_json, retrying, DbRow, Message, Millis, Page,
+    Store, Tx,
+};
 use crate::error::{Error, Result};
 
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -43,7 +47,7 @@ pub struct Sent {
 const MSG_COLUMNS: &str =
     "id, conversation_id, seq, sender_id, kind, text, data, client_id, reply_to, created_at, edited_at, deleted_at";
 
-fn message_from_row(r: &SqliteRow) -> Message {
+fn message_from_row(r: &DbRow) -> Message {
     let deleted_at: Option<i64> = r.get(11);
     Message {
         id: r.get(0),
@@ -100,31 +104,16 @@ pub fn check_new_message(msg: &NewMessage) -> Result<()> {
 }
 
 impl Store {
+    /// Sends a message, or finds the one this sender already sent with the same
+    /// `client_id` (from any node: the lookup comes after the conversation's row
+    /// lock, so an earlier send of it has committed and is seen).
     pub async fn send_message(&self, app: &str, conv: &str, msg: &NewMessage) -> Result<Sent> {
         check_new_message(msg)?;
+        retrying(|| self.send_message_once(app, conv, msg)).await
+    }
+
+    async fn send_message_once(&self, app: &str, conv: &str, msg: &NewMessage) -> Result<Sent> {
         let mut tx = self.writer.begin().await?;
-        if let Some(client_id) = &msg.client_id {
-            let sql = format!(
-                "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4"
-            );
-            let existing = sqlx::query(&sql)
-                .bind(app)
-                .bind(conv)
-                .bind(&msg.sender_id)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                drop(tx);
-                let mut original = [message_from_row(&row)];
-                self.fill_reactions(app, conv, &mut original).await?;
-                let [message] = original;
-                return Ok(Sent {
-                    message,
-                    duplicate: true,
-                });
-            }
-        }
         let now = now_ms();
         let seq: Option<i64> = sqlx::query_scalar(
             "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $3
@@ -138,6 +127,29 @@ impl Store {
         let Some(seq) = seq else {
             return Err(Error::not_found("conversation"));
         };
+        if let Some(client_id) = &msg.client_id {
+            let sql = format!(
+                "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4"
+            );
+            let existing = sqlx::query(&sql)
+                .bind(app)
+                .bind(conv)
+                .bind(&msg.sender_id)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                // Rolls the seq just taken back: nothing is written.
+                tx.rollback().await?;
+                let mut original = [message_from_row(&row)];
+                self.fill_reactions(app, conv, &mut original).await?;
+                let [message] = original;
+                return Ok(Sent {
+                    message,
+                    duplicate: true,
+                });
+            }
+        }
         if let Some(reply_to) = msg.reply_to {
             if reply_to < 1 || reply_to >= seq {
                 return Err(Error::invalid(
@@ -355,6 +367,16 @@ impl Store {
         seq: i64,
         edit: &MessageEdit,
     ) -> Result<Message> {
+        retrying(|| self.edit_message_once(app, conv, seq, edit)).await
+    }
+
+    async fn edit_message_once(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        edit: &MessageEdit,
+    ) -> Result<Message> {
         let mut tx = self.writer.begin().await?;
         let current = self.locked_message(&mut tx, app, conv, seq).await?;
         if current.deleted_at.is_some() {
@@ -397,6 +419,15 @@ impl Store {
     /// so its seq remains taken. Returns the tombstone and whether it was deleted
     /// now (false: it already was).
     pub async fn delete_message(&self, app: &str, conv: &str, seq: i64) -> Result<(Message, bool)> {
+        retrying(|| self.delete_message_once(app, conv, seq)).await
+    }
+
+    async fn delete_message_once(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+    ) -> Result<(Message, bool)> {
         let mut tx = self.writer.begin().await?;
         let current = self.locked_message(&mut tx, app, conv, seq).await?;
         if current.deleted_at.is_some() {
@@ -432,16 +463,19 @@ impl Store {
         Ok((tombstone, true))
     }
 
-    /// A message read inside a write transaction (so the change that follows
-    /// sees exactly this version).
+    /// A message read inside a write transaction, its row locked until commit (so
+    /// the change that follows applies to exactly this version, on any node).
     async fn locked_message(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut Tx<'_>,
         app: &str,
         conv: &str,
         seq: i64,
     ) -> Result<Message> {
-        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3");
+        let sql = format!(
+            "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3{}",
+            self.lock()
+        );
         let row = sqlx::query(&sql)
             .bind(app)
             .bind(conv)

@@ -1,11 +1,24 @@
-//! Storage: everything durable, behind one `Store` over sqlx.
+//! Storage: everything durable, behind one `Store` over sqlx's `Any` driver, so the
+//! same code and the same migrations serve SQLite and PostgreSQL.
 //!
-//! SQLite in WAL mode by default. Writes go through a single-connection pool, so
-//! SQLite never answers "busy" and a message's seq allocation, insert and the
-//! conversation's `last_seq` update happen in one short transaction: seqs per
-//! conversation are gap-free and unique however many senders race. Reads use a
-//! separate pool and never wait for writers (WAL). The SQL is portable so the same
-//! migrations can serve PostgreSQL.
+//! SQLite (the default, embedded) in WAL mode: writes go through a
+//! single-connection pool, so SQLite never answers "busy" and a message's seq
+//! allocation, insert and the conversation's `last_seq` update happen in one short
+//! transaction. Reads use a separate pool and never wait for writers (WAL).
+//!
+//! PostgreSQL (`postgres://…`, for several nodes sharing one database): one pool.
+//! Writers on any node serialize per conversation on its row: `UPDATE
+//! conversations SET last_seq = last_seq + 1 … RETURNING` (or `FOR NO KEY
+//! UPDATE`, see [`Store::lock`]) holds the row lock until commit, so seqs stay
+//! gap-free and unique however many processes send at once. What still races
+//! (a deadlock, a unique key another node inserted between a check and an insert)
+//! is reported as a conflict and the whole transaction runs again ([`retrying`]).
+//!
+//! The SQL is portable: `$1` placeholders, BIGINT times and 0/1 flags, TEXT JSON,
+//! `ON CONFLICT`, `RETURNING`. Every column read is TEXT or BIGINT on both engines
+//! (the `Any` driver decodes nothing else the same way on both). Text ordering
+//! (cursors over ids) is bytewise: SQLite compares with BINARY, and a PostgreSQL
+//! database must use the "C" collation (checked at open).
 
 mod apps;
 mod conversations;
@@ -16,10 +29,10 @@ pub mod social;
 pub mod system_messages;
 pub mod users;
 
-use std::{str::FromStr, time::Duration};
+use std::{future::Future, time::Duration};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor};
 
 pub use apps::{
     Announce, ApiKeyInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, KeyInfo, KeyRow, Revocation,
@@ -30,47 +43,148 @@ pub use models::*;
 
 use crate::error::{Error, Result};
 
+/// A row as the store reads it, whatever the engine.
+pub(crate) type DbRow = AnyRow;
+/// A write transaction, whatever the engine.
+pub(crate) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// How a [`Store`] connects.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// PostgreSQL: connections in the pool of this process (each node has its own).
+    /// SQLite ignores it: one writer and a few readers.
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// PostgreSQL connections per node by default: with three nodes, 48 of
+/// PostgreSQL's default 100.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
 #[derive(Clone)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    writer: AnyPool,
+    reader: AnyPool,
+    engine: Engine,
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Per SQLite connection: WAL + NORMAL (a committed transaction survives a process
+/// crash, SIGKILL), foreign keys, and deleted or erased content overwritten in the
+/// file rather than left in free space (a tombstone's text is gone from the disk).
+const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
+const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;";
+
 impl Store {
-    /// Opens (creating if needed) the database at `url` — a path or `sqlite://path` —
-    /// and runs the embedded migrations.
+    /// Opens the database at `url` — a SQLite path, `sqlite://path`, or
+    /// `postgres://…` — creating a SQLite file if needed, and runs the embedded
+    /// migrations.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    pub async fn open_with(url: &str, options: &StoreOptions) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url, options).await
+        } else if url.contains("://") && !url.starts_with("sqlite://") {
+            anyhow::bail!(
+                "unsupported database URL {:?}: use a SQLite path (or sqlite://path) or postgres://…",
+                url.split("://").next().unwrap_or_default()
+            )
+        } else {
+            Self::open_sqlite(url).await
+        }
+    }
+
+    async fn open_sqlite(url: &str) -> anyhow::Result<Self> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
-        if url.starts_with("postgres") {
-            anyhow::bail!("PostgreSQL storage is not available in this build; use a SQLite path");
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a committed transaction survives a process crash (SIGKILL).
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Deleted and erased content is overwritten in the file, not left in
-            // free space: a tombstone's text is gone from the disk too.
-            .pragma("secure_delete", "on")
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
+        let path = std::path::absolute(path)?;
+        let location = sqlite_url(&path);
+        let writer = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(15))
-            .connect_with(options.clone())
+            .after_connect(|conn, _| {
+                Box::pin(async move { conn.execute(SQLITE_WRITER_PRAGMAS).await.map(drop) })
+            })
+            .connect(&format!("{location}?mode=rwc"))
             .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
+        migrate_sqlite(&writer).await?;
+        let reader = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(15))
-            .connect_with(options.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move { conn.execute(SQLITE_READER_PRAGMAS).await.map(drop) })
+            })
+            .connect(&format!("{location}?mode=ro"))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            engine: Engine::Sqlite,
+        })
+    }
+
+    async fn open_postgres(url: &str, options: &StoreOptions) -> anyhow::Result<Self> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(15))
+            .connect(url)
+            .await?;
+        // Several nodes may start at once: the migrator holds an advisory lock
+        // while it runs, so each migration is applied exactly once.
+        MIGRATOR.run(&pool).await?;
+        let collation: String = sqlx::query_scalar(
+            "SELECT datcollate FROM pg_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if collation != "C" && collation != "POSIX" {
+            tracing::warn!(
+                collation,
+                "the database does not use the C collation: ids sort differently than on \
+                 SQLite; create it with LC_COLLATE 'C' (see docs/deploy.md)"
+            );
+        }
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+            engine: Engine::Postgres,
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// What a `SELECT` inside a write transaction appends to lock the rows it
+    /// reads until commit. SQLite needs nothing: its single writer already
+    /// serializes every write transaction. `NO KEY UPDATE` leaves foreign-key
+    /// checks (inserts referencing the row) unblocked.
+    pub(crate) fn lock(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR NO KEY UPDATE",
+        }
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -78,13 +192,74 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes and closes both pools (graceful shutdown).
+    /// Flushes and closes the pools (graceful shutdown).
     pub async fn close(&self) {
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await;
+        if self.engine == Engine::Sqlite {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await;
+        }
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// Runs the migrations on SQLite. sqlx takes no lock there, so two processes
+/// opening a new file at once (a server and the CLI, two nodes in a test) may both
+/// try a migration: the later one fails on the table the other just created and
+/// rolls back. Running again then finds it applied and goes on.
+async fn migrate_sqlite(writer: &AnyPool) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        match MIGRATOR.run(writer).await {
+            Ok(()) => return Ok(()),
+            Err(err) if tries < 5 => {
+                tries += 1;
+                tracing::debug!(error = %err, "migration raced another process; running again");
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// `sqlite://` and the absolute path, percent-encoded so that no character of the
+/// path (`?`, `#`, `%`, spaces) is taken for URL syntax.
+fn sqlite_url(path: &std::path::Path) -> String {
+    let mut url = String::from("sqlite://");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url
+}
+
+/// How many times a write is tried when it conflicts with a concurrent one.
+const ATTEMPTS: u32 = 8;
+
+/// Runs `attempt` (one whole write transaction) again while it fails with a
+/// conflict with a concurrent writer on another connection or node
+/// ([`Error::is_conflict`]: PostgreSQL serialization failure or deadlock, or a
+/// unique key inserted by someone else since this attempt checked for it), after
+/// a short random pause. The next attempt sees what the other writer committed.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(err) if err.is_conflict() && tries < ATTEMPTS => {
+                let pause = rand::random::<u64>() % (2u64 << tries.min(6));
+                tokio::time::sleep(Duration::from_millis(1 + pause)).await;
+                tries += 1;
+            }
+            result => return result,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{now_ms, Message, Reaction, Store};
+use super::{now_ms, retrying, Message, Reaction, Store};
 use crate::error::{Error, Result};
 
 /// The most bytes an emoji (or a short custom reaction name) may take.
@@ -135,10 +135,24 @@ impl Store {
         user: &str,
     ) -> Result<bool> {
         check_emoji(emoji)?;
+        retrying(|| self.add_reaction_once(app, conv, seq, emoji, user)).await
+    }
+
+    async fn add_reaction_once(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        emoji: &str,
+        user: &str,
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let deleted: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT deleted_at FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
-        )
+        // The message's row stays locked until commit: a concurrent delete
+        // (which erases reactions) or another emoji's count waits for this one.
+        let deleted: Option<Option<i64>> = sqlx::query_scalar(&format!(
+            "SELECT deleted_at FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3{}",
+            self.lock()
+        ))
         .bind(app)
         .bind(conv)
         .bind(seq)
@@ -151,7 +165,7 @@ impl Store {
         }
         let row = sqlx::query(
             "SELECT COUNT(DISTINCT emoji),
-                    COALESCE(SUM(CASE WHEN emoji = $4 THEN 1 ELSE 0 END), 0)
+                    CAST(COALESCE(SUM(CASE WHEN emoji = $4 THEN 1 ELSE 0 END), 0) AS BIGINT)
              FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
         )
         .bind(app)

@@ -7,9 +7,11 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{sqlite::SqliteRow, Row};
+use sqlx::Row;
 
-use super::{decode_cursor, encode_cursor, now_ms, parse_json, Millis, Page, Store};
+use super::{
+    decode_cursor, encode_cursor, now_ms, parse_json, retrying, DbRow, Millis, Page, Store,
+};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -31,7 +33,7 @@ pub struct Block {
     pub created_at: Millis,
 }
 
-fn notification_from_row(r: &SqliteRow) -> Notification {
+fn notification_from_row(r: &DbRow) -> Notification {
     Notification {
         id: r.get(0),
         user_id: r.get(1),
@@ -60,6 +62,19 @@ impl Store {
             created_at: Millis(now),
             expires_at: Millis(now.saturating_add(ttl_ms)),
         };
+        // Two purges at once may lock the same expired rows in a different
+        // order: the one the database picks as a deadlock victim runs again.
+        retrying(|| self.insert_notification_once(app, &n, payload)).await?;
+        Ok(n)
+    }
+
+    async fn insert_notification_once(
+        &self,
+        app: &str,
+        n: &Notification,
+        payload: &Value,
+    ) -> Result<()> {
+        let now = n.created_at.0;
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM notifications WHERE expires_at <= $1")
             .bind(now)
@@ -71,14 +86,14 @@ impl Store {
         )
         .bind(app)
         .bind(&n.id)
-        .bind(user)
+        .bind(&n.user_id)
         .bind(payload.to_string())
         .bind(n.created_at.0)
         .bind(n.expires_at.0)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(n)
+        Ok(())
     }
 
     /// `user`'s unexpired, unacknowledged notifications, oldest first.

@@ -8,11 +8,14 @@
 //! read that its reader has not seen. The one who caused it moves past it only
 //! if they had read everything before it, and a new member starts having read
 //! their own "joined" message.
+//!
+//! Each change takes the conversation's row lock first (as a send does), so
+//! changes and sends on any node apply one after the other: the owner check sees
+//! every other change, and no two transactions wait for each other's rows.
 
 use serde_json::Value;
-use sqlx::{Sqlite, Transaction};
 
-use super::{now_ms, Member, Message, Millis, Role, Store};
+use super::{now_ms, retrying, Member, Message, Millis, Role, Store, Tx};
 use crate::error::{Error, Result};
 
 /// The sender id of system messages.
@@ -51,8 +54,6 @@ pub struct ChangeBy<'a> {
     pub owners: Owners,
 }
 
-type Tx<'c> = Transaction<'c, Sqlite>;
-
 impl Store {
     /// Adds users as members with `role`, each with their notice (given per user
     /// id). Returns the members added (with their read position after the
@@ -66,9 +67,22 @@ impl Store {
         role: Role,
         by: Option<&str>,
     ) -> Result<(Vec<Member>, Vec<Message>)> {
+        retrying(|| self.add_members_noticed_once(app, conv, notices, role, by)).await
+    }
+
+    async fn add_members_noticed_once(
+        &self,
+        app: &str,
+        conv: &str,
+        notices: &[(String, Notice)],
+        role: Role,
+        by: Option<&str>,
+    ) -> Result<(Vec<Member>, Vec<Message>)> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let last_seq = last_seq(&mut tx, app, conv).await?;
+        let last_seq = lock_conversation(&mut tx, self.lock(), app, conv)
+            .await?
+            .ok_or_else(|| Error::not_found("conversation"))?;
         let mut added = Vec::new();
         let mut to_write = Vec::new();
         for (user, notice) in notices {
@@ -120,8 +134,20 @@ impl Store {
         notice: Notice,
         change: ChangeBy<'_>,
     ) -> Result<Option<Message>> {
+        retrying(|| self.remove_member_noticed_once(app, conv, user, &notice, change)).await
+    }
+
+    async fn remove_member_noticed_once(
+        &self,
+        app: &str,
+        conv: &str,
+        user: &str,
+        notice: &Notice,
+        change: ChangeBy<'_>,
+    ) -> Result<Option<Message>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        lock_conversation(&mut tx, self.lock(), app, conv).await?;
         let removed = sqlx::query(
             "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
         )
@@ -139,7 +165,8 @@ impl Store {
             require_an_owner(&mut tx, app, conv).await?;
         }
         let by = change.member.filter(|b| *b != user);
-        let mut written = append_notices(&mut tx, app, conv, &[notice], by, now).await?;
+        let mut written =
+            append_notices(&mut tx, app, conv, std::slice::from_ref(notice), by, now).await?;
         tx.commit().await?;
         Ok(written.pop())
     }
@@ -155,14 +182,27 @@ impl Store {
         by: Option<&str>,
     ) -> Result<Option<Message>> {
         check_patch(&patch)?;
+        retrying(|| self.update_conversation_noticed_once(app, conv, patch, &renamed, by)).await
+    }
+
+    async fn update_conversation_noticed_once(
+        &self,
+        app: &str,
+        conv: &str,
+        patch: ConversationPatch<'_>,
+        renamed: &Notice,
+        by: Option<&str>,
+    ) -> Result<Option<Message>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let old_name: Option<String> =
-            sqlx::query_scalar("SELECT name FROM conversations WHERE app_id = $1 AND id = $2")
-                .bind(app)
-                .bind(conv)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let old_name: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT name FROM conversations WHERE app_id = $1 AND id = $2{}",
+            self.lock()
+        ))
+        .bind(app)
+        .bind(conv)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(old_name) = old_name else {
             return Err(Error::not_found("conversation"));
         };
@@ -180,7 +220,8 @@ impl Store {
         .await?;
         let mut written = Vec::new();
         if patch.name.is_some_and(|n| n != old_name) {
-            written = append_notices(&mut tx, app, conv, &[renamed], by, now).await?;
+            written =
+                append_notices(&mut tx, app, conv, std::slice::from_ref(renamed), by, now).await?;
         }
         tx.commit().await?;
         Ok(written.pop())
@@ -197,8 +238,31 @@ impl Store {
         notice: Notice,
         change: ChangeBy<'_>,
     ) -> Result<Option<(Member, Option<Message>)>> {
+        let written =
+            retrying(|| self.set_role_noticed_once(app, conv, user, role, &notice, change)).await?;
+        let Some(written) = written else {
+            return Ok(None);
+        };
+        let member = self
+            .member(app, conv, user)
+            .await?
+            .ok_or_else(Error::internal)?;
+        Ok(Some((member, written)))
+    }
+
+    /// None when `user` is not a member; otherwise the notice written, if any.
+    async fn set_role_noticed_once(
+        &self,
+        app: &str,
+        conv: &str,
+        user: &str,
+        role: Role,
+        notice: &Notice,
+        change: ChangeBy<'_>,
+    ) -> Result<Option<Option<Message>>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        lock_conversation(&mut tx, self.lock(), app, conv).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT role FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
         )
@@ -224,14 +288,18 @@ impl Store {
             if change.owners == Owners::KeepOne {
                 require_an_owner(&mut tx, app, conv).await?;
             }
-            written = append_notices(&mut tx, app, conv, &[notice], change.member, now).await?;
+            written = append_notices(
+                &mut tx,
+                app,
+                conv,
+                std::slice::from_ref(notice),
+                change.member,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
-        let member = self
-            .member(app, conv, user)
-            .await?
-            .ok_or_else(Error::internal)?;
-        Ok(Some((member, written.pop())))
+        Ok(Some(written.pop()))
     }
 }
 
@@ -250,14 +318,22 @@ fn check_patch(patch: &ConversationPatch<'_>) -> Result<()> {
     Ok(())
 }
 
-async fn last_seq(tx: &mut Tx<'_>, app: &str, conv: &str) -> Result<i64> {
-    let last: Option<i64> =
-        sqlx::query_scalar("SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2")
-            .bind(app)
-            .bind(conv)
-            .fetch_optional(&mut **tx)
-            .await?;
-    last.ok_or_else(|| Error::not_found("conversation"))
+/// The conversation's `last_seq`, its row locked until commit (`lock`:
+/// [`Store::lock`]); None when there is no such conversation.
+async fn lock_conversation(
+    tx: &mut Tx<'_>,
+    lock: &str,
+    app: &str,
+    conv: &str,
+) -> Result<Option<i64>> {
+    let last: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2{lock}"
+    ))
+    .bind(app)
+    .bind(conv)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(last)
 }
 
 async fn set_read(tx: &mut Tx<'_>, app: &str, conv: &str, user: &str, seq: i64) -> Result<()> {
@@ -276,7 +352,7 @@ async fn set_read(tx: &mut Tx<'_>, app: &str, conv: &str, user: &str, seq: i64) 
 /// Fails when the conversation still has members but no owner.
 async fn require_an_owner(tx: &mut Tx<'_>, app: &str, conv: &str) -> Result<()> {
     let (members, owners): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN role = 'owner' THEN 1 ELSE 0 END), 0)
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN role = 'owner' THEN 1 ELSE 0 END), 0) AS BIGINT)
          FROM members WHERE app_id = $1 AND conversation_id = $2",
     )
     .bind(app)

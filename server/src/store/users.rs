@@ -1,9 +1,11 @@
 //! Users of an app: created by the backend or on first connect from token claims.
 
 use serde_json::Value;
-use sqlx::{sqlite::SqliteRow, Row};
+use sqlx::Row;
 
-use super::{decode_cursor, encode_cursor, now_ms, parse_json, Millis, Page, Store, User};
+use super::{
+    decode_cursor, encode_cursor, now_ms, parse_json, retrying, DbRow, Millis, Page, Store, User,
+};
 use crate::auth;
 use crate::error::{Error, Result};
 
@@ -20,7 +22,7 @@ pub struct UserPatch {
 const USER_COLUMNS: &str =
     "id, name, avatar_url, data, created_at, updated_at, deactivated, last_seen, tokens_valid_after";
 
-fn user_from_row(r: &SqliteRow) -> User {
+fn user_from_row(r: &DbRow) -> User {
     User {
         id: r.get(0),
         name: r.get(1),
@@ -257,6 +259,16 @@ impl Store {
     /// (text and data wiped, `deleted_at` set, its reactions removed), and their
     /// reactions to other messages go too. `None` when there is no such user.
     pub async fn delete_user(
+        &self,
+        app: &str,
+        id: &str,
+        erase: bool,
+        tokens_before: i64,
+    ) -> Result<Option<DeletedUser>> {
+        retrying(|| self.delete_user_once(app, id, erase, tokens_before)).await
+    }
+
+    async fn delete_user_once(
         &self,
         app: &str,
         id: &str,

@@ -125,6 +125,11 @@ impl Session {
         let mut conversations = Vec::with_capacity(page.items.len());
         for c in &page.items {
             conversations.push(node.conversation_view(&app, &user_id, c).await?);
+            // The reply shows each listed conversation up to its `last_seq`: live
+            // pushes start after it, and one that overtakes another (two nodes
+            // publishing) is gap-filled rather than taken as the starting point.
+            self.delivered
+                .insert(c.id.clone(), c.last_seq.max(0) as u64);
         }
 
         let replay_limit = node.config.limits.replay_limit;
@@ -150,7 +155,15 @@ impl Session {
                     viewer.cleared_seq,
                 )
                 .await?;
-            let last_delivered = messages.last().map_or(position, |m| m.seq).max(0) as u64;
+            let replayed = messages.last().map_or(position, |m| m.seq);
+            // Past the replay limit the client pages history up to `last_seq`
+            // itself: live pushes start after it, without a gap fill.
+            let handed_over = if more {
+                replayed.max(c.last_seq)
+            } else {
+                replayed
+            };
+            let last_delivered = handed_over.max(0) as u64;
             self.delivered.insert(conv.clone(), last_delivered);
             recovered.push(v1::Recovery {
                 conversation_id: conv,
@@ -215,6 +228,10 @@ impl Session {
                     .await?;
                 node.hub.subscribe(&app, &c.id, self.id);
                 self.subscriptions.insert(c.id.clone());
+                // As for the connect reply's list: live pushes continue from here.
+                self.delivered
+                    .entry(c.id.clone())
+                    .or_insert(c.last_seq.max(0) as u64);
                 let mut members = node.store.members(&app, &c.id, None, 100).await?.items;
                 members.retain(|m| *m.user_id != *me);
                 let ids: Vec<String> = members.into_iter().map(|m| m.user_id).collect();

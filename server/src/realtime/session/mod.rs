@@ -5,6 +5,9 @@
 //! - The session joins the hub *before* it reads the store for a resume, and
 //!   drops any `message` push whose seq it already delivered: a reconnecting
 //!   client gets every missed message exactly once, in order, before newer ones.
+//!   A live `message` push that arrives past a gap (another node published the
+//!   earlier seq later) is preceded by the missing seqs read from the store, so
+//!   the live stream too is every seq once, in order.
 //! - Pushes wait in a bounded queue; a client too slow to drain it is closed
 //!   with `slow_consumer` (by the hub), and every write races that close, so a
 //!   stuck socket never pins the session.
@@ -97,7 +100,10 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
                         let mut replies = Vec::new();
                         for f in frames {
                             metrics::counter!("mkondo_frames_in_total").increment(1);
-                            if let Some(reply) = s.handle(f).await {
+                            // Boxed: the command futures are large, and held
+                            // inline they would make every idle session's task
+                            // that large for its whole life (kilobytes each).
+                            if let Some(reply) = Box::pin(s.handle(f)).await {
                                 replies.push(Item::Frame(reply));
                             }
                             if s.close_after_reply.is_some() { break; }
@@ -128,11 +134,10 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
                         Err(_) => break,
                     }
                 }
-                let items: Vec<Item> = batch
-                    .into_iter()
-                    .filter(|out| s.admit(out))
-                    .map(Item::Push)
-                    .collect();
+                let mut items = Vec::with_capacity(batch.len());
+                for out in batch {
+                    items.extend(s.admit(out).await.into_iter().map(Item::Push));
+                }
                 if !items.is_empty() && !s.write(&mut transport, items).await {
                     break s.closer.code();
                 }
@@ -173,7 +178,7 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
         );
     }
     // Leave the hub first: nothing more is queued for a session that is closing.
-    s.leave().await;
+    Box::pin(s.leave()).await;
     // The goodbye is best effort: a slow consumer's socket is what is stuck.
     let closing = transport.close(disconnect);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
@@ -196,17 +201,53 @@ impl Session {
     }
 
     /// The merge: a `message` push at or below what this session already
-    /// delivered for its conversation is a duplicate of the replay.
-    fn admit(&mut self, out: &Outbound) -> bool {
-        let Some((conv, seq)) = &out.ordered else {
-            return true;
+    /// delivered for its conversation is a duplicate (of the replay, or of a gap
+    /// fill) and is dropped. A push past a gap brings the missing seqs from the store
+    /// first: with several nodes, seq 7 published by one can overtake seq 6 published
+    /// by another, and 6 is already committed (7 was allocated after 6's commit).
+    async fn admit(&mut self, out: Arc<Outbound>) -> Vec<Arc<Outbound>> {
+        let Some((conv, seq)) = out.ordered.clone() else {
+            return vec![out];
         };
-        let last = self.delivered.entry(conv.clone()).or_insert(0);
-        if *seq <= *last {
-            return false;
+        let Some(&last) = self.delivered.get(&conv) else {
+            self.delivered.insert(conv, seq);
+            return vec![out];
+        };
+        if seq <= last {
+            return Vec::new();
         }
-        *last = *seq;
-        true
+        let mut ready = Vec::new();
+        if seq > last + 1 {
+            ready = self.fill_gap(&conv, last, seq).await;
+        }
+        self.delivered.insert(conv, seq);
+        ready.push(out);
+        ready
+    }
+
+    /// Messages `after+1 .. before-1` of `conv` as pushes, as far as the store has
+    /// them (at most a replay page; the client pages history for a larger hole).
+    async fn fill_gap(&self, conv: &str, after: u64, before: u64) -> Vec<Arc<Outbound>> {
+        let Some(authed) = &self.authed else {
+            return Vec::new();
+        };
+        let want = (before - after - 1).min(100) as u32;
+        let page = self
+            .node
+            .store
+            .history(&authed.app, conv, None, Some(after as i64), want, 0)
+            .await;
+        match page {
+            Ok((messages, _)) => messages
+                .iter()
+                .filter(|m| (m.seq as u64) < before)
+                .map(|m| Outbound::push(Push::Message(crate::views::message(m))))
+                .collect(),
+            Err(err) => {
+                tracing::warn!(%err, conv, "filling a gap in the live stream failed");
+                Vec::new()
+            }
+        }
     }
 
     fn handle_for_hub(&self, app: &Arc<str>, user: &Arc<str>, token: &TokenStamp) -> SessionHandle {

@@ -1,0 +1,112 @@
+//! The shared services of the distributed-path tests: PostgreSQL and Redis, started
+//! once per test run by `scripts/services.sh` (which `./scripts/test.sh` runs) and
+//! named by `MKONDO_TEST_DATABASE_URL` and `MKONDO_TEST_REDIS_URL`.
+//!
+//! Every test gets a database of its own ([`fresh_postgres`]), so tests run in
+//! parallel and never see each other's rows. The databases use the "C" collation,
+//! as `docs/deploy.md` asks of a production one: ids sort bytewise, as on SQLite.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{Connection, Executor, PgConnection};
+
+const START_SERVICES: &str =
+    "start the services: eval \"$(scripts/services.sh start)\", or run ./scripts/test.sh";
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => panic!("{name} is not set: {START_SERVICES}"),
+    }
+}
+
+/// A new, empty PostgreSQL database with a unique name on the server that
+/// `MKONDO_TEST_DATABASE_URL` names; returns its URL. Panics, saying how to start
+/// the services, when the variable is missing or the server does not answer.
+pub async fn fresh_postgres() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin_url = required_env("MKONDO_TEST_DATABASE_URL");
+    let name = format!(
+        "mkondo_test_{}_{}_{:08x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        rand_u32()
+    );
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {admin_url} failed ({e}): {START_SERVICES}"));
+    // template0: the only template a different collation may be chosen from.
+    admin
+        .execute(
+            format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' \
+                 LC_COLLATE 'C' LC_CTYPE 'C'"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
+    let _ = admin.close().await;
+    with_database(&admin_url, &name)
+}
+
+/// The Redis server `MKONDO_TEST_REDIS_URL` names. Panics, saying how to start the
+/// services, when the variable is missing.
+pub fn redis_url() -> String {
+    required_env("MKONDO_TEST_REDIS_URL")
+}
+
+/// Whether the services are there (`MKONDO_TEST_DATABASE_URL` is set).
+pub fn postgres_configured() -> bool {
+    std::env::var("MKONDO_TEST_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:55432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:55432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "t3"),
+            "postgres://h:5432/t3"
+        );
+    }
+}
