@@ -24,10 +24,17 @@ pub const PROTO_JSON: &str = "mkondo.v1.json";
 pub const PROTO_PROTOBUF: &str = "mkondo.v1.proto";
 /// A batch larger than this is refused whole: batching is for the server's pushes.
 const MAX_FRAMES_PER_MESSAGE: usize = 100;
+/// The socket read buffer each connection keeps for its whole life. The
+/// library's default (128 KiB) multiplied by tens of thousands of mostly idle
+/// connections is most of the server's memory; client frames are small (a
+/// `send` is a few hundred bytes), and a larger message is still read whole,
+/// only in more `read` calls.
+const READ_BUFFER_BYTES: usize = 1024;
 
 pub async fn upgrade(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
     let hard = node.config.limits.hard_frame_bytes();
     ws.protocols([PROTO_JSON, PROTO_PROTOBUF])
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| serve(node, socket))

@@ -1,0 +1,324 @@
+//! `mkondo-bench`: the load generator behind BENCHMARKS.md.
+//!
+//! We claim Mkondo is faster than what its users would otherwise pick; this
+//! makes that a measured fact on a given machine and makes regressions
+//! visible. One tool drives both servers with the same workload, sockets and
+//! measuring code: Mkondo over its three transports (WebSocket JSON, WebSocket
+//! protobuf, gRPC, with the real schema and codec) and the socket.io peer in
+//! `bench/peers/socketio` through a hand-written socket.io v4 client. It starts
+//! each server itself as a separate process (the release `mkondo` binary with
+//! its real SQLite file; Node for the peer) so it can restart them and read
+//! their memory and CPU from `/proc`.
+//!
+//! Every run is bounded: sizes are fixed per mode, every wait has a deadline,
+//! and the whole suite has one (10 minutes; 2 in `--smoke`). `--smoke` runs
+//! every scenario at tiny sizes and fails when one breaks, so CI keeps the
+//! tool working; the full run writes `results.json`, `results.md` and the SVG
+//! figures into `--out`.
+
+mod client;
+mod mk;
+mod net;
+mod plot;
+mod procstat;
+mod recorder;
+mod results;
+mod scenarios;
+mod servers;
+mod sio;
+mod token;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use client::Target;
+use mk::Wire;
+use results::Results;
+use scenarios::{Ctx, Sizes};
+
+#[derive(Debug, Parser)]
+#[command(name = "mkondo-bench", about = "Benchmarks Mkondo against socket.io")]
+struct Args {
+    /// Tiny sizes: the whole suite in seconds, failing if any scenario breaks (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Scenarios to run, of idle, fanout, direct, storage, storm (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Mkondo transports to measure, of ws-json, ws-proto, grpc.
+    #[arg(long, value_delimiter = ',', default_value = "ws-json,ws-proto,grpc")]
+    transports: Vec<String>,
+    /// Transports the reconnect storm runs with (sdk-core clients).
+    #[arg(long, value_delimiter = ',', default_value = "ws-json")]
+    storm_transports: Vec<String>,
+    /// Leave socket.io out.
+    #[arg(long)]
+    no_socketio: bool,
+    /// The `mkondo` binary (a release build).
+    #[arg(long, default_value = "target/release/mkondo")]
+    mkondo_bin: PathBuf,
+    /// The socket.io peer's directory (with node_modules installed).
+    #[arg(long, default_value = "bench/peers/socketio")]
+    peer_dir: PathBuf,
+    /// Where results.json, results.md and the figures go (default:
+    /// bench/results, or a temporary directory with --smoke).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Loopback source addresses to spread connections over (127.0.0.1 …).
+    #[arg(long, default_value_t = 4)]
+    source_addrs: u8,
+    /// Connections held by the idle scenario (overrides the mode's size).
+    #[arg(long)]
+    idle_connections: Option<usize>,
+    /// SDK clients in the reconnect storm (overrides the mode's size).
+    #[arg(long)]
+    storm_clients: Option<usize>,
+    /// Said next to the figures (e.g. "taken while other builds ran").
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut sizes = if args.smoke {
+        Sizes::smoke()
+    } else {
+        Sizes::full()
+    };
+    if let Some(n) = args.idle_connections {
+        sizes.idle_connections = n;
+    }
+    if let Some(n) = args.storm_clients {
+        sizes.storm_clients = n;
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.smoke {
+            std::env::temp_dir().join("mkondo-bench-smoke")
+        } else {
+            PathBuf::from("bench/results")
+        }
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let work = std::env::temp_dir().join(format!("mkondo-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+
+    let wires = args
+        .transports
+        .iter()
+        .map(|t| Wire::parse(t).ok_or_else(|| anyhow::anyhow!("unknown transport {t}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let storm_wires = args
+        .storm_transports
+        .iter()
+        .map(|t| Wire::parse(t).ok_or_else(|| anyhow::anyhow!("unknown transport {t}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut targets: Vec<Target> = wires.iter().map(|&w| Target::Mkondo(w)).collect();
+    if !args.no_socketio {
+        targets.push(Target::SocketIo);
+    }
+    let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+
+    let ctx = Ctx {
+        mkondo: servers::Mkondo::new(&args.mkondo_bin, &work),
+        socketio: servers::SocketIo::new(&args.peer_dir, &work),
+        sources: net::Sources::new(args.source_addrs),
+        sizes,
+    };
+    let mut results = Results {
+        date: date(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: machine(),
+        smoke: args.smoke,
+        note: args.note.clone(),
+        ..Default::default()
+    };
+
+    let limit = Duration::from_secs(if args.smoke { 120 } else { 600 });
+    let suite = async {
+        if wants("idle") {
+            for &t in &targets {
+                step(
+                    &mut results,
+                    "idle",
+                    t.name(),
+                    bounded(scenarios::idle::run(&ctx, t)).await,
+                    |r, x| r.idle.push(x),
+                );
+            }
+        }
+        if wants("fanout") {
+            for &t in &targets {
+                let r = bounded(scenarios::fanout::run(&ctx, t)).await;
+                step(&mut results, "fan-out", t.name(), r, |r, x| {
+                    r.fanout.push(x)
+                });
+            }
+        }
+        if wants("direct") {
+            for &t in &targets {
+                let r = bounded(scenarios::direct::run(&ctx, t)).await;
+                step(&mut results, "direct", t.name(), r, |r, x| r.direct.push(x));
+            }
+        }
+        if wants("storage") {
+            for &w in &wires {
+                let r = bounded(scenarios::storage::run(&ctx, Target::Mkondo(w))).await;
+                step(&mut results, "storage", w.name(), r, |r, x| {
+                    r.storage.push(x)
+                });
+            }
+        }
+        if wants("storm") {
+            for &w in &storm_wires {
+                let r = bounded(scenarios::storm::run(&ctx, w)).await;
+                step(&mut results, "storm", w.name(), r, |r, x| r.storm.push(x));
+            }
+        }
+    };
+    // On SIGINT / SIGTERM the suite future is dropped, which kills the server
+    // processes it started (their handles kill on drop): none is left behind.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stopped: Option<String> = tokio::select! {
+        done = tokio::time::timeout(limit, suite) => done
+            .is_err()
+            .then(|| format!("the suite passed its {limit:?} limit and was stopped")),
+        _ = tokio::signal::ctrl_c() => Some("interrupted".into()),
+        _ = terminate.recv() => Some("terminated".into()),
+    };
+    results.problems.extend(stopped);
+    check(&mut results);
+
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    let md = results.markdown();
+    std::fs::write(out.join("results.md"), &md)?;
+    let figures = plot::all(&results, &out)?;
+    println!("{md}");
+    println!(
+        "results and figures ({}) in {}",
+        figures.join(", "),
+        out.display()
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    if results.problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} problem(s): see above", results.problems.len())
+    }
+}
+
+/// The longest one scenario may take (each is ≤ 60 s of load plus set-up).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(150);
+
+/// Runs one scenario within [`SCENARIO_LIMIT`]; its server is killed if it
+/// overruns (the process handle kills on drop).
+async fn bounded<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(SCENARIO_LIMIT, f)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("did not finish within {SCENARIO_LIMIT:?}")))
+}
+
+/// Prints a scenario's outcome as it finishes; keeps the result or the failure.
+fn step<T: std::fmt::Debug>(
+    results: &mut Results,
+    scenario: &str,
+    target: &str,
+    outcome: anyhow::Result<T>,
+    keep: impl FnOnce(&mut Results, T),
+) {
+    match outcome {
+        Ok(x) => {
+            eprintln!("{scenario} {target}: done");
+            keep(results, x);
+        }
+        Err(e) => {
+            eprintln!("{scenario} {target}: FAILED: {e:#}");
+            results.problems.push(format!("{scenario} {target}: {e:#}"));
+        }
+    }
+}
+
+/// What a working run must show whatever the machine: every connection held,
+/// messages delivered, nothing refused. The smoke run fails on any of these.
+fn check(results: &mut Results) {
+    let mut problems = Vec::new();
+    for r in &results.idle {
+        if r.failed > 0 {
+            problems.push(format!(
+                "idle {}: {} connections failed: {}",
+                r.target,
+                r.failed,
+                r.first_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for r in &results.fanout {
+        if r.saturation_per_sec <= 0.0 {
+            problems.push(format!("fan-out {}: nothing delivered", r.target));
+        }
+    }
+    for r in &results.direct {
+        if r.delivered == 0 || r.send_errors > 0 {
+            problems.push(format!(
+                "direct {}: {} delivered, {} send errors (first: {})",
+                r.target,
+                r.delivered,
+                r.send_errors,
+                r.first_send_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for r in &results.storage {
+        if r.stored == 0 || r.failed > 0 {
+            problems.push(format!(
+                "storage {}: {} stored, {} failed (first: {})",
+                r.target,
+                r.stored,
+                r.failed,
+                r.first_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for r in &results.storm {
+        if r.resumed < r.clients || r.gave_up > 0 {
+            problems.push(format!(
+                "storm {}: {} of {} resumed, {} gave up",
+                r.target, r.resumed, r.clients, r.gave_up
+            ));
+        }
+    }
+    results.problems.extend(problems);
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Cores and memory of this machine, from /proc.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024.0 / 1024.0)
+        })
+        .unwrap_or(0.0);
+    format!("{cores} cores, {mem_gib:.0} GiB")
+}

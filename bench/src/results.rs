@@ -1,0 +1,293 @@
+//! What a run measured, written to `results.json` (for plots and for comparing
+//! runs) and summarised as Markdown tables with the ratio to socket.io from the
+//! same run (`results.md`, pasted into BENCHMARKS.md).
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// (percentile, milliseconds) points of a latency distribution, for plots.
+pub fn distribution(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_quantiles(2)
+        .map(|v| {
+            (
+                v.quantile_iterated_to(),
+                v.value_iterated_to() as f64 / 1000.0,
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub target: String,
+    pub connections: usize,
+    pub failed: usize,
+    pub connect_secs: f64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub kib_per_connection: f64,
+    pub first_error: Option<String>,
+}
+
+/// One publishing rate of the fan-out scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Messages published per second.
+    pub rate: f64,
+    /// What every member receiving every message would be, per second.
+    pub offered_per_sec: f64,
+    pub delivered_per_sec: f64,
+    pub latency: Latency,
+    pub send_errors: u64,
+    pub first_send_error: Option<String>,
+    pub closed_connections: usize,
+    pub server_cpu_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fanout {
+    pub target: String,
+    pub members: usize,
+    pub steps: Vec<Step>,
+    /// The most deliveries per second of any step.
+    pub saturation_per_sec: f64,
+    /// A run at half the saturation rate, for its latency.
+    pub half: Option<Step>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Direct {
+    pub target: String,
+    pub users: usize,
+    pub rate: f64,
+    pub secs: f64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub send_errors: u64,
+    pub first_send_error: Option<String>,
+    pub latency: Latency,
+    pub server_cpu_percent: f64,
+    pub distribution: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    pub target: String,
+    pub senders: usize,
+    pub secs: f64,
+    pub stored: u64,
+    pub per_sec: f64,
+    pub rate_limited: u64,
+    pub failed: u64,
+    pub first_error: Option<String>,
+    pub latency: Latency,
+    pub server_cpu_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Storm {
+    pub target: String,
+    pub clients: usize,
+    pub initial_connect_secs: f64,
+    /// From the restarted server listening to every client connected again
+    /// (NaN: not all within the wait).
+    pub reconnected_secs: f64,
+    /// … and to every client holding the message sent while it was away.
+    pub resumed_secs: f64,
+    /// How long the scenario waits for each of those.
+    pub wait_secs: f64,
+    pub reconnected: usize,
+    pub resumed: usize,
+    pub peak_cpu_percent: f64,
+    /// Clients that gave up (a terminal disconnect): the server refused them.
+    pub gave_up: usize,
+    /// Codes of the state changes to `connecting` and (giving up) to
+    /// `disconnected` after the restart, with counts.
+    pub codes: Vec<(u16, u64)>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub command: String,
+    pub machine: String,
+    pub smoke: bool,
+    pub note: String,
+    pub idle: Vec<Idle>,
+    pub fanout: Vec<Fanout>,
+    pub direct: Vec<Direct>,
+    pub storage: Vec<Storage>,
+    pub storm: Vec<Storm>,
+    pub problems: Vec<String>,
+}
+
+fn ratio(ours: f64, theirs: Option<f64>) -> String {
+    match theirs {
+        Some(t) if t > 0.0 && ours > 0.0 => format!("{:.2}×", ours / t),
+        _ => "–".into(),
+    }
+}
+
+impl Results {
+    /// The Markdown summary. Ratios are "how many times better than socket.io":
+    /// theirs / ours for costs (memory, latency), ours / theirs for throughput.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "Run {} on {}{}.\nCommand: `{}`\n",
+            self.date,
+            self.machine,
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.note)
+            },
+            self.command
+        );
+        if !self.idle.is_empty() {
+            let sio = self
+                .idle
+                .iter()
+                .find(|r| r.target == "socket.io")
+                .map(|r| r.kib_per_connection);
+            md.push_str("| idle | connections | connect time | server RSS per connection | vs socket.io |\n| --- | --- | --- | --- | --- |\n");
+            for r in &self.idle {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} ({} failed) | {:.1} s | {:.1} KiB | {} |",
+                    r.target,
+                    r.connections,
+                    r.failed,
+                    r.connect_secs,
+                    r.kib_per_connection,
+                    ratio(sio.unwrap_or(0.0), Some(r.kib_per_connection))
+                );
+            }
+            md.push('\n');
+        }
+        if !self.fanout.is_empty() {
+            let sio = self
+                .fanout
+                .iter()
+                .find(|r| r.target == "socket.io")
+                .map(|r| r.saturation_per_sec);
+            md.push_str("| fan-out | members | deliveries/s at saturation | vs socket.io | at half that rate: p50 / p99 / p999 |\n| --- | --- | --- | --- | --- |\n");
+            for r in &self.fanout {
+                let half = r.half.as_ref().map_or("–".into(), |h| {
+                    format!(
+                        "{:.1} / {:.1} / {:.1} ms ({:.0} msg/s)",
+                        h.latency.p50_ms, h.latency.p99_ms, h.latency.p999_ms, h.rate
+                    )
+                });
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} |",
+                    r.target,
+                    r.members,
+                    r.saturation_per_sec,
+                    ratio(r.saturation_per_sec, sio),
+                    half
+                );
+            }
+            md.push('\n');
+        }
+        if !self.direct.is_empty() {
+            let sio = self
+                .direct
+                .iter()
+                .find(|r| r.target == "socket.io")
+                .map(|r| r.latency.p99_ms);
+            md.push_str("| direct | users | msg/s | p50 | p99 | p99 vs socket.io | server CPU (1 core = 100%) |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+            for r in &self.direct {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0}% |",
+                    r.target,
+                    r.users,
+                    r.rate,
+                    r.latency.p50_ms,
+                    r.latency.p99_ms,
+                    ratio(sio.unwrap_or(0.0), Some(r.latency.p99_ms)),
+                    r.server_cpu_percent
+                );
+            }
+            md.push('\n');
+        }
+        if !self.storage.is_empty() {
+            md.push_str("| storage | senders | persisted messages/s | send→ack p50 / p99 | rate-limited | server CPU |\n| --- | --- | --- | --- | --- | --- |\n");
+            for r in &self.storage {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {:.1} / {:.1} ms | {} | {:.0}% |",
+                    r.target,
+                    r.senders,
+                    r.per_sec,
+                    r.latency.p50_ms,
+                    r.latency.p99_ms,
+                    r.rate_limited,
+                    r.server_cpu_percent
+                );
+            }
+            md.push('\n');
+        }
+        if !self.storm.is_empty() {
+            md.push_str("| reconnect storm | clients | all reconnected | all resumed | peak server CPU | gave up |\n| --- | --- | --- | --- | --- | --- |\n");
+            for r in &self.storm {
+                let secs = |s: f64, count: usize| {
+                    if s.is_finite() {
+                        format!("{s:.1} s ({count})")
+                    } else {
+                        format!("not within {:.0} s ({count} of {})", r.wait_secs, r.clients)
+                    }
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {:.0}% | {} |",
+                    r.target,
+                    r.clients,
+                    secs(r.reconnected_secs, r.reconnected),
+                    secs(r.resumed_secs, r.resumed),
+                    r.peak_cpu_percent,
+                    r.gave_up
+                );
+            }
+            md.push('\n');
+        }
+        for p in &self.problems {
+            let _ = writeln!(md, "- problem: {p}");
+        }
+        md
+    }
+}
