@@ -347,19 +347,30 @@ impl Store {
             }
             None => (i64::MAX, String::new()),
         };
-        // A conversation the member hid stays out of their list until a message
-        // comes after the hide.
-        let membership = if user.is_some() {
-            "JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id AND m.user_id = $2
-             AND (m.hidden = 0 OR c.last_seq > m.cleared_seq)"
+        let page =
+            "(c.last_activity_at < $3 OR (c.last_activity_at = $3 AND ($4 = '' OR c.id < $4)))
+             ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5";
+        let sql = if user.is_some() {
+            // Driven from the user's memberships: left to itself SQLite's planner
+            // walks the whole app's conversations by activity and probes each for
+            // the user, which made a connect slow in an app with thousands of
+            // conversations. `CROSS JOIN` fixes SQLite's join order (PostgreSQL
+            // plans it as a plain join). A conversation the member hid stays out
+            // of their list until a message comes after the hide.
+            format!(
+                "WITH mine AS MATERIALIZED (
+                     SELECT conversation_id, hidden, cleared_seq FROM members
+                     WHERE app_id = $1 AND user_id = $2)
+                 SELECT {CONV_COLUMNS} FROM mine m CROSS JOIN conversations c
+                 WHERE c.app_id = $1 AND c.id = m.conversation_id
+                   AND (m.hidden = 0 OR c.last_seq > m.cleared_seq) AND {page}"
+            )
         } else {
-            "LEFT JOIN members m ON 0 = 1 AND $2 IS NULL"
+            format!(
+                "SELECT {CONV_COLUMNS} FROM conversations c
+                 WHERE c.app_id = $1 AND ($2 IS NULL) AND {page}"
+            )
         };
-        let sql = format!(
-            "SELECT {CONV_COLUMNS} FROM conversations c {membership}
-             WHERE c.app_id = $1 AND (c.last_activity_at < $3 OR (c.last_activity_at = $3 AND ($4 = '' OR c.id < $4)))
-             ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
-        );
         let rows = sqlx::query(&sql)
             .bind(app)
             .bind(user)
@@ -528,10 +539,12 @@ impl Store {
     /// Users who share a direct conversation with `user`.
     pub async fn contacts(&self, app: &str, user: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT o.user_id FROM members m
-             JOIN conversations c ON c.app_id = m.app_id AND c.id = m.conversation_id AND c.kind = 'direct'
-             JOIN members o ON o.app_id = m.app_id AND o.conversation_id = m.conversation_id AND o.user_id <> m.user_id
-             WHERE m.app_id = $1 AND m.user_id = $2",
+            // From the user's memberships out (see `conversation_page`).
+            "WITH mine AS MATERIALIZED (
+                 SELECT conversation_id FROM members WHERE app_id = $1 AND user_id = $2)
+             SELECT DISTINCT o.user_id FROM mine CROSS JOIN conversations c CROSS JOIN members o
+             WHERE c.app_id = $1 AND c.id = mine.conversation_id AND c.kind = 'direct'
+               AND o.app_id = $1 AND o.conversation_id = mine.conversation_id AND o.user_id <> $2",
         )
         .bind(app)
         .bind(user)
