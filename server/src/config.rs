@@ -49,6 +49,10 @@ pub struct ServeArgs {
     pub outbound_queue: Option<usize>,
     #[arg(long, env = "MKONDO_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// `connect` commands handled at once; more wait their turn (a reconnect
+    /// storm queues instead of overloading the database).
+    #[arg(long, env = "MKONDO_MAX_CONCURRENT_CONNECTS")]
+    pub max_concurrent_connects: Option<usize>,
     /// Longest token lifetime accepted (exp − iat), in seconds.
     #[arg(long, env = "MKONDO_MAX_TOKEN_LIFETIME_SECS")]
     pub max_token_lifetime_secs: Option<i64>,
@@ -171,6 +175,7 @@ pub struct Limits {
     pub rate_burst: u32,
     pub outbound_queue: usize,
     pub max_connections_per_user: usize,
+    pub max_concurrent_connects: usize,
     pub max_token_lifetime_secs: i64,
     pub auto_create_users: bool,
     /// Time a new connection has to send `connect`.
@@ -189,6 +194,7 @@ impl Default for Limits {
             rate_burst: 50,
             outbound_queue: 1024,
             max_connections_per_user: 20,
+            max_concurrent_connects: 32,
             max_token_lifetime_secs: 24 * 3600,
             auto_create_users: true,
             connect_timeout: Duration::from_secs(10),
@@ -235,6 +241,8 @@ impl ServeArgs {
             rate_burst: pick!(rate_burst, d.rate_burst).max(1),
             outbound_queue: pick!(outbound_queue, d.outbound_queue).max(8),
             max_connections_per_user: pick!(max_connections_per_user, d.max_connections_per_user)
+                .max(1),
+            max_concurrent_connects: pick!(max_concurrent_connects, d.max_concurrent_connects)
                 .max(1),
             max_token_lifetime_secs: pick!(max_token_lifetime_secs, d.max_token_lifetime_secs),
             auto_create_users: pick!(auto_create_users, d.auto_create_users),

@@ -395,3 +395,58 @@ async fn slow_consumer_is_disconnected_and_memory_stays_bounded() {
     let m = fresh.expect_message(&conv, WAIT).await;
     assert_eq!(m.text, "still here");
 }
+
+/// With one `connect` allowed at a time, forty clients connecting at once all
+/// get in: the others wait their turn instead of being refused. Clients that
+/// hang up while they wait are dropped and leave no connection behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_beyond_the_concurrency_limit_wait_their_turn() {
+    let server = TestServer::start(ServerOptions::new().flag("--max-concurrent-connects", 1)).await;
+    let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    let impatient = join_all((0..20).map(|i| {
+        let token = server.app.token(&format!("gone{i}"));
+        let addr = server.addr;
+        async move {
+            let mut ws = RawWs::open(addr, None).await;
+            ws.send_text(&format!(r#"{{"id":1,"connect":{{"token":"{token}"}}}}"#))
+                .await;
+            // Dropped at once: the TCP connection closes with the connect unanswered.
+        }
+    }));
+    let patient = join_all(users.iter().enumerate().map(|(i, user)| {
+        let transport = [Transport::WsJson, Transport::WsProto, Transport::Grpc][i % 3];
+        server.client(transport, user)
+    }));
+    let (clients, _) = tokio::join!(patient, impatient);
+    for ((client, reply), user) in clients.iter().zip(&users) {
+        assert_eq!(reply.user.as_ref().unwrap().id, *user);
+        client.ping().await.unwrap();
+    }
+
+    let anon = server.rest_anon();
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let text = anon.get("/metrics").await.text;
+    assert!(
+        metric(&text, "mkondo_connects_queued_total") >= 1.0,
+        "sixty connects at once with one allowed: some must have queued\n{text}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = anon.get("/metrics").await.text;
+        let live = metric(&text, "mkondo_connections");
+        if live == 40.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{live} connections live, expected the 40 that stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -51,6 +51,8 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     pub presence: Arc<dyn PresenceManager>,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Permits for `connect` commands in progress (`max_concurrent_connects`).
+    pub connect_gate: Arc<tokio::sync::Semaphore>,
     locks: Vec<Mutex<()>>,
     typing: DashMap<(String, String), Vec<(String, i64)>>,
     started: Instant,
@@ -64,6 +66,9 @@ impl Node {
         broker: Arc<dyn Broker>,
         presence: Arc<dyn PresenceManager>,
     ) -> Arc<Self> {
+        let connect_gate = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_connects,
+        ));
         Arc::new(Self {
             store,
             config,
@@ -71,6 +76,7 @@ impl Node {
             broker,
             presence,
             shutdown: Default::default(),
+            connect_gate,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             typing: DashMap::new(),
             started: Instant::now(),

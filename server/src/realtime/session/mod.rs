@@ -13,6 +13,10 @@
 //!   stuck socket never pins the session.
 //! - The token's expiry plus the grace period is a deadline; an in-band `refresh`
 //!   moves it.
+//! - At most `max_concurrent_connects` `connect` commands run at once on a node;
+//!   the others wait their turn, and one whose client hangs up while it waits is
+//!   dropped without touching the store (a reconnect storm queues, it does not
+//!   pile up work for clients that are gone).
 
 mod commands;
 mod message_commands;
@@ -22,10 +26,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::stream::Peekable;
 use futures::StreamExt;
 use mkondo_proto::v1::{self, push::Push, server_frame::Body};
 use mkondo_proto::DisconnectCode;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 
 use super::hub::{Closer, SessionHandle, SessionId, TokenStamp};
@@ -64,7 +69,8 @@ struct Session {
 }
 
 /// Runs a session to its end. The transport is closed when this returns.
-pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound: InboundStream) {
+pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: InboundStream) {
+    let mut inbound = inbound.peekable();
     let limits = node.config.limits.clone();
     let (queue_tx, mut queue_rx) = mpsc::channel::<Arc<Outbound>>(limits.outbound_queue);
     let now = Instant::now();
@@ -97,6 +103,14 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
                 s.pong_deadline = None;
                 let replies = match frame {
                     Inbound::Frames(frames) => {
+                        let _connect_slot = if s.authed.is_none() && frames.iter().any(is_connect) {
+                            match connect_slot(&s.node, &mut inbound).await {
+                                Ok(permit) => Some(permit),
+                                Err(gone) => break gone,
+                            }
+                        } else {
+                            None
+                        };
                         let mut replies = Vec::new();
                         for f in frames {
                             metrics::counter!("mkondo_frames_in_total").increment(1);
@@ -183,6 +197,34 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, mut inbound
     let closing = transport.close(disconnect);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
     metrics::gauge!("mkondo_connections").decrement(1.0);
+}
+
+fn is_connect(frame: &v1::ClientFrame) -> bool {
+    matches!(frame.command, Some(v1::client_frame::Command::Connect(_)))
+}
+
+/// Waits for a turn to run `connect`. `Err` ends the session: the client hung up
+/// while it waited (nothing to say), or the node is shutting down.
+async fn connect_slot(
+    node: &Node,
+    inbound: &mut Peekable<InboundStream>,
+) -> Result<OwnedSemaphorePermit, Option<DisconnectCode>> {
+    if let Ok(permit) = node.connect_gate.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    metrics::counter!("mkondo_connects_queued_total").increment(1);
+    tokio::select! {
+        permit = node.connect_gate.clone().acquire_owned() => {
+            permit.map_err(|_| Some(DisconnectCode::Shutdown))
+        }
+        // A frame sent after `connect` stays peeked for the loop; only the
+        // end of the stream (the client gave up) ends the wait.
+        None = std::pin::Pin::new(&mut *inbound).peek() => {
+            metrics::counter!("mkondo_connects_abandoned_total").increment(1);
+            Err(None)
+        }
+        _ = node.shutdown.cancelled() => Err(Some(DisconnectCode::Shutdown)),
+    }
 }
 
 impl Session {
