@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mkondo_proto::DisconnectCode;
@@ -169,7 +170,16 @@ pub async fn serve(
         shutdown_node.shutdown.cancel();
         shutdown_node.hub.close_all(DisconnectCode::Shutdown);
     };
-    axum::serve(listener, app)
+    // Pushes are small frames written as they happen: Nagle's algorithm would
+    // hold each one back until the previous is acknowledged (tens of ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    // `into_make_service` turns the routes into services once; serving the
+    // `Router` itself would redo that for every connection (about 18 KiB each).
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(signal)
         .await?;
     // Sessions end once their disconnect is written; give stragglers a moment.

@@ -43,7 +43,8 @@ async fn run(encoding: Encoding, mut link: Link) {
         HeaderValue::from_static(encoding.subprotocol()),
     );
     let connected = tokio::select! {
-        r = tokio_tungstenite::connect_async(request) => r,
+        // Nagle off: frames are small and written as they happen.
+        r = tokio_tungstenite::connect_async_with_config(request, None, true) => r,
         // Closed before it opened: nothing to say.
         _ = wait_close(&mut link) => return,
     };

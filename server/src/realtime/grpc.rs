@@ -17,7 +17,7 @@ use mkondo_proto::v1;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -77,7 +77,8 @@ struct ConnectMethod {
 
 impl StreamingService<v1::ClientFrame> for ConnectMethod {
     type Response = Wire;
-    type ResponseStream = ReceiverStream<Result<Wire, Status>>;
+    type ResponseStream =
+        futures::stream::Map<ReceiverStream<Wire>, fn(Wire) -> Result<Wire, Status>>;
     type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
 
     fn call(&mut self, request: Request<Streaming<v1::ClientFrame>>) -> Self::Future {
@@ -99,15 +100,19 @@ impl StreamingService<v1::ClientFrame> for ConnectMethod {
                 Box::new(GrpcTransport { tx }),
                 Box::pin(inbound),
             ));
-            Ok(Response::new(ReceiverStream::new(rx)))
+            let ok: fn(Wire) -> Result<Wire, Status> = Ok;
+            Ok(Response::new(ReceiverStream::new(rx).map(ok)))
         })
     }
 }
 
 /// A server frame on its way out: a shared push (bytes cached) or a reply.
+/// Pointer-sized, because tokio's channel allocates its slots in blocks of 32
+/// up front: a `ServerFrame` (or a `Result` with tonic's `Status`) held inline
+/// made every idle gRPC connection's queue tens of kilobytes.
 pub enum Wire {
     Push(Arc<Outbound>),
-    Frame(v1::ServerFrame),
+    Frame(Box<v1::ServerFrame>),
 }
 
 #[derive(Default, Clone, Copy)]
@@ -128,9 +133,20 @@ impl Codec for FrameCodec {
     }
 }
 
+/// Per-stream codec buffers start at 1 KiB instead of tonic's 8 KiB and grow
+/// for larger frames: most connections sit idle, and every one holds an encode
+/// and a decode buffer (the WebSocket read buffer is sized the same way).
+fn small_buffers() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
+}
+
 impl Encoder for FrameCodec {
     type Item = Wire;
     type Error = Status;
+
+    fn buffer_settings(&self) -> BufferSettings {
+        small_buffers()
+    }
 
     fn encode(&mut self, item: Wire, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         match item {
@@ -147,6 +163,10 @@ impl Decoder for FrameCodec {
     type Item = v1::ClientFrame;
     type Error = Status;
 
+    fn buffer_settings(&self) -> BufferSettings {
+        small_buffers()
+    }
+
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<v1::ClientFrame>, Status> {
         v1::ClientFrame::decode(src)
             .map(Some)
@@ -155,7 +175,7 @@ impl Decoder for FrameCodec {
 }
 
 struct GrpcTransport {
-    tx: mpsc::Sender<Result<Wire, Status>>,
+    tx: mpsc::Sender<Wire>,
 }
 
 #[async_trait]
@@ -164,9 +184,9 @@ impl Transport for GrpcTransport {
         for item in items {
             let wire = match item {
                 Item::Push(out) => Wire::Push(out),
-                Item::Frame(frame) => Wire::Frame(frame),
+                Item::Frame(frame) => Wire::Frame(Box::new(frame)),
             };
-            self.tx.send(Ok(wire)).await.map_err(|_| ())?;
+            self.tx.send(wire).await.map_err(|_| ())?;
         }
         Ok(())
     }
@@ -179,7 +199,7 @@ impl Transport for GrpcTransport {
                     push: Some(v1::push::Push::Disconnect(d)),
                 })),
             };
-            let _ = self.tx.send(Ok(Wire::Frame(push))).await;
+            let _ = self.tx.send(Wire::Frame(Box::new(push))).await;
         }
         // Dropping the sender ends the response stream.
     }
