@@ -340,26 +340,32 @@ async fn disconnects_close_selected_sessions(b: Brokers) {
     let _ = k2.rx.try_recv();
 }
 
-macro_rules! broker_suite {
-    ($engine:ident, $fixture:ident) => {
+/// One module of tests per engine: each scenario run against `$fixture`.
+macro_rules! conformance {
+    ($engine:ident, $fixture:ident, [$($scenario:ident),* $(,)?]) => {
         mod $engine {
             use super::*;
-
-            #[tokio::test]
-            async fn publication_order_is_kept() {
-                super::publication_order_is_kept($fixture().await).await;
-            }
-
-            #[tokio::test]
-            async fn targets_select_sessions() {
-                super::targets_select_sessions($fixture().await).await;
-            }
-
-            #[tokio::test]
-            async fn disconnects_close_selected_sessions() {
-                super::disconnects_close_selected_sessions($fixture().await).await;
-            }
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($fixture().await).await;
+                }
+            )*
         }
+    };
+}
+
+macro_rules! broker_suite {
+    ($engine:ident, $fixture:ident) => {
+        conformance!(
+            $engine,
+            $fixture,
+            [
+                publication_order_is_kept,
+                targets_select_sessions,
+                disconnects_close_selected_sessions,
+            ]
+        );
     };
 }
 
@@ -476,24 +482,15 @@ async fn concurrent_changes_are_reported_once(p: Presences) {
 
 macro_rules! presence_suite {
     ($engine:ident, $fixture:ident) => {
-        mod $engine {
-            use super::*;
-
-            #[tokio::test]
-            async fn status_follows_connections() {
-                super::status_follows_connections($fixture().await).await;
-            }
-
-            #[tokio::test]
-            async fn apps_are_isolated() {
-                super::apps_are_isolated($fixture().await).await;
-            }
-
-            #[tokio::test]
-            async fn concurrent_changes_are_reported_once() {
-                super::concurrent_changes_are_reported_once($fixture().await).await;
-            }
-        }
+        conformance!(
+            $engine,
+            $fixture,
+            [
+                status_follows_connections,
+                apps_are_isolated,
+                concurrent_changes_are_reported_once,
+            ]
+        );
     };
 }
 

@@ -248,21 +248,23 @@ impl Session {
     /// first: with several nodes, seq 7 published by one can overtake seq 6 published
     /// by another, and 6 is already committed (7 was allocated after 6's commit).
     async fn admit(&mut self, out: Arc<Outbound>) -> Vec<Arc<Outbound>> {
-        let Some((conv, seq)) = out.ordered.clone() else {
+        let Some((conv, seq)) = &out.ordered else {
             return vec![out];
         };
-        let Some(&last) = self.delivered.get(&conv) else {
-            self.delivered.insert(conv, seq);
-            return vec![out];
+        let seq = *seq;
+        // Per push and recipient: no allocation unless the conversation is new.
+        let last = match self.delivered.get_mut(conv.as_str()) {
+            Some(last) if seq <= *last => return Vec::new(),
+            Some(last) => std::mem::replace(last, seq),
+            None => {
+                self.delivered.insert(conv.clone(), seq);
+                return vec![out];
+            }
         };
-        if seq <= last {
-            return Vec::new();
-        }
         let mut ready = Vec::new();
         if seq > last + 1 {
-            ready = self.fill_gap(&conv, last, seq).await;
+            ready = self.fill_gap(conv, last, seq).await;
         }
-        self.delivered.insert(conv, seq);
         ready.push(out);
         ready
     }
