@@ -182,11 +182,10 @@ pub async fn serve(
     axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(signal)
         .await?;
-    // Sessions end once their disconnect is written; give stragglers a moment.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while node.hub.session_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Sessions end once their disconnect is written (leaving the hub comes
+    // before that); give stragglers a moment.
+    node.sessions.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.sessions.wait()).await;
     node.store.close().await;
     tracing::info!("stopped");
     Ok(())

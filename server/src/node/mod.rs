@@ -51,6 +51,10 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     pub presence: Arc<dyn PresenceManager>,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Every session until its transport is closed (its goodbye written), so a
+    /// graceful shutdown can wait for them: upgraded WebSockets are not
+    /// connections axum's graceful shutdown waits for.
+    pub sessions: tokio_util::task::TaskTracker,
     /// Permits for `connect` commands in progress (`max_concurrent_connects`).
     pub connect_gate: Arc<tokio::sync::Semaphore>,
     locks: Vec<Mutex<()>>,
@@ -76,6 +80,7 @@ impl Node {
             broker,
             presence,
             shutdown: Default::default(),
+            sessions: Default::default(),
             connect_gate,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             typing: DashMap::new(),

@@ -70,6 +70,7 @@ struct Session {
 
 /// Runs a session to its end. The transport is closed when this returns.
 pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: InboundStream) {
+    let _open = node.sessions.token();
     let mut inbound = inbound.peekable();
     let limits = node.config.limits.clone();
     let (queue_tx, mut queue_rx) = mpsc::channel::<Arc<Outbound>>(limits.outbound_queue);
