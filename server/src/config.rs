@@ -116,7 +116,7 @@ pub struct Config {
     pub broker: BrokerConfig,
 }
 
-/// Which broker and presence engine a node runs (see `realtime::redis_broker`).
+/// Which broker and presence engine a node runs (see `engine::redis_broker`).
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `None`: in-memory, one node. `Some(url)`: Redis at this URL.

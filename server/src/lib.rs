@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod engine;
 pub mod error;
 pub mod node;
 pub mod realtime;

@@ -16,13 +16,13 @@ use mkondo_proto::DisconnectCode;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::engine::broker::{Broker, MemoryBroker};
+use crate::engine::hub::Hub;
+use crate::engine::presence::{MemoryPresence, PresenceManager, Status};
+use crate::engine::redis_broker::RedisBroker;
+use crate::engine::redis_presence::RedisPresence;
 use crate::node::Node;
-use crate::realtime::broker::{Broker, MemoryBroker};
 use crate::realtime::grpc::RealtimeService;
-use crate::realtime::hub::Hub;
-use crate::realtime::presence::{MemoryPresence, PresenceManager, Status};
-use crate::realtime::redis_broker::RedisBroker;
-use crate::realtime::redis_presence::RedisPresence;
 use crate::realtime::ws;
 use crate::store::Store;
 
@@ -43,7 +43,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let node_id: Arc<str> = Arc::from(ulid::Ulid::new().to_string().to_lowercase());
     let stop = tokio_util::sync::CancellationToken::new();
     let prefix = config.broker.prefix.clone();
-    let redis = crate::realtime::redis_broker::connection(url.expose())?;
+    let redis = crate::engine::redis_broker::connection(url.expose())?;
     let presence: Arc<dyn PresenceManager> = RedisPresence::new(
         redis.1.clone(),
         &prefix,

@@ -4,7 +4,7 @@
 use mkondo_proto::convert::{json_to_struct, millis_to_timestamp};
 use mkondo_proto::v1;
 
-use crate::realtime::presence::UserPresence;
+use crate::engine::presence::UserPresence;
 use crate::store::{social::Notification, Conversation, Member, Message, Millis, User};
 
 fn ts(m: Millis) -> Option<pbjson_types::Timestamp> {

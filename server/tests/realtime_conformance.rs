@@ -16,14 +16,12 @@ use std::time::Duration;
 
 use mkondo_proto::v1::{self, push::Push};
 use mkondo_proto::DisconnectCode;
-use mkondo_server::realtime::broker::{Broker, Event, MemoryBroker, Payload, Target};
-use mkondo_server::realtime::hub::{Closer, Hub, SessionHandle, TokenStamp};
-use mkondo_server::realtime::outbound::Outbound;
-use mkondo_server::realtime::presence::{
-    AppState, Change, MemoryPresence, PresenceManager, Status,
-};
-use mkondo_server::realtime::redis_broker::{self, RedisBroker};
-use mkondo_server::realtime::redis_presence::RedisPresence;
+use mkondo_server::engine::broker::{Broker, Event, MemoryBroker, Payload, Target};
+use mkondo_server::engine::hub::{Closer, Hub, SessionHandle, TokenStamp};
+use mkondo_server::engine::outbound::Outbound;
+use mkondo_server::engine::presence::{AppState, Change, MemoryPresence, PresenceManager, Status};
+use mkondo_server::engine::redis_broker::{self, RedisBroker};
+use mkondo_server::engine::redis_presence::RedisPresence;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

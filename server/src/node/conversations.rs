@@ -5,8 +5,8 @@
 use mkondo_proto::v1::{self, push::Push};
 
 use super::{require_role, Actor, Node};
+use crate::engine::broker::Target;
 use crate::error::{Error, Result};
-use crate::realtime::broker::Target;
 use crate::store::{Conversation, Kind, NewGroup, Role};
 use crate::views;
 

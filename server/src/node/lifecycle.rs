@@ -22,9 +22,9 @@ use mkondo_proto::{DisconnectCode, ErrorCode};
 
 use super::Node;
 use crate::auth::{self, TokenClaims};
+use crate::engine::broker::{Event, Payload, Target};
+use crate::engine::hub::TokenStamp;
 use crate::error::{Error, Result};
-use crate::realtime::broker::{Event, Payload, Target};
-use crate::realtime::hub::TokenStamp;
 use crate::store::{self, users::DeletedUser, Announce, Revocation, User};
 
 /// How often a server looks for revocations made with the CLI.

@@ -14,8 +14,8 @@ use mkondo_proto::v1::{self, push::Push};
 use serde_json::{json, Value};
 
 use super::{require_role, Actor, Node};
+use crate::engine::broker::Target;
 use crate::error::{Error, Result};
-use crate::realtime::broker::Target;
 use crate::store::system_messages::{ChangeBy, ConversationPatch, Notice, Owners};
 use crate::store::{self, Conversation, Member, Message, Role};
 use crate::views;

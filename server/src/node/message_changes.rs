@@ -21,8 +21,8 @@
 use mkondo_proto::v1::{self, push::Push};
 
 use super::{require_role, Actor, Node};
+use crate::engine::broker::Target;
 use crate::error::{Error, Result};
-use crate::realtime::broker::Target;
 use crate::store::messages::MessageEdit;
 use crate::store::reactions::{check_emoji, deleted_error};
 use crate::store::{Conversation, Message, NewMessage, Role};

@@ -4,8 +4,8 @@
 use mkondo_proto::v1::{self, push::Push};
 
 use super::{Actor, Node};
+use crate::engine::broker::Target;
 use crate::error::{Error, Result};
-use crate::realtime::broker::Target;
 use crate::store::{self, messages::HistoryQuery, NewMessage, Sent};
 use crate::views;
 

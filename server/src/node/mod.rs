@@ -25,11 +25,11 @@ use tokio::sync::Mutex;
 
 use crate::auth::{self, TokenClaims, TokenError, TokenPolicy};
 use crate::config::Config;
+use crate::engine::broker::{Broker, Event, Payload, Target};
+use crate::engine::hub::Hub;
+use crate::engine::outbound::Outbound;
+use crate::engine::presence::PresenceManager;
 use crate::error::{Error, Result};
-use crate::realtime::broker::{Broker, Event, Payload, Target};
-use crate::realtime::hub::Hub;
-use crate::realtime::outbound::Outbound;
-use crate::realtime::presence::PresenceManager;
 use crate::store::{self, users::UserPatch, Conversation, NewGroup, Role, Store, User};
 
 const LOCK_STRIPES: usize = 256;

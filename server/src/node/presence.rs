@@ -3,9 +3,9 @@
 use mkondo_proto::v1::{self, push::Push};
 
 use super::{Node, TYPING_TTL_MS};
+use crate::engine::broker::Target;
+use crate::engine::presence::{AppState, Status, UserPresence};
 use crate::error::{Error, Result};
-use crate::realtime::broker::Target;
-use crate::realtime::presence::{AppState, Status, UserPresence};
 use crate::store;
 use crate::views;
 

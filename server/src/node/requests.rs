@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::{Actor, Node};
 use crate::auth::{mint_hs256, valid_user_id};
+use crate::engine::presence::UserPresence;
 use crate::error::{Error, Result};
-use crate::realtime::presence::UserPresence;
 use crate::store::messages::HistoryQuery;
 use crate::store::system_messages::SYSTEM_SENDER;
 use crate::store::{

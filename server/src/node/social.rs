@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::{Actor, Node};
 use crate::auth::valid_user_id;
+use crate::engine::broker::Target;
 use crate::error::{Error, Result};
-use crate::realtime::broker::Target;
 use crate::store::{social::Block, social::Notification, Conversation, NewMessage, Page};
 use crate::views;
 

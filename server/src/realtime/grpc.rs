@@ -21,9 +21,9 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder
 use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::outbound::Outbound;
 use super::session;
 use super::transport::{Inbound, Item, Transport};
+use crate::engine::outbound::Outbound;
 use crate::error::Error;
 use crate::node::Node;
 

@@ -1,15 +1,10 @@
-//! Real-time: the Centrifugo-shaped seams. The `Hub` indexes this node's sessions,
-//! the `Broker` carries events between nodes, the `PresenceManager` tracks who is
-//! online, a `Session` is one connection, and transports (WebSocket, gRPC) are
-//! write-only sinks plus a stream of inbound frames.
+//! Real-time connection adapters, beside `rest/` and `admin/`: a `Session` is one
+//! client connection (auth, commands, rate limit, pings, token deadline, resume
+//! merge) that calls the node like every other interface; transports (WebSocket,
+//! gRPC) are write-only sinks plus a stream of inbound frames. The engine the
+//! node stands on (hub, broker, presence, outbound encoding) is `crate::engine`.
 
-pub mod broker;
 pub mod grpc;
-pub mod hub;
-pub mod outbound;
-pub mod presence;
-pub mod redis_broker;
-pub mod redis_presence;
 pub mod session;
 pub mod transport;
 pub mod ws;

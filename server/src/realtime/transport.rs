@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use mkondo_proto::v1;
 
-use super::outbound::Outbound;
+use crate::engine::outbound::Outbound;
 use crate::error::Error;
 
 /// Something to write: a shared push (encoded once per encoding) or a reply.

@@ -14,9 +14,9 @@ use futures::SinkExt;
 use mkondo_proto::codec::{self, Encoding};
 use mkondo_proto::v1;
 
-use super::outbound::encode_frame;
 use super::session;
 use super::transport::{Inbound, Item, Transport};
+use crate::engine::outbound::encode_frame;
 use crate::error::Error;
 use crate::node::Node;
 

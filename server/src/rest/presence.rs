@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::extract::Query;
 use super::openapi::{E401, E422};
+use crate::engine::presence::UserPresence;
 use crate::error::Result;
 use crate::node::Node;
-use crate::realtime::presence::UserPresence;
 use crate::store::Millis;
 
 pub const MAX_USERS: usize = crate::node::requests::MAX_PRESENCE_USERS;

@@ -9,9 +9,9 @@ use mkondo_proto::{DisconnectCode, ErrorCode};
 use tokio::time::Instant;
 
 use super::{error_frame, Authed, Session};
+use crate::engine::presence::AppState;
 use crate::error::{Error, Result};
 use crate::node::Actor;
-use crate::realtime::presence::AppState;
 use crate::store::{self, messages::HistoryQuery, NewGroup, NewMessage};
 use crate::views;
 

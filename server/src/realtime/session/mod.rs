@@ -33,10 +33,10 @@ use mkondo_proto::DisconnectCode;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 
-use super::hub::{Closer, SessionHandle, SessionId, TokenStamp};
-use super::outbound::Outbound;
-use super::presence::AppState;
 use super::transport::{Inbound, InboundStream, Item, Transport};
+use crate::engine::hub::{Closer, SessionHandle, SessionId, TokenStamp};
+use crate::engine::outbound::Outbound;
+use crate::engine::presence::AppState;
 use crate::error::Error;
 use crate::node::Node;
 

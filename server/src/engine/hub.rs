@@ -220,7 +220,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::realtime::broker::Target;
+    use crate::engine::broker::Target;
     use mkondo_proto::v1;
 
     fn session(
