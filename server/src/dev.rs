@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::auth;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::node::Node;
 
 /// The demo's app; created by `server::dev_setup`.
@@ -59,14 +58,7 @@ async fn token(
     State(node): State<Arc<Node>>,
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<Value>> {
-    let key = node
-        .store
-        .minting_key(APP)
-        .await?
-        .ok_or_else(|| Error::invalid("the demo app has no signing key"))?;
-    let now = chrono::Utc::now().timestamp();
-    let token = auth::mint_hs256(&key, &req.user, TOKEN_TTL_SECS, &[], Some(&req.user), now)
-        .map_err(|e| Error::invalid(format!("cannot mint a token: {e}")))?;
+    let token = node.mint_dev_token(APP, &req.user, TOKEN_TTL_SECS).await?;
     let conversation = match &req.peer {
         Some(peer) => Some(node.start_direct(APP, &req.user, peer, true).await?.id),
         None => None,

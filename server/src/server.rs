@@ -4,7 +4,6 @@
 //! database is closed.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -12,16 +11,15 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use mkondo_proto::DisconnectCode;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::engine::broker::{Broker, MemoryBroker};
 use crate::engine::hub::Hub;
-use crate::engine::presence::{MemoryPresence, PresenceManager, Status};
+use crate::engine::presence::{MemoryPresence, PresenceManager};
 use crate::engine::redis_broker::RedisBroker;
 use crate::engine::redis_presence::RedisPresence;
-use crate::node::Node;
+use crate::node::{DemoApp, Node};
 use crate::realtime::grpc::RealtimeService;
 use crate::realtime::ws;
 use crate::store::Store;
@@ -54,48 +52,13 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         RedisBroker::start(redis, &prefix, node_id.clone(), hub.clone(), stop.clone()).await?;
     tracing::info!(node = %node_id, %prefix, "using the Redis broker and presence");
     let node = Node::new(store, config, hub, broker, presence);
-    let shutdown = node.shutdown.clone();
+    let shutdown = node.shutdown_signal();
     tokio::spawn(async move {
         shutdown.cancelled().await;
         stop.cancel();
     });
-    tokio::spawn(presence_upkeep(node.clone()));
+    tokio::spawn(node.clone().run_presence_upkeep());
     Ok(node)
-}
-
-/// Runs the presence engine's upkeep (refreshing this node's entries, removing
-/// a crashed node's) and announces the status changes it finds, as a
-/// disconnect on this node would have.
-async fn presence_upkeep(node: Arc<Node>) {
-    let Some(every) = node.presence.upkeep_interval() else {
-        return;
-    };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = node.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        for change in node.presence.upkeep(crate::store::now_ms()).await {
-            if change.status == Status::Offline {
-                if let Err(err) = node
-                    .store
-                    .set_last_seen(&change.app, &change.user, change.last_seen)
-                    .await
-                {
-                    tracing::warn!(%err, "storing last seen failed");
-                }
-            }
-            tracing::debug!(user = %change.user, status = change.status.as_str(), "presence expired");
-            if let Err(err) = node
-                .announce_presence(&change.app, &change.user, change.status)
-                .await
-            {
-                tracing::warn!(%err, "announcing a presence change failed");
-            }
-        }
-    }
 }
 
 fn metrics_handle() -> PrometheusHandle {
@@ -136,18 +99,9 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    if node.shutdown.is_cancelled() {
-        return (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    }
-    if !node.broker.ready() {
-        return (http::StatusCode::SERVICE_UNAVAILABLE, "broker unavailable");
-    }
-    match node.store.ping().await {
+    match node.readiness().await {
         Ok(()) => (http::StatusCode::OK, "ready"),
-        Err(_) => (
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "database unavailable",
-        ),
+        Err(why) => (http::StatusCode::SERVICE_UNAVAILABLE, why.as_str()),
     }
 }
 
@@ -167,8 +121,7 @@ pub async fn serve(
     let signal = async move {
         wait_for_signal().await;
         tracing::info!("shutting down: telling clients to reconnect");
-        shutdown_node.shutdown.cancel();
-        shutdown_node.hub.close_all(DisconnectCode::Shutdown);
+        shutdown_node.begin_shutdown();
     };
     // Pushes are small frames written as they happen: Nagle's algorithm would
     // hold each one back until the previous is acknowledged (tens of ms).
@@ -184,9 +137,7 @@ pub async fn serve(
         .await?;
     // Sessions end once their disconnect is written (leaving the hub comes
     // before that); give stragglers a moment.
-    node.sessions.close();
-    let _ = tokio::time::timeout(Duration::from_secs(5), node.sessions.wait()).await;
-    node.store.close().await;
+    node.finish_shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -215,21 +166,21 @@ async fn wait_for_signal() {
 
 /// `mkondo dev`: make sure the `demo` app exists and say how to use it.
 pub async fn dev_setup(node: &Node) -> anyhow::Result<()> {
-    let store = &node.store;
-    if store.get_app("demo").await?.is_none() {
-        let creds = store.create_app("demo", Some("demo")).await?;
-        println!(
-            "created the demo app: app_id=demo kid={}",
-            creds.signing_key.kid
-        );
-        println!("demo API key (shown once): {}", creds.api_key);
-    } else {
-        let key = store.create_api_key("demo").await?;
-        println!("demo app ready; a fresh API key for this run: {key}");
+    match node.ensure_demo_app("demo").await? {
+        DemoApp::Created(creds) => {
+            println!(
+                "created the demo app: app_id=demo kid={}",
+                creds.signing_key.kid
+            );
+            println!("demo API key (shown once): {}", creds.api_key);
+        }
+        DemoApp::Existing { api_key } => {
+            println!("demo app ready; a fresh API key for this run: {api_key}");
+        }
     }
     println!(
         "mint a user token:  mkondo token --app demo --user alice --database {}",
-        node.config.database
+        node.database_setting()
     );
     Ok(())
 }

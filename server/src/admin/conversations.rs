@@ -5,7 +5,7 @@
 use mkondo_proto::v1::*;
 use pbjson_types::Empty;
 
-use super::{json, limit, non_empty, owned};
+use super::{json, owned, page};
 use crate::error::{Error, Result};
 use crate::node::requests::NewConversation;
 use crate::node::{Actor, Node};
@@ -57,9 +57,8 @@ pub(super) async fn list_conversations(
     app: &str,
     req: PageRequest,
 ) -> Result<ConversationPage> {
-    let limit = limit(req.limit)?;
     let page = node
-        .conversations_page(app, Actor::Backend, non_empty(&req.cursor), limit)
+        .conversations_page(app, Actor::Backend, &page(req.cursor, req.limit))
         .await?;
     Ok(ConversationPage {
         items: page.items.iter().map(view).collect(),
@@ -101,14 +100,12 @@ pub(super) async fn list_members(
     app: &str,
     req: ListMembersRequest,
 ) -> Result<MemberPage> {
-    let limit = limit(req.limit)?;
     let page = node
         .members_page(
             app,
             Actor::Backend,
             &req.conversation_id,
-            non_empty(&req.cursor),
-            limit,
+            &page(req.cursor, req.limit),
         )
         .await?;
     Ok(MemberPage {

@@ -3,11 +3,11 @@
 
 use mkondo_proto::v1::*;
 
-use super::{json, limit, owned, seq};
+use super::{json, owned, page, seq};
 use crate::error::{Error, Result};
-use crate::node::requests::{reacting_user, SendInput};
+use crate::node::requests::{reacting_user, HistoryRequest, SendInput};
 use crate::node::{Actor, Node};
-use crate::store::messages::{HistoryQuery, MessageEdit};
+use crate::store::messages::MessageEdit;
 use crate::views;
 
 pub(super) async fn history(
@@ -15,14 +15,13 @@ pub(super) async fn history(
     app: &str,
     req: HistoryPageRequest,
 ) -> Result<MessagePage> {
-    let query = HistoryQuery {
+    let query = HistoryRequest {
         before: req.before.map(seq).transpose()?,
         after: req.after.map(seq).transpose()?,
-        cursor: owned(req.cursor),
-        limit: limit(req.limit)?,
+        page: page(req.cursor, req.limit),
     };
     let page = node
-        .history_request(app, Actor::Backend, &req.conversation_id, query)
+        .history_request(app, Actor::Backend, &req.conversation_id, &query)
         .await?;
     Ok(MessagePage {
         items: page.items.iter().map(views::message).collect(),

@@ -23,8 +23,9 @@ use tonic::{Request, Response, Status};
 
 use crate::auth;
 use crate::error::{Error, Result};
+use crate::node::requests::{self, wire_seq};
 use crate::node::Node;
-use crate::rest::extract::{page_limit, MAX_BODY_BYTES};
+use crate::rest::extract::MAX_BODY_BYTES;
 
 /// Largest answer: a page of 100 messages at the text limit with their data
 /// fits many times over.
@@ -76,9 +77,7 @@ impl AdminApi {
             self.node.authenticate(key).await?;
             return Err(Error::denied("the Admin API requires an API key"));
         }
-        self.node.store.app_for_api_key(key).await?.ok_or_else(|| {
-            Error::unauthenticated("unknown or revoked API key").with_reason("invalid_api_key")
-        })
+        self.node.app_for_api_key(key).await
     }
 }
 
@@ -140,9 +139,9 @@ admin_rpcs! {
 
 // ----- decoding helpers shared by the areas
 
-/// A list's page size as REST takes it: 0 (unset) is the default, else 1..=100.
-fn limit(n: u32) -> Result<u32> {
-    page_limit((n != 0).then_some(n))
+/// Page bounds as the request gives them (the node checks them).
+fn page(cursor: String, limit: u32) -> requests::PageRequest {
+    requests::PageRequest::from_wire(cursor, limit)
 }
 
 /// An optional string field: "" is absent.
@@ -160,7 +159,7 @@ fn json(data: Option<pbjson_types::Struct>) -> Option<serde_json::Value> {
 
 /// A seq from the wire (u64) as the store holds it.
 fn seq(n: u64) -> Result<i64> {
-    i64::try_from(n).map_err(|_| Error::invalid("seq is out of range"))
+    wire_seq(n, "seq")
 }
 
 fn timestamp(ms: i64) -> Option<pbjson_types::Timestamp> {

@@ -6,7 +6,7 @@ use mkondo_proto::v1::*;
 use pbjson_types::Empty;
 
 use super::conversations::view;
-use super::{limit, non_empty, timestamp};
+use super::{page, timestamp};
 use crate::error::Result;
 use crate::node::Node;
 
@@ -30,9 +30,8 @@ pub(super) async fn unblock_user(node: &Node, app: &str, req: BlockUserRequest) 
 }
 
 pub(super) async fn list_blocks(node: &Node, app: &str, req: UserPageRequest) -> Result<BlockPage> {
-    let limit = limit(req.limit)?;
     let page = node
-        .blocks_of(app, &req.id, non_empty(&req.cursor), limit)
+        .blocks_of(app, &req.id, &page(req.cursor, req.limit))
         .await?;
     Ok(BlockPage {
         items: page

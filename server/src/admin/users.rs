@@ -6,7 +6,7 @@
 use mkondo_proto::v1::*;
 use pbjson_types::Empty;
 
-use super::{json, limit, non_empty, timestamp};
+use super::{json, non_empty, page, timestamp};
 use crate::error::{Error, Result};
 use crate::node::requests::MintInput;
 use crate::node::{Actor, Node};
@@ -23,7 +23,7 @@ pub(super) async fn create_user(
         avatar_url: req.avatar_url,
         data: json(req.data),
     };
-    let (user, created) = node.store.upsert_user(app, &req.id, &patch).await?;
+    let (user, created) = node.create_user(app, &req.id, &patch).await?;
     Ok(CreateUserResponse {
         user: Some(views::user(&user)),
         created,
@@ -41,15 +41,15 @@ pub(super) async fn update_user(node: &Node, app: &str, req: UpdateUserRequest) 
         avatar_url: req.avatar_url,
         data: json(req.data),
     };
-    let user = node.store.update_user(app, &req.id, &patch).await?;
+    let user = node
+        .update_user(app, Actor::Backend, &req.id, &patch)
+        .await?;
     Ok(views::user(&user))
 }
 
 pub(super) async fn list_users(node: &Node, app: &str, req: ListUsersRequest) -> Result<UserPage> {
-    let limit = limit(req.limit)?;
     let page = node
-        .store
-        .list_users(app, non_empty(&req.q), non_empty(&req.cursor), limit)
+        .users_page(app, non_empty(&req.q), &page(req.cursor, req.limit))
         .await?;
     Ok(UserPage {
         items: page.items.iter().map(views::user).collect(),
@@ -106,9 +106,8 @@ pub(super) async fn list_user_conversations(
     app: &str,
     req: UserPageRequest,
 ) -> Result<ConversationPage> {
-    let limit = limit(req.limit)?;
     let page = node
-        .user_conversations_page(app, &req.id, non_empty(&req.cursor), limit)
+        .user_conversations_page(app, &req.id, &page(req.cursor, req.limit))
         .await?;
     Ok(ConversationPage {
         items: page
@@ -125,9 +124,8 @@ pub(super) async fn list_user_messages(
     app: &str,
     req: UserPageRequest,
 ) -> Result<MessagePage> {
-    let limit = limit(req.limit)?;
     let page = node
-        .user_messages_page(app, &req.id, non_empty(&req.cursor), limit)
+        .user_messages_page(app, &req.id, &page(req.cursor, req.limit))
         .await?;
     Ok(MessagePage {
         items: page.items.iter().map(views::message).collect(),

@@ -12,7 +12,8 @@ use crate::views;
 impl Node {
     // ----- messages
 
-    pub async fn send_message(
+    /// Sends a checked message (`send_request` is the door: who the sender may be).
+    pub(super) async fn send_message(
         &self,
         app: &str,
         actor: Actor<'_>,
@@ -63,7 +64,7 @@ impl Node {
     }
 
     /// History the actor may read: users see nothing at or before their cleared_seq.
-    pub async fn history(
+    pub(super) async fn history(
         &self,
         app: &str,
         actor: Actor<'_>,

@@ -6,6 +6,7 @@
 //! holds a striped per-conversation lock across "allocate seq + commit + publish",
 //! so two senders cannot publish seq 6 before seq 5.
 
+mod apps;
 mod conversations;
 pub mod lifecycle;
 mod membership;
@@ -13,7 +14,11 @@ mod message_changes;
 mod messages;
 mod presence;
 pub mod requests;
+mod sessions;
 pub mod social;
+
+pub use apps::{DemoApp, NotReady};
+pub use sessions::{Replay, Subscription};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,18 +50,18 @@ pub enum Actor<'a> {
 }
 
 pub struct Node {
-    pub store: Store,
-    pub config: Config,
-    pub hub: Arc<Hub>,
-    pub broker: Arc<dyn Broker>,
-    pub presence: Arc<dyn PresenceManager>,
-    pub shutdown: tokio_util::sync::CancellationToken,
+    store: Store,
+    config: Config,
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn PresenceManager>,
+    shutdown: tokio_util::sync::CancellationToken,
     /// Every session until its transport is closed (its goodbye written), so a
     /// graceful shutdown can wait for them: upgraded WebSockets are not
     /// connections axum's graceful shutdown waits for.
-    pub sessions: tokio_util::task::TaskTracker,
+    sessions: tokio_util::task::TaskTracker,
     /// Permits for `connect` commands in progress (`max_concurrent_connects`).
-    pub connect_gate: Arc<tokio::sync::Semaphore>,
+    connect_gate: Arc<tokio::sync::Semaphore>,
     locks: Vec<Mutex<()>>,
     typing: DashMap<(String, String), Vec<(String, i64)>>,
     started: Instant,

@@ -1,5 +1,7 @@
 //! Ephemeral state: typing and presence, with who may see them.
 
+use std::sync::Arc;
+
 use mkondo_proto::v1::{self, push::Push};
 
 use super::{Node, TYPING_TTL_MS};
@@ -216,5 +218,40 @@ impl Node {
             Push::Presence(views::presence(&presence)),
         )
         .await
+    }
+
+    /// Runs the presence engine's upkeep until shutdown (refreshing this node's
+    /// entries, removing a crashed node's) and announces the status changes it
+    /// finds, as a disconnect on this node would have.
+    pub async fn run_presence_upkeep(self: Arc<Self>) {
+        let Some(every) = self.presence.upkeep_interval() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for change in self.presence.upkeep(store::now_ms()).await {
+                if change.status == Status::Offline {
+                    if let Err(err) = self
+                        .store
+                        .set_last_seen(&change.app, &change.user, change.last_seen)
+                        .await
+                    {
+                        tracing::warn!(%err, "storing last seen failed");
+                    }
+                }
+                tracing::debug!(user = %change.user, status = change.status.as_str(), "presence expired");
+                if let Err(err) = self
+                    .announce_presence(&change.app, &change.user, change.status)
+                    .await
+                {
+                    tracing::warn!(%err, "announcing a presence change failed");
+                }
+            }
+        }
     }
 }

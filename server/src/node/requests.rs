@@ -1,9 +1,10 @@
-//! Operations as the two request / response APIs take them: REST (`rest/`) and
-//! the Admin gRPC service (`admin/`). The input rules that sit between a parsed
-//! request and the node's core operations — who a message or a reaction is for,
-//! which page bounds are allowed, how a direct conversation's pair is found, which
-//! ids are valid — live here once, so the two APIs cannot drift: each of them only
-//! decodes its wire format, calls one of these, and encodes the answer.
+//! Operations as every interface takes them: REST (`rest/`), the Admin gRPC
+//! service (`admin/`) and real-time sessions (`realtime/`). The input rules that
+//! sit between a parsed request and the node's core operations — who a message or
+//! a reaction is for, which page bounds are allowed, which seqs are in range, how
+//! a direct conversation's pair is found, which ids are valid — live here once,
+//! so the interfaces cannot drift: each of them only decodes its wire format into
+//! one of these types, calls the node, and encodes the answer.
 
 use serde_json::Value;
 
@@ -13,10 +14,16 @@ use crate::engine::presence::UserPresence;
 use crate::error::{Error, Result};
 use crate::store::messages::HistoryQuery;
 use crate::store::system_messages::SYSTEM_SENDER;
+use crate::store::users::UserPatch;
 use crate::store::{
     valid_conversation_id, Conversation, Kind, Member, Message, NewGroup, NewMessage, Page, Sent,
     User,
 };
+
+/// A list's page size when the request gives none.
+pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+/// The largest page size of every list.
+pub const MAX_PAGE_LIMIT: u32 = 100;
 
 /// Most user ids one presence request may name.
 pub const MAX_PRESENCE_USERS: usize = 100;
@@ -31,6 +38,79 @@ pub fn check_user_ids(ids: &[String]) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Page bounds of every list, as an interface gives them: the previous page's
+/// `next_cursor` and a size. Checked by the node (`bounds`), never by an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Absent, or empty, for the first page.
+    pub cursor: Option<String>,
+    /// 1 to 100; absent: 50.
+    pub limit: Option<u32>,
+}
+
+/// Page bounds that passed the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds<'a> {
+    pub cursor: Option<&'a str>,
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub fn new(cursor: Option<String>, limit: Option<u32>) -> Self {
+        Self { cursor, limit }
+    }
+
+    /// From a protobuf request, where proto3 cannot tell 0 and "" from absent.
+    pub fn from_wire(cursor: String, limit: u32) -> Self {
+        Self {
+            cursor: (!cursor.is_empty()).then_some(cursor),
+            limit: (limit != 0).then_some(limit),
+        }
+    }
+
+    /// The bounds, or `invalid_argument` for a size outside 1..=100.
+    pub fn bounds(&self) -> Result<Bounds<'_>> {
+        let limit = match self.limit {
+            None => DEFAULT_PAGE_LIMIT,
+            Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "limit must be 1 to {MAX_PAGE_LIMIT}"
+                )))
+            }
+        };
+        Ok(Bounds {
+            cursor: self.cursor.as_deref().filter(|c| !c.is_empty()),
+            limit,
+        })
+    }
+}
+
+/// A seq or read position from a protobuf field (`uint64`) as the store holds it
+/// (`i64`): a value past `i64::MAX` is refused, never wrapped. The node checks
+/// the range each operation allows.
+pub fn wire_seq(n: u64, field: &str) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::invalid(format!("{field} is out of range")))
+}
+
+/// A message's seq as an operation names it: at least 1.
+pub fn message_seq(seq: i64) -> Result<i64> {
+    if seq < 1 {
+        return Err(Error::invalid("seq must be a message's seq (at least 1)"));
+    }
+    Ok(seq)
+}
+
+/// A history page to read: `after` pages forward, `before` (or neither) backward.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryRequest {
+    /// Exclusive; at least 1.
+    pub before: Option<i64>,
+    /// Exclusive; at least 0.
+    pub after: Option<i64>,
+    pub page: PageRequest,
 }
 
 /// A conversation to create, as a request gives it.
@@ -116,17 +196,56 @@ impl Node {
             .ok_or_else(|| Error::not_found("user"))
     }
 
+    /// Creates a user (backend), or updates the given fields of an existing one.
+    /// Returns the user and whether it was created now.
+    pub async fn create_user(
+        &self,
+        app: &str,
+        id: &str,
+        patch: &UserPatch,
+    ) -> Result<(User, bool)> {
+        self.store.upsert_user(app, id, patch).await
+    }
+
+    /// Updates a user's profile: the backend any user, a user themself.
+    pub async fn update_user(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        id: &str,
+        patch: &UserPatch,
+    ) -> Result<User> {
+        if let Actor::User(me) = actor {
+            if me != id {
+                return Err(Error::denied("a user token may only act for its own user"));
+            }
+        }
+        self.store.update_user(app, id, patch).await
+    }
+
+    /// The app's users by id, optionally those whose id or name contains `q`.
+    pub async fn users_page(
+        &self,
+        app: &str,
+        q: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<User>> {
+        let b = page.bounds()?;
+        let q = q.filter(|q| !q.is_empty());
+        self.store.list_users(app, q, b.cursor, b.limit).await
+    }
+
     /// The conversations `user` is in, latest activity first, with unread counts.
     pub async fn user_conversations_page(
         &self,
         app: &str,
         user: &str,
-        cursor: Option<&str>,
-        limit: u32,
+        page: &PageRequest,
     ) -> Result<Page<Conversation>> {
+        let b = page.bounds()?;
         self.require_user(app, user).await?;
         self.store
-            .user_conversations(app, user, cursor, limit)
+            .user_conversations(app, user, b.cursor, b.limit)
             .await
     }
 
@@ -135,11 +254,11 @@ impl Node {
         &self,
         app: &str,
         user: &str,
-        cursor: Option<&str>,
-        limit: u32,
+        page: &PageRequest,
     ) -> Result<Page<Message>> {
+        let b = page.bounds()?;
         self.require_user(app, user).await?;
-        self.store.user_messages(app, user, cursor, limit).await
+        self.store.user_messages(app, user, b.cursor, b.limit).await
     }
 
     /// Presence of `users` (deduplicated, at most 100): the backend sees any of
@@ -272,12 +391,16 @@ impl Node {
         &self,
         app: &str,
         actor: Actor<'_>,
-        cursor: Option<&str>,
-        limit: u32,
+        page: &PageRequest,
     ) -> Result<Page<Conversation>> {
+        let b = page.bounds()?;
         match actor {
-            Actor::Backend => self.store.list_conversations(app, cursor, limit).await,
-            Actor::User(me) => self.store.user_conversations(app, me, cursor, limit).await,
+            Actor::Backend => self.store.list_conversations(app, b.cursor, b.limit).await,
+            Actor::User(me) => {
+                self.store
+                    .user_conversations(app, me, b.cursor, b.limit)
+                    .await
+            }
         }
     }
 
@@ -287,11 +410,11 @@ impl Node {
         app: &str,
         actor: Actor<'_>,
         conv: &str,
-        cursor: Option<&str>,
-        limit: u32,
+        page: &PageRequest,
     ) -> Result<Page<Member>> {
+        let b = page.bounds()?;
         self.visible_conversation(app, actor, conv).await?;
-        self.store.members(app, conv, cursor, limit).await
+        self.store.members(app, conv, b.cursor, b.limit).await
     }
 
     /// `add_members` with the ids checked first.
@@ -314,17 +437,23 @@ impl Node {
         app: &str,
         actor: Actor<'_>,
         conv: &str,
-        mut query: HistoryQuery,
+        req: &HistoryRequest,
     ) -> Result<Page<Message>> {
-        if query.before.is_some() && query.after.is_some() {
+        if req.before.is_some() && req.after.is_some() {
             return Err(Error::invalid("give before or after, not both"));
         }
-        if query.before.is_some_and(|s| s < 1) || query.after.is_some_and(|s| s < 0) {
+        if req.before.is_some_and(|s| s < 1) || req.after.is_some_and(|s| s < 0) {
             return Err(Error::invalid(
                 "before must be a seq of at least 1, after at least 0",
             ));
         }
-        query.cursor = query.cursor.filter(|c| !c.is_empty());
+        let b = req.page.bounds()?;
+        let query = HistoryQuery {
+            before: req.before,
+            after: req.after,
+            cursor: b.cursor.map(str::to_owned),
+            limit: b.limit,
+        };
         self.history(app, actor, conv, &query).await
     }
 
@@ -358,8 +487,8 @@ impl Node {
             kind: if input.system { "system" } else { "user" }.to_owned(),
             text: input.text,
             data: input.data,
-            client_id: input.client_id,
-            reply_to: input.reply_to,
+            client_id: input.client_id.filter(|c| !c.is_empty()),
+            reply_to: input.reply_to.map(message_seq).transpose()?,
         };
         self.send_message(app, actor, conv, msg).await
     }

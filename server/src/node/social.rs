@@ -14,6 +14,7 @@ use mkondo_proto::v1::{self, push::Push};
 use mkondo_proto::ErrorCode;
 use serde_json::Value;
 
+use super::requests::PageRequest;
 use super::{Actor, Node};
 use crate::auth::valid_user_id;
 use crate::engine::broker::Target;
@@ -83,12 +84,12 @@ impl Node {
         &self,
         app: &str,
         user: &str,
-        cursor: Option<&str>,
-        limit: u32,
+        page: &PageRequest,
     ) -> Result<Page<Notification>> {
+        let b = page.bounds()?;
         self.require_users(app, &[user.to_owned()]).await?;
         self.store
-            .pending_notifications(app, user, cursor, limit)
+            .pending_notifications(app, user, b.cursor, b.limit)
             .await
     }
 
@@ -133,11 +134,11 @@ impl Node {
         &self,
         app: &str,
         user: &str,
-        cursor: Option<&str>,
-        limit: u32,
+        page: &PageRequest,
     ) -> Result<Page<Block>> {
+        let b = page.bounds()?;
         self.require_users(app, &[user.to_owned()]).await?;
-        self.store.blocks_of(app, user, cursor, limit).await
+        self.store.blocks_of(app, user, b.cursor, b.limit).await
     }
 
     async fn check_block_target(&self, app: &str, user: &str, other: &str) -> Result<()> {

@@ -64,7 +64,7 @@ where
             if req.uri().path() != CONNECT_PATH {
                 return Ok(Status::unimplemented("no such method").into_http());
             }
-            let hard = node.config.limits.hard_frame_bytes();
+            let hard = node.limits().hard_frame_bytes();
             let mut grpc = Grpc::new(FrameCodec).apply_max_message_size_config(Some(hard), None);
             Ok(grpc.streaming(ConnectMethod { node }, req).await)
         })
@@ -84,7 +84,7 @@ impl StreamingService<v1::ClientFrame> for ConnectMethod {
     fn call(&mut self, request: Request<Streaming<v1::ClientFrame>>) -> Self::Future {
         let node = self.node.clone();
         Box::pin(async move {
-            let max = node.config.limits.max_frame_bytes;
+            let max = node.limits().max_frame_bytes;
             let inbound = request.into_inner().map(move |frame| match frame {
                 Ok(frame) if frame.encoded_len() > max => Inbound::Rejected {
                     id: frame.id,

@@ -32,7 +32,7 @@ const MAX_FRAMES_PER_MESSAGE: usize = 100;
 const READ_BUFFER_BYTES: usize = 1024;
 
 pub async fn upgrade(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
-    let hard = node.config.limits.hard_frame_bytes();
+    let hard = node.limits().hard_frame_bytes();
     ws.protocols([PROTO_JSON, PROTO_PROTOBUF])
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard)
@@ -45,7 +45,7 @@ async fn serve(node: Arc<Node>, socket: WebSocket) {
         Some(PROTO_PROTOBUF) => Encoding::Protobuf,
         _ => Encoding::Json,
     };
-    let max = node.config.limits.max_frame_bytes;
+    let max = node.limits().max_frame_bytes;
     let (sink, stream) = socket.split();
     let inbound = stream
         .filter_map(move |msg| async move {

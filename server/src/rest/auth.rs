@@ -8,8 +8,6 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
-use mkondo_proto::ErrorCode;
-
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::node::{Actor, Node};
@@ -75,30 +73,14 @@ impl FromRequestParts<Arc<Node>> for Caller {
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
         let credential = bearer(parts)?;
         if auth::looks_like_api_key(credential) {
-            let app = node
-                .store
-                .app_for_api_key(credential)
-                .await?
-                .ok_or_else(|| {
-                    Error::unauthenticated("unknown or revoked API key")
-                        .with_reason("invalid_api_key")
-                })?;
             return Ok(Caller {
-                app,
+                app: node.app_for_api_key(credential).await?,
                 principal: Principal::Backend,
             });
         }
-        let claims = node.authenticate(credential).await?;
         // A user seen for the first time is created from the token's claims (and
         // joins its `groups`), as on a first real-time connect.
-        if node
-            .store
-            .get_user(&claims.app_id, &claims.user_id)
-            .await?
-            .is_none()
-        {
-            node.user_for_claims(&claims).await?;
-        }
+        let claims = node.authenticate_user_request(credential).await?;
         Ok(Caller {
             app: claims.app_id,
             principal: Principal::User(claims.user_id),
@@ -116,33 +98,9 @@ impl FromRequestParts<Arc<Node>> for Operator {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
-        let Some(secret) = &node.config.operator_secret else {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                "the operator API is off: start the server with --operator-secret",
-            )
-            .with_reason("operator_api_off"));
-        };
-        let credential = bearer(parts)?;
-        if !same_secret(credential, secret.expose()) {
-            return Err(Error::unauthenticated("wrong operator secret")
-                .with_reason("invalid_operator_secret"));
-        }
+        node.check_operator_secret(bearer(parts)?)?;
         Ok(Operator)
     }
-}
-
-/// Compares two secrets in time independent of where they differ (and of their
-/// lengths): their SHA-256 digests are compared with no early exit.
-fn same_secret(given: &str, expected: &str) -> bool {
-    use sha2::{Digest as _, Sha256};
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 fn bearer(parts: &Parts) -> Result<&str> {
@@ -162,17 +120,4 @@ fn bearer(parts: &Parts) -> Result<&str> {
         return Err(missing());
     }
     Ok(credential)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn secrets_match_only_when_equal() {
-        assert!(same_secret("operator-secret-0123", "operator-secret-0123"));
-        assert!(!same_secret("operator-secret-0124", "operator-secret-0123"));
-        assert!(!same_secret("operator-secret-012", "operator-secret-0123"));
-        assert!(!same_secret("", "operator-secret-0123"));
-    }
 }

@@ -126,9 +126,8 @@ pub async fn list(
     caller: Caller,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Conversation>>> {
-    let limit = page.limit()?;
     let page = node
-        .conversations_page(&caller.app, caller.actor(), page.cursor(), limit)
+        .conversations_page(&caller.app, caller.actor(), &page.into())
         .await?;
     Ok(axum::Json(page))
 }
@@ -252,9 +251,8 @@ pub async fn members(
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Member>>> {
-    let limit = page.limit()?;
     let page = node
-        .members_page(&caller.app, caller.actor(), &id, page.cursor(), limit)
+        .members_page(&caller.app, caller.actor(), &id, &page.into())
         .await?;
     Ok(axum::Json(page))
 }

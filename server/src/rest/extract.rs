@@ -1,8 +1,8 @@
 //! Request extractors that fail in the server's own error format. axum's stock
 //! `Json`, `Query` and `Path` answer rejections with plain text; these wrappers turn
 //! every bad body, query string or path into `{ "error": … }` with the status of
-//! its code (422 for malformed input, 413 for a body over the limit), and hold
-//! the pagination rules every list shares.
+//! its code (422 for malformed input, 413 for a body over the limit). The rules
+//! of what they carry (page bounds among them) are the node's (`node::requests`).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::node::requests::PageRequest;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -18,8 +19,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// client still writing its body gets the answer rather than a reset connection;
 /// larger ones are cut off early (`DefaultBodyLimit`).
 pub const READ_LIMIT_BYTES: usize = 8 * MAX_BODY_BYTES;
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 100;
 
 /// A JSON request body.
 pub struct Json<T>(pub T);
@@ -128,22 +127,9 @@ pub struct PageParams {
     pub cursor: Option<String>,
 }
 
-impl PageParams {
-    pub fn limit(&self) -> Result<u32> {
-        page_limit(self.limit)
-    }
-
-    pub fn cursor(&self) -> Option<&str> {
-        non_empty(&self.cursor)
-    }
-}
-
-/// A list's page size: 1..=100, 50 when absent.
-pub fn page_limit(limit: Option<u32>) -> Result<u32> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(Error::invalid(format!("limit must be 1 to {MAX_LIMIT}"))),
+impl From<PageParams> for PageRequest {
+    fn from(p: PageParams) -> Self {
+        PageRequest::new(p.cursor, p.limit)
     }
 }
 

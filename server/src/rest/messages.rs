@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::extract::{non_empty, page_limit, Json, Path, Query};
+use super::extract::{Json, Path, Query};
 use super::openapi::{E401, E403, E404, E413, E422};
 use crate::error::Result;
-use crate::node::requests::SendInput;
+use crate::node::requests::{HistoryRequest, PageRequest, SendInput};
 use crate::node::Node;
-use crate::store::messages::{HistoryQuery, MessageEdit};
+use crate::store::messages::MessageEdit;
 use crate::store::{Message, Page};
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -89,14 +89,13 @@ pub async fn history(
     Path(id): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<axum::Json<Page<Message>>> {
-    let query = HistoryQuery {
+    let req = HistoryRequest {
         before: params.before,
         after: params.after,
-        cursor: non_empty(&params.cursor).map(str::to_owned),
-        limit: page_limit(params.limit)?,
+        page: PageRequest::new(params.cursor, params.limit),
     };
     let page = node
-        .history_request(&caller.app, caller.actor(), &id, query)
+        .history_request(&caller.app, caller.actor(), &id, &req)
         .await?;
     Ok(axum::Json(page))
 }

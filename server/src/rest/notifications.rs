@@ -83,7 +83,7 @@ pub async fn list(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Notification>>> {
     caller.require_self_or_backend(&id)?;
-    pending(&node, &caller.app, &id, &page).await
+    pending(&node, &caller.app, &id, page).await
 }
 
 /// `POST /v1/users/{id}/notifications/{notification}/ack`: 204.
@@ -137,7 +137,7 @@ pub async fn list_mine(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Notification>>> {
     let me = caller.require_user()?;
-    pending(&node, &caller.app, me, &page).await
+    pending(&node, &caller.app, me, page).await
 }
 
 /// `POST /v1/me/notifications/{id}/ack`: 204.
@@ -171,11 +171,8 @@ async fn pending(
     node: &Node,
     app: &str,
     user: &str,
-    page: &PageParams,
+    page: PageParams,
 ) -> Result<axum::Json<Page<Notification>>> {
-    let limit = page.limit()?;
-    let page = node
-        .pending_notifications(app, user, page.cursor(), limit)
-        .await?;
+    let page = node.pending_notifications(app, user, &page.into()).await?;
     Ok(axum::Json(page))
 }

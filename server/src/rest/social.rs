@@ -82,7 +82,7 @@ pub async fn list(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Block>>> {
     caller.require_self_or_backend(&id)?;
-    list_for(&node, &caller.app, &id, &page).await
+    list_for(&node, &caller.app, &id, page).await
 }
 
 /// `DELETE /v1/users/{id}/blocks/{other}`: 204, also when there was no block.
@@ -164,7 +164,7 @@ pub async fn list_mine(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Block>>> {
     let me = caller.require_user()?;
-    list_for(&node, &caller.app, me, &page).await
+    list_for(&node, &caller.app, me, page).await
 }
 
 /// `DELETE /v1/me/blocks/{user}`: 204.
@@ -213,10 +213,9 @@ async fn list_for(
     node: &Node,
     app: &str,
     user: &str,
-    page: &PageParams,
+    page: PageParams,
 ) -> Result<axum::Json<Page<Block>>> {
-    let limit = page.limit()?;
-    let page = node.blocks_of(app, user, page.cursor(), limit).await?;
+    let page = node.blocks_of(app, user, &page.into()).await?;
     Ok(axum::Json(page))
 }
 

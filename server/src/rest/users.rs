@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::auth::Caller;
 use super::extract::{non_empty, Json, PageParams, Path, Query};
 use super::openapi::{E401, E403, E404, E413, E422};
-use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::error::Result;
+use crate::node::requests::PageRequest;
+use crate::node::{Actor, Node};
 use crate::store::users::UserPatch;
 use crate::store::{Conversation, Message, Page, User};
 
@@ -87,10 +88,7 @@ pub async fn create(
         avatar_url: body.avatar_url,
         data: body.data,
     };
-    let (user, created) = node
-        .store
-        .upsert_user(&caller.app, &body.id, &patch)
-        .await?;
+    let (user, created) = node.create_user(&caller.app, &body.id, &patch).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -122,14 +120,11 @@ pub async fn list(
     Query(params): Query<ListUsers>,
 ) -> Result<axum::Json<Page<User>>> {
     caller.require_backend()?;
-    let limit = super::extract::page_limit(params.limit)?;
     let page = node
-        .store
-        .list_users(
+        .users_page(
             &caller.app,
             non_empty(&params.q),
-            non_empty(&params.cursor),
-            limit,
+            &PageRequest::new(params.cursor, params.limit),
         )
         .await?;
     Ok(axum::Json(page))
@@ -187,10 +182,8 @@ pub async fn update(
     Path(id): Path<String>,
     Json(body): Json<UpdateUser>,
 ) -> Result<axum::Json<User>> {
-    caller.require_self_or_backend(&id)?;
     let user = node
-        .store
-        .update_user(&caller.app, &id, &body.into())
+        .update_user(&caller.app, caller.actor(), &id, &body.into())
         .await?;
     Ok(axum::Json(user))
 }
@@ -220,7 +213,7 @@ pub async fn conversations(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Conversation>>> {
     caller.require_self_or_backend(&id)?;
-    user_conversations(&node, &caller.app, &id, &page).await
+    user_conversations(&node, &caller.app, &id, page).await
 }
 
 /// `GET /v1/users/{id}/messages`: messages the user sent, newest first.
@@ -248,7 +241,7 @@ pub async fn messages(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Message>>> {
     caller.require_self_or_backend(&id)?;
-    user_messages(&node, &caller.app, &id, &page).await
+    user_messages(&node, &caller.app, &id, page).await
 }
 
 /// `GET /v1/me`: the user holding the token.
@@ -268,11 +261,7 @@ pub async fn messages(
 )]
 pub async fn me(State(node): State<Arc<Node>>, caller: Caller) -> Result<axum::Json<User>> {
     let me = caller.require_user()?;
-    let user = node
-        .store
-        .get_user(&caller.app, me)
-        .await?
-        .ok_or_else(|| Error::not_found("user"))?;
+    let user = node.visible_user(&caller.app, Actor::User(me), me).await?;
     Ok(axum::Json(user))
 }
 
@@ -301,8 +290,7 @@ pub async fn update_me(
 ) -> Result<axum::Json<User>> {
     let me = caller.require_user()?;
     let user = node
-        .store
-        .update_user(&caller.app, me, &body.into())
+        .update_user(&caller.app, Actor::User(me), me, &body.into())
         .await?;
     Ok(axum::Json(user))
 }
@@ -330,7 +318,7 @@ pub async fn my_conversations(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Conversation>>> {
     let me = caller.require_user()?;
-    user_conversations(&node, &caller.app, me, &page).await
+    user_conversations(&node, &caller.app, me, page).await
 }
 
 /// `GET /v1/me/messages`.
@@ -356,19 +344,16 @@ pub async fn my_messages(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<Message>>> {
     let me = caller.require_user()?;
-    user_messages(&node, &caller.app, me, &page).await
+    user_messages(&node, &caller.app, me, page).await
 }
 
 async fn user_conversations(
     node: &Node,
     app: &str,
     id: &str,
-    page: &PageParams,
+    page: PageParams,
 ) -> Result<axum::Json<Page<Conversation>>> {
-    let limit = page.limit()?;
-    let page = node
-        .user_conversations_page(app, id, page.cursor(), limit)
-        .await?;
+    let page = node.user_conversations_page(app, id, &page.into()).await?;
     Ok(axum::Json(page))
 }
 
@@ -376,11 +361,8 @@ async fn user_messages(
     node: &Node,
     app: &str,
     id: &str,
-    page: &PageParams,
+    page: PageParams,
 ) -> Result<axum::Json<Page<Message>>> {
-    let limit = page.limit()?;
-    let page = node
-        .user_messages_page(app, id, page.cursor(), limit)
-        .await?;
+    let page = node.user_messages_page(app, id, &page.into()).await?;
     Ok(axum::Json(page))
 }

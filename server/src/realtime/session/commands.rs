@@ -11,11 +11,10 @@ use tokio::time::Instant;
 use super::{error_frame, Authed, Session};
 use crate::engine::presence::AppState;
 use crate::error::{Error, Result};
+use crate::node::requests::{wire_seq, HistoryRequest, NewConversation, PageRequest, SendInput};
 use crate::node::Actor;
-use crate::store::{self, messages::HistoryQuery, NewGroup, NewMessage};
+use crate::store::{self, Kind};
 use crate::views;
-
-const MAX_CONVERSATIONS_LIMIT: u32 = 100;
 
 impl Session {
     /// Handles one frame; returns the reply to write (none for `pong`).
@@ -77,7 +76,7 @@ impl Session {
 
     async fn connect(&mut self, req: v1::ConnectRequest) -> Result<R> {
         let node = self.node.clone();
-        let revocations = node.hub.revocations();
+        let revocations = node.revocation_mark();
         let (claims, stamp) = match node.authenticate_stamped(&req.token).await {
             Ok(c) => c,
             Err(err) => return Err(self.refuse(err)),
@@ -88,92 +87,60 @@ impl Session {
         let user = node.user_for_claims(&claims).await?;
         let app: Arc<str> = Arc::from(claims.app_id.as_str());
         let user_id: Arc<str> = Arc::from(claims.user_id.as_str());
-        if node.hub.user_session_count(&app, &user_id)
-            >= node.config.limits.max_connections_per_user
-        {
-            self.close_after_reply = Some(DisconnectCode::ConnectionLimit);
-            return Err(Error::new(
-                ErrorCode::PermissionDenied,
-                "too many connections for this user",
-            )
-            .with_reason("connection_limit"));
-        }
         // Subscribe to live traffic before reading the store (see the module doc).
-        node.hub.add(self.handle_for_hub(&app, &user_id, &stamp));
+        if let Err(err) = node.attach_session(self.handle_for_hub(&app, &user_id, &stamp)) {
+            self.close_after_reply = Some(DisconnectCode::ConnectionLimit);
+            return Err(err);
+        }
         if let Err(err) = node.recheck_token(&req.token, revocations).await {
-            node.hub.remove(self.id, []);
+            node.detach_session(self.id, []);
             return Err(self.refuse(err));
         }
         let deadline_ms = claims.exp * 1000 - store::now_ms();
         self.authed = Some(Authed {
             app: app.clone(),
             user: user_id.clone(),
-            token_deadline: deadline(deadline_ms, node.config.limits.token_grace),
+            token_deadline: deadline(deadline_ms, node.limits().token_grace),
         });
         self.app_state = app_state;
         node.set_presence(&app, &user_id, self.id, app_state)
             .await?;
 
-        let limit = match req.conversations_limit {
-            0 => 10,
-            n => n.min(MAX_CONVERSATIONS_LIMIT),
-        };
-        let page = node
-            .store
-            .user_conversations(&app, &user_id, None, limit)
-            .await?;
+        let limit = (req.conversations_limit != 0).then_some(req.conversations_limit);
+        let page = node.connect_conversations(&app, &user_id, limit).await?;
         let mut conversations = Vec::with_capacity(page.items.len());
         for c in &page.items {
             conversations.push(node.conversation_view(&app, &user_id, c).await?);
             // The reply shows each listed conversation up to its `last_seq`: live
             // pushes start after it, and one that overtakes another (two nodes
             // publishing) is gap-filled rather than taken as the starting point.
-            self.delivered
-                .insert(c.id.clone(), c.last_seq.max(0) as u64);
+            self.delivered.insert(c.id.clone(), unsigned(c.last_seq));
         }
 
-        let replay_limit = node.config.limits.replay_limit;
         let mut recovered = Vec::new();
         for (conv, position) in req.resume {
-            let Some(c) = node
-                .store
-                .get_conversation(&app, &conv, Some(&user_id))
-                .await?
-            else {
+            let position = wire_seq(position, "a resume position")?;
+            let Some((_, replay)) = node.replay(&app, &user_id, &conv, position).await? else {
                 continue;
             };
-            let Some(viewer) = &c.viewer else { continue };
-            let position = position.min(i64::MAX as u64) as i64;
-            let (messages, more) = node
-                .store
-                .history(
-                    &app,
-                    &conv,
-                    None,
-                    Some(position),
-                    replay_limit,
-                    viewer.cleared_seq,
-                )
-                .await?;
-            let replayed = messages.last().map_or(position, |m| m.seq);
+            let replayed = replay.messages.last().map_or(position, |m| m.seq);
             // Past the replay limit the client pages history up to `last_seq`
             // itself: live pushes start after it, without a gap fill.
-            let handed_over = if more {
-                replayed.max(c.last_seq)
+            let handed_over = if replay.more {
+                replayed.max(replay.last_seq)
             } else {
                 replayed
             };
-            let last_delivered = handed_over.max(0) as u64;
-            self.delivered.insert(conv.clone(), last_delivered);
+            self.delivered.insert(conv.clone(), unsigned(handed_over));
             recovered.push(v1::Recovery {
                 conversation_id: conv,
-                messages: messages.iter().map(views::message).collect(),
-                more,
-                last_seq: c.last_seq as u64,
+                messages: replay.messages.iter().map(views::message).collect(),
+                more: replay.more,
+                last_seq: unsigned(replay.last_seq),
             });
         }
         recovered.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
-        let l = &node.config.limits;
+        let l = node.limits();
         Ok(R::Connect(v1::ConnectResult {
             user: Some(views::user(&user)),
             conversations,
@@ -201,7 +168,7 @@ impl Session {
             Command::Connect(_) | Command::Pong(_) => Err(Error::invalid("unexpected command")),
             Command::Ping(_) => Ok(R::Pong(v1::PongResult {})),
             Command::Refresh(req) => {
-                let revocations = node.hub.revocations();
+                let revocations = node.revocation_mark();
                 let (claims, stamp) = node.authenticate_stamped(&req.token).await?;
                 if *claims.app_id != *app || *claims.user_id != *me {
                     return Err(Error::new(
@@ -210,55 +177,50 @@ impl Session {
                     )
                     .with_reason("wrong_user"));
                 }
-                node.hub.set_token(self.id, stamp);
+                node.set_session_token(self.id, stamp);
                 if let Err(err) = node.recheck_token(&req.token, revocations).await {
                     return Err(self.refuse(err));
                 }
                 let deadline_ms = claims.exp * 1000 - store::now_ms();
                 if let Some(a) = self.authed.as_mut() {
-                    a.token_deadline = deadline(deadline_ms, node.config.limits.token_grace);
+                    a.token_deadline = deadline(deadline_ms, node.limits().token_grace);
                 }
                 Ok(R::Refresh(v1::RefreshResult {
                     token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
                 }))
             }
             Command::Subscribe(req) => {
-                let c = node
-                    .visible_conversation(&app, Actor::User(&me), &req.conversation_id)
+                let sub = node
+                    .subscribe_session(&app, &me, &req.conversation_id, self.id)
                     .await?;
-                node.hub.subscribe(&app, &c.id, self.id);
+                let c = &sub.conversation;
                 self.subscriptions.insert(c.id.clone());
                 // As for the connect reply's list: live pushes continue from here.
                 self.delivered
                     .entry(c.id.clone())
-                    .or_insert(c.last_seq.max(0) as u64);
-                let mut members = node.store.members(&app, &c.id, None, 100).await?.items;
-                members.retain(|m| *m.user_id != *me);
-                let ids: Vec<String> = members.into_iter().map(|m| m.user_id).collect();
-                let presence = node.presence_seen_by(&app, &me, &ids).await?;
-                let typing = node.typing_seen_by(&app, &me, &c.id).await?;
+                    .or_insert(unsigned(c.last_seq));
                 Ok(R::Subscribe(v1::SubscribeResult {
-                    conversation: Some(node.conversation_view(&app, &me, &c).await?),
-                    presence: presence.iter().map(views::presence).collect(),
-                    typing,
+                    conversation: Some(node.conversation_view(&app, &me, c).await?),
+                    presence: sub.presence.iter().map(views::presence).collect(),
+                    typing: sub.typing,
                 }))
             }
             Command::Unsubscribe(req) => {
-                node.hub.unsubscribe(&app, &req.conversation_id, self.id);
+                node.unsubscribe_session(&app, &req.conversation_id, self.id);
                 self.subscriptions.remove(&req.conversation_id);
                 Ok(ok())
             }
             Command::Send(req) => {
-                let msg = NewMessage {
-                    sender_id: me.to_string(),
-                    kind: "user".into(),
+                let input = SendInput {
+                    sender_id: None,
+                    system: false,
                     text: req.text,
                     data: req.data.as_ref().map(struct_to_json),
-                    client_id: (!req.client_id.is_empty()).then_some(req.client_id),
-                    reply_to: (req.reply_to > 0).then_some(req.reply_to as i64),
+                    client_id: Some(req.client_id),
+                    reply_to: optional_seq(req.reply_to, "reply_to")?,
                 };
                 let sent = node
-                    .send_message(&app, Actor::User(&me), &req.conversation_id, msg)
+                    .send_request(&app, Actor::User(&me), &req.conversation_id, input)
                     .await?;
                 Ok(R::Send(v1::SendResult {
                     message: Some(views::message(&sent.message)),
@@ -266,26 +228,14 @@ impl Session {
                 }))
             }
             Command::History(req) => {
-                if req.before > 0 && req.after > 0 {
-                    return Err(Error::invalid("give before or after, not both"));
-                }
-                let limit = if req.limit == 0 {
-                    50
-                } else {
-                    req.limit.min(100)
+                // proto3 cannot tell 0 from absent: 0 is "no bound" here.
+                let query = HistoryRequest {
+                    before: optional_seq(req.before, "before")?,
+                    after: optional_seq(req.after, "after")?,
+                    page: PageRequest::from_wire(String::new(), req.limit),
                 };
                 let page = node
-                    .history(
-                        &app,
-                        Actor::User(&me),
-                        &req.conversation_id,
-                        &HistoryQuery {
-                            before: (req.before > 0).then_some(req.before as i64),
-                            after: (req.after > 0).then_some(req.after as i64),
-                            cursor: None,
-                            limit,
-                        },
-                    )
+                    .history_request(&app, Actor::User(&me), &req.conversation_id, &query)
                     .await?;
                 Ok(R::History(v1::HistoryResult {
                     messages: page.items.iter().map(views::message).collect(),
@@ -293,12 +243,11 @@ impl Session {
                 }))
             }
             Command::Read(req) => {
-                let (read, unread) = node
-                    .mark_read(&app, &me, &req.conversation_id, req.seq as i64)
-                    .await?;
+                let seq = wire_seq(req.seq, "seq")?;
+                let (read, unread) = node.mark_read(&app, &me, &req.conversation_id, seq).await?;
                 Ok(R::Read(v1::ReadResult {
-                    last_read_seq: read as u64,
-                    unread_count: unread as u64,
+                    last_read_seq: unsigned(read),
+                    unread_count: unsigned(unread),
                 }))
             }
             Command::Typing(req) => {
@@ -307,15 +256,12 @@ impl Session {
                 Ok(ok())
             }
             Command::Conversations(req) => {
-                let limit = if req.limit == 0 {
-                    20
-                } else {
-                    req.limit.min(MAX_CONVERSATIONS_LIMIT)
-                };
-                let cursor = (!req.cursor.is_empty()).then_some(req.cursor.as_str());
                 let page = node
-                    .store
-                    .user_conversations(&app, &me, cursor, limit)
+                    .conversations_page(
+                        &app,
+                        Actor::User(&me),
+                        &PageRequest::from_wire(req.cursor, req.limit),
+                    )
                     .await?;
                 let mut conversations = Vec::with_capacity(page.items.len());
                 for c in &page.items {
@@ -327,24 +273,41 @@ impl Session {
                 }))
             }
             Command::CreateGroup(req) => {
-                let group = NewGroup {
-                    id: (!req.id.is_empty()).then_some(req.id),
-                    name: req.name,
-                    icon_url: req.icon_url,
-                    data: req.data.as_ref().map(struct_to_json),
-                    creator: None,
+                let group = NewConversation {
+                    kind: Kind::Group,
                     members: req.members,
+                    id: (!req.id.is_empty()).then_some(req.id),
+                    name: Some(req.name),
+                    icon_url: Some(req.icon_url),
+                    data: req.data.as_ref().map(struct_to_json),
                 };
-                let c = node.create_group(&app, Actor::User(&me), group).await?;
+                let (c, _) = node
+                    .create_conversation(&app, Actor::User(&me), group)
+                    .await?;
                 self.conversation_result(&app, &me, &c.id).await
             }
             Command::StartDirect(req) => {
-                let c = node.start_direct(&app, &me, &req.user_id, false).await?;
+                let direct = NewConversation {
+                    kind: Kind::Direct,
+                    members: vec![req.user_id],
+                    id: None,
+                    name: None,
+                    icon_url: None,
+                    data: None,
+                };
+                let (c, _) = node
+                    .create_conversation(&app, Actor::User(&me), direct)
+                    .await?;
                 self.conversation_result(&app, &me, &c.id).await
             }
             Command::AddMembers(req) => {
-                node.add_members(&app, Actor::User(&me), &req.conversation_id, &req.user_ids)
-                    .await?;
+                node.add_members_request(
+                    &app,
+                    Actor::User(&me),
+                    &req.conversation_id,
+                    &req.user_ids,
+                )
+                .await?;
                 self.conversation_result(&app, &me, &req.conversation_id)
                     .await
             }
@@ -356,7 +319,7 @@ impl Session {
             Command::Leave(req) => {
                 node.remove_member(&app, Actor::User(&me), &req.conversation_id, &me)
                     .await?;
-                node.hub.unsubscribe(&app, &req.conversation_id, self.id);
+                node.unsubscribe_session(&app, &req.conversation_id, self.id);
                 self.subscriptions.remove(&req.conversation_id);
                 Ok(ok())
             }
@@ -393,6 +356,19 @@ impl Session {
         Ok(R::Conversation(v1::ConversationResult {
             conversation: Some(self.node.conversation_view(app, me, &c).await?),
         }))
+    }
+}
+
+/// A seq or count for the wire; the store never holds a negative one.
+pub(super) fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A seq from a protobuf field where 0 means absent.
+fn optional_seq(n: u64, field: &str) -> Result<Option<i64>> {
+    match n {
+        0 => Ok(None),
+        n => wire_seq(n, field).map(Some),
     }
 }
 

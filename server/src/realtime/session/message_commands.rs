@@ -7,6 +7,7 @@ use mkondo_proto::v1::{self, client_frame::Command, reply::Result as R};
 
 use super::Session;
 use crate::error::{Error, Result};
+use crate::node::requests::wire_seq;
 use crate::node::Actor;
 use crate::store::messages::MessageEdit;
 use crate::store::Message;
@@ -29,11 +30,17 @@ impl Session {
                     text: (!req.text.is_empty()).then_some(req.text),
                     data: req.data.as_ref().map(struct_to_json),
                 };
-                node.edit_message(app, actor, &req.conversation_id, seq(req.seq)?, edit)
-                    .await?
+                node.edit_message(
+                    app,
+                    actor,
+                    &req.conversation_id,
+                    wire_seq(req.seq, "seq")?,
+                    edit,
+                )
+                .await?
             }
             Command::Delete(req) => {
-                node.delete_message(app, actor, &req.conversation_id, seq(req.seq)?)
+                node.delete_message(app, actor, &req.conversation_id, wire_seq(req.seq, "seq")?)
                     .await?
             }
             Command::React(req) => {
@@ -41,7 +48,7 @@ impl Session {
                     app,
                     actor,
                     &req.conversation_id,
-                    seq(req.seq)?,
+                    wire_seq(req.seq, "seq")?,
                     &req.emoji,
                     me,
                 )
@@ -53,7 +60,7 @@ impl Session {
                     app,
                     actor,
                     &req.conversation_id,
-                    seq(req.seq)?,
+                    wire_seq(req.seq, "seq")?,
                     &req.emoji,
                     me,
                 )
@@ -63,13 +70,6 @@ impl Session {
             _ => return Err(Error::invalid("not a message command")),
         };
         Ok(reply(&message))
-    }
-}
-
-fn seq(seq: u64) -> Result<i64> {
-    match i64::try_from(seq) {
-        Ok(s) if s >= 1 => Ok(s),
-        _ => Err(Error::invalid("seq must be a message's seq (at least 1)")),
     }
 }
 

@@ -70,9 +70,9 @@ struct Session {
 
 /// Runs a session to its end. The transport is closed when this returns.
 pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: InboundStream) {
-    let _open = node.sessions.token();
+    let _open = node.track_session();
     let mut inbound = inbound.peekable();
-    let limits = node.config.limits.clone();
+    let limits = node.limits().clone();
     let (queue_tx, mut queue_rx) = mpsc::channel::<Arc<Outbound>>(limits.outbound_queue);
     let now = Instant::now();
     let mut s = Session {
@@ -91,7 +91,7 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: In
     };
     metrics::gauge!("mkondo_connections").increment(1.0);
     let connect_deadline = now + limits.connect_timeout;
-    let shutdown = s.node.shutdown.clone();
+    let shutdown = s.node.shutdown_signal();
 
     let code: Option<DisconnectCode> = loop {
         let token_deadline = s.authed.as_ref().map(|a| a.token_deadline);
@@ -210,21 +210,18 @@ async fn connect_slot(
     node: &Node,
     inbound: &mut Peekable<InboundStream>,
 ) -> Result<OwnedSemaphorePermit, Option<DisconnectCode>> {
-    if let Ok(permit) = node.connect_gate.clone().try_acquire_owned() {
+    if let Some(permit) = node.try_connect_turn() {
         return Ok(permit);
     }
     metrics::counter!("mkondo_connects_queued_total").increment(1);
     tokio::select! {
-        permit = node.connect_gate.clone().acquire_owned() => {
-            permit.map_err(|_| Some(DisconnectCode::Shutdown))
-        }
+        permit = node.connect_turn() => permit.ok_or(Some(DisconnectCode::Shutdown)),
         // A frame sent after `connect` stays peeked for the loop; only the
         // end of the stream (the client gave up) ends the wait.
         None = std::pin::Pin::new(&mut *inbound).peek() => {
             metrics::counter!("mkondo_connects_abandoned_total").increment(1);
             Err(None)
         }
-        _ = node.shutdown.cancelled() => Err(Some(DisconnectCode::Shutdown)),
     }
 }
 
@@ -276,16 +273,13 @@ impl Session {
         let Some(authed) = &self.authed else {
             return Vec::new();
         };
-        let want = (before - after - 1).min(100) as u32;
-        let page = self
-            .node
-            .store
-            .history(&authed.app, conv, None, Some(after as i64), want, 0)
-            .await;
-        match page {
-            Ok((messages, _)) => messages
+        // Seqs come from the server's own pushes: never past i64::MAX.
+        let (Ok(after), Ok(before)) = (i64::try_from(after), i64::try_from(before)) else {
+            return Vec::new();
+        };
+        match self.node.gap_fill(&authed.app, conv, after, before).await {
+            Ok(messages) => messages
                 .iter()
-                .filter(|m| (m.seq as u64) < before)
                 .map(|m| Outbound::push(Push::Message(crate::views::message(m))))
                 .collect(),
             Err(err) => {
@@ -310,7 +304,8 @@ impl Session {
         let Some(authed) = self.authed.take() else {
             return;
         };
-        self.node.hub.remove(self.id, self.subscriptions.drain());
+        self.node
+            .detach_session(self.id, self.subscriptions.drain());
         if let Err(err) = self
             .node
             .drop_presence(&authed.app, &authed.user, self.id)

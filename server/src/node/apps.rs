@@ -1,0 +1,230 @@
+//! Apps, their credentials and the server's own state, as the operator API, the
+//! two backend APIs' authentication and the process around the node (readiness,
+//! shutdown, `mkondo dev`) need them. Every adapter reaches the store through
+//! these; none holds it.
+
+use std::time::Duration;
+
+use mkondo_proto::{DisconnectCode, ErrorCode};
+
+use super::Node;
+use crate::auth::{self, KeyAlg, TokenClaims};
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::store::{AppCreds, AppOverview, CreatedApiKey, KeyRow};
+
+/// How long a graceful shutdown waits for sessions to write their goodbye.
+const SESSION_DRAIN: Duration = Duration::from_secs(5);
+
+/// What the node is missing to serve, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    ShuttingDown,
+    Broker,
+    Database,
+}
+
+impl NotReady {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ShuttingDown => "shutting down",
+            Self::Broker => "broker unavailable",
+            Self::Database => "database unavailable",
+        }
+    }
+}
+
+/// The `demo` app of `mkondo dev`, as the process found or made it.
+#[derive(Debug)]
+pub enum DemoApp {
+    Created(AppCreds),
+    /// It existed: a fresh API key for this run.
+    Existing {
+        api_key: String,
+    },
+}
+
+impl Node {
+    // ----- the process around the node
+
+    /// The server's limits (read-only: the transports size their buffers by them).
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// The database setting as given (for messages to the operator, never logged
+    /// with a password: see `Config`).
+    pub fn database_setting(&self) -> &str {
+        &self.config.database
+    }
+
+    /// Cancelled when the node starts shutting down.
+    pub fn shutdown_signal(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Whether the node can serve: not shutting down, broker subscribed, database answering.
+    pub async fn readiness(&self) -> std::result::Result<(), NotReady> {
+        if self.shutdown.is_cancelled() {
+            return Err(NotReady::ShuttingDown);
+        }
+        if !self.broker.ready() {
+            return Err(NotReady::Broker);
+        }
+        self.store.ping().await.map_err(|_| NotReady::Database)
+    }
+
+    /// Starts a graceful shutdown: sessions are told to reconnect elsewhere.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        self.hub.close_all(DisconnectCode::Shutdown);
+    }
+
+    /// Ends a graceful shutdown once the listener has stopped: waits (a bounded
+    /// time) for every session to write its goodbye, then closes the database.
+    pub async fn finish_shutdown(&self) {
+        self.sessions.close();
+        let _ = tokio::time::timeout(SESSION_DRAIN, self.sessions.wait()).await;
+        self.store.close().await;
+    }
+
+    /// The `demo` app for `mkondo dev`: created with its credentials, or a fresh
+    /// API key when it exists.
+    pub async fn ensure_demo_app(&self, id: &str) -> Result<DemoApp> {
+        if self.store.get_app(id).await?.is_none() {
+            return Ok(DemoApp::Created(self.store.create_app(id, Some(id)).await?));
+        }
+        Ok(DemoApp::Existing {
+            api_key: self.store.create_api_key(id).await?,
+        })
+    }
+
+    /// Mints a development token with the app's newest HS256 key (`mkondo dev`'s
+    /// `/dev/token`; the backend APIs use `mint_token` with its input rules).
+    pub async fn mint_dev_token(&self, app: &str, user: &str, ttl_secs: i64) -> Result<String> {
+        let key = self
+            .store
+            .minting_key(app)
+            .await?
+            .ok_or_else(|| Error::invalid("the app has no HS256 signing key"))?;
+        let now = chrono::Utc::now().timestamp();
+        auth::mint_hs256(&key, user, ttl_secs, &[], Some(user), now)
+            .map_err(|e| Error::invalid(format!("cannot mint a token: {e}")))
+    }
+
+    // ----- credentials
+
+    /// The app an API key belongs to; an unknown or revoked key is refused.
+    pub async fn app_for_api_key(&self, key: &str) -> Result<String> {
+        self.store.app_for_api_key(key).await?.ok_or_else(|| {
+            Error::unauthenticated("unknown or revoked API key").with_reason("invalid_api_key")
+        })
+    }
+
+    /// A user token's claims for a request/response API: verified as on connect,
+    /// and the user created from them (joining its `groups`) when seen first.
+    pub async fn authenticate_user_request(&self, token: &str) -> Result<TokenClaims> {
+        let claims = self.authenticate(token).await?;
+        if self
+            .store
+            .get_user(&claims.app_id, &claims.user_id)
+            .await?
+            .is_none()
+        {
+            self.user_for_claims(&claims).await?;
+        }
+        Ok(claims)
+    }
+
+    /// Whether `given` is the operator secret; `not_found` when the operator API
+    /// is off (no secret configured), so it cannot be probed for.
+    pub fn check_operator_secret(&self, given: &str) -> Result<()> {
+        let Some(secret) = &self.config.operator_secret else {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                "the operator API is off: start the server with --operator-secret",
+            )
+            .with_reason("operator_api_off"));
+        };
+        if !same_secret(given, secret.expose()) {
+            return Err(Error::unauthenticated("wrong operator secret")
+                .with_reason("invalid_operator_secret"));
+        }
+        Ok(())
+    }
+
+    // ----- the operator API
+
+    /// Every app, with its key ids and API-key prefixes (never secrets).
+    pub async fn app_overviews(&self) -> Result<Vec<AppOverview>> {
+        self.store.app_overviews().await
+    }
+
+    /// A new app with an HS256 signing key and an API key, shown this once.
+    pub async fn create_app(&self, name: &str, id: Option<&str>) -> Result<AppCreds> {
+        self.store.create_app(name, id).await
+    }
+
+    /// A new signing key: HS256 made here (no public key), or a given public key.
+    pub async fn add_signing_key(
+        &self,
+        app: &str,
+        alg: KeyAlg,
+        public_key: Option<String>,
+    ) -> Result<KeyRow> {
+        if alg == KeyAlg::Hs256 && public_key.is_some() {
+            return Err(Error::invalid(
+                "HS256 keys are generated by the server: give no public_key",
+            ));
+        }
+        self.store.add_signing_key(app, alg, public_key).await
+    }
+
+    /// Another API key for the app, shown this once.
+    pub async fn create_api_key(&self, app: &str) -> Result<CreatedApiKey> {
+        self.store.create_api_key_named(app).await
+    }
+
+    /// Revokes the API key with this prefix.
+    pub async fn revoke_api_key(&self, app: &str, prefix: &str) -> Result<()> {
+        self.require_app(app).await?;
+        if !self.store.revoke_api_key(app, prefix).await? {
+            return Err(Error::not_found("API key"));
+        }
+        Ok(())
+    }
+
+    /// `not_found` unless the app exists.
+    pub async fn require_app(&self, app: &str) -> Result<()> {
+        match self.store.get_app(app).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found("app")),
+        }
+    }
+}
+
+/// Compares two secrets in time independent of where they differ (and of their
+/// lengths): their SHA-256 digests are compared with no early exit.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret("operator-secret-0123", "operator-secret-0123"));
+        assert!(!same_secret("operator-secret-0124", "operator-secret-0123"));
+        assert!(!same_secret("operator-secret-012", "operator-secret-0123"));
+        assert!(!same_secret("", "operator-secret-0123"));
+    }
+}
