@@ -2,17 +2,19 @@
 //! as a SHA-256 hash; the plaintext is returned once, at creation.
 
 use serde::Serialize;
-use sqlx::Row;
 
+use super::columns::Flag;
 use super::{now_ms, retrying, Millis, Store, Tx};
 use crate::auth::{self, KeyAlg, SigningKey};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AppRow {
+    #[sqlx(rename = "id")]
     pub app_id: String,
     pub name: String,
     pub created_at: i64,
+    #[sqlx(try_from = "Flag")]
     pub auto_create_users: bool,
     #[serde(skip)]
     pub tokens_valid_after: i64,
@@ -28,6 +30,30 @@ pub struct KeyRow {
     /// The HS256 secret; present only when just created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// The columns an [`AppRow`] is read from (`FromRow`, by name).
+const APP_COLUMNS: &str = "id, name, created_at, auto_create_users, tokens_valid_after";
+
+/// A row of `signing_keys`; its `alg` is checked as it becomes a [`SigningKey`].
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    app_id: String,
+    alg: String,
+    material: String,
+}
+
+impl SigningKeyRow {
+    /// None for an algorithm this server does not know: such a key verifies nothing.
+    fn into_key(self) -> Option<SigningKey> {
+        Some(SigningKey {
+            alg: KeyAlg::parse(&self.alg)?,
+            kid: self.kid,
+            app_id: self.app_id,
+            material: self.material,
+        })
+    }
 }
 
 /// What `mkondo app create` prints: the credentials, shown once.
@@ -103,44 +129,25 @@ impl Store {
     }
 
     pub async fn get_app(&self, app_id: &str) -> Result<Option<AppRow>> {
-        let row = sqlx::query(
-            "SELECT id, name, created_at, auto_create_users, tokens_valid_after FROM apps WHERE id = $1",
-        )
-        .bind(app_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|r| AppRow {
-            app_id: r.get(0),
-            name: r.get(1),
-            created_at: r.get(2),
-            auto_create_users: r.get::<i64, _>(3) != 0,
-            tokens_valid_after: r.get(4),
-        }))
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(app_id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn find_app_by_name(&self, name: &str) -> Result<Option<AppRow>> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM apps WHERE name = $1 ORDER BY created_at LIMIT 1")
-                .bind(name)
-                .fetch_optional(&self.reader)
-                .await?;
-        match id {
-            Some(id) => self.get_app(&id).await,
-            None => Ok(None),
-        }
+        let sql =
+            format!("SELECT {APP_COLUMNS} FROM apps WHERE name = $1 ORDER BY created_at LIMIT 1");
+        Ok(sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn list_apps(&self) -> Result<Vec<AppRow>> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM apps ORDER BY created_at")
-            .fetch_all(&self.reader)
-            .await?;
-        let mut apps = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(app) = self.get_app(&id).await? {
-                apps.push(app);
-            }
-        }
-        Ok(apps)
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at");
+        Ok(sqlx::query_as(&sql).fetch_all(&self.reader).await?)
     }
 
     /// Adds a signing key: an HS256 secret (generated when `material` is None) or a
@@ -195,18 +202,12 @@ impl Store {
     }
 
     pub async fn signing_key(&self, kid: &str) -> Result<Option<SigningKey>> {
-        let row = sqlx::query("SELECT kid, app_id, alg, material FROM signing_keys WHERE kid = $1")
-            .bind(kid)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.and_then(|r| {
-            Some(SigningKey {
-                kid: r.get(0),
-                app_id: r.get(1),
-                alg: KeyAlg::parse(r.get::<&str, _>(2))?,
-                material: r.get(3),
-            })
-        }))
+        let row: Option<SigningKeyRow> =
+            sqlx::query_as("SELECT kid, app_id, alg, material FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.and_then(SigningKeyRow::into_key))
     }
 
     /// The newest HS256 key of an app: what `mkondo token` and `POST /v1/tokens` sign with.
@@ -254,7 +255,7 @@ impl Store {
 }
 
 /// A signing key as listed (never its material).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct KeyInfo {
     pub kid: String,
     pub alg: String,
@@ -262,7 +263,7 @@ pub struct KeyInfo {
 }
 
 /// An API key as listed: its display prefix, never the key.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ApiKeyInfo {
     pub prefix: String,
     pub created_at: Millis,
@@ -294,13 +295,14 @@ pub struct CreatedApiKey {
 
 /// A row of the `revocations` table: sessions to close, written by the CLI for
 /// running servers to act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Revocation {
     pub id: i64,
     pub app_id: String,
     pub user_id: Option<String>,
     pub kid: Option<String>,
     pub issued_before: Option<i64>,
+    #[sqlx(try_from = "i64")]
     pub code: u16,
 }
 
@@ -336,20 +338,12 @@ impl Store {
 
     /// The app's signing keys, oldest first.
     pub async fn signing_keys(&self, app_id: &str) -> Result<Vec<KeyInfo>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT kid, alg, created_at FROM signing_keys WHERE app_id = $1 ORDER BY created_at, kid",
         )
         .bind(app_id)
         .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| KeyInfo {
-                kid: r.get(0),
-                alg: r.get(1),
-                created_at: Millis(r.get(2)),
-            })
-            .collect())
+        .await?)
     }
 
     /// Removes a signing key: tokens naming its kid are refused from now on. The
@@ -434,20 +428,12 @@ impl Store {
 
     /// The app's API keys (revoked ones too), oldest first.
     pub async fn api_keys(&self, app_id: &str) -> Result<Vec<ApiKeyInfo>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT prefix, created_at, revoked_at FROM api_keys WHERE app_id = $1 ORDER BY created_at, prefix",
         )
         .bind(app_id)
         .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ApiKeyInfo {
-                prefix: r.get(0),
-                created_at: Millis(r.get(1)),
-                revoked_at: r.get::<Option<i64>, _>(2).map(Millis),
-            })
-            .collect())
+        .await?)
     }
 
     /// A new API key, with the prefix that names it when listing or revoking it.
@@ -482,24 +468,13 @@ impl Store {
 
     /// Rows of `revocations` after `id`, in order.
     pub async fn revocations_after(&self, id: i64) -> Result<Vec<Revocation>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, app_id, user_id, kid, issued_before, code FROM revocations
              WHERE id > $1 ORDER BY id LIMIT 100",
         )
         .bind(id)
         .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Revocation {
-                id: r.get(0),
-                app_id: r.get(1),
-                user_id: r.get(2),
-                kid: r.get(3),
-                issued_before: r.get(4),
-                code: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
-            })
-            .collect())
+        .await?)
     }
 }
 

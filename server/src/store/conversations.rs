@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use super::{
-    decode_cursor, encode_cursor, now_ms, parse_json, retrying, unread, Conversation, DbRow, Kind,
-    Member, Millis, Role, Store, Tx, Viewer,
+    decode_cursor, encode_cursor, now_ms, retrying, unread, Conversation, Kind, Member, Millis,
+    Role, Store, Tx, Viewer,
 };
 use crate::error::{Error, Result};
 
@@ -51,36 +50,19 @@ pub struct NewGroup {
     pub members: Vec<String>,
 }
 
+/// The columns a [`Conversation`] is read from (`FromRow`, by name), of the
+/// `conversations` table as `c`.
 const CONV_COLUMNS: &str =
     "c.id, c.kind, c.name, c.icon_url, c.data, c.created_at, c.updated_at, c.last_activity_at, c.last_seq";
 
-fn conv_from_row(r: &DbRow) -> Conversation {
-    Conversation {
-        id: r.get(0),
-        kind: Kind::parse(r.get::<&str, _>(1)).unwrap_or(Kind::Group),
-        name: r.get(2),
-        icon_url: r.get(3),
-        data: parse_json(r.get::<&str, _>(4)),
-        created_at: Millis(r.get(5)),
-        updated_at: Millis(r.get(6)),
-        last_activity_at: Millis(r.get(7)),
-        last_seq: r.get(8),
-        member_count: 0,
-        last_message: None,
-        members: Vec::new(),
-        viewer: None,
-    }
-}
+/// The columns a [`Member`] is read from (`FromRow`, by name).
+const MEMBER_COLUMNS: &str = "user_id, role, joined_at, last_read_seq, cleared_seq, muted";
 
-fn member_from_row(r: &DbRow) -> Member {
-    Member {
-        user_id: r.get(0),
-        role: Role::parse(r.get::<&str, _>(1)).unwrap_or(Role::Member),
-        joined_at: Millis(r.get(2)),
-        last_read_seq: r.get(3),
-        cleared_seq: r.get(4),
-        muted: r.get::<i64, _>(5) != 0,
-    }
+/// Where a member has read to.
+#[derive(sqlx::FromRow)]
+struct ReadPosition {
+    last_read_seq: i64,
+    cleared_seq: i64,
 }
 
 pub fn valid_conversation_id(id: &str) -> bool {
@@ -231,13 +213,14 @@ impl Store {
     ) -> Result<Option<Conversation>> {
         let sql =
             format!("SELECT {CONV_COLUMNS} FROM conversations c WHERE c.app_id = $1 AND c.id = $2");
-        let row = sqlx::query(&sql)
+        let conv = sqlx::query_as(&sql)
             .bind(app)
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut conv = conv_from_row(&row);
+        let Some(mut conv) = conv else {
+            return Ok(None);
+        };
         self.complete(app, &mut conv, viewer).await?;
         Ok(Some(conv))
     }
@@ -371,7 +354,7 @@ impl Store {
                  WHERE c.app_id = $1 AND ($2 IS NULL) AND {page}"
             )
         };
-        let rows = sqlx::query(&sql)
+        let items: Vec<Conversation> = sqlx::query_as(&sql)
             .bind(app)
             .bind(user)
             .bind(before_at)
@@ -379,7 +362,6 @@ impl Store {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let items: Vec<Conversation> = rows.iter().map(conv_from_row).collect();
         let (mut items, next_cursor) = Page::split(items, limit, |c| {
             encode_cursor(&[&c.last_activity_at.0.to_string(), &c.id])
         });
@@ -390,16 +372,16 @@ impl Store {
     }
 
     pub async fn member(&self, app: &str, conv: &str, user: &str) -> Result<Option<Member>> {
-        let row = sqlx::query(
-            "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
-             WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(user)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.as_ref().map(member_from_row))
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM members
+             WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(app)
+            .bind(conv)
+            .bind(user)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn members(
@@ -413,17 +395,17 @@ impl Store {
             Some(c) => decode_cursor(c, 1)?.remove(0),
             None => String::new(),
         };
-        let rows = sqlx::query(
-            "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
-             WHERE app_id = $1 AND conversation_id = $2 AND user_id > $3 ORDER BY user_id LIMIT $4",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(&after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.reader)
-        .await?;
-        let items: Vec<Member> = rows.iter().map(member_from_row).collect();
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM members
+             WHERE app_id = $1 AND conversation_id = $2 AND user_id > $3 ORDER BY user_id LIMIT $4"
+        );
+        let items: Vec<Member> = sqlx::query_as(&sql)
+            .bind(app)
+            .bind(conv)
+            .bind(&after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
         let (items, next_cursor) = Page::split(items, limit, |m| encode_cursor(&[&m.user_id]));
         Ok(Page { items, next_cursor })
     }
@@ -592,7 +574,7 @@ impl Store {
         .bind(target)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(
+        let read: ReadPosition = sqlx::query_as(
             "SELECT last_read_seq, cleared_seq FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
         )
         .bind(app)
@@ -602,8 +584,10 @@ impl Store {
         .await?
         .ok_or_else(|| Error::not_found("conversation"))?;
         tx.commit().await?;
-        let (read, cleared): (i64, i64) = (row.get(0), row.get(1));
-        Ok((read, unread(last_seq, read, cleared)))
+        Ok((
+            read.last_read_seq,
+            unread(last_seq, read.last_read_seq, read.cleared_seq),
+        ))
     }
 }
 

@@ -4,11 +4,11 @@
 //! message and moves the sender's read position — all or nothing.
 
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
+use super::columns::JsonText;
 use super::{
-    decode_cursor, encode_cursor, now_ms, parse_json, retrying, DbRow, Message, Millis, Page,
-    Store, Tx,
+    decode_cursor, encode_cursor, now_ms, retrying, DbRow, Message, Millis, Page, Store, Tx,
 };
 use crate::error::{Error, Result};
 
@@ -44,34 +44,35 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// The columns a [`Message`] is read from (its `FromRow`, by name).
 const MSG_COLUMNS: &str =
     "id, conversation_id, seq, sender_id, kind, text, data, client_id, reply_to, created_at, edited_at, deleted_at";
 
-fn message_from_row(r: &DbRow) -> Message {
-    let deleted_at: Option<i64> = r.get(11);
-    Message {
-        id: r.get(0),
-        conversation_id: r.get(1),
-        seq: r.get(2),
-        sender_id: r.get(3),
-        kind: r.get(4),
-        // Deleted messages are tombstones: no text, no data.
-        text: if deleted_at.is_some() {
-            String::new()
-        } else {
-            r.get(5)
-        },
-        data: if deleted_at.is_some() {
-            Value::Object(Default::default())
-        } else {
-            parse_json(r.get::<&str, _>(6))
-        },
-        client_id: r.get(7),
-        reply_to: r.get(8),
-        created_at: Millis(r.get(9)),
-        edited_at: r.get::<Option<i64>, _>(10).map(Millis),
-        deleted_at: deleted_at.map(Millis),
-        reactions: Vec::new(),
+/// Written out, not derived: a deleted message is a tombstone, whose text and
+/// data are never read (deleting erases them too). Reactions come from their
+/// own table (`fill_reactions`).
+impl FromRow<'_, DbRow> for Message {
+    fn from_row(r: &DbRow) -> sqlx::Result<Self> {
+        let deleted_at: Option<Millis> = r.try_get("deleted_at")?;
+        let (text, data) = match deleted_at {
+            Some(_) => (String::new(), Value::Object(Default::default())),
+            None => (r.try_get("text")?, r.try_get::<JsonText, _>("data")?.into()),
+        };
+        Ok(Message {
+            id: r.try_get("id")?,
+            conversation_id: r.try_get("conversation_id")?,
+            seq: r.try_get("seq")?,
+            sender_id: r.try_get("sender_id")?,
+            kind: r.try_get("kind")?,
+            text,
+            data,
+            client_id: r.try_get("client_id")?,
+            reply_to: r.try_get("reply_to")?,
+            created_at: r.try_get("created_at")?,
+            edited_at: r.try_get("edited_at")?,
+            deleted_at,
+            reactions: Vec::new(),
+        })
     }
 }
 
@@ -131,17 +132,17 @@ impl Store {
             let sql = format!(
                 "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4"
             );
-            let existing = sqlx::query(&sql)
+            let existing: Option<Message> = sqlx::query_as(&sql)
                 .bind(app)
                 .bind(conv)
                 .bind(&msg.sender_id)
                 .bind(client_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            if let Some(row) = existing {
+            if let Some(message) = existing {
                 // Rolls the seq just taken back: nothing is written.
                 tx.rollback().await?;
-                let mut original = [message_from_row(&row)];
+                let mut original = [message];
                 self.fill_reactions(app, conv, &mut original).await?;
                 let [message] = original;
                 return Ok(Sent {
@@ -211,14 +212,16 @@ impl Store {
 
     pub async fn message(&self, app: &str, conv: &str, seq: i64) -> Result<Option<Message>> {
         let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3");
-        let row = sqlx::query(&sql)
+        let message = sqlx::query_as(&sql)
             .bind(app)
             .bind(conv)
             .bind(seq)
             .fetch_optional(&self.reader)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut found = [message_from_row(&row)];
+        let Some(message) = message else {
+            return Ok(None);
+        };
+        let mut found = [message];
         self.fill_reactions(app, conv, &mut found).await?;
         let [message] = found;
         Ok(Some(message))
@@ -254,7 +257,7 @@ impl Store {
                 before.unwrap_or(i64::MAX),
             ),
         };
-        let mut query = sqlx::query(&sql)
+        let mut query = sqlx::query_as(&sql)
             .bind(app)
             .bind(conv)
             .bind(bound)
@@ -262,8 +265,7 @@ impl Store {
         if after.is_none() {
             query = query.bind(floor);
         }
-        let rows = query.fetch_all(&self.reader).await?;
-        let mut messages: Vec<Message> = rows.iter().map(message_from_row).collect();
+        let mut messages: Vec<Message> = query.fetch_all(&self.reader).await?;
         let more = messages.len() as i64 > limit;
         messages.truncate(limit as usize);
         if after.is_none() {
@@ -333,7 +335,7 @@ impl Store {
              AND (created_at < $3 OR (created_at = $3 AND ($4 = '' OR id < $4)))
              ORDER BY created_at DESC, id DESC LIMIT $5"
         );
-        let rows = sqlx::query(&sql)
+        let items: Vec<Message> = sqlx::query_as(&sql)
             .bind(app)
             .bind(user)
             .bind(before_at)
@@ -341,7 +343,6 @@ impl Store {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let items: Vec<Message> = rows.iter().map(message_from_row).collect();
         let (mut items, next_cursor) = Page::split(items, limit, |m| {
             encode_cursor(&[&m.created_at.0.to_string(), &m.id])
         });
@@ -476,13 +477,12 @@ impl Store {
             "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND seq = $3{}",
             self.lock()
         );
-        let row = sqlx::query(&sql)
+        sqlx::query_as(&sql)
             .bind(app)
             .bind(conv)
             .bind(seq)
             .fetch_optional(&mut **tx)
             .await?
-            .ok_or_else(|| Error::not_found("message"))?;
-        Ok(message_from_row(&row))
+            .ok_or_else(|| Error::not_found("message"))
     }
 }

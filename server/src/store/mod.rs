@@ -21,6 +21,7 @@
 //! database must use the "C" collation (checked at open).
 
 mod apps;
+mod columns;
 mod conversations;
 pub mod messages;
 mod models;

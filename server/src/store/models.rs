@@ -1,13 +1,16 @@
 //! Records as the store returns them, serialized as the REST API's JSON
 //! (snake_case, times RFC 3339) and converted to the wire types for real-time.
 //! Their OpenAPI schemas are derived here too (`ToSchema`), so the REST document
-//! describes exactly what is serialized.
+//! describes exactly what is serialized, and so is how they are read from rows
+//! (`sqlx::FromRow`, by column name; see `columns.rs`).
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+
+use super::columns::{Flag, JsonText};
 
 /// Unix milliseconds, serialized as an RFC 3339 string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -38,16 +41,18 @@ impl ToSchema for Millis {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct User {
     pub id: String,
     pub name: String,
     pub avatar_url: String,
     /// The customer's JSON object (at most 4 KiB).
     #[schema(value_type = Object)]
+    #[sqlx(try_from = "JsonText")]
     pub data: Value,
     pub created_at: Millis,
     pub updated_at: Millis,
+    #[sqlx(try_from = "Flag")]
     pub deactivated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Millis>,
@@ -140,13 +145,14 @@ pub struct Reaction {
     pub user_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Member {
     pub user_id: String,
     pub role: Role,
     pub joined_at: Millis,
     pub last_read_seq: i64,
     pub cleared_seq: i64,
+    #[sqlx(try_from = "Flag")]
     pub muted: bool,
 }
 
@@ -169,7 +175,9 @@ pub struct Viewer {
     pub hidden: bool,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// Read from a row with its own columns only; the store fills in the rest
+/// (`#[sqlx(skip)]`) from other tables.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Conversation {
     pub id: String,
     pub kind: Kind,
@@ -177,18 +185,23 @@ pub struct Conversation {
     pub icon_url: String,
     /// The customer's JSON object (at most 16 KiB).
     #[schema(value_type = Object)]
+    #[sqlx(try_from = "JsonText")]
     pub data: Value,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub last_activity_at: Millis,
     pub last_seq: i64,
+    #[sqlx(skip)]
     pub member_count: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(skip)]
     pub last_message: Option<Message>,
     /// Member ids, for direct conversations (the pair) and small reads.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[sqlx(skip)]
     pub members: Vec<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[sqlx(skip)]
     pub viewer: Option<Viewer>,
 }
 
@@ -204,8 +217,4 @@ impl Conversation {
 
 pub fn unread(last_seq: i64, last_read_seq: i64, cleared_seq: i64) -> i64 {
     (last_seq - last_read_seq.max(cleared_seq)).max(0)
-}
-
-pub(crate) fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Object(Default::default()))
 }

@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
-
 use super::{now_ms, retrying, Message, Reaction, Store};
 use crate::error::{Error, Result};
 
@@ -29,24 +27,44 @@ pub fn check_emoji(emoji: &str) -> Result<()> {
     Ok(())
 }
 
-/// Groups (seq, emoji, user) rows, ordered by reaction time, into each message's
+/// One row of `reactions`: who reacted to which message with what.
+#[derive(sqlx::FromRow)]
+struct ReactionRow {
+    conversation_id: String,
+    seq: i64,
+    emoji: String,
+    user_id: String,
+}
+
+/// The reactions of some messages, ordered by reaction time (what `attach` expects).
+const REACTIONS: &str = "SELECT conversation_id, seq, emoji, user_id FROM reactions";
+const REACTIONS_ORDER: &str = "ORDER BY created_at, seq, emoji, user_id";
+
+/// How many distinct emoji a message carries, and how many of one of them.
+#[derive(sqlx::FromRow)]
+struct EmojiCounts {
+    distinct_emoji: i64,
+    this_emoji: i64,
+}
+
+/// Groups reaction rows, ordered by reaction time, into each message's
 /// reactions: emoji in the order first used, users earliest first.
-fn attach(messages: &mut [Message], rows: Vec<(String, i64, String, String)>) {
+fn attach(messages: &mut [Message], rows: Vec<ReactionRow>) {
     let mut index = HashMap::with_capacity(messages.len());
     for (i, m) in messages.iter_mut().enumerate() {
         m.reactions.clear();
         index.insert((m.conversation_id.clone(), m.seq), i);
     }
-    for (conv, seq, emoji, user) in rows {
-        let Some(&i) = index.get(&(conv, seq)) else {
+    for row in rows {
+        let Some(&i) = index.get(&(row.conversation_id, row.seq)) else {
             continue;
         };
         let m = &mut messages[i];
-        match m.reactions.iter_mut().find(|r| r.emoji == emoji) {
-            Some(r) => r.user_ids.push(user),
+        match m.reactions.iter_mut().find(|r| r.emoji == row.emoji) {
+            Some(r) => r.user_ids.push(row.user_id),
             None => m.reactions.push(Reaction {
-                emoji,
-                user_ids: vec![user],
+                emoji: row.emoji,
+                user_ids: vec![row.user_id],
             }),
         }
     }
@@ -67,21 +85,17 @@ impl Store {
         ) else {
             return Ok(());
         };
-        let rows = sqlx::query(
-            "SELECT conversation_id, seq, emoji, user_id FROM reactions
-             WHERE app_id = $1 AND conversation_id = $2 AND seq >= $3 AND seq <= $4
-             ORDER BY created_at, seq, emoji, user_id",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(low)
-        .bind(high)
-        .fetch_all(&self.reader)
-        .await?;
-        let rows = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect();
+        let sql = format!(
+            "{REACTIONS} WHERE app_id = $1 AND conversation_id = $2 AND seq >= $3 AND seq <= $4
+             {REACTIONS_ORDER}"
+        );
+        let rows = sqlx::query_as(&sql)
+            .bind(app)
+            .bind(conv)
+            .bind(low)
+            .bind(high)
+            .fetch_all(&self.reader)
+            .await?;
         attach(messages, rows);
         Ok(())
     }
@@ -106,19 +120,14 @@ impl Store {
             })
             .collect();
         let sql = format!(
-            "SELECT conversation_id, seq, emoji, user_id FROM reactions
-             WHERE app_id = $1 AND ({}) ORDER BY created_at, seq, emoji, user_id",
+            "{REACTIONS} WHERE app_id = $1 AND ({}) {REACTIONS_ORDER}",
             pairs.join(" OR ")
         );
-        let mut query = sqlx::query(&sql).bind(app);
+        let mut query = sqlx::query_as(&sql).bind(app);
         for m in messages.iter() {
             query = query.bind(&m.conversation_id).bind(m.seq);
         }
         let rows = query.fetch_all(&self.reader).await?;
-        let rows = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect();
         attach(messages, rows);
         Ok(())
     }
@@ -163,9 +172,10 @@ impl Store {
             Some(Some(_)) => return Err(deleted_error()),
             Some(None) => {}
         }
-        let row = sqlx::query(
-            "SELECT COUNT(DISTINCT emoji),
+        let counts: EmojiCounts = sqlx::query_as(
+            "SELECT CAST(COUNT(DISTINCT emoji) AS BIGINT) AS distinct_emoji,
                     CAST(COALESCE(SUM(CASE WHEN emoji = $4 THEN 1 ELSE 0 END), 0) AS BIGINT)
+                        AS this_emoji
              FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
         )
         .bind(app)
@@ -174,8 +184,7 @@ impl Store {
         .bind(emoji)
         .fetch_one(&mut *tx)
         .await?;
-        let (distinct, this_emoji): (i64, i64) = (row.get(0), row.get(1));
-        if this_emoji == 0 && distinct >= MAX_EMOJI_PER_MESSAGE {
+        if counts.this_emoji == 0 && counts.distinct_emoji >= MAX_EMOJI_PER_MESSAGE {
             return Err(Error::invalid(format!(
                 "a message carries at most {MAX_EMOJI_PER_MESSAGE} different emoji"
             )));

@@ -7,40 +7,30 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
-use super::{
-    decode_cursor, encode_cursor, now_ms, parse_json, retrying, DbRow, Millis, Page, Store,
-};
+use super::columns::JsonText;
+use super::{decode_cursor, encode_cursor, now_ms, retrying, Millis, Page, Store};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Notification {
     pub id: String,
     pub user_id: String,
     /// Opaque to the server: what the backend sent.
     #[schema(value_type = Object)]
+    #[sqlx(try_from = "JsonText")]
     pub payload: Value,
     pub created_at: Millis,
     pub expires_at: Millis,
 }
 
 /// One entry of a user's block list.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Block {
     /// The blocked user.
+    #[sqlx(rename = "blocked_id")]
     pub user_id: String,
     pub created_at: Millis,
-}
-
-fn notification_from_row(r: &DbRow) -> Notification {
-    Notification {
-        id: r.get(0),
-        user_id: r.get(1),
-        payload: parse_json(r.get::<&str, _>(2)),
-        created_at: Millis(r.get(3)),
-        expires_at: Millis(r.get(4)),
-    }
 }
 
 impl Store {
@@ -108,7 +98,7 @@ impl Store {
             Some(c) => decode_cursor(c, 1)?.remove(0),
             None => String::new(),
         };
-        let rows = sqlx::query(
+        let items: Vec<Notification> = sqlx::query_as(
             "SELECT id, user_id, payload, created_at, expires_at FROM notifications
              WHERE app_id = $1 AND user_id = $2 AND id > $3 AND expires_at > $4
              ORDER BY id LIMIT $5",
@@ -120,7 +110,6 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await?;
-        let items: Vec<Notification> = rows.iter().map(notification_from_row).collect();
         let (items, next_cursor) = Page::split(items, limit, |n| encode_cursor(&[&n.id]));
         Ok(Page { items, next_cursor })
     }
@@ -181,7 +170,7 @@ impl Store {
             Some(c) => decode_cursor(c, 1)?.remove(0),
             None => String::new(),
         };
-        let rows = sqlx::query(
+        let items: Vec<Block> = sqlx::query_as(
             "SELECT blocked_id, created_at FROM blocks
              WHERE app_id = $1 AND user_id = $2 AND blocked_id > $3 ORDER BY blocked_id LIMIT $4",
         )
@@ -191,19 +180,7 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await?;
-        let mut items: Vec<Block> = rows
-            .iter()
-            .map(|r| Block {
-                user_id: r.get(0),
-                created_at: Millis(r.get(1)),
-            })
-            .collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|b| encode_cursor(&[&b.user_id]))
-        } else {
-            None
-        };
+        let (items, next_cursor) = Page::split(items, limit, |b| encode_cursor(&[&b.user_id]));
         Ok(Page { items, next_cursor })
     }
 

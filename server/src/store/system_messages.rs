@@ -349,17 +349,25 @@ async fn set_read(tx: &mut Tx<'_>, app: &str, conv: &str, user: &str, seq: i64) 
     Ok(())
 }
 
+/// How many members a conversation has, and how many of them own it.
+#[derive(sqlx::FromRow)]
+struct OwnerCount {
+    members: i64,
+    owners: i64,
+}
+
 /// Fails when the conversation still has members but no owner.
 async fn require_an_owner(tx: &mut Tx<'_>, app: &str, conv: &str) -> Result<()> {
-    let (members, owners): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN role = 'owner' THEN 1 ELSE 0 END), 0) AS BIGINT)
+    let count: OwnerCount = sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS members,
+                CAST(COALESCE(SUM(CASE WHEN role = 'owner' THEN 1 ELSE 0 END), 0) AS BIGINT) AS owners
          FROM members WHERE app_id = $1 AND conversation_id = $2",
     )
     .bind(app)
     .bind(conv)
     .fetch_one(&mut **tx)
     .await?;
-    if members > 0 && owners == 0 {
+    if count.members > 0 && count.owners == 0 {
         return Err(
             Error::denied("the last owner must make someone else an owner first")
                 .with_reason("last_owner"),

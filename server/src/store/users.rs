@@ -1,11 +1,8 @@
 //! Users of an app: created by the backend or on first connect from token claims.
 
 use serde_json::Value;
-use sqlx::Row;
 
-use super::{
-    decode_cursor, encode_cursor, now_ms, parse_json, retrying, DbRow, Millis, Page, Store, User,
-};
+use super::{decode_cursor, encode_cursor, now_ms, retrying, Page, Store, User};
 use crate::auth;
 use crate::error::{Error, Result};
 
@@ -19,22 +16,9 @@ pub struct UserPatch {
     pub data: Option<Value>,
 }
 
+/// The columns a [`User`] is read from (`FromRow`, by name).
 const USER_COLUMNS: &str =
     "id, name, avatar_url, data, created_at, updated_at, deactivated, last_seen, tokens_valid_after";
-
-fn user_from_row(r: &DbRow) -> User {
-    User {
-        id: r.get(0),
-        name: r.get(1),
-        avatar_url: r.get(2),
-        data: parse_json(r.get::<&str, _>(3)),
-        created_at: Millis(r.get(4)),
-        updated_at: Millis(r.get(5)),
-        deactivated: r.get::<i64, _>(6) != 0,
-        last_seen: r.get::<Option<i64>, _>(7).map(Millis),
-        tokens_valid_after: r.get(8),
-    }
-}
 
 fn check_patch(patch: &UserPatch) -> Result<()> {
     if let Some(name) = &patch.name {
@@ -124,12 +108,11 @@ impl Store {
 
     pub async fn get_user(&self, app: &str, id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = $1 AND id = $2");
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(app)
             .bind(id)
             .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(user_from_row))
+            .await?)
     }
 
     pub async fn get_users(&self, app: &str, ids: &[String]) -> Result<Vec<User>> {
@@ -166,14 +149,13 @@ impl Store {
              AND ($3 IS NULL OR LOWER(id) LIKE $3 ESCAPE '\\' OR LOWER(name) LIKE $3 ESCAPE '\\')
              ORDER BY id LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
+        let items: Vec<User> = sqlx::query_as(&sql)
             .bind(app)
             .bind(&after)
             .bind(&pattern)
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.reader)
             .await?;
-        let items: Vec<User> = rows.iter().map(user_from_row).collect();
         let (items, next_cursor) = Page::split(items, limit, |u| encode_cursor(&[&u.id]));
         Ok(Page { items, next_cursor })
     }

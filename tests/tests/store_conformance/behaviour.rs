@@ -9,7 +9,6 @@ use mkondo_server::store::messages::HistoryQuery;
 use mkondo_server::store::users::UserPatch;
 use mkondo_server::store::{NewGroup, Role};
 use serde_json::json;
-use sqlx::Row;
 
 use super::{all_history, new_app, new_group, new_users, send, text, Db};
 
@@ -367,12 +366,13 @@ pub async fn expired_notifications_are_never_returned_and_get_purged(db: Db) {
     let rows = |id: String| {
         let raw = raw.clone();
         async move {
-            sqlx::query("SELECT COUNT(*) FROM notifications WHERE id = $1")
-                .bind(id)
-                .fetch_one(&raw)
-                .await
-                .unwrap()
-                .get::<i64, _>(0)
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&raw)
+            .await
+            .unwrap()
         }
     };
     assert_eq!(

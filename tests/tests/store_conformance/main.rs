@@ -10,10 +10,12 @@
 //!
 //! `main.rs` holds the harness (one `Db` per engine, the `conformance!` macro
 //! that runs each scenario on both); the scenarios are in `concurrency.rs` (races
-//! between writers, migrations, failures) and `behaviour.rs` (what one writer sees).
+//! between writers, migrations, failures), `behaviour.rs` (what one writer sees)
+//! and `decoding.rs` (rows that do not decode).
 
 mod behaviour;
 mod concurrency;
+mod decoding;
 
 use mkondo_server::store::messages::HistoryQuery;
 use mkondo_server::store::system_messages::Notice;
@@ -26,6 +28,7 @@ use tempfile::TempDir;
 
 use behaviour::*;
 use concurrency::*;
+use decoding::*;
 
 /// One database under test, on either engine.
 pub struct Db {
@@ -126,6 +129,7 @@ conformance!(
     expired_notifications_are_never_returned_and_get_purged,
     apps_never_see_each_other,
     a_closed_database_is_unavailable_not_internal,
+    a_row_that_does_not_decode_is_internal_not_a_panic,
 );
 
 // ----- helpers
