@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Starts (or stops) the PostgreSQL and Redis servers the distributed-path tests use,
-# from Debian's packages, on loopback ports, installing the packages when missing
-# (and nginx, which the multi-node tests start themselves).
+# Installs Debian's PostgreSQL, Redis and nginx when missing: the tests start
+# them themselves (tests/src/services/), and list the tests that need them as
+# ignored when they are not installed. `./scripts/test.sh` runs `install`, so CI
+# skips nothing.
 #
+# `start` runs one shared PostgreSQL and Redis on fixed loopback ports instead,
+# for running the tests against long-lived servers (the tests use them when the
+# printed variables are set):
+#
+#   scripts/services.sh install # apt-get install what is missing
 #   scripts/services.sh start   # prints `export …` lines; `eval "$(scripts/services.sh start)"`
 #   scripts/services.sh stop    # stops both by the PIDs recorded at start
 #
@@ -105,7 +111,8 @@ start() {
 }
 
 case "${1:-}" in
+    install) install_missing ;;
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac

@@ -25,25 +25,24 @@ echo "== the client core builds and lints for the browser (wasm32)"
 cargo build --locked -p mkondo-sdk --target wasm32-unknown-unknown
 cargo clippy --locked -p mkondo-sdk --target wasm32-unknown-unknown -- -D warnings
 
-echo "== build the server binary the end-to-end tests start"
-cargo build --locked -p mkondo-server --bin mkondo
-
-# Scripts in other languages start this binary too (wherever cargo puts it).
-export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
-case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
-
-echo "== PostgreSQL and Redis for the multi-node tests (stopped again on exit)"
-eval "$(scripts/services.sh start)"
-trap 'scripts/services.sh stop' EXIT
+echo "== PostgreSQL, Redis and nginx for the multi-node tests (installed when missing)"
+# The tests start them themselves; without them those tests would be ignored.
+scripts/services.sh install
 
 echo "== tests"
 cargo test --workspace --locked
 
 echo "== a slice of the end-to-end suite again, on PostgreSQL"
-MKONDO_TEST_STORE=postgres cargo test --locked -p mkondo-tests \
-    --test chat --test ordering --test resume --test unread --test hide --test blocks \
-    --test notifications --test roles --test lifecycle --test delete_conversation \
-    --test rest --test operations --test durability --test operator --test sdk_chat
+# Test names start with their module (tests/tests/e2e/<area>.rs).
+MKONDO_TEST_STORE=postgres cargo test --locked -p mkondo-tests --test e2e -- \
+    chat:: ordering:: resume:: unread:: hide:: blocks:: notifications:: roles:: \
+    lifecycle:: delete_conversation:: rest:: operations:: durability:: operator:: sdk_chat::
+
+echo "== build the server binary the suites in other languages start"
+cargo build --locked -p mkondo-server --bin mkondo
+# Scripts in other languages start this binary (wherever cargo puts it).
+export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
+case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
 
 echo "== mobile bindings: Python, Kotlin (JVM), Swift header check"
 sdk-mobile/tests/run.sh

@@ -12,6 +12,9 @@ use crate::config::ServeArgs;
 use crate::node::lifecycle::revocation_point;
 use crate::store::{self, Announce, Store};
 
+mod run;
+pub use run::main;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mkondo",

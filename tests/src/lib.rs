@@ -1,5 +1,6 @@
-//! The end-to-end test harness: the real `mkondo` binary on `127.0.0.1:0` with a
-//! real SQLite file in a temporary directory, driven over real sockets.
+//! The end-to-end test harness: the real server binary on `127.0.0.1:0` with a
+//! real SQLite file in a temporary directory (or a PostgreSQL database, see
+//! `services`), driven over real sockets.
 //!
 //! - [`TestServer`] starts `mkondo serve` (after creating an app with the CLI),
 //!   mints user tokens the way a customer's backend would, and can be killed
@@ -42,7 +43,7 @@ pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_
 pub use server::{
     mkondo_bin, proc_status_kib, App, AsymmetricKey, Claims, ServerOptions, TestServer,
 };
-pub use services::{fresh_postgres, postgres_configured, redis_url};
+pub use services::{fresh_postgres, redis_url};
 
 /// The wait used for anything that should happen "soon": generous, so that a slow
 /// machine does not fail a test, while a broken behaviour still fails it.

@@ -1,4 +1,4 @@
-//! The server under test: the real `mkondo` binary, a real SQLite file — or a
+//! The server under test: the real server binary ([`mkondo_bin`]), a real SQLite file — or a
 //! PostgreSQL database: [`ServerOptions::database`], or every server of a test run
 //! with `MKONDO_TEST_STORE=postgres` (each on a fresh database, see `services`).
 
@@ -290,22 +290,28 @@ pub struct TestServer {
     dir: TempDir,
 }
 
-/// The `mkondo` binary: `$MKONDO_BIN`, or `mkondo` in the target directory this test
-/// executable was built into (`target/<profile>/deps/<test>` → `target/<profile>/mkondo`).
+/// The server binary the tests start: `$MKONDO_BIN` when set, else this
+/// package's `mkondo-e2e-server` (the `mkondo` program under another name), whose
+/// path Cargo gives the tests it runs (`CARGO_BIN_EXE_mkondo-e2e-server`), or,
+/// for a test executable run by hand, the one beside it in the target directory
+/// (`target/<profile>/deps/<test>` → `target/<profile>/mkondo-e2e-server`).
 pub fn mkondo_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("MKONDO_BIN") {
-        return PathBuf::from(bin);
+    const NAME: &str = "mkondo-e2e-server";
+    for var in ["MKONDO_BIN", "CARGO_BIN_EXE_mkondo-e2e-server"] {
+        if let Some(bin) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return PathBuf::from(bin);
+        }
     }
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("test executable has a directory");
     if dir.ends_with("deps") {
         dir = dir.parent().expect("deps has a parent");
     }
-    let bin = dir.join(format!("mkondo{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{NAME}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         panic!(
-            "the server binary {} does not exist: build it first: cargo build -p mkondo-server \
-             (or point MKONDO_BIN at it)",
+            "the server binary {} does not exist: run the tests with cargo test -p \
+             mkondo-tests (it builds it), or point MKONDO_BIN at a mkondo binary",
             bin.display()
         );
     }

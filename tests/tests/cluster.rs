@@ -6,10 +6,11 @@
 //! connections on all; Redis restarts under the nodes; nginx with the shipped
 //! `deploy/nginx.conf` in front of them.
 //!
-//! Needs PostgreSQL (`MKONDO_TEST_DATABASE_URL`, started by `scripts/services.sh`
-//! from `./scripts/test.sh`) and the `redis-server` and `nginx` binaries (each test
-//! starts its own Redis, so it can restart it).
+//! Needs the PostgreSQL, `redis-server` and `nginx` binaries: this process starts
+//! one PostgreSQL (`mkondo_tests::fresh_postgres`), each test its own Redis (so it
+//! can restart it). Without them the tests are listed as ignored, with the reason.
 
+#[path = "e2e/sdk_common.rs"]
 mod sdk_common;
 
 use std::{
@@ -63,6 +64,10 @@ async fn next_presence(client: &Client, who: &str, user: &str, status: &str) -> 
 /// Alice (WS-JSON, node 0), Bob (gRPC, node 1) and Carol (WS-protobuf, node 2):
 /// presence, a message, typing and a read receipt all cross nodes live.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn users_on_different_nodes_chat_live() {
     let c = cluster(3).await;
     let api = c.nodes[1].api();
@@ -132,6 +137,10 @@ async fn users_on_different_nodes_chat_live() {
 /// node 2. Bob's client reconnects there by itself and has every message exactly
 /// once, in order — then live ones again.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn a_client_moves_to_another_node_and_recovers_exactly_once() {
     let c = cluster(3).await;
     let api = c.nodes[0].api();
@@ -195,6 +204,10 @@ async fn a_client_moves_to_another_node_and_recovers_exactly_once() {
 /// moment on two nodes. Every seq from 1 to N exists once; a retry gets the
 /// original message back.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn twenty_senders_on_three_nodes_get_gap_free_seqs() {
     const SENDERS: usize = 20;
     const EACH: usize = 10;
@@ -300,6 +313,10 @@ async fn twenty_senders_on_three_nodes_get_gap_free_seqs() {
 /// so itself); her client reconnects to node 2, and every message she sent —
 /// acknowledged before the crash or queued during it — is stored exactly once.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn a_killed_nodes_users_go_offline_and_lose_nothing() {
     let c = cluster(3).await;
     let api = c.nodes[1].api();
@@ -371,6 +388,10 @@ async fn a_killed_nodes_users_go_offline_and_lose_nothing() {
 /// every connection (3501) within a second; after reactivation, revoking her tokens
 /// through node 2 does the same (3502).
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn a_revocation_on_one_node_closes_connections_on_every_node() {
     let c = cluster(3).await;
     c.nodes[0].api().create_users(&["alice"]).await;
@@ -424,6 +445,10 @@ async fn a_revocation_on_one_node_closes_connections_on_every_node() {
 /// themselves, Bob's SDK client recovers every missed message exactly once through
 /// resume, and live delivery across nodes works again.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn nodes_survive_a_redis_restart_and_clients_recover() {
     let mut c = cluster(2).await;
     let api = c.nodes[0].api();
@@ -527,6 +552,10 @@ async fn send_seq(alice: &Client, conv: &str, seq: u64) {
 /// Real nginx with `deploy/nginx.conf` in front of two nodes: a WebSocket client
 /// and a gRPC client chat through it, and REST goes through it too.
 #[tokio::test]
+#[cfg_attr(
+    not(has_nginx),
+    ignore = "PostgreSQL/Redis/nginx not installed: apt-get install postgresql redis-server nginx-light"
+)]
 async fn nginx_with_the_shipped_configuration_carries_every_transport() {
     let c = cluster(2).await;
     let nginx = Nginx::start(&[c.nodes[0].addr, c.nodes[1].addr]).await;

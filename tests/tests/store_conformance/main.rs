@@ -6,7 +6,8 @@
 //! and unique, retried sends are deduplicated, check-then-insert paths (direct
 //! conversations, users, members) create exactly once, and the last owner of a
 //! group cannot be lost. SQLite serves one node, so there the same races run
-//! through one `Store`. Needs `MKONDO_TEST_DATABASE_URL` (see `services.rs`).
+//! through one `Store`. The PostgreSQL half starts PostgreSQL itself (see
+//! `mkondo_tests::fresh_postgres`), or is listed as ignored when it is not installed.
 //!
 //! `main.rs` holds the harness (one `Db` per engine, the `conformance!` macro
 //! that runs each scenario on both); the scenarios are in `concurrency.rs` (races
@@ -108,6 +109,10 @@ macro_rules! conformance {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(
+                    not(has_services),
+                    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+                )]
                 async fn $scenario() {
                     super::$scenario(super::Db::postgres().await).await
                 }

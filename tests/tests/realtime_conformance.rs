@@ -8,8 +8,10 @@
 //! id, a crashed node's entries expiring, Redis restarting under two nodes) is
 //! tested for Redis alone, at the end.
 //!
-//! Redis comes from `MKONDO_TEST_REDIS_URL`; each test uses its own key prefix
-//! and deletes its keys. The restart test runs its own `redis-server`.
+//! Redis is this test process's (`mkondo_tests::redis_url`, started on first
+//! use); each test uses its own key prefix and deletes its keys. The restart
+//! test runs its own `redis-server`. Without Redis installed, the Redis tests
+//! are listed as ignored, with the reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,20 +24,12 @@ use mkondo_server::engine::outbound::Outbound;
 use mkondo_server::engine::presence::{AppState, Change, MemoryPresence, PresenceManager, Status};
 use mkondo_server::engine::redis_broker::{self, RedisBroker};
 use mkondo_server::engine::redis_presence::RedisPresence;
+use mkondo_tests::redis_url;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Anything that should happen soon; generous for a loaded machine.
 const WAIT: Duration = Duration::from_secs(10);
-
-fn redis_url() -> String {
-    std::env::var("MKONDO_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!(
-            "MKONDO_TEST_REDIS_URL is not set: start the test services with \
-             `eval \"$(scripts/services.sh start)\"` (or run ./scripts/test.sh)"
-        )
-    })
-}
 
 fn unique_prefix() -> String {
     format!(
@@ -340,22 +334,29 @@ async fn disconnects_close_selected_sessions(b: Brokers) {
 
 /// One module of tests per engine: each scenario run against `$fixture`.
 macro_rules! conformance {
-    ($engine:ident, $fixture:ident, [$($scenario:ident),* $(,)?]) => {
+    ($(#[$attr:meta])* $engine:ident, $fixture:ident, [$($scenario:ident),* $(,)?]) => {
         mod $engine {
             use super::*;
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario($fixture().await).await;
-                }
-            )*
+            conformance!(@each [$(#[$attr])*] $fixture, [$($scenario),*]);
+        }
+    };
+    // The attributes (e.g. the `ignore` of the Redis suites) go on every test.
+    (@each $attrs:tt $fixture:ident, [$($scenario:ident),*]) => {
+        $(conformance!(@one $attrs $fixture, $scenario);)*
+    };
+    (@one [$($attrs:tt)*] $fixture:ident, $scenario:ident) => {
+        #[tokio::test]
+        $($attrs)*
+        async fn $scenario() {
+            super::$scenario($fixture().await).await;
         }
     };
 }
 
 macro_rules! broker_suite {
-    ($engine:ident, $fixture:ident) => {
+    ($(#[$attr:meta])* $engine:ident, $fixture:ident $(,)?) => {
         conformance!(
+            $(#[$attr])*
             $engine,
             $fixture,
             [
@@ -368,8 +369,22 @@ macro_rules! broker_suite {
 }
 
 broker_suite!(memory_broker_on_its_node, memory_broker);
-broker_suite!(redis_broker_on_the_publishing_node, redis_same_node);
-broker_suite!(redis_broker_on_another_node, redis_other_node);
+broker_suite!(
+    #[cfg_attr(
+        not(has_services),
+        ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+    )]
+    redis_broker_on_the_publishing_node,
+    redis_same_node,
+);
+broker_suite!(
+    #[cfg_attr(
+        not(has_services),
+        ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+    )]
+    redis_broker_on_another_node,
+    redis_other_node,
+);
 
 // ----- presence
 
@@ -479,8 +494,9 @@ async fn concurrent_changes_are_reported_once(p: Presences) {
 }
 
 macro_rules! presence_suite {
-    ($engine:ident, $fixture:ident) => {
+    ($(#[$attr:meta])* $engine:ident, $fixture:ident $(,)?) => {
         conformance!(
+            $(#[$attr])*
             $engine,
             $fixture,
             [
@@ -493,13 +509,24 @@ macro_rules! presence_suite {
 }
 
 presence_suite!(memory_presence_on_one_node, memory_presence);
-presence_suite!(redis_presence_on_two_nodes, redis_presence);
+presence_suite!(
+    #[cfg_attr(
+        not(has_services),
+        ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+    )]
+    redis_presence_on_two_nodes,
+    redis_presence,
+);
 
 // ----- what only the shared engine does
 
 /// Session ids are unique per process only: the same id on two nodes is two
 /// connections.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn redis_presence_keeps_equal_session_ids_of_two_nodes_apart() {
     let p = redis_presence().await;
     let on = AppState::Foreground;
@@ -517,6 +544,10 @@ async fn redis_presence_keeps_equal_session_ids_of_two_nodes_apart() {
 /// exactly one reports the user offline, with the last time the dead node
 /// refreshed it; another app's user is not touched.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn redis_presence_expires_a_crashed_nodes_connections_once() {
     let (url, prefix) = (redis_url(), unique_prefix());
     let _keys = Keys {
@@ -564,6 +595,10 @@ async fn redis_presence_expires_a_crashed_nodes_connections_once() {
 /// A node that keeps refreshing keeps its users present past the TTL; one that
 /// was too slow finds its entry swept and puts it back (reporting online again).
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn redis_presence_refresh_keeps_users_present() {
     let (url, prefix) = (redis_url(), unique_prefix());
     let _keys = Keys {
@@ -590,6 +625,10 @@ async fn redis_presence_refresh_keeps_users_present() {
 
 /// Two prefixes sharing one Redis are two clusters.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn redis_prefixes_separate_clusters() {
     let url = redis_url();
     let stop = CancellationToken::new();
@@ -676,6 +715,10 @@ impl Drop for OwnRedis {
 /// time) while it is down; both nodes resubscribe by themselves, close their
 /// sessions with 3004 so clients resume, and carry events again.
 #[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
 async fn nodes_reconnect_by_themselves_when_redis_restarts() {
     let mut redis = OwnRedis::start();
     let url = redis.url();

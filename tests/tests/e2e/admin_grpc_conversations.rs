@@ -1,9 +1,7 @@
 //! The Admin gRPC service against its REST twins: conversations, members,
 //! blocks and hiding a conversation (see `admin_grpc.rs`).
 
-mod admin_common;
-
-use admin_common::*;
+use crate::admin_common::*;
 use mkondo_proto::v1::*;
 use mkondo_tests::urlencode;
 use serde_json::json;

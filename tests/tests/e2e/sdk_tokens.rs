@@ -2,8 +2,6 @@
 //! connection; a provider answering "unauthorized" stops the client with no
 //! further connection attempts (counted at a proxy); other failures are retried.
 
-mod sdk_common;
-
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -12,9 +10,9 @@ use std::{
     time::Duration,
 };
 
+use crate::sdk_common::{client, connected, kind, state_changes};
 use mkondo_sdk::{codes, Config, ConnectionState, TokenError};
 use mkondo_tests::{Proxy, ServerOptions, TestServer, Transport};
-use sdk_common::{client, connected, kind, state_changes};
 
 /// The three transports side by side (one 30 s wait, not three).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,7 @@
 //! messages, blocks and lifecycle are in `admin_grpc_conversations.rs` and
 //! `admin_grpc_messages.rs`.
 
-mod admin_common;
-
-use admin_common::*;
+use crate::admin_common::*;
 use mkondo_proto::v1::*;
 use mkondo_tests::{urlencode, TestServer};
 use serde_json::json;

@@ -1,31 +1,28 @@
-//! The shared services of the distributed-path tests: PostgreSQL and Redis, started
-//! once per test run by `scripts/services.sh` (which `./scripts/test.sh` runs) and
-//! named by `MKONDO_TEST_DATABASE_URL` and `MKONDO_TEST_REDIS_URL`.
+//! The shared services of the distributed-path tests: PostgreSQL and Redis,
+//! started once per test process from the installed binaries (`local`), or
+//! the running servers `MKONDO_TEST_DATABASE_URL` and `MKONDO_TEST_REDIS_URL`
+//! name. Tests that need them carry
+//! `#[cfg_attr(not(has_services), ignore = "…")]` (see `build.rs`).
 //!
 //! Every test gets a database of its own ([`fresh_postgres`]), so tests run in
 //! parallel and never see each other's rows. The databases use the "C" collation,
 //! as `docs/deploy.md` asks of a production one: ids sort bytewise, as on SQLite.
 
+mod local;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, PgConnection};
 
-const START_SERVICES: &str =
-    "start the services: eval \"$(scripts/services.sh start)\", or run ./scripts/test.sh";
+pub use local::redis_url;
 
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => value,
-        _ => panic!("{name} is not set: {START_SERVICES}"),
-    }
-}
-
-/// A new, empty PostgreSQL database with a unique name on the server that
-/// `MKONDO_TEST_DATABASE_URL` names; returns its URL. Panics, saying how to start
-/// the services, when the variable is missing or the server does not answer.
+/// A new, empty PostgreSQL database with a unique name on this test process's
+/// PostgreSQL (started on first use); returns its URL.
 pub async fn fresh_postgres() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let admin_url = required_env("MKONDO_TEST_DATABASE_URL");
+    let admin_url = tokio::task::spawn_blocking(local::postgres_url)
+        .await
+        .expect("start PostgreSQL");
     let name = format!(
         "mkondo_test_{}_{}_{:08x}",
         std::process::id(),
@@ -34,7 +31,7 @@ pub async fn fresh_postgres() -> String {
     );
     let mut admin = PgConnection::connect(&admin_url)
         .await
-        .unwrap_or_else(|e| panic!("connect to {admin_url} failed ({e}): {START_SERVICES}"));
+        .unwrap_or_else(|e| panic!("connect to {admin_url} failed: {e}"));
     // template0: the only template a different collation may be chosen from.
     admin
         .execute(
@@ -48,17 +45,6 @@ pub async fn fresh_postgres() -> String {
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
     let _ = admin.close().await;
     with_database(&admin_url, &name)
-}
-
-/// The Redis server `MKONDO_TEST_REDIS_URL` names. Panics, saying how to start the
-/// services, when the variable is missing.
-pub fn redis_url() -> String {
-    required_env("MKONDO_TEST_REDIS_URL")
-}
-
-/// Whether the services are there (`MKONDO_TEST_DATABASE_URL` is set).
-pub fn postgres_configured() -> bool {
-    std::env::var("MKONDO_TEST_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty())
 }
 
 /// `url` with its database name replaced by `name` (query parameters kept).

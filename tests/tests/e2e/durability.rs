@@ -165,8 +165,10 @@ async fn sigterm_tells_clients_and_keeps_every_acknowledged_message() {
             .unwrap_or_else(|| panic!("{:?} client still open after shutdown", client.transport));
         let d = closed.disconnect.clone().unwrap_or_else(|| {
             panic!(
-                "{:?} client got no disconnect push before the close: {closed:?}",
-                client.transport
+                "{:?} client got no disconnect push before the close: {closed:?}; \
+                 the server's last lines:\n{}",
+                client.transport,
+                state.server.log_tail()
             )
         });
         assert_eq!(d.code, 3000, "shutdown code over {:?}", client.transport);

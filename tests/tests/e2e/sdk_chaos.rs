@@ -5,20 +5,18 @@
 //! with every message of its conversations exactly once, in seq order, and every
 //! message sent must be acknowledged exactly once (and stored once).
 
-mod sdk_common;
-
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
 
+use crate::sdk_common::{client, connected, kind, Recorder};
 use futures::future::join_all;
 use mkondo_sdk::{Client, Config, Event, NewMessage, TokenError};
 use mkondo_tests::{
     assert_seqs, json_u64, seq_of, Fault, Proxy, ServerOptions, TestServer, Transport,
 };
-use sdk_common::{client, connected, kind, Recorder};
 
 const CLIENTS: usize = 20;
 const CONVERSATIONS: usize = 5;

@@ -1,9 +1,7 @@
 //! The Admin gRPC service against its REST twins: messages (history, send,
 //! edit, delete, reactions) and user lifecycle (see `admin_grpc.rs`).
 
-mod admin_common;
-
-use admin_common::*;
+use crate::admin_common::*;
 use mkondo_proto::v1::*;
 use mkondo_tests::urlencode;
 use pbjson_types::Empty;

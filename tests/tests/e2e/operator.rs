@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 const SECRET: &str = "operator-secret-for-tests-0123";
-const ES256_PRIVATE: &[u8] = include_bytes!("../fixtures/keys/es256-1.key.pem");
-const ES256_PUBLIC: &str = include_str!("../fixtures/keys/es256-1.pub.pem");
+const ES256_PRIVATE: &[u8] = include_bytes!("../../fixtures/keys/es256-1.key.pem");
+const ES256_PUBLIC: &str = include_str!("../../fixtures/keys/es256-1.pub.pem");
 
 async fn server_with_operator() -> TestServer {
     TestServer::start(ServerOptions::new().operator_secret(SECRET).extra_apps(1)).await

@@ -1,16 +1,14 @@
 //! The SDK against the real server over each native transport: every call of
 //! SPEC §4 does what it says, and pushes arrive as events.
 
-mod sdk_common;
-
 use std::time::Duration;
 
+use crate::sdk_common::{client, connected, kind};
 use mkondo_sdk::{
     Config, ConnectionState, Error, ErrorCode, Event, HistoryQuery, NewGroup, NewMessage,
     SubscriptionState,
 };
 use mkondo_tests::{per_transport, ServerOptions, TestServer, Transport};
-use sdk_common::{client, connected, kind};
 
 per_transport!(chat_and_calls, message_changes_and_social_calls);
 
