@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod message_changes;
 mod notifications;
+mod one_door;
 mod openapi;
 mod operations;
 mod operator;
