@@ -45,6 +45,9 @@ MKONDO_TEST_STORE=postgres cargo test --locked -p mkondo-tests \
     --test notifications --test roles --test lifecycle --test delete_conversation \
     --test rest --test operations --test durability --test operator --test sdk_chat
 
+echo "== the REST API against its OpenAPI document: Schemathesis, pinned, in a venv"
+tests/openapi-fuzz/run.sh
+
 echo "== mobile bindings: Python, Kotlin (JVM), Swift header check"
 sdk-mobile/tests/run.sh
 
