@@ -44,6 +44,9 @@ cargo build --locked -p mkondo-server --bin mkondo
 export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
 case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
 
+echo "== the REST API against its OpenAPI document: Schemathesis, pinned, in a venv"
+tests/openapi-fuzz/run.sh
+
 echo "== mobile bindings: Python, Kotlin (JVM), Swift header check"
 sdk-mobile/tests/run.sh
 

@@ -33,7 +33,7 @@ impl Node {
         }
         let c = self.visible_conversation(app, actor, conv).await?;
         if c.kind == store::Kind::Direct {
-            return Err(Error::invalid(
+            return Err(Error::denied(
                 "a direct conversation has exactly two members",
             ));
         }
@@ -132,7 +132,7 @@ impl Node {
     ) -> Result<()> {
         let c = self.visible_conversation(app, actor, conv).await?;
         if c.kind == store::Kind::Direct && matches!(actor, Actor::User(_)) {
-            return Err(Error::invalid(
+            return Err(Error::denied(
                 "cannot leave a direct conversation; hide it instead",
             ));
         }
@@ -271,7 +271,7 @@ impl Node {
     ) -> Result<Member> {
         let c = self.visible_conversation(app, actor, conv).await?;
         if c.kind == store::Kind::Direct {
-            return Err(Error::invalid(
+            return Err(Error::denied(
                 "the members of a direct conversation have no roles",
             ));
         }

@@ -47,7 +47,9 @@ impl Change {
 }
 
 impl Node {
-    /// Replaces the text and/or data of a message (absent fields are kept).
+    /// Replaces the text and/or data of a message (absent fields are kept). An
+    /// edit gives a non-empty text or a non-empty data object, so the message
+    /// never ends up empty (a rule the request alone shows).
     pub async fn edit_message(
         &self,
         app: &str,
@@ -56,8 +58,15 @@ impl Node {
         seq: i64,
         edit: MessageEdit,
     ) -> Result<Message> {
-        if edit.text.is_none() && edit.data.is_none() {
-            return Err(Error::invalid("an edit needs text or data"));
+        let gives_text = edit.text.as_deref().is_some_and(|t| !t.is_empty());
+        let gives_data = edit
+            .data
+            .as_ref()
+            .is_some_and(|d| d.as_object().is_none_or(|o| !o.is_empty()));
+        if !gives_text && !gives_data {
+            return Err(Error::invalid(
+                "an edit needs a non-empty text or a non-empty data object",
+            ));
         }
         let (_, message) = self.changeable_message(app, actor, conv, seq).await?;
         if let Actor::User(me) = actor {

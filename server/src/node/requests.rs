@@ -16,8 +16,8 @@ use crate::store::messages::HistoryQuery;
 use crate::store::system_messages::SYSTEM_SENDER;
 use crate::store::users::UserPatch;
 use crate::store::{
-    valid_conversation_id, Conversation, Kind, Member, Message, NewGroup, NewMessage, Page, Sent,
-    User,
+    check_conversation_fields, valid_conversation_id, Conversation, Kind, Member, Message,
+    NewGroup, NewMessage, Page, Sent, User,
 };
 
 /// A list's page size when the request gives none.
@@ -261,32 +261,26 @@ impl Node {
         self.store.user_messages(app, user, b.cursor, b.limit).await
     }
 
-    /// Presence of `users` (deduplicated, at most 100): the backend sees any of
-    /// its users, a user only those it may see. Unknown users are left out.
+    /// Presence of `users` (1 to 100 valid ids, duplicates answered once): the
+    /// backend sees any of its users, a user only those it may see. Unknown
+    /// users are left out.
     pub async fn presence_request(
         &self,
         app: &str,
         actor: Actor<'_>,
         users: &[String],
     ) -> Result<Vec<UserPresence>> {
-        let mut wanted: Vec<String> = Vec::new();
-        for u in users {
-            let u = u.trim();
-            if u.is_empty() || wanted.iter().any(|seen| seen == u) {
-                continue;
-            }
-            if !valid_user_id(u) {
-                return Err(Error::invalid(format!("invalid user id {u:?}")));
-            }
-            wanted.push(u.to_owned());
-        }
-        if wanted.is_empty() {
-            return Err(Error::invalid("give user ids: ?users=a,b"));
-        }
-        if wanted.len() > MAX_PRESENCE_USERS {
+        if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
             return Err(Error::invalid(format!(
-                "at most {MAX_PRESENCE_USERS} user ids"
+                "give 1 to {MAX_PRESENCE_USERS} user ids: ?users=a,b"
             )));
+        }
+        check_user_ids(users)?;
+        let mut wanted: Vec<String> = Vec::with_capacity(users.len());
+        for u in users {
+            if !wanted.contains(u) {
+                wanted.push(u.clone());
+            }
         }
         let found = self.store.get_users(app, &wanted).await?;
         wanted.retain(|u| found.iter().any(|f| f.id == *u));
@@ -331,6 +325,12 @@ impl Node {
                         "a direct conversation's id is chosen by the server",
                     ));
                 }
+                // Checked whether or not the pair has a conversation already.
+                check_conversation_fields(
+                    req.name.as_deref(),
+                    req.icon_url.as_deref(),
+                    req.data.as_ref(),
+                )?;
                 let mut members = req.members;
                 members.sort();
                 members.dedup();

@@ -145,8 +145,10 @@ impl Node {
         if !valid_user_id(other) {
             return Err(Error::invalid("invalid user id"));
         }
+        // A well-formed request the caller may not make (the OpenAPI document
+        // cannot relate the path's id to the body's, so not invalid_argument).
         if user == other {
-            return Err(Error::invalid("cannot block yourself"));
+            return Err(Error::denied("a user cannot block themself"));
         }
         self.require_users(app, &[user.to_owned(), other.to_owned()])
             .await

@@ -26,8 +26,14 @@ use crate::store::{AppOverview, Millis, Page};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
+    /// At most 200 bytes, not only whitespace.
+    #[schema(
+        max_length = 200,
+        pattern = "[^\\x09-\\x0d\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub name: String,
-    /// Chosen id (default: generated).
+    /// Chosen id (default: generated): 1 to 128 characters of `A-Z a-z 0-9 . @ : -`.
+    #[schema(pattern = "^[A-Za-z0-9.@:-]{1,128}$")]
     pub id: Option<String>,
 }
 
@@ -35,9 +41,20 @@ pub struct CreateApp {
 #[serde(deny_unknown_fields)]
 pub struct AddKey {
     /// HS256 (default: a new secret is made), RS256, ES256 or EdDSA.
+    #[schema(value_type = Option<KeyAlgName>)]
     pub alg: Option<String>,
-    /// The PEM public key, for RS256 / ES256 / EdDSA.
+    /// The PEM public key: required for RS256, ES256 and EdDSA, refused for HS256.
     pub public_key: Option<String>,
+}
+
+/// A signing algorithm, as `AddKey.alg` names it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = KeyAlg)]
+pub enum KeyAlgName {
+    HS256,
+    RS256,
+    ES256,
+    EdDSA,
 }
 
 /// `GET /v1/admin/apps`: every app, with its key ids and API-key prefixes.
@@ -235,13 +252,16 @@ pub async fn revoke_tokens(
     }))
 }
 
-/// A JSON body that may be left out (empty or whitespace: the defaults).
+/// A JSON body that may be left out (empty, whitespace or `null`: the defaults).
 fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
     if body.len() > super::extract::MAX_BODY_BYTES {
         return Err(Error::too_large("the request body is larger than 1 MiB"));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| Error::invalid(format!("invalid request body: {e}")))
+    let value = serde_json::from_slice(body)
+        .map_err(|e| Error::invalid(format!("invalid request body: {e}")))?;
+    super::extract::require_object(body)?;
+    Ok(value)
 }

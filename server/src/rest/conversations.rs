@@ -13,30 +13,104 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::extract::{Json, PageParams, Path, Query};
+use super::openapi::{null_only, user_pair, ConversationId, UserId};
 use super::openapi::{E401, E403, E404, E409, E413, E422};
 use crate::error::Result;
 use crate::node::requests::NewConversation;
 use crate::node::Node;
 use crate::store::{Conversation, Kind, Member, Page, Role};
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// The body of `POST /v1/conversations`, read for both kinds; the document
+/// states each kind's rules apart ([`CreateConversationSchema`]).
+#[derive(Debug, Deserialize)]
 pub struct CreateConversation {
     pub kind: Kind,
-    /// Group: the members (a user token's user is added as owner). Direct:
-    /// exactly two with an API key, or the one other person with a user token.
     #[serde(default)]
     pub members: Vec<String>,
-    /// Groups only; made by the server when absent.
     pub id: Option<String>,
     pub name: Option<String>,
     pub icon_url: Option<String>,
-    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
+}
+
+/// [`CreateConversation`] as the document states it: a group or a direct
+/// conversation, told apart by `kind`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = CreateConversation)]
+#[serde(untagged)]
+pub enum CreateConversationSchema {
+    Group(NewGroupSchema),
+    Direct(NewDirectSchema),
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    Group,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectKind {
+    Direct,
+}
+
+/// A group to create.
+#[derive(utoipa::ToSchema)]
+#[schema(as = NewGroup)]
+#[expect(dead_code, reason = "a schema only")]
+pub struct NewGroupSchema {
+    #[schema(inline)]
+    kind: GroupKind,
+    /// Up to 1000 members (a user token's user is added as owner).
+    #[serde(default)]
+    #[schema(value_type = Vec<UserId>, max_items = 1000)]
+    members: Vec<String>,
+    /// Made by the server when absent.
+    #[schema(value_type = Option<ConversationId>)]
+    id: Option<String>,
+    /// At most 256 bytes.
+    #[schema(max_length = 256)]
+    name: Option<String>,
+    /// At most 2048 bytes.
+    #[schema(max_length = 2048)]
+    icon_url: Option<String>,
+    /// The customer's JSON object (at most 16 KiB serialized).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
+/// A direct conversation to start (or find).
+#[derive(utoipa::ToSchema)]
+#[schema(as = NewDirect)]
+#[expect(dead_code, reason = "a schema only")]
+pub struct NewDirectSchema {
+    #[schema(inline)]
+    kind: DirectKind,
+    /// The two people (with a user token: the other person, optionally with
+    /// the token's user).
+    #[schema(schema_with = user_pair)]
+    members: Vec<String>,
+    #[schema(schema_with = null_only)]
+    id: Option<String>,
+    /// At most 256 bytes.
+    #[schema(max_length = 256)]
+    name: Option<String>,
+    /// At most 2048 bytes.
+    #[schema(max_length = 2048)]
+    icon_url: Option<String>,
+    /// The customer's JSON object (at most 16 KiB serialized).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct UpdateConversation {
+    /// At most 256 bytes.
+    #[schema(max_length = 256)]
     pub name: Option<String>,
+    /// At most 2048 bytes.
+    #[schema(max_length = 2048)]
     pub icon_url: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
@@ -44,6 +118,8 @@ pub struct UpdateConversation {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddMembers {
+    /// 1 to 1000 user ids.
+    #[schema(value_type = Vec<UserId>, min_items = 1, max_items = 1000)]
     pub user_ids: Vec<String>,
 }
 
@@ -68,7 +144,7 @@ pub struct AddedMembers {
     summary = "Create a conversation",
     description = "Creates a group (201; a user token becomes its owner; 409 when the chosen id is taken) or starts a direct conversation (201 when created, 200 with the existing one for the same pair).",
     security(("api_key" = []), ("user_token" = [])),
-    request_body = CreateConversation,
+    request_body = CreateConversationSchema,
     responses(
         (status = 201, description = "Created.", body = Conversation),
         (status = 200, description = "The existing direct conversation.", body = Conversation),
@@ -141,7 +217,7 @@ pub async fn list(
     summary = "Read a conversation",
     description = "A user token reads only conversations it is a member of.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id.")),
+    params(("id" = ConversationId, Path, description = "Conversation id.")),
     responses(
         (status = 200, description = "The conversation.", body = Conversation),
         (status = 401, response = E401),
@@ -169,7 +245,7 @@ pub async fn get(
     summary = "Delete a conversation",
     description = "Deletes the conversation, its members and its messages for everyone (a user token: owners of a group; members of a direct conversation hide it instead). Each member's devices get a `member_left` push.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id.")),
+    params(("id" = ConversationId, Path, description = "Conversation id.")),
     responses(
         (status = 204, description = "Deleted."),
         (status = 401, response = E401),
@@ -197,7 +273,7 @@ pub async fn delete(
     summary = "Update a conversation",
     description = "Updates name, icon_url, data (a user token: admins and owners). Members are told live and history gets a system message for a rename.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id.")),
+    params(("id" = ConversationId, Path, description = "Conversation id.")),
     request_body = UpdateConversation,
     responses(
         (status = 200, description = "The updated conversation.", body = Conversation),
@@ -236,7 +312,7 @@ pub async fn update(
     summary = "List members",
     description = "A conversation's members, by user id.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), PageParams),
+    params(("id" = ConversationId, Path, description = "Conversation id."), PageParams),
     responses(
         (status = 200, description = "A page of members.", body = Page<Member>),
         (status = 401, response = E401),
@@ -267,7 +343,7 @@ pub async fn members(
     summary = "Add members",
     description = "Adds members to a group (a user token: admins and owners; the API key also creates unknown users). 201 with the users added; 200 with an empty list when everyone was a member already.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id.")),
+    params(("id" = ConversationId, Path, description = "Conversation id.")),
     request_body = AddMembers,
     responses(
         (status = 201, description = "The users added.", body = AddedMembers),
@@ -304,7 +380,7 @@ pub async fn add_members(
     summary = "Remove a member",
     description = "Oneself (leave), or another member by an admin or owner, or by the API key.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), ("user" = String, Path, description = "User id of the member.")),
+    params(("id" = ConversationId, Path, description = "Conversation id."), ("user" = UserId, Path, description = "User id of the member.")),
     responses(
         (status = 204, description = "Removed."),
         (status = 401, response = E401),
@@ -334,7 +410,7 @@ pub async fn remove_member(
     summary = "Change a member's role",
     description = "A user token: owners and admins; only an owner makes owners or changes an owner's role, and the last owner cannot step down while others remain. Told in history as a system message.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), ("user" = String, Path, description = "User id of the member.")),
+    params(("id" = ConversationId, Path, description = "Conversation id."), ("user" = UserId, Path, description = "User id of the member.")),
     request_body = ChangeRole,
     responses(
         (status = 200, description = "The member as now.", body = Member),

@@ -64,7 +64,7 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("a JSON request body is required"));
         }
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {
                 Category::Syntax | Category::Eof | Category::Io if !declared_json => {
@@ -77,7 +77,57 @@ where
                 }
                 Category::Data => Error::invalid(format!("invalid request body: {e}")),
             }
+        })?;
+        require_object(&bytes)?;
+        Ok(Json(value))
+    }
+}
+
+/// Every request body is a JSON object. serde also reads a struct from an
+/// array of its fields (`["alice"]`), which the OpenAPI document does not allow.
+pub fn require_object(json: &[u8]) -> Result<()> {
+    match json.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(Error::invalid("the request body must be a JSON object")),
+    }
+}
+
+/// Integer fields of request bodies, read as JSON Schema's `integer` (which
+/// the OpenAPI document states): any number with no fraction, `3600.0` too.
+pub mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Number;
+
+    fn integer(n: &Number) -> Option<i64> {
+        // 2^63: the first f64 past i64::MAX.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        n.as_i64().or_else(|| {
+            let f = n.as_f64()?;
+            (f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
         })
+    }
+
+    pub fn option_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => integer(&n)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number"))),
+        }
+    }
+
+    pub fn option_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => n
+                .as_u64()
+                .or_else(|| integer(&n).and_then(|i| u64::try_from(i).ok()))
+                .map(Some)
+                .ok_or_else(|| {
+                    D::Error::custom(format!("{n} is not a whole number of at least 0"))
+                }),
+        }
     }
 }
 
@@ -123,7 +173,9 @@ pub struct PageParams {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (base64url; only a cursor the
+    /// server answered is valid).
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::extract::{Path, Query};
-use super::openapi::{E401, E403, E404, E422};
+use super::openapi::{UserId, E401, E403, E404, E422};
 use crate::error::Result;
 use crate::node::Node;
 use crate::store::{Millis, User};
@@ -49,7 +49,7 @@ pub struct Deleted {
     summary = "Deactivate a user",
     description = "API key only. Their live connections close within a second with disconnect code 3501 user_deactivated, and their tokens are refused (REST: 403, reason user_deactivated) until reactivated. Idempotent.",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     responses(
         (status = 200, description = "The user, deactivated.", body = User),
         (status = 401, response = E401),
@@ -75,7 +75,7 @@ pub async fn deactivate(
     summary = "Reactivate a user",
     description = "API key only. Their tokens are accepted again, unless revoked. Idempotent.",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     responses(
         (status = 200, description = "The user, active.", body = User),
         (status = 401, response = E401),
@@ -102,7 +102,7 @@ pub async fn reactivate(
     summary = "Revoke a user's tokens",
     description = "API key only. Every token of the user issued up to now (iat in the current second or before) is refused; live connections holding one close within a second with 3502 tokens_revoked.",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     responses(
         (status = 200, description = "The revocation point.", body = Revoked),
         (status = 401, response = E401),
@@ -159,7 +159,7 @@ pub async fn revoke_app_tokens(
     summary = "Delete a user",
     description = "API key only, in one transaction: memberships (members receive member_left), blocks and notifications go, live connections close with 3505 user_deleted, tokens issued up to now stay refused. Messages are kept with their sender id, or with erase=true become tombstones.",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "User id."), DeleteParams),
+    params(("id" = UserId, Path, description = "User id."), DeleteParams),
     responses(
         (status = 200, description = "What was deleted.", body = Deleted),
         (status = 401, response = E401),

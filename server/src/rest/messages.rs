@@ -4,6 +4,7 @@
 //! lock and reaches connected members live (a repeated `client_id` answers the
 //! original message); a change is pushed to members as `message_updated`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -11,10 +12,12 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 use super::auth::Caller;
-use super::extract::{Json, Path, Query};
-use super::openapi::{E401, E403, E404, E413, E422};
+use super::extract::{whole, Json, Path, Query};
+use super::openapi::{at_least_one_of, ConversationId, UserId, E401, E403, E404, E413, E422};
 use crate::error::Result;
 use crate::node::requests::{HistoryRequest, PageRequest, SendInput};
 use crate::node::Node;
@@ -33,7 +36,9 @@ pub struct HistoryParams {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (base64url; only a cursor the
+    /// server answered is valid).
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -49,15 +54,22 @@ pub enum MessageKind {
 pub struct SendMessage {
     /// Required with an API key unless kind is system (then "system"); with a
     /// user token, absent or the token's user.
+    #[schema(value_type = Option<UserId>)]
     pub sender_id: Option<String>,
-    /// At most 16 KiB; a message needs text or data.
+    /// At most 16 KiB (16,384 bytes of UTF-8); a message needs a non-empty
+    /// text or a non-empty data object.
     #[serde(default)]
+    #[schema(max_length = 16384)]
     pub text: String,
+    /// The customer's JSON object (at most 32 KiB serialized).
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
-    /// Idempotency key (at most 128 bytes): a retry answers the original message.
+    /// Idempotency key (1 to 128 bytes): a retry answers the original message.
+    #[schema(min_length = 1, max_length = 128)]
     pub client_id: Option<String>,
-    /// The seq of the message replied to, in the same conversation.
+    /// The seq of an earlier message of the same conversation.
+    #[serde(default, deserialize_with = "whole::option_i64")]
+    #[schema(minimum = 1)]
     pub reply_to: Option<i64>,
     #[serde(default)]
     pub kind: MessageKind,
@@ -74,7 +86,7 @@ pub struct SendMessage {
     summary = "History",
     description = "A page of history in ascending seq order. `after` pages forward from a seq; `before` (or neither) pages backward from the newest; `next_cursor` continues in the same direction.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), HistoryParams),
+    params(("id" = ConversationId, Path, description = "Conversation id."), HistoryParams),
     responses(
         (status = 200, description = "A page of messages.", body = Page<Message>),
         (status = 401, response = E401),
@@ -110,8 +122,8 @@ pub async fn history(
     summary = "Send a message",
     description = "Sends as a user (a user token: only as itself) or as the system (API key). Delivered live to connected members. A repeated client_id answers the original message (200).",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id.")),
-    request_body = SendMessage,
+    params(("id" = ConversationId, Path, description = "Conversation id.")),
+    request_body = SendMessageBody,
     responses(
         (status = 201, description = "Sent.", body = Message),
         (status = 200, description = "The original message of this client_id.", body = Message),
@@ -147,17 +159,90 @@ pub async fn send(
     Ok((status, axum::Json(sent.message)).into_response())
 }
 
+/// The request body schema of sending: [`SendMessage`] and the rule that a
+/// message has a text or data.
+pub struct SendMessageBody;
+
+impl utoipa::PartialSchema for SendMessageBody {
+    fn schema() -> RefOr<Schema> {
+        at_least_one_of(
+            SendMessage::schema(),
+            vec![
+                (
+                    "text",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1)),
+                ),
+                (
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .min_properties(Some(1)),
+                ),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for SendMessageBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SendMessage")
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EditMessage {
+    /// At most 16 KiB (16,384 bytes of UTF-8).
+    #[schema(max_length = 16384)]
     pub text: Option<String>,
+    /// At most 32 KiB serialized.
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
+/// The request body schema of an edit: [`EditMessage`] with a non-empty text
+/// or data (so the message never ends up empty).
+pub struct EditMessageBody;
+
+impl utoipa::PartialSchema for EditMessageBody {
+    fn schema() -> RefOr<Schema> {
+        at_least_one_of(
+            EditMessage::schema(),
+            vec![
+                (
+                    "text",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1)),
+                ),
+                (
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .min_properties(Some(1)),
+                ),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for EditMessageBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EditMessage")
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddReaction {
+    /// 1 to 32 bytes, no whitespace or control characters: an emoji, a sequence
+    /// of them, or a short name such as `:thumbsup:`.
+    #[schema(
+        pattern = "^[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{1,32}$"
+    )]
     pub emoji: String,
     /// Who reacts: required with an API key; with a user token, absent or itself.
+    #[schema(value_type = Option<UserId>)]
     pub user_id: Option<String>,
 }
 
@@ -165,6 +250,7 @@ pub struct AddReaction {
 #[into_params(parameter_in = Query)]
 pub struct ReactionParams {
     /// Whose reaction (API key only; required then).
+    #[param(value_type = Option<UserId>)]
     pub user_id: Option<String>,
 }
 
@@ -183,8 +269,8 @@ fn reacting_user(caller: &Caller, named: Option<String>) -> Result<String> {
     summary = "Edit a message",
     description = "The sender only (the API key: any message); system messages cannot be edited by users, deleted ones by nobody. Sets edited_at; members receive message_updated.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation.")),
-    request_body = EditMessage,
+    params(("id" = ConversationId, Path, description = "Conversation id."), ("seq" = i64, Path, minimum = 1, description = "The message's seq in the conversation.")),
+    request_body = EditMessageBody,
     responses(
         (status = 200, description = "The message as now.", body = Message),
         (status = 401, response = E401),
@@ -220,7 +306,7 @@ pub async fn edit(
     summary = "Delete a message",
     description = "The sender, an admin or owner of the conversation, or the API key. The message becomes a tombstone (text, data and reactions erased, deleted_at set; the seq stays taken); members receive message_updated. Repeating it answers the tombstone.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation.")),
+    params(("id" = ConversationId, Path, description = "Conversation id."), ("seq" = i64, Path, minimum = 1, description = "The message's seq in the conversation.")),
     responses(
         (status = 200, description = "The tombstone.", body = Message),
         (status = 401, response = E401),
@@ -250,7 +336,7 @@ pub async fn delete(
     summary = "React to a message",
     description = "A member, for themselves (the API key names the member). Reactions are a set per emoji and user; members receive message_updated when it changes.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation.")),
+    params(("id" = ConversationId, Path, description = "Conversation id."), ("seq" = i64, Path, minimum = 1, description = "The message's seq in the conversation.")),
     request_body = AddReaction,
     responses(
         (status = 201, description = "Added.", body = Message),
@@ -290,7 +376,7 @@ pub async fn react(
     summary = "Remove a reaction",
     description = "The token user's reaction, or (API key) that of `user_id`. Answers the message whether or not the reaction was there.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id."), ("seq" = i64, Path, description = "The message's seq in the conversation."), ("emoji" = String, Path, description = "The emoji, percent-encoded."), ReactionParams),
+    params(("id" = ConversationId, Path, description = "Conversation id."), ("seq" = i64, Path, minimum = 1, description = "The message's seq in the conversation."), ("emoji" = String, Path, pattern = "^[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{1,32}$", description = "The emoji, percent-encoded."), ReactionParams),
     responses(
         (status = 200, description = "The message as now.", body = Message),
         (status = 401, response = E401),

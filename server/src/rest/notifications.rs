@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::extract::{Json, PageParams, Path, Query};
-use super::openapi::{E401, E403, E404, E413, E422};
+use super::extract::{whole, Json, PageParams, Path, Query};
+use super::openapi::{UserId, E401, E403, E404, E413, E422};
 use crate::error::Result;
 use crate::node::Node;
 use crate::store::{social::Notification, Page};
@@ -21,7 +21,9 @@ use crate::store::{social::Notification, Page};
 pub struct SendNotification {
     #[schema(value_type = Object)]
     pub payload: Value,
-    /// Default 7 days, at most 30 days.
+    /// Seconds, default 7 days, at most 30 days.
+    #[serde(default, deserialize_with = "whole::option_u64")]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -34,7 +36,7 @@ pub struct SendNotification {
     summary = "Notify a user",
     description = "Pushes a notification to a user (API key only): delivered live to every connected device, and kept for the next connect until acknowledged or expired.",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     request_body = SendNotification,
     responses(
         (status = 201, description = "Stored and pushed.", body = Notification),
@@ -67,7 +69,7 @@ pub async fn send(
     summary = "A user's pending notifications",
     description = "Pending (unacknowledged, unexpired) notifications, oldest first. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), PageParams),
+    params(("id" = UserId, Path, description = "User id."), PageParams),
     responses(
         (status = 200, description = "A page of notifications.", body = Page<Notification>),
         (status = 401, response = E401),
@@ -95,7 +97,7 @@ pub async fn list(
     summary = "Acknowledge a notification",
     description = "It is never delivered again, to any device. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), ("notification" = String, Path, description = "Notification id.")),
+    params(("id" = UserId, Path, description = "User id."), ("notification" = String, Path, description = "Notification id.")),
     responses(
         (status = 204, description = "Acknowledged."),
         (status = 401, response = E401),

@@ -14,7 +14,9 @@ use std::sync::OnceLock;
 
 use axum::response::{IntoResponse, Response};
 use mkondo_proto::ErrorCode;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Ref, Schema, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
@@ -80,7 +82,7 @@ pub fn document() -> serde_json::Value {
         (name = "meta"),
     ),
     components(
-        schemas(ErrorBody),
+        schemas(ErrorBody, UserId, ConversationId, messages::MessageKind),
         responses(E401, E403, E404, E409, E413, E422),
     ),
     paths(
@@ -219,6 +221,71 @@ impl ToSchema for ErrorBody {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Error")
     }
+}
+
+/// The rule of `auth::valid_user_id`, which conversation ids share
+/// (`store::valid_conversation_id`).
+const ID_PATTERN: &str = "^[A-Za-z0-9._@:-]{1,128}$";
+
+fn id_schema(description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(ID_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(128))
+        .description(Some(description))
+        .into()
+}
+
+/// A user id: 1 to 128 characters of `A-Z a-z 0-9 . _ @ : -`.
+pub struct UserId;
+
+impl PartialSchema for UserId {
+    fn schema() -> RefOr<Schema> {
+        id_schema("A user id: 1 to 128 characters of `A-Z a-z 0-9 . _ @ : -`.")
+    }
+}
+
+impl ToSchema for UserId {}
+
+/// A conversation id, by the same rule as user ids.
+pub struct ConversationId;
+
+impl PartialSchema for ConversationId {
+    fn schema() -> RefOr<Schema> {
+        id_schema("A conversation id: 1 to 128 characters of `A-Z a-z 0-9 . _ @ : -`.")
+    }
+}
+
+impl ToSchema for ConversationId {}
+
+/// `{"type": "null"}`: a field that must be absent or null.
+pub fn null_only() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Null)
+        .description(Some("Chosen by the server: absent or null."))
+}
+
+/// Two different user ids.
+pub fn user_pair() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name(UserId::name()))
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .unique_items(true)
+}
+
+/// `schema` with one more rule: at least one of `alternatives` holds, each a
+/// field that is given with a value of its schema (JSON Schema's `anyOf`).
+pub fn at_least_one_of(
+    schema: RefOr<Schema>,
+    alternatives: Vec<(&str, ObjectBuilder)>,
+) -> RefOr<Schema> {
+    let mut any = AnyOfBuilder::new();
+    for (field, value) in alternatives {
+        any = any.item(ObjectBuilder::new().property(field, value).required(field));
+    }
+    AllOfBuilder::new().item(schema).item(any).into()
 }
 
 /// unauthenticated, invalid_token, token_expired: no credentials, an unknown or

@@ -20,8 +20,11 @@ pub const MAX_USERS: usize = crate::node::requests::MAX_PRESENCE_USERS;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PresenceParams {
-    /// Comma-separated user ids (at most 100).
-    #[param(required = true)]
+    /// 1 to 100 comma-separated user ids, no spaces.
+    #[param(
+        required = true,
+        pattern = "^[A-Za-z0-9._@:-]{1,128}(,[A-Za-z0-9._@:-]{1,128}){0,99}$"
+    )]
     pub users: Option<String>,
 }
 

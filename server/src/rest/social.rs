@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::extract::{Json, PageParams, Path, Query};
-use super::openapi::{E401, E403, E404, E422};
+use super::openapi::{ConversationId, UserId, E401, E403, E404, E422};
 use crate::error::Result;
 use crate::node::Node;
 use crate::store::{social::Block, Conversation, Page};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BlockUser {
+    #[schema(value_type = UserId)]
     pub user_id: String,
 }
 
@@ -36,7 +37,7 @@ pub struct Blocked {
     summary = "Block a user",
     description = "While the block stands, neither can start or write in their direct conversation (403 blocked) and neither sees the other's presence or typing. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     request_body = BlockUser,
     responses(
         (status = 201, description = "Blocked.", body = Blocked),
@@ -66,7 +67,7 @@ pub async fn block(
     summary = "A user's blocks",
     description = "The users blocked, by id. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), PageParams),
+    params(("id" = UserId, Path, description = "User id."), PageParams),
     responses(
         (status = 200, description = "A page of blocks.", body = Page<Block>),
         (status = 401, response = E401),
@@ -94,7 +95,7 @@ pub async fn list(
     summary = "Lift a block",
     description = "A no-op when there was none. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), ("other" = String, Path, description = "The blocked user's id.")),
+    params(("id" = UserId, Path, description = "User id."), ("other" = UserId, Path, description = "The blocked user's id.")),
     responses(
         (status = 204, description = "Not blocked any more."),
         (status = 401, response = E401),
@@ -176,7 +177,7 @@ pub async fn list_mine(
     summary = "Lift my block",
     description = "A no-op when there was none.",
     security(("user_token" = [])),
-    params(("user" = String, Path, description = "The blocked user's id.")),
+    params(("user" = UserId, Path, description = "The blocked user's id.")),
     responses(
         (status = 204, description = "Not blocked any more."),
         (status = 401, response = E401),
@@ -229,7 +230,7 @@ async fn list_for(
     summary = "Hide a conversation for a user",
     description = "\"Delete chat\": the user's history starts after the conversation's last message, and it leaves their list until a new message arrives. Their devices are told live. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), ("conversation" = String, Path, description = "Conversation id.")),
+    params(("id" = UserId, Path, description = "User id."), ("conversation" = ConversationId, Path, description = "Conversation id.")),
     responses(
         (status = 200, description = "The conversation as the user now sees it.", body = Conversation),
         (status = 401, response = E401),
@@ -257,7 +258,7 @@ pub async fn hide(
     summary = "Hide a conversation",
     description = "\"Delete chat\" for the token user.",
     security(("user_token" = [])),
-    params(("id" = String, Path, description = "Conversation id.")),
+    params(("id" = ConversationId, Path, description = "Conversation id.")),
     responses(
         (status = 200, description = "The conversation as the user now sees it.", body = Conversation),
         (status = 401, response = E401),

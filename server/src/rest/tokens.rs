@@ -8,8 +8,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::extract::Json;
-use super::openapi::{E401, E403, E422};
+use super::extract::{whole, Json};
+use super::openapi::{ConversationId, UserId, E401, E403, E422};
 use crate::error::Result;
 use crate::node::requests::MintInput;
 use crate::node::Node;
@@ -19,12 +19,19 @@ pub const DEFAULT_TTL_SECS: i64 = crate::node::requests::DEFAULT_TOKEN_TTL_SECS;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MintToken {
+    #[schema(value_type = UserId)]
     pub user_id: String,
-    /// Default 3600, at most the server's maximum token lifetime.
+    /// Seconds, default 3600, at most the server's maximum token lifetime
+    /// (`--max-token-lifetime-secs`, one day unless configured).
+    #[serde(default, deserialize_with = "whole::option_i64")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: Option<i64>,
     /// Conversation ids the user joins on connect.
     #[serde(default)]
+    #[schema(value_type = Vec<ConversationId>)]
     pub groups: Vec<String>,
+    /// At most 256 bytes.
+    #[schema(max_length = 256)]
     pub name: Option<String>,
 }
 

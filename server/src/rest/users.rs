@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::extract::{non_empty, Json, PageParams, Path, Query};
-use super::openapi::{E401, E403, E404, E413, E422};
+use super::openapi::{UserId, E401, E403, E404, E413, E422};
 use crate::error::Result;
 use crate::node::requests::PageRequest;
 use crate::node::{Actor, Node};
@@ -21,8 +21,13 @@ use crate::store::{Conversation, Message, Page, User};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateUser {
+    #[schema(value_type = UserId)]
     pub id: String,
+    /// At most 256 bytes.
+    #[schema(max_length = 256)]
     pub name: Option<String>,
+    /// At most 2048 bytes.
+    #[schema(max_length = 2048)]
     pub avatar_url: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
@@ -30,7 +35,11 @@ pub struct CreateUser {
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct UpdateUser {
+    /// At most 256 bytes.
+    #[schema(max_length = 256)]
     pub name: Option<String>,
+    /// At most 2048 bytes.
+    #[schema(max_length = 2048)]
     pub avatar_url: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
@@ -55,6 +64,7 @@ pub struct ListUsers {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -140,7 +150,7 @@ pub async fn list(
     summary = "Read a user",
     description = "The API key reads any user; a user token reads itself and the people it shares a conversation with (others: 404).",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     responses(
         (status = 200, description = "The user.", body = User),
         (status = 401, response = E401),
@@ -165,7 +175,7 @@ pub async fn get(
     summary = "Update a user",
     description = "Updates name, avatar_url, data (absent fields are kept). The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = UserId, Path, description = "User id.")),
     request_body = UpdateUser,
     responses(
         (status = 200, description = "The updated user.", body = User),
@@ -197,7 +207,7 @@ pub async fn update(
     summary = "A user's conversations",
     description = "The conversations the user is in, latest activity first, with unread counts. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), PageParams),
+    params(("id" = UserId, Path, description = "User id."), PageParams),
     responses(
         (status = 200, description = "A page of conversations.", body = Page<Conversation>),
         (status = 401, response = E401),
@@ -225,7 +235,7 @@ pub async fn conversations(
     summary = "Messages a user sent",
     description = "Messages the user sent, newest first. The API key, or the user's own token.",
     security(("api_key" = []), ("user_token" = [])),
-    params(("id" = String, Path, description = "User id."), PageParams),
+    params(("id" = UserId, Path, description = "User id."), PageParams),
     responses(
         (status = 200, description = "A page of messages.", body = Page<Message>),
         (status = 401, response = E401),

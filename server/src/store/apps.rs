@@ -373,7 +373,7 @@ impl Store {
             return Err(Error::not_found("signing key"));
         }
         if keys.len() == 1 {
-            return Err(Error::invalid(
+            return Err(Error::denied(
                 "cannot remove the app's last signing key: add another first",
             ));
         }

@@ -69,6 +69,18 @@ pub fn valid_conversation_id(id: &str) -> bool {
     crate::auth::valid_user_id(id)
 }
 
+/// The limits of a conversation's name, icon and data.
+pub fn check_conversation_fields(
+    name: Option<&str>,
+    icon_url: Option<&str>,
+    data: Option<&Value>,
+) -> Result<()> {
+    if name.is_some_and(|n| n.len() > 256) || icon_url.is_some_and(|u| u.len() > 2048) {
+        return Err(Error::invalid("name or icon_url too long"));
+    }
+    check_data(&data.cloned())
+}
+
 fn check_data(data: &Option<Value>) -> Result<()> {
     if let Some(d) = data {
         if !d.is_object() {
@@ -272,10 +284,7 @@ impl Store {
         icon_url: Option<&str>,
         data: Option<&Value>,
     ) -> Result<()> {
-        if name.is_some_and(|n| n.len() > 256) || icon_url.is_some_and(|u| u.len() > 2048) {
-            return Err(Error::invalid("name or icon_url too long"));
-        }
-        check_data(&data.cloned())?;
+        check_conversation_fields(name, icon_url, data)?;
         let done = sqlx::query(
             "UPDATE conversations SET name = COALESCE($3, name), icon_url = COALESCE($4, icon_url),
              data = COALESCE($5, data), updated_at = $6 WHERE app_id = $1 AND id = $2",

@@ -38,7 +38,7 @@ use sqlx::{AnyPool, Executor};
 pub use apps::{
     Announce, ApiKeyInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, KeyInfo, KeyRow, Revocation,
 };
-pub use conversations::{valid_conversation_id, NewGroup, Page};
+pub use conversations::{check_conversation_fields, valid_conversation_id, NewGroup, Page};
 pub use messages::{NewMessage, Sent};
 pub use models::*;
 

@@ -514,7 +514,7 @@ async fn blocks_and_hide_match_rest() {
     // Errors.
     same_error(
         "BlockUser self",
-        "invalid_argument",
+        "permission_denied",
         grpc.block_user(BlockUserRequest {
             user_id: "alice".into(),
             blocked_user_id: "alice".into(),

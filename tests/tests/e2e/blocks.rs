@@ -56,7 +56,7 @@ async fn block_refuses_direct_messaging_both_ways(transport: Transport) {
     let (bob, _) = server.client(transport, "bob").await;
 
     let err = block(&alice, "alice").await.unwrap_err();
-    assert_eq!(err.code, "invalid_argument", "blocking oneself");
+    assert_eq!(err.code, "permission_denied", "blocking oneself");
     let err = block(&alice, "nobody").await.unwrap_err();
     assert_eq!(err.code, "not_found", "blocking an unknown user");
 
@@ -249,7 +249,7 @@ async fn block_and_presence_rest_routes() {
         .expect(200);
     api.post("/v1/users/alice/blocks", json!({"user_id": "alice"}))
         .await
-        .expect_error(422, "invalid_argument");
+        .expect_error(403, "permission_denied");
     api.post("/v1/users/alice/blocks", json!({"user_id": "nobody"}))
         .await
         .expect_error(404, "not_found");

@@ -23,6 +23,7 @@ mod message_changes;
 mod notifications;
 mod one_door;
 mod openapi;
+mod openapi_rules;
 mod operations;
 mod operator;
 mod ordering;

@@ -188,7 +188,7 @@ async fn roles_over_realtime_and_rest(transport: Transport) {
     let direct = api.create_direct("alice", "bob").await;
     set_role(&api, &direct, "alice", "admin")
         .await
-        .expect_error(422, "invalid_argument");
+        .expect_error(403, "permission_denied");
     let mut now = roles(&api, &conv).await;
     now.sort();
     assert_eq!(
