@@ -136,21 +136,30 @@ impl Node {
         Ok(claims)
     }
 
-    /// Whether `given` is the operator secret; `not_found` when the operator API
-    /// is off (no secret configured), so it cannot be probed for.
+    /// `not_found` when the operator API is off (no secret configured), so it
+    /// cannot be probed for; checked before any credential is looked at.
+    pub fn require_operator_api(&self) -> Result<()> {
+        self.operator_secret().map(|_| ())
+    }
+
+    /// Whether `given` is the operator secret (`not_found` when the API is off).
     pub fn check_operator_secret(&self, given: &str) -> Result<()> {
-        let Some(secret) = &self.config.operator_secret else {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                "the operator API is off: start the server with --operator-secret",
-            )
-            .with_reason("operator_api_off"));
-        };
-        if !same_secret(given, secret.expose()) {
+        if !same_secret(given, self.operator_secret()?) {
             return Err(Error::unauthenticated("wrong operator secret")
                 .with_reason("invalid_operator_secret"));
         }
         Ok(())
+    }
+
+    fn operator_secret(&self) -> Result<&str> {
+        match &self.config.operator_secret {
+            Some(secret) => Ok(secret.expose()),
+            None => Err(Error::new(
+                ErrorCode::NotFound,
+                "the operator API is off: start the server with --operator-secret",
+            )
+            .with_reason("operator_api_off")),
+        }
     }
 
     // ----- the operator API

@@ -98,6 +98,7 @@ impl FromRequestParts<Arc<Node>> for Operator {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
+        node.require_operator_api()?;
         node.check_operator_secret(bearer(parts)?)?;
         Ok(Operator)
     }
