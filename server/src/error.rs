@@ -3,7 +3,7 @@
 //! status. Internal details (SQL errors, I/O) are logged, never sent to a client.
 
 use axum::response::{IntoResponse, Response};
-use mkondo_proto::{v1, ErrorCode};
+use mkondo_proto::{v1, ErrorCode, Reason};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -11,8 +11,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
-    /// A finer, stable reason within the code (e.g. `bad_signature`), or empty.
-    pub reason: &'static str,
+    /// A finer, stable reason within the code (e.g. `bad_signature`), or `None`.
+    pub reason: Reason,
     pub retry_after_ms: u32,
 }
 
@@ -21,12 +21,12 @@ impl Error {
         Self {
             code,
             message: message.into(),
-            reason: "",
+            reason: Reason::None,
             retry_after_ms: 0,
         }
     }
 
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
+    pub fn with_reason(mut self, reason: Reason) -> Self {
         self.reason = reason;
         self
     }
@@ -68,7 +68,7 @@ impl Error {
             message: self.message.clone(),
             temporary: self.code.temporary(),
             retry_after_ms: self.retry_after_ms,
-            reason: self.reason.to_owned(),
+            reason: self.reason.as_str().to_owned(),
         }
     }
 }
@@ -81,14 +81,11 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The reason of an `unavailable` error caused by a concurrent writer: the store
-/// runs such a transaction again (`store::retrying`) before giving up.
-pub const CONFLICT: &str = "conflict";
-
 impl Error {
-    /// A write lost a race with a concurrent one (see [`CONFLICT`]).
+    /// A write lost a race with a concurrent one: an `unavailable` error with reason
+    /// `conflict`, which the store runs again (`store::retrying`) before giving up.
     pub fn is_conflict(&self) -> bool {
-        self.code == ErrorCode::Unavailable && self.reason == CONFLICT
+        self.code == ErrorCode::Unavailable && self.reason == Reason::Conflict
     }
 }
 
@@ -153,7 +150,8 @@ impl From<sqlx::Error> for Error {
         match classify(&err) {
             DbFailure::Conflict => {
                 tracing::debug!(error = %err, "database conflict with a concurrent writer");
-                Self::new(ErrorCode::Unavailable, "concurrent change, retry").with_reason(CONFLICT)
+                Self::new(ErrorCode::Unavailable, "concurrent change, retry")
+                    .with_reason(Reason::Conflict)
             }
             DbFailure::Unavailable => {
                 tracing::warn!(error = %err, "database unavailable");
@@ -191,8 +189,8 @@ impl IntoResponse for Error {
                 "request_id": request_id,
             }
         });
-        if !self.reason.is_empty() {
-            body["error"]["reason"] = self.reason.into();
+        if !self.reason.is_none() {
+            body["error"]["reason"] = self.reason.as_str().into();
         }
         let mut response = (status, axum::Json(body)).into_response();
         if self.retry_after_ms > 0 {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use mkondo_proto::convert::{millis_to_timestamp, struct_to_json};
 use mkondo_proto::v1::admin_server::{Admin, AdminServer};
 use mkondo_proto::v1::*;
+use mkondo_proto::Reason;
 use pbjson_types::Empty;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -58,7 +59,7 @@ impl AdminApi {
     async fn authenticate(&self, metadata: &MetadataMap) -> Result<String> {
         let missing = || {
             Error::unauthenticated("missing metadata authorization: Bearer <API key>")
-                .with_reason("missing_credentials")
+                .with_reason(Reason::MissingCredentials)
         };
         let value = metadata
             .get("authorization")
@@ -77,7 +78,7 @@ impl AdminApi {
             return Err(Error::denied("the Admin API requires an API key"));
         }
         self.node.store.app_for_api_key(key).await?.ok_or_else(|| {
-            Error::unauthenticated("unknown or revoked API key").with_reason("invalid_api_key")
+            Error::unauthenticated("unknown or revoked API key").with_reason(Reason::InvalidApiKey)
         })
     }
 }

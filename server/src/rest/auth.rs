@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
-use mkondo_proto::ErrorCode;
+use mkondo_proto::{ErrorCode, Reason};
 
 use crate::auth;
 use crate::error::{Error, Result};
@@ -81,7 +81,7 @@ impl FromRequestParts<Arc<Node>> for Caller {
                 .await?
                 .ok_or_else(|| {
                     Error::unauthenticated("unknown or revoked API key")
-                        .with_reason("invalid_api_key")
+                        .with_reason(Reason::InvalidApiKey)
                 })?;
             return Ok(Caller {
                 app,
@@ -121,12 +121,12 @@ impl FromRequestParts<Arc<Node>> for Operator {
                 ErrorCode::NotFound,
                 "the operator API is off: start the server with --operator-secret",
             )
-            .with_reason("operator_api_off"));
+            .with_reason(Reason::OperatorApiOff));
         };
         let credential = bearer(parts)?;
         if !same_secret(credential, secret.expose()) {
             return Err(Error::unauthenticated("wrong operator secret")
-                .with_reason("invalid_operator_secret"));
+                .with_reason(Reason::InvalidOperatorSecret));
         }
         Ok(Operator)
     }
@@ -148,7 +148,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
 fn bearer(parts: &Parts) -> Result<&str> {
     let missing = || {
         Error::unauthenticated("missing Authorization: Bearer <API key or user token>")
-            .with_reason("missing_credentials")
+            .with_reason(Reason::MissingCredentials)
     };
     let value = parts
         .headers
