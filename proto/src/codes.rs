@@ -155,13 +155,15 @@ pub enum Reason {
     MessageDeleted,
     /// A write lost a race with a concurrent one; retried and still lost.
     Conflict,
+    /// An HTTP method the path does not take (405, with `Allow`).
+    MethodNotAllowed,
     /// A reason this build does not know (from a newer server). Never sent.
     Other,
 }
 
 impl Reason {
     /// Every reason the server sends, [`Reason::None`] first.
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 30] = [
         Self::None,
         Self::Revoked,
         Self::UserDeactivated,
@@ -191,6 +193,7 @@ impl Reason {
         Self::LastOwner,
         Self::MessageDeleted,
         Self::Conflict,
+        Self::MethodNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -224,6 +227,7 @@ impl Reason {
             Self::LastOwner => "last_owner",
             Self::MessageDeleted => "message_deleted",
             Self::Conflict => "conflict",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Other => "other",
         }
     }

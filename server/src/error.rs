@@ -1,9 +1,11 @@
 //! The one error type of the server. Every interface renders it the same way: a REST
 //! body `{ "error": { code, message, request_id } }`, a real-time `error` reply, a gRPC
-//! status. Internal details (SQL errors, I/O) are logged, never sent to a client.
+//! status (with the code in its details' `ErrorInfo`). Internal details (SQL errors,
+//! I/O) are logged, never sent to a client.
 
 use axum::response::{IntoResponse, Response};
 use mkondo_proto::{v1, ErrorCode, Reason};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -205,6 +207,9 @@ impl IntoResponse for Error {
     }
 }
 
+/// The `domain` of the `google.rpc.ErrorInfo` in a gRPC status's details.
+pub const ERROR_DOMAIN: &str = "mkondo";
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         use tonic::Code;
@@ -220,7 +225,18 @@ impl From<Error> for tonic::Status {
             ErrorCode::Unavailable => Code::Unavailable,
             _ => Code::Internal,
         };
-        let mut status = tonic::Status::new(code, err.message.clone());
+        // The standard rich error model: a `google.rpc.Status` in the details whose
+        // `ErrorInfo` carries the code (and the reason), as any gRPC client decodes it.
+        let mut metadata = std::collections::HashMap::new();
+        if !err.reason.is_none() {
+            metadata.insert("reason".to_owned(), err.reason.as_str().to_owned());
+        }
+        let mut details = ErrorDetails::with_error_info(err.code.as_str(), ERROR_DOMAIN, metadata);
+        if err.retry_after_ms > 0 {
+            let wait = std::time::Duration::from_millis(u64::from(err.retry_after_ms));
+            details.set_retry_info(Some(wait));
+        }
+        let mut status = tonic::Status::with_error_details(code, err.message.clone(), details);
         if let Ok(v) = err.code.as_str().parse() {
             status.metadata_mut().insert("mkondo-error-code", v);
         }
