@@ -17,7 +17,7 @@ pub mod codes;
 pub mod convert;
 
 pub use codec::{CodecError, Encoding};
-pub use codes::{DisconnectCode, ErrorCode};
+pub use codes::{DisconnectCode, ErrorCode, Reason};
 pub use convert::ConvertError;
 pub use v1::{ClientFrame, ServerFrame};
 

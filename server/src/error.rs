@@ -1,9 +1,11 @@
 //! The one error type of the server. Every interface renders it the same way: a REST
 //! body `{ "error": { code, message, request_id } }`, a real-time `error` reply, a gRPC
-//! status. Internal details (SQL errors, I/O) are logged, never sent to a client.
+//! status (with the code in its details' `ErrorInfo`). Internal details (SQL errors,
+//! I/O) are logged, never sent to a client.
 
 use axum::response::{IntoResponse, Response};
-use mkondo_proto::{v1, ErrorCode};
+use mkondo_proto::{v1, ErrorCode, Reason};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -11,8 +13,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
-    /// A finer, stable reason within the code (e.g. `bad_signature`), or empty.
-    pub reason: &'static str,
+    /// A finer, stable reason within the code (e.g. `bad_signature`), or `None`.
+    pub reason: Reason,
     pub retry_after_ms: u32,
 }
 
@@ -21,12 +23,12 @@ impl Error {
         Self {
             code,
             message: message.into(),
-            reason: "",
+            reason: Reason::None,
             retry_after_ms: 0,
         }
     }
 
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
+    pub fn with_reason(mut self, reason: Reason) -> Self {
         self.reason = reason;
         self
     }
@@ -68,7 +70,7 @@ impl Error {
             message: self.message.clone(),
             temporary: self.code.temporary(),
             retry_after_ms: self.retry_after_ms,
-            reason: self.reason.to_owned(),
+            reason: self.reason.as_str().to_owned(),
         }
     }
 }
@@ -81,14 +83,11 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The reason of an `unavailable` error caused by a concurrent writer: the store
-/// runs such a transaction again (`store::retrying`) before giving up.
-pub const CONFLICT: &str = "conflict";
-
 impl Error {
-    /// A write lost a race with a concurrent one (see [`CONFLICT`]).
+    /// A write lost a race with a concurrent one: an `unavailable` error with reason
+    /// `conflict`, which the store runs again (`store::retrying`) before giving up.
     pub fn is_conflict(&self) -> bool {
-        self.code == ErrorCode::Unavailable && self.reason == CONFLICT
+        self.code == ErrorCode::Unavailable && self.reason == Reason::Conflict
     }
 }
 
@@ -153,7 +152,8 @@ impl From<sqlx::Error> for Error {
         match classify(&err) {
             DbFailure::Conflict => {
                 tracing::debug!(error = %err, "database conflict with a concurrent writer");
-                Self::new(ErrorCode::Unavailable, "concurrent change, retry").with_reason(CONFLICT)
+                Self::new(ErrorCode::Unavailable, "concurrent change, retry")
+                    .with_reason(Reason::Conflict)
             }
             DbFailure::Unavailable => {
                 tracing::warn!(error = %err, "database unavailable");
@@ -191,8 +191,8 @@ impl IntoResponse for Error {
                 "request_id": request_id,
             }
         });
-        if !self.reason.is_empty() {
-            body["error"]["reason"] = self.reason.into();
+        if !self.reason.is_none() {
+            body["error"]["reason"] = self.reason.as_str().into();
         }
         let mut response = (status, axum::Json(body)).into_response();
         if self.retry_after_ms > 0 {
@@ -206,6 +206,9 @@ impl IntoResponse for Error {
         response
     }
 }
+
+/// The `domain` of the `google.rpc.ErrorInfo` in a gRPC status's details.
+pub const ERROR_DOMAIN: &str = "mkondo";
 
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
@@ -222,7 +225,18 @@ impl From<Error> for tonic::Status {
             ErrorCode::Unavailable => Code::Unavailable,
             _ => Code::Internal,
         };
-        let mut status = tonic::Status::new(code, err.message.clone());
+        // The standard rich error model: a `google.rpc.Status` in the details whose
+        // `ErrorInfo` carries the code (and the reason), as any gRPC client decodes it.
+        let mut metadata = std::collections::HashMap::new();
+        if !err.reason.is_none() {
+            metadata.insert("reason".to_owned(), err.reason.as_str().to_owned());
+        }
+        let mut details = ErrorDetails::with_error_info(err.code.as_str(), ERROR_DOMAIN, metadata);
+        if err.retry_after_ms > 0 {
+            let wait = std::time::Duration::from_millis(u64::from(err.retry_after_ms));
+            details.set_retry_info(Some(wait));
+        }
+        let mut status = tonic::Status::with_error_details(code, err.message.clone(), details);
         if let Ok(v) = err.code.as_str().parse() {
             status.metadata_mut().insert("mkondo-error-code", v);
         }

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use mkondo_proto::{ErrorCode, Reason};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -19,6 +20,7 @@ use crate::engine::hub::Hub;
 use crate::engine::presence::{MemoryPresence, PresenceManager};
 use crate::engine::redis_broker::RedisBroker;
 use crate::engine::redis_presence::RedisPresence;
+use crate::error::Error;
 use crate::node::{DemoApp, Node};
 use crate::realtime::grpc::RealtimeService;
 use crate::realtime::ws;
@@ -80,14 +82,19 @@ fn metrics_handle() -> PrometheusHandle {
 /// The HTTP router: REST, the real-time WebSocket, gRPC, health and metrics.
 pub fn router(node: Arc<Node>) -> Router {
     let metrics = metrics_handle();
-    let mut grpc = tonic::service::Routes::new(RealtimeService::new(node.clone()))
+    let grpc = tonic::service::Routes::new(RealtimeService::new(node.clone()))
         .add_service(crate::admin::service(node.clone()));
     // Reflection is a convenience (grpcurl); a server without it still serves.
-    match crate::admin::reflection() {
-        Ok(reflection) => grpc = grpc.add_service(reflection),
-        Err(err) => tracing::warn!(%err, "gRPC reflection is off"),
-    }
-    let grpc = grpc.prepare().into_axum_router();
+    let grpc = match crate::admin::add_reflection(grpc.clone()) {
+        Ok(with_reflection) => with_reflection,
+        Err(err) => {
+            tracing::warn!(%err, "gRPC reflection is off");
+            grpc
+        }
+    };
+    // tonic's fallback answers every unknown path as gRPC; ours decides by the
+    // request's content type (below).
+    let grpc = grpc.prepare().into_axum_router().reset_fallback();
     let http = Router::new()
         .route("/v1/realtime", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
@@ -96,6 +103,39 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(crate::rest::router())
         .with_state(node);
     http.merge(grpc)
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
+}
+
+/// A path no route knows: a gRPC call (`content-type: application/grpc…`) gets
+/// the gRPC status UNIMPLEMENTED, as tonic answers an unknown method of a known
+/// service; anything else the JSON error of every REST answer, 404 `not_found`.
+async fn unknown_path(method: http::Method, uri: http::Uri, headers: http::HeaderMap) -> Response {
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let status = tonic::Status::unimplemented(format!("no gRPC method {}", uri.path()));
+        return status.into_http::<axum::body::Body>();
+    }
+    Error::new(
+        ErrorCode::NotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
+    .into_response()
+}
+
+/// A known path with another method: 405 with the JSON error; axum adds `Allow`.
+async fn wrong_method(method: http::Method, uri: http::Uri) -> Response {
+    let mut response = Error::new(
+        ErrorCode::InvalidArgument,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .with_reason(Reason::MethodNotAllowed)
+    .into_response();
+    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    response
 }
 
 async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mkondo_proto::{
     convert::timestamp_to_millis,
     v1::{self, client_frame::Command},
-    DisconnectCode, ErrorCode,
+    DisconnectCode, ErrorCode, Reason,
 };
 
 use super::{ConnId, Input, Now, Session};
@@ -254,16 +254,8 @@ impl Session {
             }
             Err(err) => {
                 let code = ErrorCode::parse(&err.code);
-                let disconnect = match (code, err.reason.as_str()) {
-                    (ErrorCode::TokenExpired, _) => DisconnectCode::TokenExpired,
-                    (_, "user_deactivated") => DisconnectCode::UserDeactivated,
-                    (_, "revoked") => DisconnectCode::TokensRevoked,
-                    (_, "connection_limit") => DisconnectCode::ConnectionLimit,
-                    (ErrorCode::InvalidToken | ErrorCode::Unauthenticated, _) => {
-                        DisconnectCode::InvalidToken
-                    }
-                    _ => DisconnectCode::ServerError,
-                };
+                // The server closes with the same code, from the same table.
+                let disconnect = DisconnectCode::for_refusal(code, Reason::parse(&err.reason));
                 self.outputs.push_back(super::Output::Close { conn });
                 let reason = format!("{}: {}", err.code, err.message);
                 self.lost(now, disconnect.code(), &reason);

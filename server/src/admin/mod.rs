@@ -5,7 +5,8 @@
 //! APIs answer the same entities and the same error codes and cannot drift.
 //!
 //! Errors become a gRPC status through `impl From<Error> for tonic::Status`, with
-//! the SPEC's code in the `mkondo-error-code` metadata.
+//! the SPEC's code in the details (`google.rpc.ErrorInfo`, reason = the code,
+//! domain `mkondo`, metadata `reason`) and in the `mkondo-error-code` metadata.
 
 mod conversations;
 mod messages;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use mkondo_proto::convert::{millis_to_timestamp, struct_to_json};
 use mkondo_proto::v1::admin_server::{Admin, AdminServer};
 use mkondo_proto::v1::*;
+use mkondo_proto::Reason;
 use pbjson_types::Empty;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -38,15 +40,17 @@ pub fn service(node: Arc<Node>) -> AdminServer<AdminApi> {
         .max_encoding_message_size(MAX_REPLY_BYTES)
 }
 
-/// The reflection service (`grpc.reflection.v1`), listing every Mkondo service.
-pub fn reflection() -> anyhow::Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    Ok(tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mkondo_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?)
+/// Server reflection listing every Mkondo service, in both versions clients
+/// speak: `grpc.reflection.v1` (grpcurl tries it first) and `grpc.reflection.v1alpha`
+/// (the only one Python's `grpcio-reflection` and several GUI clients know).
+pub fn add_reflection(routes: tonic::service::Routes) -> anyhow::Result<tonic::service::Routes> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mkondo_proto::FILE_DESCRIPTOR_SET)
+    };
+    Ok(routes
+        .add_service(builder().build_v1()?)
+        .add_service(builder().build_v1alpha()?))
 }
 
 pub struct AdminApi {
@@ -59,7 +63,7 @@ impl AdminApi {
     async fn authenticate(&self, metadata: &MetadataMap) -> Result<String> {
         let missing = || {
             Error::unauthenticated("missing metadata authorization: Bearer <API key>")
-                .with_reason("missing_credentials")
+                .with_reason(Reason::MissingCredentials)
         };
         let value = metadata
             .get("authorization")

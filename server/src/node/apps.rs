@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mkondo_proto::{DisconnectCode, ErrorCode};
+use mkondo_proto::{DisconnectCode, ErrorCode, Reason};
 
 use super::Node;
 use crate::auth::{self, KeyAlg, TokenClaims};
@@ -117,7 +117,7 @@ impl Node {
     /// The app an API key belongs to; an unknown or revoked key is refused.
     pub async fn app_for_api_key(&self, key: &str) -> Result<String> {
         self.store.app_for_api_key(key).await?.ok_or_else(|| {
-            Error::unauthenticated("unknown or revoked API key").with_reason("invalid_api_key")
+            Error::unauthenticated("unknown or revoked API key").with_reason(Reason::InvalidApiKey)
         })
     }
 
@@ -146,7 +146,7 @@ impl Node {
     pub fn check_operator_secret(&self, given: &str) -> Result<()> {
         if !same_secret(given, self.operator_secret()?) {
             return Err(Error::unauthenticated("wrong operator secret")
-                .with_reason("invalid_operator_secret"));
+                .with_reason(Reason::InvalidOperatorSecret));
         }
         Ok(())
     }
@@ -158,7 +158,7 @@ impl Node {
                 ErrorCode::NotFound,
                 "the operator API is off: start the server with --operator-secret",
             )
-            .with_reason("operator_api_off")),
+            .with_reason(Reason::OperatorApiOff)),
         }
     }
 

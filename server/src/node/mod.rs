@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use mkondo_proto::v1::push::Push;
-use mkondo_proto::ErrorCode;
+use mkondo_proto::{ErrorCode, Reason};
 use tokio::sync::Mutex;
 
 use crate::auth::{self, TokenClaims, TokenError, TokenPolicy};
@@ -149,16 +149,19 @@ impl Node {
             .ok_or(TokenError::WrongApp)?;
         let issued_ms = claims.iat.unwrap_or(0) * 1000;
         if issued_ms < app.tokens_valid_after {
-            return Err(Error::new(ErrorCode::InvalidToken, "token revoked").with_reason("revoked"));
+            return Err(
+                Error::new(ErrorCode::InvalidToken, "token revoked").with_reason(Reason::Revoked)
+            );
         }
         if let Some(user) = self.store.get_user(&claims.app_id, &claims.user_id).await? {
             if user.deactivated {
-                return Err(Error::denied("user is deactivated").with_reason("user_deactivated"));
+                return Err(
+                    Error::denied("user is deactivated").with_reason(Reason::UserDeactivated)
+                );
             }
             if issued_ms < user.tokens_valid_after {
-                return Err(
-                    Error::new(ErrorCode::InvalidToken, "token revoked").with_reason("revoked")
-                );
+                return Err(Error::new(ErrorCode::InvalidToken, "token revoked")
+                    .with_reason(Reason::Revoked));
             }
         } else if let Some(deleted_at) = self
             .store
@@ -168,7 +171,7 @@ impl Node {
             // A deleted user's old tokens must not bring them back (node/lifecycle.rs).
             if issued_ms < deleted_at {
                 return Err(Error::new(ErrorCode::InvalidToken, "the user was deleted")
-                    .with_reason("user_deleted"));
+                    .with_reason(Reason::UserDeleted));
             }
         }
         Ok(claims)
@@ -192,7 +195,7 @@ impl Node {
                     .0
             }
             None => {
-                return Err(Error::unauthenticated("unknown user").with_reason("unknown_user"));
+                return Err(Error::unauthenticated("unknown user").with_reason(Reason::UnknownUser));
             }
         };
         for group in &claims.groups {

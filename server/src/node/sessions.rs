@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use mkondo_proto::ErrorCode;
+use mkondo_proto::{ErrorCode, Reason};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -80,7 +80,7 @@ impl Node {
                 ErrorCode::PermissionDenied,
                 "too many connections for this user",
             )
-            .with_reason("connection_limit"));
+            .with_reason(Reason::ConnectionLimit));
         }
         self.hub.add(handle);
         Ok(())

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
+use mkondo_proto::Reason;
+
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::node::{Actor, Node};
@@ -107,7 +109,7 @@ impl FromRequestParts<Arc<Node>> for Operator {
 fn bearer(parts: &Parts) -> Result<&str> {
     let missing = || {
         Error::unauthenticated("missing Authorization: Bearer <API key or user token>")
-            .with_reason("missing_credentials")
+            .with_reason(Reason::MissingCredentials)
     };
     let value = parts
         .headers

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::{now_ms, retrying, Message, Reaction, Store};
 use crate::error::{Error, Result};
+use mkondo_proto::Reason;
 
 /// The most bytes an emoji (or a short custom reaction name) may take.
 pub const MAX_EMOJI_BYTES: usize = 32;
@@ -233,5 +234,5 @@ impl Store {
 
 /// What a change to a deleted message gets.
 pub(crate) fn deleted_error() -> Error {
-    Error::invalid("the message was deleted").with_reason("message_deleted")
+    Error::invalid("the message was deleted").with_reason(Reason::MessageDeleted)
 }

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::{now_ms, retrying, Member, Message, Millis, Role, Store, Tx};
 use crate::error::{Error, Result};
+use mkondo_proto::Reason;
 
 /// The sender id of system messages.
 pub const SYSTEM_SENDER: &str = "system";
@@ -370,7 +371,7 @@ async fn require_an_owner(tx: &mut Tx<'_>, app: &str, conv: &str) -> Result<()> 
     if count.members > 0 && count.owners == 0 {
         return Err(
             Error::denied("the last owner must make someone else an owner first")
-                .with_reason("last_owner"),
+                .with_reason(Reason::LastOwner),
         );
     }
     Ok(())

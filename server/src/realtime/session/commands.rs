@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mkondo_proto::convert::{millis_to_timestamp, struct_to_json};
 use mkondo_proto::v1::{self, client_frame::Command, reply::Result as R, server_frame::Body};
-use mkondo_proto::{DisconnectCode, ErrorCode};
+use mkondo_proto::{DisconnectCode, ErrorCode, Reason};
 use tokio::time::Instant;
 
 use super::{error_frame, Authed, Session};
@@ -61,16 +61,10 @@ impl Session {
         (a.app.clone(), a.user.clone())
     }
 
-    /// A refused token ends the connection, with the code that says why.
+    /// A refused token (or connection) ends the connection, with the code that says
+    /// why: the table in `mkondo_proto`, which the SDKs read the reply with too.
     fn refuse(&mut self, err: Error) -> Error {
-        self.close_after_reply = Some(match (err.code, err.reason) {
-            (ErrorCode::TokenExpired, _) => DisconnectCode::TokenExpired,
-            (_, "user_deactivated") => DisconnectCode::UserDeactivated,
-            (_, "user_deleted") => DisconnectCode::UserDeleted,
-            (_, "revoked") => DisconnectCode::TokensRevoked,
-            (ErrorCode::Unavailable | ErrorCode::Internal, _) => DisconnectCode::ServerError,
-            _ => DisconnectCode::InvalidToken,
-        });
+        self.close_after_reply = Some(DisconnectCode::for_refusal(err.code, err.reason));
         err
     }
 
@@ -89,8 +83,7 @@ impl Session {
         let user_id: Arc<str> = Arc::from(claims.user_id.as_str());
         // Subscribe to live traffic before reading the store (see the module doc).
         if let Err(err) = node.attach_session(self.handle_for_hub(&app, &user_id, &stamp)) {
-            self.close_after_reply = Some(DisconnectCode::ConnectionLimit);
-            return Err(err);
+            return Err(self.refuse(err));
         }
         if let Err(err) = node.recheck_token(&req.token, revocations).await {
             node.detach_session(self.id, []);
@@ -175,7 +168,7 @@ impl Session {
                         ErrorCode::InvalidToken,
                         "the token is for another user",
                     )
-                    .with_reason("wrong_user"));
+                    .with_reason(Reason::WrongUser));
                 }
                 node.set_session_token(self.id, stamp);
                 if let Err(err) = node.recheck_token(&req.token, revocations).await {
