@@ -13,7 +13,7 @@ use mkondo_proto::{ErrorCode, Reason};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::requests::PageRequest;
+use super::requests::{PageRequest, MAX_PAGE_LIMIT};
 use super::{Actor, Node};
 use crate::engine::hub::{SessionHandle, SessionId, TokenStamp};
 use crate::engine::presence::UserPresence;
@@ -30,7 +30,7 @@ pub struct Replay {
 }
 
 /// What a subscriber sees at once: the conversation, its other members'
-/// presence (the first page of members) and who is typing.
+/// presence (the first 100 members) and who is typing.
 #[derive(Debug)]
 pub struct Subscription {
     pub conversation: Conversation,
@@ -109,7 +109,7 @@ impl Node {
             .visible_conversation(app, Actor::User(user), conv)
             .await?;
         self.hub.subscribe(app, &conversation.id, id);
-        let first_page = PageRequest::default();
+        let first_page = PageRequest::new(None, Some(MAX_PAGE_LIMIT));
         let first = first_page.bounds()?;
         let mut members = self
             .store

@@ -64,7 +64,12 @@ impl Node {
         self.require_users(app, &[user.to_owned()]).await?;
         let n = self
             .store
-            .insert_notification(app, user, payload, ttl as i64 * 1000)
+            .insert_notification(
+                app,
+                user,
+                payload,
+                i64::try_from(ttl * 1000).map_err(|_| Error::internal())?,
+            )
             .await?;
         metrics::counter!("mkondo_notifications_total").increment(1);
         self.publish(

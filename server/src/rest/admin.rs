@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::auth::Operator;
 use super::extract::{Json, Path};
 use super::lifecycle::Revoked;
-use super::openapi::{E401, E404, E409, E413, E422};
+use super::openapi::{E401, E403, E404, E409, E413, E422};
 use crate::auth::KeyAlg;
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -154,12 +154,13 @@ pub async fn add_key(
     operation_id = "removeSigningKey",
     tag = "admin",
     summary = "Remove a signing key",
-    description = "Tokens with its kid are refused, and live connections whose token it signed close within a second with 3502 tokens_revoked. The app's last key cannot be removed (422).",
+    description = "Tokens with its kid are refused, and live connections whose token it signed close within a second with 3502 tokens_revoked. The app's last key cannot be removed (403).",
     security(("operator" = [])),
     params(("app" = String, Path, description = "App id."), ("kid" = String, Path, description = "The signing key's id.")),
     responses(
         (status = 204, description = "Removed."),
         (status = 401, response = E401),
+        (status = 403, response = E403),
         (status = 404, response = E404),
         (status = 422, response = E422),
     ),

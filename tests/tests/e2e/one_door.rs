@@ -120,6 +120,20 @@ async fn seqs_past_the_signed_range_are_refused_not_wrapped(transport: Transport
         .await
         .unwrap_err();
     assert_eq!(err.code, "invalid_argument", "{err:?}");
+    // Refused before anything was touched: the same connection connects now,
+    // and a first page larger than a page holds gets the most a page holds.
+    let reply = client
+        .connect_with(v1::ConnectRequest {
+            token: server.app.token("bob"),
+            resume: [(conv.clone(), 0)].into_iter().collect(),
+            conversations_limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.conversations.len(), 1);
+    assert_eq!(reply.recovered.len(), 1);
+    assert_eq!(reply.recovered[0].messages.len(), 1);
 }
 
 /// Creating a group or starting a direct conversation in real time passes the

@@ -290,7 +290,7 @@ pub async fn the_last_owner_survives_concurrent_demotions(db: Db) {
             1,
             "round {round}: exactly one may step down: {results:?}"
         );
-        assert_eq!(refused[0].reason, "last_owner");
+        assert_eq!(refused[0].reason, mkondo_proto::Reason::LastOwner);
         let page = nodes[0].members(&app, &group, None, 10).await.unwrap();
         let owners = page.items.iter().filter(|m| m.role == Role::Owner).count();
         assert_eq!(owners, 1, "round {round}: the group keeps one owner");

@@ -9,9 +9,12 @@ use mkondo_proto::{DisconnectCode, ErrorCode, Reason};
 use tokio::time::Instant;
 
 use super::{error_frame, Authed, Session};
+use crate::auth::TokenClaims;
 use crate::engine::presence::AppState;
 use crate::error::{Error, Result};
-use crate::node::requests::{wire_seq, HistoryRequest, NewConversation, PageRequest, SendInput};
+use crate::node::requests::{
+    wire_seq, HistoryRequest, NewConversation, PageRequest, SendInput, MAX_PAGE_LIMIT,
+};
 use crate::node::Actor;
 use crate::store::{self, Kind};
 use crate::views;
@@ -70,13 +73,22 @@ impl Session {
 
     async fn connect(&mut self, req: v1::ConnectRequest) -> Result<R> {
         let node = self.node.clone();
+        // Input checked before anything is touched: a refused connect leaves nothing behind.
+        let resume = req
+            .resume
+            .into_iter()
+            .map(|(conv, position)| Ok((conv, wire_seq(position, "a resume position")?)))
+            .collect::<Result<Vec<(String, i64)>>>()?;
+        let Some(app_state) = AppState::parse(&req.app_state) else {
+            return Err(Error::invalid("app_state must be foreground or background"));
+        };
+        // The first page of the list; a larger ask gets the most a page holds.
+        let limit =
+            (req.conversations_limit != 0).then(|| req.conversations_limit.min(MAX_PAGE_LIMIT));
         let revocations = node.revocation_mark();
         let (claims, stamp) = match node.authenticate_stamped(&req.token).await {
             Ok(c) => c,
             Err(err) => return Err(self.refuse(err)),
-        };
-        let Some(app_state) = AppState::parse(&req.app_state) else {
-            return Err(Error::invalid("app_state must be foreground or background"));
         };
         let user = node.user_for_claims(&claims).await?;
         let app: Arc<str> = Arc::from(claims.app_id.as_str());
@@ -96,10 +108,28 @@ impl Session {
             token_deadline: deadline(deadline_ms, node.limits().token_grace),
         });
         self.app_state = app_state;
-        node.set_presence(&app, &user_id, self.id, app_state)
-            .await?;
+        let reply = self.connected(&user, &claims, limit, resume).await;
+        if reply.is_err() {
+            // Out of the hub and offline again: the client may send `connect` anew.
+            self.leave().await;
+            self.delivered.clear();
+        }
+        reply
+    }
 
-        let limit = (req.conversations_limit != 0).then_some(req.conversations_limit);
+    /// The rest of a `connect` once the session is in the hub: presence, the
+    /// conversation list, the resume replay. An error here undoes the attach.
+    async fn connected(
+        &mut self,
+        user: &store::User,
+        claims: &TokenClaims,
+        limit: Option<u32>,
+        resume: Vec<(String, i64)>,
+    ) -> Result<R> {
+        let node = self.node.clone();
+        let (app, user_id) = self.me();
+        node.set_presence(&app, &user_id, self.id, self.app_state)
+            .await?;
         let page = node.connect_conversations(&app, &user_id, limit).await?;
         let mut conversations = Vec::with_capacity(page.items.len());
         for c in &page.items {
@@ -111,8 +141,7 @@ impl Session {
         }
 
         let mut recovered = Vec::new();
-        for (conv, position) in req.resume {
-            let position = wire_seq(position, "a resume position")?;
+        for (conv, position) in resume {
             let Some((_, replay)) = node.replay(&app, &user_id, &conv, position).await? else {
                 continue;
             };
@@ -135,7 +164,7 @@ impl Session {
         recovered.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         let l = node.limits();
         Ok(R::Connect(v1::ConnectResult {
-            user: Some(views::user(&user)),
+            user: Some(views::user(user)),
             conversations,
             notifications: node.connect_notifications(&app, &user_id).await?,
             token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
