@@ -165,23 +165,7 @@ pub struct SendMessageBody;
 
 impl utoipa::PartialSchema for SendMessageBody {
     fn schema() -> RefOr<Schema> {
-        at_least_one_of(
-            SendMessage::schema(),
-            vec![
-                (
-                    "text",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .min_length(Some(1)),
-                ),
-                (
-                    "data",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Object)
-                        .min_properties(Some(1)),
-                ),
-            ],
-        )
+        text_or_data(SendMessage::schema())
     }
 }
 
@@ -207,24 +191,29 @@ pub struct EditMessageBody;
 
 impl utoipa::PartialSchema for EditMessageBody {
     fn schema() -> RefOr<Schema> {
-        at_least_one_of(
-            EditMessage::schema(),
-            vec![
-                (
-                    "text",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .min_length(Some(1)),
-                ),
-                (
-                    "data",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Object)
-                        .min_properties(Some(1)),
-                ),
-            ],
-        )
+        text_or_data(EditMessage::schema())
     }
+}
+
+/// `base` with the rule a message keeps: a non-empty text or a non-empty data.
+fn text_or_data(base: RefOr<Schema>) -> RefOr<Schema> {
+    at_least_one_of(
+        base,
+        vec![
+            (
+                "text",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            ),
+            (
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .min_properties(Some(1)),
+            ),
+        ],
+    )
 }
 
 impl utoipa::ToSchema for EditMessageBody {
