@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// PostgreSQL: connections this node keeps open (SQLite ignores it).
     #[arg(long, env = "MKONDO_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// SQLite: `full` (default; an acknowledged message survives power loss) or
+    /// `normal` (faster; survives a crash of the process, not of the machine).
+    #[arg(long, env = "MKONDO_SQLITE_SYNCHRONOUS")]
+    pub sqlite_synchronous: Option<String>,
     /// TOML configuration file with the same keys as these flags (snake_case).
     #[arg(long, env = "MKONDO_CONFIG")]
     #[serde(skip)]
@@ -109,6 +113,7 @@ pub struct Config {
     pub database: String,
     /// Pool size on PostgreSQL (see `store::StoreOptions`).
     pub database_max_connections: u32,
+    pub sqlite_synchronous: crate::store::Synchronous,
     pub log_json: bool,
     pub limits: Limits,
     /// Guards the operator API; `None` turns it off.
@@ -277,6 +282,7 @@ impl ServeArgs {
                 crate::store::DEFAULT_MAX_CONNECTIONS
             )
             .max(1),
+            sqlite_synchronous: pick!(sqlite_synchronous, "full".to_owned()).parse()?,
             log_json: log_format == "json",
             limits,
             operator_secret,
@@ -308,6 +314,17 @@ mod tests {
         assert_eq!(c.limits.token_grace, Duration::from_secs(25));
         assert_eq!(c.limits.max_connections_per_user, 20);
         assert_eq!(c.limits.replay_limit, 100);
+        assert_eq!(c.sqlite_synchronous, crate::store::Synchronous::Full);
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_full_unless_normal_is_asked_for() {
+        let cli = Cli::parse_from(["mkondo", "--sqlite-synchronous", "NORMAL"]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.sqlite_synchronous, crate::store::Synchronous::Normal);
+        let cli = Cli::parse_from(["mkondo", "--sqlite-synchronous", "off"]);
+        let err = cli.serve.resolve().unwrap_err().to_string();
+        assert!(err.contains("--sqlite-synchronous"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::store::Store;
 pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let store_options = crate::store::StoreOptions {
         max_connections: config.database_max_connections,
+        sqlite_synchronous: config.sqlite_synchronous,
     };
     let store = Store::open_with(&config.database, &store_options).await?;
     let hub = Arc::new(Hub::default());

@@ -62,12 +62,46 @@ pub struct StoreOptions {
     /// PostgreSQL: connections in the pool of this process (each node has its own).
     /// SQLite ignores it: one writer and a few readers.
     pub max_connections: u32,
+    /// SQLite: how hard a commit waits for the disk (PostgreSQL ignores it).
+    pub sqlite_synchronous: Synchronous,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            sqlite_synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// SQLite's `synchronous` level in WAL mode. `Full` (the default) syncs the log
+/// at every commit: an acknowledged message survives power loss. `Normal` syncs
+/// at checkpoints only: a commit survives the process dying (SIGKILL), but the
+/// last ones before a power cut or kernel crash may be lost; it writes faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Synchronous::Full => "full",
+            Synchronous::Normal => "normal",
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            _ => anyhow::bail!("--sqlite-synchronous must be full or normal"),
         }
     }
 }
@@ -85,11 +119,11 @@ pub struct Store {
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Per SQLite connection: WAL + NORMAL (a committed transaction survives a process
-/// crash, SIGKILL), foreign keys, and deleted or erased content overwritten in the
-/// file rather than left in free space (a tombstone's text is gone from the disk).
+/// Per SQLite connection: WAL (with the `synchronous` level of [`Synchronous`]),
+/// foreign keys, and deleted or erased content overwritten in the file rather
+/// than left in free space (a tombstone's text is gone from the disk).
 const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
+     PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
 const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;";
 
 impl Store {
@@ -110,11 +144,11 @@ impl Store {
                 url.split("://").next().unwrap_or_default()
             )
         } else {
-            Self::open_sqlite(url).await
+            Self::open_sqlite(url, options.sqlite_synchronous).await
         }
     }
 
-    async fn open_sqlite(url: &str) -> anyhow::Result<Self> {
+    async fn open_sqlite(url: &str, synchronous: Synchronous) -> anyhow::Result<Self> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -124,8 +158,12 @@ impl Store {
         let writer = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(15))
-            .after_connect(|conn, _| {
-                Box::pin(async move { conn.execute(SQLITE_WRITER_PRAGMAS).await.map(drop) })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_WRITER_PRAGMAS).await?;
+                    let level = format!("PRAGMA synchronous = {}", synchronous.as_str());
+                    conn.execute(level.as_str()).await.map(drop)
+                })
             })
             .connect(&format!("{location}?mode=rwc"))
             .await?;
@@ -186,6 +224,19 @@ impl Store {
             Engine::Sqlite => "",
             Engine::Postgres => " FOR NO KEY UPDATE",
         }
+    }
+
+    /// SQLite's `synchronous` level on the writer, as SQLite reports it
+    /// (0 off, 1 normal, 2 full, 3 extra); None on PostgreSQL.
+    pub async fn sqlite_synchronous(&self) -> Result<Option<i64>> {
+        if self.engine != Engine::Sqlite {
+            return Ok(None);
+        }
+        Ok(Some(
+            sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&self.writer)
+                .await?,
+        ))
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -286,4 +337,29 @@ pub(crate) fn decode_cursor(cursor: &str, n: usize) -> Result<Vec<String>> {
         return Err(bad());
     }
     Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_commits_wait_for_the_disk_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.db");
+        let store = Store::open(path.to_str().unwrap()).await.unwrap();
+        assert_eq!(store.sqlite_synchronous().await.unwrap(), Some(2), "FULL");
+        store.close().await;
+
+        let options = StoreOptions {
+            sqlite_synchronous: Synchronous::Normal,
+            ..StoreOptions::default()
+        };
+        let path = dir.path().join("normal.db");
+        let store = Store::open_with(path.to_str().unwrap(), &options)
+            .await
+            .unwrap();
+        assert_eq!(store.sqlite_synchronous().await.unwrap(), Some(1), "NORMAL");
+        store.close().await;
+    }
 }
