@@ -38,8 +38,6 @@ impl NewMessage {
 /// A group to create.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewGroup {
-    /// Chosen id; the server makes one when `None`.
-    pub id: Option<String>,
     pub name: String,
     pub icon_url: Option<String>,
     pub data: Option<serde_json::Value>,
@@ -223,15 +221,16 @@ impl Client {
             Ok(d) => d,
             Err(e) => return self.failed(e),
         };
-        let idempotent = group.id.is_some();
+        // The server makes the id (only the backend chooses one), so a create
+        // resent after a reconnect could make a second group: never resent.
         let command = Command::CreateGroup(v1::CreateGroupRequest {
-            id: group.id.unwrap_or_default(),
+            id: String::new(),
             name: group.name,
             icon_url: group.icon_url.unwrap_or_default(),
             data,
             members: group.members,
         });
-        self.request(command, idempotent, conversation)
+        self.request(command, false, conversation)
     }
 
     /// The direct conversation with `user_id` (the same one every time).

@@ -247,7 +247,6 @@ impl Client {
 
     pub async fn create_group(&self, group: NewGroup) -> Result<Conversation> {
         let group = mkondo_sdk::NewGroup {
-            id: group.id,
             name: group.name,
             icon_url: group.icon_url,
             data: parse_json(group.data)?,

@@ -350,9 +350,6 @@ pub struct NewGroup {
     pub name: String,
     /// The other members.
     pub members: Vec<String>,
-    /// Chosen id; the server makes one when `None`.
-    #[uniffi(default = None)]
-    pub id: Option<String>,
     #[uniffi(default = None)]
     pub icon_url: Option<String>,
     #[uniffi(default = None)]

@@ -79,8 +79,6 @@ export interface HistoryOptions { before?: number; after?: number; limit?: numbe
 export interface ConversationsOptions { cursor?: string; limit?: number }
 /** `client.createGroup(group)`. */
 export interface NewGroup {
-  /** Chosen by the server when absent. */
-  id?: string;
   name?: string;
   iconUrl?: string;
   data?: object;

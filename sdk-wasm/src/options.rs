@@ -170,13 +170,12 @@ pub(crate) fn conversations_page(
     Ok((string(&o, "cursor")?, whole(&o, "limit")?.map(page_size)))
 }
 
-/// `createGroup({ id, name, iconUrl, data, members })`.
+/// `createGroup({ name, iconUrl, data, members })` (the server makes the id).
 pub(crate) fn new_group(group: &JsValue) -> Result<NewGroup, JsValue> {
     if !group.is_object() {
         return Err(invalid("createGroup: an object (`name`, `members`, …)"));
     }
     Ok(NewGroup {
-        id: string(group, "id")?,
         name: string(group, "name")?.unwrap_or_default(),
         icon_url: string(group, "iconUrl")?,
         data: from_js(&field(group, "data")?.unwrap_or_default())?,

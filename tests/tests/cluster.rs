@@ -132,6 +132,54 @@ async fn users_on_different_nodes_chat_live() {
     );
 }
 
+/// Bob, subscribed on node 1, is removed through node 0: the unsubscribe
+/// crosses the broker, so typing and presence from the group stop reaching him
+/// at once; a send racing the removal through node 0 never reaches him after it.
+#[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
+async fn a_removal_on_one_node_ends_subscriptions_on_every_node() {
+    let c = cluster(2).await;
+    let api = c.nodes[0].api();
+    api.create_users(&["alice", "bob", "carol"]).await;
+    let group = api.create_group("trio", &["alice", "bob", "carol"]).await;
+    let (alice, _) = c.nodes[0].client(Transport::WsJson, "alice").await;
+    let (bob, _) = c.nodes[1].client(Transport::Grpc, "bob").await;
+    bob.subscribe(&group).await.unwrap();
+    let typing = |p: &PushKind| matches!(p, PushKind::Typing(t) if t.conversation_id == group);
+    alice.typing(&group, false).await.unwrap();
+    bob.expect_push("bob: alice typing across nodes", WAIT, |p| {
+        typing(p).then_some(())
+    })
+    .await;
+
+    api.delete(&format!("/v1/conversations/{group}/members/bob"))
+        .await
+        .expect(204);
+    bob.expect_push("bob: told he was removed", WAIT, |p| match p {
+        PushKind::MemberLeft(m) if m.user_id == "bob" => Some(()),
+        _ => None,
+    })
+    .await;
+    alice.typing(&group, true).await.unwrap();
+    alice.typing(&group, false).await.unwrap();
+    let (carol, _) = c.nodes[0].client(Transport::WsProto, "carol").await;
+    alice.send_message(&group, "after", "a-1").await.unwrap();
+    bob.expect_no_push(
+        "bob: the group's typing, presence or messages after his removal",
+        Duration::from_millis(800),
+        |p| {
+            typing(p)
+                || matches!(p, PushKind::Presence(p) if p.user_id == "carol")
+                || matches!(p, PushKind::Message(m) if m.conversation_id == group)
+        },
+    )
+    .await;
+    drop(carol);
+}
+
 /// Bob's SDK client (through a proxy, so the address it dials can move) is on
 /// node 1; node 1 dies; messages keep coming on node 0; the proxy now leads to
 /// node 2. Bob's client reconnects there by itself and has every message exactly

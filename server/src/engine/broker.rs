@@ -37,6 +37,10 @@ pub enum Payload {
     Push(Arc<Outbound>),
     /// Close the targets' sessions with this code (revocation, deactivation).
     Disconnect(DisconnectCode),
+    /// End the targets' subscriptions to this conversation: their user left or
+    /// was removed, or it was deleted. Typing and presence stop at once, on
+    /// every node, not at the next reconnect.
+    Unsubscribe(String),
 }
 
 #[derive(Debug, Clone)]

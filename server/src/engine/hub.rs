@@ -211,6 +211,7 @@ impl Hub {
                     }
                 }
                 Payload::Disconnect(code) => handle.close.close(*code),
+                Payload::Unsubscribe(conv) => self.unsubscribe(&handle.app, conv, handle.id),
             }
         }
         delivered
@@ -272,6 +273,59 @@ mod tests {
             target,
             payload: Payload::Push(Outbound::push(v1::push::Push::Ping(v1::ServerPing {}))),
         }
+    }
+
+    #[test]
+    fn an_unsubscribe_ends_the_target_users_subscriptions_only() {
+        let hub = Hub::default();
+        let app: Arc<str> = Arc::from("app1");
+        let (mut bob1, _) = session(&hub, 1, "app1", "bob", 8);
+        let (mut bob2, _) = session(&hub, 2, "app1", "bob", 8);
+        let (mut carol, _) = session(&hub, 3, "app1", "carol", 8);
+        for id in [1, 2, 3] {
+            hub.subscribe(&app, "room", id);
+        }
+        hub.subscribe(&app, "other", 1);
+        let removed = Event {
+            app: "app1".into(),
+            target: Target {
+                users: vec!["bob".into()],
+                ..Default::default()
+            },
+            payload: Payload::Unsubscribe("room".into()),
+        };
+        assert_eq!(hub.deliver(&removed), 2);
+        let room = Target {
+            subscribers_of: vec!["room".into()],
+            ..Default::default()
+        };
+        assert_eq!(hub.deliver(&event("app1", room)), 1, "carol only");
+        assert!(carol.try_recv().is_ok());
+        assert!(bob1.try_recv().is_err() && bob2.try_recv().is_err());
+        let other = Target {
+            subscribers_of: vec!["other".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            hub.deliver(&event("app1", other)),
+            1,
+            "bob's other one stays"
+        );
+
+        let deleted = Event {
+            app: "app1".into(),
+            target: Target {
+                subscribers_of: vec!["room".into()],
+                ..Default::default()
+            },
+            payload: Payload::Unsubscribe("room".into()),
+        };
+        hub.deliver(&deleted);
+        assert!(
+            !hub.subscribers
+                .contains_key(&(app.clone(), "room".to_owned())),
+            "nothing left of the room"
+        );
     }
 
     #[test]

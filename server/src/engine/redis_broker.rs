@@ -145,14 +145,19 @@ struct WireEvent {
     /// A disconnect: the close code.
     #[prost(uint32, optional, tag = "10")]
     disconnect: Option<u32>,
+    /// An unsubscribe: the conversation.
+    #[prost(string, optional, tag = "11")]
+    unsubscribe: Option<String>,
 }
 
 fn encode(origin: &str, event: &Event) -> Vec<u8> {
     let t = &event.target;
-    let (frame, disconnect) = match &event.payload {
-        Payload::Push(out) => (Some(out.encoded_raw()), None),
-        Payload::Disconnect(code) => (None, Some(u32::from(code.code()))),
-    };
+    let (mut frame, mut disconnect, mut unsubscribe) = (None, None, None);
+    match &event.payload {
+        Payload::Push(out) => frame = Some(out.encoded_raw()),
+        Payload::Disconnect(code) => disconnect = Some(u32::from(code.code())),
+        Payload::Unsubscribe(conv) => unsubscribe = Some(conv.clone()),
+    }
     WireEvent {
         origin: origin.to_owned(),
         app: event.app.clone(),
@@ -164,6 +169,7 @@ fn encode(origin: &str, event: &Event) -> Vec<u8> {
         issued_before_ms: t.issued_before_ms,
         frame,
         disconnect,
+        unsubscribe,
     }
     .encode_to_vec()
 }
@@ -171,14 +177,15 @@ fn encode(origin: &str, event: &Event) -> Vec<u8> {
 /// The event and the node that published it; `None` for bytes that are no event.
 fn decode(bytes: &[u8]) -> Option<(String, Event)> {
     let wire = WireEvent::decode(bytes).ok()?;
-    let payload = match (wire.frame, wire.disconnect) {
-        (Some(frame), None) => match v1::ServerFrame::decode(frame).ok()?.body? {
+    let payload = match (wire.frame, wire.disconnect, wire.unsubscribe) {
+        (Some(frame), None, None) => match v1::ServerFrame::decode(frame).ok()?.body? {
             Body::Push(v1::Push { push: Some(push) }) => Payload::Push(Outbound::push(push)),
             _ => return None,
         },
-        (None, Some(code)) => {
+        (None, Some(code), None) => {
             Payload::Disconnect(DisconnectCode::from_code(u16::try_from(code).ok()?)?)
         }
+        (None, None, Some(conv)) => Payload::Unsubscribe(conv),
         _ => return None,
     };
     let target = Target {
@@ -440,6 +447,17 @@ mod tests {
             back.payload,
             Payload::Disconnect(DisconnectCode::UserDeleted)
         ));
+        let unsubscribe = Event {
+            app: "app1".into(),
+            target: Target {
+                users: vec!["bob".into()],
+                ..Default::default()
+            },
+            payload: Payload::Unsubscribe("c1".into()),
+        };
+        let (_, back) = decode(&encode("n", &unsubscribe)).unwrap();
+        assert_eq!(back.target.users, ["bob"]);
+        assert!(matches!(back.payload, Payload::Unsubscribe(c) if c == "c1"));
         assert!(decode(b"\xff\xff").is_none());
     }
 }

@@ -54,6 +54,15 @@ impl Node {
         if !self.store.delete_conversation(app, conv).await? {
             return Err(Error::not_found("conversation"));
         }
+        self.end_subscriptions(
+            app,
+            Target {
+                subscribers_of: vec![conv.to_owned()],
+                ..Default::default()
+            },
+            conv,
+        )
+        .await;
         for member in members {
             self.publish(
                 app,
@@ -96,6 +105,13 @@ impl Node {
         mut group: NewGroup,
     ) -> Result<Conversation> {
         match actor {
+            // SPEC §1: ids are the server's or the backend's. A user choosing one
+            // could take an id the backend will name in `groups` claims.
+            Actor::User(_) if group.id.is_some() => {
+                return Err(Error::denied(
+                    "only the backend chooses a conversation id; leave `id` out",
+                ));
+            }
             Actor::User(u) => {
                 group.creator = Some(u.to_owned());
                 self.require_users(app, &group.members).await?;

@@ -183,6 +183,15 @@ impl Node {
             .remove_member_noticed(app, conv, user, notice, ChangeBy { member: by, owners })
             .await?
             .ok_or_else(|| Error::not_found("member"))?;
+        self.end_subscriptions(
+            app,
+            Target {
+                users: vec![user.to_owned()],
+                ..Default::default()
+            },
+            conv,
+        )
+        .await;
         let remaining = self.store.member_ids(app, conv).await?;
         let mut targets = remaining.clone();
         targets.push(user.to_owned());

@@ -50,10 +50,11 @@ impl Node {
         if !sent.duplicate {
             metrics::counter!("mkondo_messages_total").increment(1);
             self.typing_stopped(app, conv, &msg.sender_id);
+            // The members as of the commit, not as of the checks above.
             self.publish(
                 app,
                 Target {
-                    users: members,
+                    users: sent.recipients.clone(),
                     ..Default::default()
                 },
                 Push::Message(views::message(&sent.message)),

@@ -126,6 +126,20 @@ impl Node {
         Ok(())
     }
 
+    /// Ends the target sessions' subscriptions to `conv` on every node (after
+    /// the membership change is committed; see `Payload::Unsubscribe`).
+    pub(crate) async fn end_subscriptions(&self, app: &str, target: Target, conv: &str) {
+        let event = Event {
+            app: app.to_owned(),
+            target,
+            payload: Payload::Unsubscribe(conv.to_owned()),
+        };
+        if let Err(err) = self.broker.publish(event).await {
+            metrics::counter!("mkondo_publish_failures_total").increment(1);
+            tracing::warn!(%err, app, "an unsubscribe was not published");
+        }
+    }
+
     // ----- authentication
 
     /// Verifies a user token and returns its claims; the user must not be
@@ -220,6 +234,16 @@ impl Node {
             Some(conv) if conv.kind == store::Kind::Direct => Err(Error::invalid(
                 "the groups claim cannot name a direct conversation",
             )),
+            // A group a user created is not the backend's to join people to: its
+            // id may have been taken ahead of the backend (see `created_by`).
+            Some(conv) if conv.created_by.is_some() => {
+                tracing::warn!(
+                    app,
+                    group,
+                    "a groups claim names a group a user created; not joining"
+                );
+                Ok(())
+            }
             Some(_) => self.join_from_token(app, group, user).await,
             None => {
                 let created = self.store.create_group(

@@ -105,10 +105,20 @@ impl Node {
         conv: &str,
         id: SessionId,
     ) -> Result<Subscription> {
-        let conversation = self
+        // Subscribed before membership is checked: a removal committed after the
+        // check publishes its unsubscribe after this subscribe, and one committed
+        // before it fails the check. Either way no subscription outlives membership.
+        self.hub.subscribe(app, conv, id);
+        let conversation = match self
             .visible_conversation(app, Actor::User(user), conv)
-            .await?;
-        self.hub.subscribe(app, &conversation.id, id);
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                self.hub.unsubscribe(app, conv, id);
+                return Err(e);
+            }
+        };
         let first_page = PageRequest::new(None, Some(MAX_PAGE_LIMIT));
         let first = first_page.bounds()?;
         let mut members = self

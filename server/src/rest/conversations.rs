@@ -66,7 +66,8 @@ pub struct NewGroupSchema {
     #[serde(default)]
     #[schema(value_type = Vec<UserId>, max_items = 1000)]
     members: Vec<String>,
-    /// Made by the server when absent.
+    /// Made by the server when absent. Only an API key may choose it (a user
+    /// token naming one gets 403).
     #[schema(value_type = Option<ConversationId>)]
     id: Option<String>,
     /// At most 256 bytes.
@@ -142,7 +143,7 @@ pub struct AddedMembers {
     operation_id = "createConversation",
     tag = "conversations",
     summary = "Create a conversation",
-    description = "Creates a group (201; a user token becomes its owner; 409 when the chosen id is taken) or starts a direct conversation (201 when created, 200 with the existing one for the same pair).",
+    description = "Creates a group (201; a user token becomes its owner; only an API key may choose the `id`, 403 for a user token; 409 when the chosen id is taken) or starts a direct conversation (201 when created, 200 with the existing one for the same pair).",
     security(("api_key" = []), ("user_token" = [])),
     request_body = CreateConversationSchema,
     responses(

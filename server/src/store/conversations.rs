@@ -45,7 +45,8 @@ pub struct NewGroup {
     pub name: String,
     pub icon_url: String,
     pub data: Option<Value>,
-    /// Becomes the owner; None when the backend creates it.
+    /// Becomes the owner and is recorded as `created_by`; None when the backend
+    /// or a token's `groups` claim creates it.
     pub creator: Option<String>,
     pub members: Vec<String>,
 }
@@ -53,7 +54,7 @@ pub struct NewGroup {
 /// The columns a [`Conversation`] is read from (`FromRow`, by name), of the
 /// `conversations` table as `c`.
 const CONV_COLUMNS: &str =
-    "c.id, c.kind, c.name, c.icon_url, c.data, c.created_at, c.updated_at, c.last_activity_at, c.last_seq";
+    "c.id, c.kind, c.name, c.icon_url, c.data, c.created_at, c.updated_at, c.last_activity_at, c.last_seq, c.created_by";
 
 /// The columns a [`Member`] is read from (`FromRow`, by name).
 const MEMBER_COLUMNS: &str = "user_id, role, joined_at, last_read_seq, cleared_seq, muted";
@@ -115,8 +116,8 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO conversations (app_id, id, kind, name, icon_url, data, created_at, updated_at, last_activity_at)
-             VALUES ($1, $2, 'group', $3, $4, $5, $6, $6, $6) ON CONFLICT (app_id, id) DO NOTHING",
+            "INSERT INTO conversations (app_id, id, kind, name, icon_url, data, created_at, updated_at, last_activity_at, created_by)
+             VALUES ($1, $2, 'group', $3, $4, $5, $6, $6, $6, $7) ON CONFLICT (app_id, id) DO NOTHING",
         )
         .bind(app)
         .bind(id)
@@ -124,6 +125,7 @@ impl Store {
         .bind(&group.icon_url)
         .bind(group.data.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".into()))
         .bind(now)
+        .bind(&group.creator)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {

@@ -42,6 +42,9 @@ pub struct Sent {
     pub message: Message,
     /// The client_id had been used: this is the original message, nothing was written.
     pub duplicate: bool,
+    /// The members when the message was written, read in its transaction after
+    /// its seq was taken: a member removed before it (a lower seq) is not here.
+    pub recipients: Vec<String>,
 }
 
 /// The columns a [`Message`] is read from (its `FromRow`, by name).
@@ -128,6 +131,20 @@ impl Store {
         let Some(seq) = seq else {
             return Err(Error::not_found("conversation"));
         };
+        // Read under the conversation's row lock, taken just now by the seq
+        // update: a membership change waits for this send or is seen whole.
+        let recipients: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM members WHERE app_id = $1 AND conversation_id = $2 ORDER BY user_id",
+        )
+        .bind(app)
+        .bind(conv)
+        .fetch_all(&mut *tx)
+        .await?;
+        if msg.kind != "system" && !recipients.contains(&msg.sender_id) {
+            return Err(Error::denied(
+                "the sender is not a member of this conversation",
+            ));
+        }
         if let Some(client_id) = &msg.client_id {
             let sql = format!(
                 "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4"
@@ -148,6 +165,7 @@ impl Store {
                 return Ok(Sent {
                     message,
                     duplicate: true,
+                    recipients,
                 });
             }
         }
@@ -207,6 +225,7 @@ impl Store {
         Ok(Sent {
             message,
             duplicate: false,
+            recipients,
         })
     }
 

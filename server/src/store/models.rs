@@ -191,6 +191,10 @@ pub struct Conversation {
     pub updated_at: Millis,
     pub last_activity_at: Millis,
     pub last_seq: i64,
+    /// The user whose token created the group; None for the backend, a
+    /// `groups` claim and direct conversations. Not shown to clients.
+    #[serde(skip)]
+    pub created_by: Option<String>,
     #[sqlx(skip)]
     pub member_count: i64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -149,20 +149,20 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         lock_conversation(&mut tx, self.lock(), app, conv).await?;
-        let removed = sqlx::query(
-            "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
+        let removed: Option<String> = sqlx::query_scalar(
+            "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3 RETURNING role",
         )
         .bind(app)
         .bind(conv)
         .bind(user)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !removed {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(role) = removed else {
             return Ok(None);
-        }
-        if change.owners == Owners::KeepOne {
+        };
+        // Only an owner leaving can leave the group ownerless: a member of a
+        // group the backend made (which has no owner) may always leave.
+        if change.owners == Owners::KeepOne && role == Role::Owner.as_str() {
             require_an_owner(&mut tx, app, conv).await?;
         }
         let by = change.member.filter(|b| *b != user);
@@ -286,7 +286,7 @@ impl Store {
             .bind(role.as_str())
             .execute(&mut *tx)
             .await?;
-            if change.owners == Owners::KeepOne {
+            if change.owners == Owners::KeepOne && current == Role::Owner.as_str() {
                 require_an_owner(&mut tx, app, conv).await?;
             }
             written = append_notices(

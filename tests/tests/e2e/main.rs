@@ -28,6 +28,7 @@ mod openapi_rules;
 mod operations;
 mod operator;
 mod ordering;
+mod ownership;
 mod presence;
 mod reflection;
 mod rest;

@@ -298,11 +298,11 @@ async fn system_messages_tell_the_story() {
         .patch(&path, json!({"icon_url": "https://example.com/i.png"}))
         .await
         .ok();
-    let mut claims = server.app.claims("erin");
-    claims.groups = Some(vec![conv.clone()]);
-    let (erin, reply) = server
-        .client_with_token(Transport::WsJson, &server.app.sign(&claims))
-        .await;
+    // The backend adds Erin (a `groups` claim never joins a group a user made).
+    api.post(&format!("{path}/members"), json!({"user_ids": ["erin"]}))
+        .await
+        .ok();
+    let (erin, reply) = server.client(Transport::WsJson, "erin").await;
     let mine = reply.conversations.iter().find(|c| c.id == conv).unwrap();
     assert_eq!(
         (mine.unread_count, mine.last_read_seq),

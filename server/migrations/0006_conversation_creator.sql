@@ -1,0 +1,17 @@
+-- Who created a group: the user whose token created it, or NULL when the
+-- backend did (API key, Admin gRPC) or a token's `groups` claim did. A `groups`
+-- claim joins only groups without a user creator, so a user cannot take an id
+-- the backend will later name and collect the backend's users into it.
+ALTER TABLE conversations ADD COLUMN created_by TEXT;
+
+-- Groups made before this column: a user token's group has that user as its
+-- owner from the first moment, which neither the backend nor a `groups` claim
+-- gives at creation.
+UPDATE conversations SET created_by = (
+    SELECT MIN(m.user_id) FROM members m
+    WHERE m.app_id = conversations.app_id
+      AND m.conversation_id = conversations.id
+      AND m.role = 'owner'
+      AND m.joined_at = conversations.created_at
+)
+WHERE kind = 'group';
