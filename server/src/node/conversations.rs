@@ -4,6 +4,7 @@
 
 use mkondo_proto::v1::{self, push::Push};
 
+use super::requests::{distinct, MAX_MEMBERS_PER_REQUEST};
 use super::{require_role, Actor, Node};
 use crate::engine::broker::Target;
 use crate::error::{Error, Result};
@@ -95,15 +96,19 @@ impl Node {
         actor: Actor<'_>,
         mut group: NewGroup,
     ) -> Result<Conversation> {
+        // Capped and de-duplicated before any query: a refused create leaves
+        // nothing behind (no user created for it).
+        group.members = distinct(
+            std::mem::take(&mut group.members),
+            MAX_MEMBERS_PER_REQUEST,
+            "members",
+        )?;
         match actor {
             Actor::User(u) => {
                 group.creator = Some(u.to_owned());
                 self.require_users(app, &group.members).await?;
             }
             Actor::Backend => self.ensure_users(app, &group.members).await?,
-        }
-        if group.members.len() > 1000 {
-            return Err(Error::invalid("at most 1000 members at creation"));
         }
         let conv = self.store.create_group(app, group).await?;
         let members = self.store.member_ids(app, &conv.id).await?;

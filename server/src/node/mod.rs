@@ -36,6 +36,7 @@ use crate::engine::outbound::Outbound;
 use crate::engine::presence::PresenceManager;
 use crate::error::{Error, Result};
 use crate::store::{self, users::UserPatch, Conversation, NewGroup, Role, Store, User};
+use requests::{distinct, MAX_TOKEN_GROUPS};
 
 const LOCK_STRIPES: usize = 256;
 pub const TYPING_TTL_MS: i64 = 6_000;
@@ -178,9 +179,11 @@ impl Node {
     }
 
     /// The user behind a verified token, created from its claims on first connect,
-    /// joined to the conversations its `groups` claim names.
+    /// joined to the conversations its `groups` claim names (at most 100,
+    /// duplicates counted, checked before anything is written).
     pub async fn user_for_claims(&self, claims: &TokenClaims) -> Result<User> {
         let app = &claims.app_id;
+        let groups = distinct(claims.groups.clone(), MAX_TOKEN_GROUPS, "the groups claim")?;
         let user = match self.store.get_user(app, &claims.user_id).await? {
             Some(user) => user,
             None if self.config.limits.auto_create_users => {
@@ -198,7 +201,7 @@ impl Node {
                 return Err(Error::unauthenticated("unknown user").with_reason(Reason::UnknownUser));
             }
         };
-        for group in &claims.groups {
+        for group in &groups {
             self.join_group_from_token(app, &claims.user_id, group)
                 .await?;
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use mkondo_proto::v1::{self, push::Push};
 
+use super::requests::{distinct, MAX_PRESENCE_USERS};
 use super::{Node, TYPING_TTL_MS};
 use crate::engine::broker::Target;
 use crate::engine::presence::{AppState, Status, UserPresence};
@@ -139,9 +140,7 @@ impl Node {
         viewer: &str,
         users: &[String],
     ) -> Result<Vec<UserPresence>> {
-        if users.len() > 100 {
-            return Err(Error::invalid("at most 100 user ids"));
-        }
+        let users = &distinct(users.to_vec(), MAX_PRESENCE_USERS, "user_ids")?;
         let mine = self.store.conversation_ids_of(app, viewer).await?;
         let blocked = self.block_peers(app, viewer).await?;
         let mut visible = Vec::new();
