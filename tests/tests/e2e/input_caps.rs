@@ -1,6 +1,9 @@
 //! Input caps and the answers that must not leak: every list a request carries
 //! is capped (counting duplicates) and de-duplicated before any query, so a
-//! refused request changes nothing.
+//! refused request changes nothing; and the connect `resume` map is capped and
+//! the rest reported with `more`.
+
+use std::collections::HashMap;
 
 use mkondo_proto::v1::CreateConversationRequest;
 use mkondo_tests::{per_transport, ServerOptions, TestServer, Transport};
@@ -8,7 +11,10 @@ use serde_json::json;
 
 use crate::admin_common::{admin, error_code};
 
-per_transport!(realtime_lists_are_capped_before_any_query_and_collapsed,);
+per_transport!(
+    realtime_lists_are_capped_before_any_query_and_collapsed,
+    the_resume_map_is_capped_and_the_rest_reported_with_more,
+);
 
 /// The most members one request may name (duplicates counted).
 const MAX_MEMBERS: usize = 1000;
@@ -154,4 +160,54 @@ async fn realtime_lists_are_capped_before_any_query_and_collapsed(transport: Tra
     let mut seen: Vec<&str> = presence.iter().map(|p| p.user_id.as_str()).collect();
     seen.sort();
     assert_eq!(seen, ["bob", "carol"], "{presence:?}");
+}
+
+/// The resume map is capped at 200 conversations (the first 200 by id): the
+/// rest come back as recoveries with `more` and no messages, which the client
+/// pages with `history`.
+async fn the_resume_map_is_capped_and_the_rest_reported_with_more(transport: Transport) {
+    const CAP: usize = 200;
+    let server = TestServer::start(ServerOptions::new().unlimited_rate()).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob"]).await;
+    let mut real = Vec::new();
+    for i in 0..3 {
+        let conv = api
+            .create_group_with_id(&format!("r-{i}"), "r", &["alice", "bob"])
+            .await;
+        api.send(&conv, "alice", "one", &format!("{conv}-1")).await;
+        api.send(&conv, "alice", "two", &format!("{conv}-2")).await;
+        real.push(conv);
+    }
+    // 3 real conversations sort first, then 202 ids of nothing.
+    let mut resume: HashMap<String, u64> = real.iter().map(|c| (c.clone(), 0)).collect();
+    let fake = ids("zz-", CAP + 2);
+    resume.extend(fake.iter().map(|c| (c.clone(), 0)));
+    assert_eq!(resume.len(), CAP + 5);
+
+    let bob = server.open(transport).await;
+    let reply = bob.connect(&server.app.token("bob"), resume).await.unwrap();
+    for conv in &real {
+        let rec = reply
+            .recovered
+            .iter()
+            .find(|r| r.conversation_id == *conv)
+            .unwrap_or_else(|| panic!("no recovery for {conv}: {:?}", reply.recovered));
+        assert_eq!(rec.messages.len(), 2, "{rec:?}");
+        assert!(!rec.more);
+    }
+    let mut more: Vec<&str> = reply
+        .recovered
+        .iter()
+        .filter(|r| r.more)
+        .map(|r| r.conversation_id.as_str())
+        .collect();
+    more.sort();
+    let expected: Vec<&str> = fake[CAP - 3..].iter().map(String::as_str).collect();
+    assert_eq!(more, expected, "the entries past the cap, with more");
+    for r in reply.recovered.iter().filter(|r| r.more) {
+        assert!(r.messages.is_empty(), "{r:?}");
+    }
+    assert_eq!(reply.recovered.len(), 3 + 5, "{:?}", reply.recovered);
+    bob.ping().await.unwrap();
 }
