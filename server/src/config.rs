@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Pushes queued per connection before it is closed as a slow consumer.
     #[arg(long, env = "MKONDO_OUTBOUND_QUEUE")]
     pub outbound_queue: Option<usize>,
+    /// How long one write to a connection may take before it is closed as a
+    /// slow consumer (a client that sends but never reads), 100 ms to 10 min.
+    #[arg(long, env = "MKONDO_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
     #[arg(long, env = "MKONDO_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
     /// `connect` commands handled at once; more wait their turn (a reconnect
@@ -102,6 +106,9 @@ impl std::str::FromStr for Secret {
 
 /// The shortest operator secret accepted.
 pub const MIN_OPERATOR_SECRET_LEN: usize = 16;
+/// `--write-timeout-ms` is clamped to 100 ms – 10 min.
+pub const MIN_WRITE_TIMEOUT_MS: u64 = 100;
+pub const MAX_WRITE_TIMEOUT_MS: u64 = 600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -174,6 +181,8 @@ pub struct Limits {
     pub rate_per_second: u32,
     pub rate_burst: u32,
     pub outbound_queue: usize,
+    /// A write to a connection taking longer closes it as a slow consumer.
+    pub write_timeout: Duration,
     pub max_connections_per_user: usize,
     pub max_concurrent_connects: usize,
     pub max_token_lifetime_secs: i64,
@@ -193,6 +202,7 @@ impl Default for Limits {
             rate_per_second: 20,
             rate_burst: 50,
             outbound_queue: 1024,
+            write_timeout: Duration::from_secs(10),
             max_connections_per_user: 20,
             max_concurrent_connects: 32,
             max_token_lifetime_secs: 24 * 3600,
@@ -240,6 +250,8 @@ impl ServeArgs {
             rate_per_second: pick!(rate_per_second, d.rate_per_second).max(1),
             rate_burst: pick!(rate_burst, d.rate_burst).max(1),
             outbound_queue: pick!(outbound_queue, d.outbound_queue).max(8),
+            write_timeout: ms(pick!(write_timeout_ms, d.write_timeout.as_millis() as u64)
+                .clamp(MIN_WRITE_TIMEOUT_MS, MAX_WRITE_TIMEOUT_MS)),
             max_connections_per_user: pick!(max_connections_per_user, d.max_connections_per_user)
                 .max(1),
             max_concurrent_connects: pick!(max_concurrent_connects, d.max_concurrent_connects)
@@ -370,6 +382,26 @@ mod tests {
             let err = cli.serve.resolve().unwrap_err().to_string();
             assert!(err.contains(bad[0]), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_write_timeout_is_a_setting_clamped_to_100_ms_to_10_min() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.limits.write_timeout, Duration::from_secs(10));
+        for (given, expected) in [
+            ("1", Duration::from_millis(100)),
+            ("2500", Duration::from_millis(2500)),
+            ("99999999999", Duration::from_secs(600)),
+        ] {
+            let cli = Cli::parse_from(["mkondo", "--write-timeout-ms", given]);
+            assert_eq!(cli.serve.resolve().unwrap().limits.write_timeout, expected);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(&file, "write_timeout_ms = 2500\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.limits.write_timeout, Duration::from_millis(2500));
     }
 
     #[test]

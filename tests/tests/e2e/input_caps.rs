@@ -1,12 +1,16 @@
 //! Input caps and the answers that must not leak: every list a request carries
 //! is capped (counting duplicates) and de-duplicated before any query, so a
-//! refused request changes nothing; and the connect `resume` map is capped and
-//! the rest reported with `more`.
+//! refused request changes nothing; the connect `resume` map is capped and the
+//! rest reported with `more`; and a client that never reads is closed after the
+//! write deadline.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use mkondo_proto::v1::CreateConversationRequest;
-use mkondo_tests::{per_transport, ServerOptions, TestServer, Transport};
+use mkondo_tests::{
+    per_transport, v1, Command, RawEvent, RawWs, ServerOptions, TestServer, Transport, WAIT,
+};
 use serde_json::json;
 
 use crate::admin_common::{admin, error_code};
@@ -210,4 +214,70 @@ async fn the_resume_map_is_capped_and_the_rest_reported_with_more(transport: Tra
     }
     assert_eq!(reply.recovered.len(), 3 + 5, "{:?}", reply.recovered);
     bob.ping().await.unwrap();
+}
+
+/// A client that sends commands with large replies but never reads: once the
+/// server cannot write for `--write-timeout-ms`, it closes the connection (the
+/// TCP connection ends), and goes on serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_after_the_write_deadline() {
+    let server = TestServer::start(
+        ServerOptions::new()
+            .unlimited_rate()
+            .flag("--write-timeout-ms", 300)
+            // Only the write deadline may close it, not a missed pong.
+            .ping_interval_ms(600_000),
+    )
+    .await;
+    let api = server.api();
+    api.create_users(&["reader", "stuck"]).await;
+    let conv = api.create_group("big", &["reader", "stuck"]).await;
+    let text = "t".repeat(16 * 1024);
+    for i in 0..40 {
+        api.send(&conv, "reader", &text, &format!("big-{i}")).await;
+    }
+
+    let mut stuck = RawWs::open_with_buffer(server.addr, Some("mkondo.v1.json"), Some(8192)).await;
+    let reply = stuck.connect(&server.app.token("stuck")).await;
+    assert!(
+        matches!(reply.body, Some(v1::server_frame::Body::Reply(_))),
+        "{reply:?}"
+    );
+    // About 25 MB of replies, never read while the server writes them.
+    for id in 2..42 {
+        let frame = v1::ClientFrame {
+            id,
+            command: Some(Command::History(v1::HistoryRequest {
+                conversation_id: conv.clone(),
+                limit: 100,
+                ..Default::default()
+            })),
+        };
+        stuck.send_frame(&frame).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Someone else is served meanwhile.
+    let (reader, _) = server.client(Transport::WsJson, "reader").await;
+    reader.ping().await.unwrap();
+
+    // Reading now finds the connection closed: what the kernel had buffered,
+    // then its end, never all 40 replies on a live connection.
+    let (frames, end) = stuck.drain(WAIT).await;
+    match end {
+        Some(RawEvent::Ended(_)) => {}
+        Some(RawEvent::Close(code, _)) => {
+            assert!(
+                code.is_none_or(|c| c == 3002),
+                "closed with {code:?}, not as a slow consumer"
+            )
+        }
+        other => panic!(
+            "the connection is still open after {} frames: {other:?}",
+            frames.len()
+        ),
+    }
+    assert!(frames.len() < 41, "every reply was written");
+    server.assert_running();
+    reader.ping().await.unwrap();
 }
