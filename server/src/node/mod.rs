@@ -148,7 +148,7 @@ impl Node {
             .get_app(&claims.app_id)
             .await?
             .ok_or(TokenError::WrongApp)?;
-        let issued_ms = claims.iat.unwrap_or(0) * 1000;
+        let issued_ms = claims.issued_at_ms();
         if issued_ms < app.tokens_valid_after {
             return Err(
                 Error::new(ErrorCode::InvalidToken, "token revoked").with_reason(Reason::Revoked)

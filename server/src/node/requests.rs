@@ -553,7 +553,7 @@ impl Node {
         )?;
         Ok(Minted {
             token,
-            expires_at_ms: (now + ttl) * 1000,
+            expires_at_ms: now.saturating_add(ttl).saturating_mul(1000),
         })
     }
 }

@@ -181,6 +181,12 @@ impl Store {
             alg,
             material: material.clone(),
         };
+        if alg == KeyAlg::Hs256 && material.len() < auth::MIN_HS256_SECRET_BYTES {
+            return Err(Error::invalid(format!(
+                "an HS256 secret must have at least {} bytes",
+                auth::MIN_HS256_SECRET_BYTES
+            )));
+        }
         if !auth::key_usable(&key) {
             return Err(Error::invalid("the key does not parse for this algorithm"));
         }

@@ -1,15 +1,16 @@
 //! Input caps and the answers that must not leak: every list a request carries
 //! is capped (counting duplicates) and de-duplicated before any query, so a
 //! refused request changes nothing; the connect `resume` map is capped and the
-//! rest reported with `more`; and a client that never reads is closed after the
-//! write deadline.
+//! rest reported with `more`; a client that never reads is closed after the
+//! write deadline; and short HS256 secrets are refused.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use mkondo_proto::v1::CreateConversationRequest;
 use mkondo_tests::{
-    per_transport, v1, Command, RawEvent, RawWs, ServerOptions, TestServer, Transport, WAIT,
+    mkondo_bin, per_transport, v1, Command, RawEvent, RawWs, ServerOptions, TestServer, Transport,
+    WAIT,
 };
 use serde_json::json;
 
@@ -280,4 +281,37 @@ async fn a_client_that_never_reads_is_closed_after_the_write_deadline() {
     assert!(frames.len() < 41, "every reply was written");
     server.assert_running();
     reader.ping().await.unwrap();
+}
+
+/// An HS256 secret shorter than 32 bytes is refused when added with the CLI;
+/// 32 bytes are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_hs256_secret_is_refused() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let add = |secret: &'static str| {
+        let file = server.dir().join(format!("secret-{}", secret.len()));
+        std::fs::write(&file, secret).unwrap();
+        let db = server.database_url().to_owned();
+        let app = server.app.app_id.clone();
+        async move {
+            tokio::process::Command::new(mkondo_bin())
+                .args(["app", "add-key", "--app", &app, "--alg", "HS256"])
+                .arg("--public-key")
+                .arg(&file)
+                .args(["--database", &db])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let short = add("only-31-bytes-long-secret-01234").await;
+    assert!(!short.status.success(), "a 31-byte secret was accepted");
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("32"), "{stderr}");
+    let long = add("exactly-32-bytes-long-secret-012").await;
+    assert!(
+        long.status.success(),
+        "{}",
+        String::from_utf8_lossy(&long.stderr)
+    );
 }

@@ -98,7 +98,7 @@ impl Session {
             node.detach_session(self.id, []);
             return Err(self.refuse(err));
         }
-        let deadline_ms = claims.exp * 1000 - store::now_ms();
+        let deadline_ms = claims.expires_at_ms().saturating_sub(store::now_ms());
         self.authed = Some(Authed {
             app: app.clone(),
             user: user_id.clone(),
@@ -172,7 +172,7 @@ impl Session {
             user: Some(views::user(user)),
             conversations,
             notifications: node.connect_notifications(&app, &user_id).await?,
-            token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
+            token_expires_at: Some(millis_to_timestamp(claims.expires_at_ms())),
             limits: Some(v1::Limits {
                 max_frame_bytes: l.max_frame_bytes as u32,
                 rate_per_second: l.rate_per_second,
@@ -208,12 +208,12 @@ impl Session {
                 if let Err(err) = node.recheck_token(&req.token, revocations).await {
                     return Err(self.refuse(err));
                 }
-                let deadline_ms = claims.exp * 1000 - store::now_ms();
+                let deadline_ms = claims.expires_at_ms().saturating_sub(store::now_ms());
                 if let Some(a) = self.authed.as_mut() {
                     a.token_deadline = deadline(deadline_ms, node.limits().token_grace);
                 }
                 Ok(R::Refresh(v1::RefreshResult {
-                    token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
+                    token_expires_at: Some(millis_to_timestamp(claims.expires_at_ms())),
                 }))
             }
             Command::Subscribe(req) => {
