@@ -178,7 +178,8 @@ impl Node {
         Ok(claims)
     }
 
-    /// The user behind a verified token, created from its claims on first connect,
+    /// The user behind a verified token, created from its claims on first connect
+    /// (when both the server's and the app's `auto_create_users` allow it),
     /// joined to the conversations its `groups` claim names (at most 100,
     /// duplicates counted, checked before anything is written).
     pub async fn user_for_claims(&self, claims: &TokenClaims) -> Result<User> {
@@ -186,7 +187,7 @@ impl Node {
         let groups = distinct(claims.groups.clone(), MAX_TOKEN_GROUPS, "the groups claim")?;
         let user = match self.store.get_user(app, &claims.user_id).await? {
             Some(user) => user,
-            None if self.config.limits.auto_create_users => {
+            None if self.auto_create_users(app).await? => {
                 let patch = UserPatch {
                     name: claims.name.clone(),
                     avatar_url: claims.avatar.clone(),
@@ -206,6 +207,20 @@ impl Node {
                 .await?;
         }
         Ok(user)
+    }
+
+    /// Whether users unknown to `app` are created from their token's claims:
+    /// the server-wide setting (`--auto-create-users`) and the app's own
+    /// (`PATCH /v1/admin/apps/{app}`, on by default) must both allow it.
+    async fn auto_create_users(&self, app: &str) -> Result<bool> {
+        if !self.config.limits.auto_create_users {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .get_app(app)
+            .await?
+            .is_some_and(|a| a.auto_create_users))
     }
 
     pub(crate) async fn join_group_from_token(

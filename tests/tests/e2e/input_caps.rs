@@ -2,7 +2,8 @@
 //! is capped (counting duplicates) and de-duplicated before any query, so a
 //! refused request changes nothing; the connect `resume` map is capped and the
 //! rest reported with `more`; a client that never reads is closed after the
-//! write deadline; and short HS256 secrets are refused.
+//! write deadline; short HS256 secrets are refused; and an app's own
+//! `auto_create_users` is honoured.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use mkondo_tests::{
     mkondo_bin, per_transport, v1, Command, RawEvent, RawWs, ServerOptions, TestServer, Transport,
     WAIT,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::admin_common::{admin, error_code};
 
@@ -314,4 +315,52 @@ async fn a_short_hs256_secret_is_refused() {
         "{}",
         String::from_utf8_lossy(&long.stderr)
     );
+}
+
+/// An app with `auto_create_users` off refuses a connect from a user it does not
+/// know, while another app on the same server creates theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_create_users_is_per_app() {
+    const SECRET: &str = "operator-secret-for-tests-0123";
+    let server =
+        TestServer::start(ServerOptions::new().operator_secret(SECRET).extra_apps(1)).await;
+    let operator = server.rest_as(SECRET);
+    let closed = &server.other_apps[0];
+    let body: Value = operator
+        .patch(
+            &format!("/v1/admin/apps/{}", closed.app_id),
+            json!({"auto_create_users": false}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(body["auto_create_users"], false, "{body}");
+    assert_eq!(body["app_id"], closed.app_id.as_str());
+
+    let refused = server.open(Transport::WsJson).await;
+    let err = refused
+        .connect(&closed.token("newbie"), HashMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "unauthenticated", "{err:?}");
+    assert_eq!(err.reason, "unknown_user", "{err:?}");
+
+    let (_, reply) = server.client(Transport::WsJson, "newbie").await;
+    assert_eq!(reply.user.unwrap().id, "newbie");
+
+    // Back on: the same user is created.
+    operator
+        .patch(
+            &format!("/v1/admin/apps/{}", closed.app_id),
+            json!({"auto_create_users": true}),
+        )
+        .await
+        .expect(200);
+    let (_, reply) = server
+        .client_with_token(Transport::WsJson, &closed.token("newbie"))
+        .await;
+    assert_eq!(reply.user.unwrap().id, "newbie");
+    operator
+        .patch("/v1/admin/apps/nope", json!({"auto_create_users": true}))
+        .await
+        .expect_error(404, "not_found");
 }
