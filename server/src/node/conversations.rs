@@ -14,7 +14,9 @@ use crate::views;
 impl Node {
     // ----- conversations
 
-    /// A conversation the actor may see (members only, for users).
+    /// A conversation the actor may see (members only, for users). To a user,
+    /// one they are not in is `not_found`, as one that does not exist, so
+    /// conversation ids cannot be probed; the backend sees every conversation.
     pub async fn visible_conversation(
         &self,
         app: &str,
@@ -31,7 +33,7 @@ impl Node {
             .await?
             .ok_or_else(|| Error::not_found("conversation"))?;
         if viewer.is_some() && c.viewer.is_none() {
-            return Err(Error::denied("not a member of this conversation"));
+            return Err(Error::not_found("conversation"));
         }
         Ok(c)
     }

@@ -36,6 +36,8 @@ impl Node {
             Actor::User(u) if u != msg.sender_id => {
                 return Err(Error::denied("cannot send as another user"))
             }
+            // As for a conversation that does not exist: ids cannot be probed.
+            Actor::User(_) if !sender_is_member => return Err(self.not_member_error()),
             _ if msg.kind == "system" => {}
             _ if !sender_is_member => {
                 return Err(Error::denied(

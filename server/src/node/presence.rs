@@ -17,7 +17,7 @@ impl Node {
 
     pub async fn typing(&self, app: &str, user: &str, conv: &str, stop: bool) -> Result<()> {
         if self.store.member(app, conv, user).await?.is_none() {
-            return Err(self.not_member_error(app, conv).await);
+            return Err(self.not_member_error());
         }
         if stop {
             self.typing_stopped(app, conv, user);
@@ -79,12 +79,10 @@ impl Node {
             .unwrap_or_default()
     }
 
-    pub(crate) async fn not_member_error(&self, app: &str, conv: &str) -> Error {
-        match self.store.get_conversation(app, conv, None).await {
-            Ok(Some(_)) => Error::denied("not a member of this conversation"),
-            Ok(None) => Error::not_found("conversation"),
-            Err(e) => e,
-        }
+    /// What a user is told about a conversation they are not in: `not_found`,
+    /// as for one that does not exist, so ids cannot be probed.
+    pub(crate) fn not_member_error(&self) -> Error {
+        Error::not_found("conversation")
     }
 
     /// Presence of these users: live status, else offline with the stored last_seen.

@@ -2,8 +2,9 @@
 //! is capped (counting duplicates) and de-duplicated before any query, so a
 //! refused request changes nothing; the connect `resume` map is capped and the
 //! rest reported with `more`; a client that never reads is closed after the
-//! write deadline; short HS256 secrets are refused; and an app's own
-//! `auto_create_users` is honoured.
+//! write deadline; short HS256 secrets are refused; an app's own
+//! `auto_create_users` is honoured; and a user token gets the same answer for a
+//! conversation that does not exist as for one it is not a member of.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::admin_common::{admin, error_code};
 per_transport!(
     realtime_lists_are_capped_before_any_query_and_collapsed,
     the_resume_map_is_capped_and_the_rest_reported_with_more,
+    realtime_answers_alike_for_missing_and_foreign_conversations,
 );
 
 /// The most members one request may name (duplicates counted).
@@ -363,4 +365,83 @@ async fn auto_create_users_is_per_app() {
         .patch("/v1/admin/apps/nope", json!({"auto_create_users": true}))
         .await
         .expect_error(404, "not_found");
+}
+
+/// A user token cannot tell a conversation that does not exist from one it is
+/// not in: the same status and code on every REST route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_answers_alike_for_missing_and_foreign_conversations() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob", "carol"]).await;
+    let conv = api.create_group("private", &["alice", "bob"]).await;
+    api.send(&conv, "alice", "hi", "hi-1").await;
+    let carol = server.rest_as(&server.app.token("carol"));
+    for id in [conv.as_str(), "no-such-conversation"] {
+        let calls = [
+            carol.get(&format!("/v1/conversations/{id}")).await,
+            carol.get(&format!("/v1/conversations/{id}/messages")).await,
+            carol.get(&format!("/v1/conversations/{id}/members")).await,
+            carol
+                .post(
+                    &format!("/v1/conversations/{id}/messages"),
+                    json!({"text": "x"}),
+                )
+                .await,
+            carol
+                .post(
+                    &format!("/v1/conversations/{id}/members"),
+                    json!({"user_ids": ["carol"]}),
+                )
+                .await,
+            carol
+                .patch(
+                    &format!("/v1/conversations/{id}/messages/1"),
+                    json!({"text": "y"}),
+                )
+                .await,
+            carol
+                .post(
+                    &format!("/v1/conversations/{id}/messages/1/reactions"),
+                    json!({"emoji": "👍"}),
+                )
+                .await,
+            carol
+                .post(&format!("/v1/me/conversations/{id}/hide"), json!({}))
+                .await,
+        ];
+        for resp in calls {
+            resp.expect_error(404, "not_found");
+        }
+    }
+}
+
+/// The real-time twin: subscribe, history, send, typing, read and leave answer
+/// `not_found` for both.
+async fn realtime_answers_alike_for_missing_and_foreign_conversations(transport: Transport) {
+    let server = TestServer::start(ServerOptions::new().unlimited_rate()).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob", "carol"]).await;
+    let conv = api.create_group("private", &["alice", "bob"]).await;
+    api.send(&conv, "alice", "hi", "hi-1").await;
+    let (carol, _) = server.client(transport, "carol").await;
+    for id in [conv.as_str(), "no-such-conversation"] {
+        let errors = [
+            carol.subscribe(id).await.map(drop).unwrap_err(),
+            carol.history(id, 0, 0, 10).await.map(drop).unwrap_err(),
+            carol
+                .send_message(id, "x", "x-1")
+                .await
+                .map(drop)
+                .unwrap_err(),
+            carol.typing(id, false).await.unwrap_err(),
+            carol.read(id, 1).await.map(drop).unwrap_err(),
+            carol.leave(id).await.unwrap_err(),
+            carol.edit(id, 1, "y").await.map(drop).unwrap_err(),
+            carol.react(id, 1, "👍").await.map(drop).unwrap_err(),
+        ];
+        for err in errors {
+            assert_eq!(err.code, "not_found", "{id}: {err:?}");
+        }
+    }
 }
