@@ -23,7 +23,6 @@ pub use sessions::{Replay, Subscription};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dashmap::DashMap;
 use mkondo_proto::v1::push::Push;
 use mkondo_proto::{ErrorCode, Reason};
 use tokio::sync::Mutex;
@@ -34,6 +33,7 @@ use crate::engine::broker::{Broker, Event, Payload, Target};
 use crate::engine::hub::Hub;
 use crate::engine::outbound::Outbound;
 use crate::engine::presence::PresenceManager;
+use crate::engine::typing::TypingMap;
 use crate::error::{Error, Result};
 use crate::store::{self, users::UserPatch, Conversation, NewGroup, Role, Store, User};
 use requests::{distinct, MAX_TOKEN_GROUPS};
@@ -64,7 +64,7 @@ pub struct Node {
     /// Permits for `connect` commands in progress (`max_concurrent_connects`).
     connect_gate: Arc<tokio::sync::Semaphore>,
     locks: Vec<Mutex<()>>,
-    typing: DashMap<(String, String), Vec<(String, i64)>>,
+    typing: TypingMap,
     started: Instant,
 }
 
@@ -89,7 +89,7 @@ impl Node {
             sessions: Default::default(),
             connect_gate,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            typing: DashMap::new(),
+            typing: TypingMap::new(TYPING_TTL_MS),
             started: Instant::now(),
         })
     }
