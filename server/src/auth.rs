@@ -14,7 +14,9 @@
 //!   caller; the JWT library only checks the signature.
 //! - Clock skew is tolerated by `TokenPolicy::leeway_secs` in both directions
 //!   (`exp`, `nbf`, `iat`), and a token may not live longer than
-//!   `TokenPolicy::max_lifetime_secs` (plus leeway), whatever its `iat` claims.
+//!   `TokenPolicy::max_lifetime_secs` (plus leeway), whatever its `iat` claims:
+//!   without `iat`, counted from now. Both are clamped (at most 30 days, 5 minutes).
+//! - A new HS256 secret has at least 32 bytes (`key_usable`).
 //! - No input makes these functions panic: tokens are size-capped, split and decoded
 //!   by hand, and all arithmetic on claimed times saturates.
 //! - API keys are random (≥ 190 bits), stored only as `hex(sha256(plaintext))`, and
@@ -35,6 +37,13 @@ use sha2::{Digest as _, Sha256};
 
 /// Tokens longer than this are refused unread (`Malformed`); a real one is far smaller.
 pub const MAX_TOKEN_LEN: usize = 32 * 1024;
+/// The shortest HS256 secret accepted for a new signing key (RFC 7518 §3.2: a
+/// key of at least the hash's size, 256 bits).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+/// The longest a token may live, whatever the policy says: 30 days.
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 30 * 86_400;
+/// The most clock skew a policy may tolerate: 5 minutes.
+pub const MAX_LEEWAY_SECS: i64 = 300;
 
 /// The signature algorithms a signing key may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,7 +110,8 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Limits applied to every user token.
+/// Limits applied to every user token. `verify` clamps them: the lifetime to
+/// 1 s – `MAX_TOKEN_LIFETIME_SECS`, the leeway to 0 – `MAX_LEEWAY_SECS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenPolicy {
     /// The longest a token may live (`exp - iat`), in seconds. Default 24 h.
@@ -140,6 +150,19 @@ pub struct TokenClaims {
     pub avatar: Option<String>,
     /// Conversation ids the user joins on connect (empty when absent).
     pub groups: Vec<String>,
+}
+
+impl TokenClaims {
+    /// `exp` in unix milliseconds, saturating at the `i64` bounds.
+    pub fn expires_at_ms(&self) -> i64 {
+        self.exp.saturating_mul(1000)
+    }
+
+    /// `iat` in unix milliseconds (0 without one: issued before any revocation
+    /// point), saturating at the `i64` bounds.
+    pub fn issued_at_ms(&self) -> i64 {
+        self.iat.unwrap_or(0).saturating_mul(1000)
+    }
 }
 
 /// Why a token was refused. `reason()` is stable and machine-readable.
@@ -269,8 +292,14 @@ fn decoding_key(key: &SigningKey) -> Result<DecodingKey, TokenError> {
     decoded.map_err(|_| TokenError::KeyUnusable)
 }
 
-/// Whether a signing key's material parses for its algorithm (checked before storing it).
+/// Whether a key may be stored as a new signing key: its material parses for
+/// its algorithm, and an HS256 secret has at least `MIN_HS256_SECRET_BYTES`.
+/// (A shorter HS256 key stored before this rule still verifies: refusing it
+/// would log every user out at an upgrade; the operator rotates it.)
 pub fn key_usable(key: &SigningKey) -> bool {
+    if key.alg == KeyAlg::Hs256 && key.material.len() < MIN_HS256_SECRET_BYTES {
+        return false;
+    }
     decoding_key(key).is_ok()
 }
 
@@ -341,7 +370,9 @@ pub fn verify(
         return Err(TokenError::AlgMismatch);
     }
     let decoding = decoding_key(key)?;
-    let leeway = policy.leeway_secs.max(0);
+    // Whatever the policy says, within sane bounds (see `TokenPolicy`).
+    let leeway = policy.leeway_secs.clamp(0, MAX_LEEWAY_SECS);
+    let max_lifetime = policy.max_lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS);
 
     // The library checks the signature (and that the header alg is the key's); the
     // claims are all checked below, so that each failure has its own error.
@@ -380,7 +411,7 @@ pub fn verify(
     }
     // A future `iat` (within leeway) must not shorten the lifetime it claims.
     let issued = iat.map_or(now, |iat| iat.min(now));
-    if exp.saturating_sub(issued) > policy.max_lifetime_secs.saturating_add(leeway) {
+    if exp.saturating_sub(issued) > max_lifetime.saturating_add(leeway) {
         return Err(TokenError::LifetimeTooLong);
     }
 

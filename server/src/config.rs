@@ -34,7 +34,8 @@ pub struct ServeArgs {
     /// Messages replayed per conversation on resume before the client must page.
     #[arg(long, env = "MKONDO_REPLAY_LIMIT")]
     pub replay_limit: Option<u32>,
-    /// How long a connection may outlive its token's expiry without a refresh.
+    /// How long a connection may outlive its token's expiry without a refresh
+    /// (at most an hour).
     #[arg(long, env = "MKONDO_TOKEN_GRACE_MS")]
     pub token_grace_ms: Option<u64>,
     #[arg(long, env = "MKONDO_PING_INTERVAL_MS")]
@@ -51,13 +52,17 @@ pub struct ServeArgs {
     /// Pushes queued per connection before it is closed as a slow consumer.
     #[arg(long, env = "MKONDO_OUTBOUND_QUEUE")]
     pub outbound_queue: Option<usize>,
+    /// How long one write to a connection may take before it is closed as a
+    /// slow consumer (a client that sends but never reads), 100 ms to 10 min.
+    #[arg(long, env = "MKONDO_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
     #[arg(long, env = "MKONDO_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
     /// `connect` commands handled at once; more wait their turn (a reconnect
     /// storm queues instead of overloading the database).
     #[arg(long, env = "MKONDO_MAX_CONCURRENT_CONNECTS")]
     pub max_concurrent_connects: Option<usize>,
-    /// Longest token lifetime accepted (exp − iat), in seconds.
+    /// Longest token lifetime accepted (exp − iat), in seconds: 60 s to 30 days.
     #[arg(long, env = "MKONDO_MAX_TOKEN_LIFETIME_SECS")]
     pub max_token_lifetime_secs: Option<i64>,
     /// Create users on first connect from their token's claims.
@@ -106,6 +111,13 @@ impl std::str::FromStr for Secret {
 
 /// The shortest operator secret accepted.
 pub const MIN_OPERATOR_SECRET_LEN: usize = 16;
+/// `--max-token-lifetime-secs` is clamped to this and `auth::MAX_TOKEN_LIFETIME_SECS` (30 days).
+pub const MIN_TOKEN_LIFETIME_SECS: i64 = 60;
+/// `--token-grace-ms` is clamped to an hour.
+pub const MAX_TOKEN_GRACE_MS: u64 = 3_600_000;
+/// `--write-timeout-ms` is clamped to 100 ms – 10 min.
+pub const MIN_WRITE_TIMEOUT_MS: u64 = 100;
+pub const MAX_WRITE_TIMEOUT_MS: u64 = 600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -179,6 +191,8 @@ pub struct Limits {
     pub rate_per_second: u32,
     pub rate_burst: u32,
     pub outbound_queue: usize,
+    /// A write to a connection taking longer closes it as a slow consumer.
+    pub write_timeout: Duration,
     pub max_connections_per_user: usize,
     pub max_concurrent_connects: usize,
     pub max_token_lifetime_secs: i64,
@@ -198,6 +212,7 @@ impl Default for Limits {
             rate_per_second: 20,
             rate_burst: 50,
             outbound_queue: 1024,
+            write_timeout: Duration::from_secs(10),
             max_connections_per_user: 20,
             max_concurrent_connects: 32,
             max_token_lifetime_secs: 24 * 3600,
@@ -238,18 +253,26 @@ impl ServeArgs {
         let ms = Duration::from_millis;
         let limits = Limits {
             replay_limit: pick!(replay_limit, d.replay_limit).clamp(1, 10_000),
-            token_grace: ms(pick!(token_grace_ms, d.token_grace.as_millis() as u64)),
+            token_grace: ms(
+                pick!(token_grace_ms, d.token_grace.as_millis() as u64).min(MAX_TOKEN_GRACE_MS)
+            ),
             ping_interval: ms(pick!(ping_interval_ms, d.ping_interval.as_millis() as u64).max(50)),
             pong_timeout: ms(pick!(pong_timeout_ms, d.pong_timeout.as_millis() as u64).max(50)),
             max_frame_bytes: pick!(max_frame_bytes, d.max_frame_bytes).max(1024),
             rate_per_second: pick!(rate_per_second, d.rate_per_second).max(1),
             rate_burst: pick!(rate_burst, d.rate_burst).max(1),
             outbound_queue: pick!(outbound_queue, d.outbound_queue).max(8),
+            write_timeout: ms(pick!(write_timeout_ms, d.write_timeout.as_millis() as u64)
+                .clamp(MIN_WRITE_TIMEOUT_MS, MAX_WRITE_TIMEOUT_MS)),
             max_connections_per_user: pick!(max_connections_per_user, d.max_connections_per_user)
                 .max(1),
             max_concurrent_connects: pick!(max_concurrent_connects, d.max_concurrent_connects)
                 .max(1),
-            max_token_lifetime_secs: pick!(max_token_lifetime_secs, d.max_token_lifetime_secs),
+            max_token_lifetime_secs: pick!(max_token_lifetime_secs, d.max_token_lifetime_secs)
+                .clamp(
+                    MIN_TOKEN_LIFETIME_SECS,
+                    crate::auth::MAX_TOKEN_LIFETIME_SECS,
+                ),
             auto_create_users: pick!(auto_create_users, d.auto_create_users),
             connect_timeout: d.connect_timeout,
         };
@@ -387,6 +410,45 @@ mod tests {
             let err = cli.serve.resolve().unwrap_err().to_string();
             assert!(err.contains(bad[0]), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_write_timeout_is_a_setting_clamped_to_100_ms_to_10_min() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.limits.write_timeout, Duration::from_secs(10));
+        for (given, expected) in [
+            ("1", Duration::from_millis(100)),
+            ("2500", Duration::from_millis(2500)),
+            ("99999999999", Duration::from_secs(600)),
+        ] {
+            let cli = Cli::parse_from(["mkondo", "--write-timeout-ms", given]);
+            assert_eq!(cli.serve.resolve().unwrap().limits.write_timeout, expected);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(&file, "write_timeout_ms = 2500\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.limits.write_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.limits.max_token_lifetime_secs, 24 * 3600);
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--max-token-lifetime-secs",
+            "9223372036854775807",
+            "--token-grace-ms",
+            "18446744073709551615",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.limits.max_token_lifetime_secs, 30 * 86_400);
+        assert_eq!(c.limits.token_grace, Duration::from_secs(3600));
+        let cli = Cli::parse_from(["mkondo", "--max-token-lifetime-secs=-5"]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.limits.max_token_lifetime_secs, 60);
     }
 
     #[test]

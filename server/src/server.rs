@@ -38,7 +38,9 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let Some(url) = config.broker.redis_url.clone() else {
         let broker = Arc::new(MemoryBroker::new(hub.clone()));
         let presence = Arc::new(MemoryPresence::default());
-        return Ok(Node::new(store, config, hub, broker, presence));
+        let node = Node::new(store, config, hub, broker, presence);
+        tokio::spawn(node.clone().run_typing_sweep());
+        return Ok(node);
     };
     // Session ids are unique per process only: presence entries carry this too.
     let node_id: Arc<str> = Arc::from(ulid::Ulid::new().to_string().to_lowercase());
@@ -61,6 +63,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         stop.cancel();
     });
     tokio::spawn(node.clone().run_presence_upkeep());
+    tokio::spawn(node.clone().run_typing_sweep());
     Ok(node)
 }
 

@@ -11,7 +11,7 @@ const ED_PRIVATE: &str = include_str!("../../tests/fixtures/ed25519_private.pem"
 const ED_PUBLIC: &str = include_str!("../../tests/fixtures/ed25519_public.pem");
 
 const NOW: i64 = 1_700_000_000;
-const SECRET: &str = "test-secret-0123456789abcdef";
+const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 
 fn policy() -> TokenPolicy {
     TokenPolicy::default()
@@ -701,4 +701,86 @@ fn names_and_reasons() {
         TokenError::LifetimeTooLong.reason().as_str(),
         "lifetime_too_long"
     );
+}
+
+#[test]
+fn a_configured_lifetime_is_clamped() {
+    // A policy configured past the ceiling (or below 1 s) counts as the ceiling
+    // (or 1 s): a token cannot live a year, or for ever, whatever the setting.
+    let unbounded = TokenPolicy {
+        max_lifetime_secs: i64::MAX,
+        leeway_secs: i64::MAX,
+    };
+    for exp in [NOW + 365 * 86_400, i64::MAX] {
+        let token = sign_hs(&with(claims(), "exp", json!(exp)));
+        assert_eq!(
+            verify(&token, &hs_key(), &unbounded, NOW),
+            Err(TokenError::LifetimeTooLong),
+            "exp {exp}"
+        );
+    }
+    let ceiling = NOW + MAX_TOKEN_LIFETIME_SECS;
+    let token = sign_hs(&with(claims(), "exp", json!(ceiling)));
+    assert!(verify(&token, &hs_key(), &unbounded, NOW).is_ok());
+    // An expired token stays expired: the leeway is clamped too.
+    let old = sign_hs(&with(claims(), "exp", json!(NOW - 3600)));
+    assert_eq!(
+        verify(&old, &hs_key(), &unbounded, NOW),
+        Err(TokenError::Expired)
+    );
+    let zero = TokenPolicy {
+        max_lifetime_secs: i64::MIN,
+        leeway_secs: i64::MIN,
+    };
+    let token = sign_hs(&with(claims(), "exp", json!(NOW + 2)));
+    assert_eq!(
+        verify(&token, &hs_key(), &zero, NOW),
+        Err(TokenError::LifetimeTooLong)
+    );
+}
+
+#[test]
+fn a_token_without_iat_lives_at_most_the_maximum_from_now() {
+    let max = policy().max_lifetime_secs;
+    let no_iat = without(claims(), "iat");
+    let token = sign_hs(&with(no_iat.clone(), "exp", json!(NOW + max)));
+    assert!(check(&token).is_ok());
+    let token = sign_hs(&with(no_iat, "exp", json!(NOW + max + 31)));
+    assert_eq!(check(&token), Err(TokenError::LifetimeTooLong));
+}
+
+#[test]
+fn claimed_times_in_milliseconds_saturate() {
+    let mut c = check(&sign_hs(&claims())).unwrap();
+    assert_eq!(c.expires_at_ms(), (NOW + 3600) * 1000);
+    assert_eq!(c.issued_at_ms(), NOW * 1000);
+    c.exp = i64::MAX;
+    c.iat = Some(i64::MIN);
+    assert_eq!(c.expires_at_ms(), i64::MAX);
+    assert_eq!(c.issued_at_ms(), i64::MIN);
+    c.exp = i64::MIN;
+    c.iat = Some(i64::MAX);
+    assert_eq!(c.expires_at_ms(), i64::MIN);
+    assert_eq!(c.issued_at_ms(), i64::MAX);
+    // No iat: issued at the epoch (before any revocation point).
+    c.iat = None;
+    assert_eq!(c.issued_at_ms(), 0);
+}
+
+#[test]
+fn a_new_hs256_secret_has_at_least_32_bytes() {
+    let short = key(KeyAlg::Hs256, &"s".repeat(MIN_HS256_SECRET_BYTES - 1));
+    assert!(!key_usable(&short));
+    let long = key(KeyAlg::Hs256, &"s".repeat(MIN_HS256_SECRET_BYTES));
+    assert!(key_usable(&long));
+    assert!(new_hs256_secret().len() >= MIN_HS256_SECRET_BYTES);
+    // An existing shorter key still verifies what it signed (it is refused
+    // only when added): rotating it is the operator's call.
+    let old = key(KeyAlg::Hs256, "short-old-secret");
+    let token = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"short-old-secret"),
+        &claims(),
+    );
+    assert!(verify(&token, &old, &policy(), NOW).is_ok());
 }

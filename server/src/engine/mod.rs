@@ -10,3 +10,4 @@ pub mod outbound;
 pub mod presence;
 pub mod redis_broker;
 pub mod redis_presence;
+pub mod typing;

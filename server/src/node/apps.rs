@@ -174,6 +174,25 @@ impl Node {
         self.store.create_app(name, id).await
     }
 
+    /// Changes an app's settings: `auto_create_users` (whether a token for a user
+    /// the app does not know creates them; the server-wide setting must allow
+    /// it too). Answers the app as listed.
+    pub async fn update_app(
+        &self,
+        app: &str,
+        auto_create_users: Option<bool>,
+    ) -> Result<AppOverview> {
+        if let Some(on) = auto_create_users {
+            if !self.store.set_auto_create_users(app, on).await? {
+                return Err(Error::not_found("app"));
+            }
+        }
+        self.store
+            .app_overview(app)
+            .await?
+            .ok_or_else(|| Error::not_found("app"))
+    }
+
     /// A new signing key: HS256 made here (no public key), or a given public key.
     pub async fn add_signing_key(
         &self,

@@ -4,6 +4,7 @@
 
 use mkondo_proto::v1::{self, push::Push};
 
+use super::requests::{distinct, MAX_MEMBERS_PER_REQUEST};
 use super::{require_role, Actor, Node};
 use crate::engine::broker::Target;
 use crate::error::{Error, Result};
@@ -13,7 +14,9 @@ use crate::views;
 impl Node {
     // ----- conversations
 
-    /// A conversation the actor may see (members only, for users).
+    /// A conversation the actor may see (members only, for users). To a user,
+    /// one they are not in is `not_found`, as one that does not exist, so
+    /// conversation ids cannot be probed; the backend sees every conversation.
     pub async fn visible_conversation(
         &self,
         app: &str,
@@ -30,7 +33,7 @@ impl Node {
             .await?
             .ok_or_else(|| Error::not_found("conversation"))?;
         if viewer.is_some() && c.viewer.is_none() {
-            return Err(Error::denied("not a member of this conversation"));
+            return Err(Error::not_found("conversation"));
         }
         Ok(c)
     }
@@ -104,6 +107,13 @@ impl Node {
         actor: Actor<'_>,
         mut group: NewGroup,
     ) -> Result<Conversation> {
+        // Capped and de-duplicated before any query: a refused create leaves
+        // nothing behind (no user created for it).
+        group.members = distinct(
+            std::mem::take(&mut group.members),
+            MAX_MEMBERS_PER_REQUEST,
+            "members",
+        )?;
         match actor {
             // SPEC §1: ids are the server's or the backend's. A user choosing one
             // could take an id the backend will name in `groups` claims.
@@ -117,9 +127,6 @@ impl Node {
                 self.require_users(app, &group.members).await?;
             }
             Actor::Backend => self.ensure_users(app, &group.members).await?,
-        }
-        if group.members.len() > 1000 {
-            return Err(Error::invalid("at most 1000 members at creation"));
         }
         let conv = self.store.create_group(app, group).await?;
         let members = self.store.member_ids(app, &conv.id).await?;

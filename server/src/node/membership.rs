@@ -13,6 +13,7 @@
 use mkondo_proto::v1::{self, push::Push};
 use serde_json::{json, Value};
 
+use super::requests::{distinct, MAX_MEMBERS_PER_REQUEST};
 use super::{require_role, Actor, Node};
 use crate::engine::broker::Target;
 use crate::error::{Error, Result};
@@ -28,9 +29,12 @@ impl Node {
         conv: &str,
         users: &[String],
     ) -> Result<Vec<Member>> {
-        if users.is_empty() || users.len() > 1000 {
-            return Err(Error::invalid("give 1 to 1000 user ids"));
+        if users.is_empty() {
+            return Err(Error::invalid(format!(
+                "give 1 to {MAX_MEMBERS_PER_REQUEST} user ids"
+            )));
         }
+        let users = &distinct(users.to_vec(), MAX_MEMBERS_PER_REQUEST, "user_ids")?;
         let c = self.visible_conversation(app, actor, conv).await?;
         if c.kind == store::Kind::Direct {
             return Err(Error::denied(

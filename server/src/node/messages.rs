@@ -2,6 +2,7 @@
 //! positions.
 
 use mkondo_proto::v1::{self, push::Push};
+use mkondo_proto::ErrorCode;
 
 use super::{Actor, Node};
 use crate::engine::broker::Target;
@@ -36,6 +37,8 @@ impl Node {
             Actor::User(u) if u != msg.sender_id => {
                 return Err(Error::denied("cannot send as another user"))
             }
+            // As for a conversation that does not exist: ids cannot be probed.
+            Actor::User(_) if !sender_is_member => return Err(self.not_member_error()),
             _ if msg.kind == "system" => {}
             _ if !sender_is_member => {
                 return Err(Error::denied(
@@ -46,7 +49,13 @@ impl Node {
         }
         self.refuse_blocked_direct(app, conv, &msg).await?;
         let _ordered = self.conversation_lock(app, conv).lock().await;
-        let sent = self.store.send_message(app, conv, &msg).await?;
+        let sent = match self.store.send_message(app, conv, &msg).await {
+            // Removed between the check above and the commit: the same answer.
+            Err(e) if e.code == ErrorCode::PermissionDenied && matches!(actor, Actor::User(_)) => {
+                return Err(self.not_member_error())
+            }
+            other => other?,
+        };
         if !sent.duplicate {
             metrics::counter!("mkondo_messages_total").increment(1);
             self.typing_stopped(app, conv, &msg.sender_id);

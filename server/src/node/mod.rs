@@ -23,7 +23,6 @@ pub use sessions::{Replay, Subscription};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dashmap::DashMap;
 use mkondo_proto::v1::push::Push;
 use mkondo_proto::{ErrorCode, Reason};
 use tokio::sync::Mutex;
@@ -34,8 +33,10 @@ use crate::engine::broker::{Broker, Event, Payload, Target};
 use crate::engine::hub::Hub;
 use crate::engine::outbound::Outbound;
 use crate::engine::presence::PresenceManager;
+use crate::engine::typing::TypingMap;
 use crate::error::{Error, Result};
 use crate::store::{self, users::UserPatch, Conversation, NewGroup, Role, Store, User};
+use requests::{distinct, MAX_TOKEN_GROUPS};
 
 const LOCK_STRIPES: usize = 256;
 pub const TYPING_TTL_MS: i64 = 6_000;
@@ -63,7 +64,7 @@ pub struct Node {
     /// Permits for `connect` commands in progress (`max_concurrent_connects`).
     connect_gate: Arc<tokio::sync::Semaphore>,
     locks: Vec<Mutex<()>>,
-    typing: DashMap<(String, String), Vec<(String, i64)>>,
+    typing: TypingMap,
     started: Instant,
 }
 
@@ -88,7 +89,7 @@ impl Node {
             sessions: Default::default(),
             connect_gate,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            typing: DashMap::new(),
+            typing: TypingMap::new(TYPING_TTL_MS),
             started: Instant::now(),
         })
     }
@@ -161,7 +162,7 @@ impl Node {
             .get_app(&claims.app_id)
             .await?
             .ok_or(TokenError::WrongApp)?;
-        let issued_ms = claims.iat.unwrap_or(0) * 1000;
+        let issued_ms = claims.issued_at_ms();
         if issued_ms < app.tokens_valid_after {
             return Err(
                 Error::new(ErrorCode::InvalidToken, "token revoked").with_reason(Reason::Revoked)
@@ -191,13 +192,16 @@ impl Node {
         Ok(claims)
     }
 
-    /// The user behind a verified token, created from its claims on first connect,
-    /// joined to the conversations its `groups` claim names.
+    /// The user behind a verified token, created from its claims on first connect
+    /// (when both the server's and the app's `auto_create_users` allow it),
+    /// joined to the conversations its `groups` claim names (at most 100,
+    /// duplicates counted, checked before anything is written).
     pub async fn user_for_claims(&self, claims: &TokenClaims) -> Result<User> {
         let app = &claims.app_id;
+        let groups = distinct(claims.groups.clone(), MAX_TOKEN_GROUPS, "the groups claim")?;
         let user = match self.store.get_user(app, &claims.user_id).await? {
             Some(user) => user,
-            None if self.config.limits.auto_create_users => {
+            None if self.auto_create_users(app).await? => {
                 let patch = UserPatch {
                     name: claims.name.clone(),
                     avatar_url: claims.avatar.clone(),
@@ -212,11 +216,25 @@ impl Node {
                 return Err(Error::unauthenticated("unknown user").with_reason(Reason::UnknownUser));
             }
         };
-        for group in &claims.groups {
+        for group in &groups {
             self.join_group_from_token(app, &claims.user_id, group)
                 .await?;
         }
         Ok(user)
+    }
+
+    /// Whether users unknown to `app` are created from their token's claims:
+    /// the server-wide setting (`--auto-create-users`) and the app's own
+    /// (`PATCH /v1/admin/apps/{app}`, on by default) must both allow it.
+    async fn auto_create_users(&self, app: &str) -> Result<bool> {
+        if !self.config.limits.auto_create_users {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .get_app(app)
+            .await?
+            .is_some_and(|a| a.auto_create_users))
     }
 
     pub(crate) async fn join_group_from_token(

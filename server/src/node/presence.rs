@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use mkondo_proto::v1::{self, push::Push};
 
-use super::{Node, TYPING_TTL_MS};
+use super::requests::{distinct, MAX_PRESENCE_USERS};
+use super::Node;
 use crate::engine::broker::Target;
 use crate::engine::presence::{AppState, Status, UserPresence};
 use crate::error::{Error, Result};
@@ -16,18 +17,12 @@ impl Node {
 
     pub async fn typing(&self, app: &str, user: &str, conv: &str, stop: bool) -> Result<()> {
         if self.store.member(app, conv, user).await?.is_none() {
-            return Err(self.not_member_error(app, conv).await);
+            return Err(self.not_member_error());
         }
         if stop {
             self.typing_stopped(app, conv, user);
         } else {
-            let now = store::now_ms();
-            let mut entry = self
-                .typing
-                .entry((app.to_owned(), conv.to_owned()))
-                .or_default();
-            entry.retain(|(u, at)| u != user && now - at < TYPING_TTL_MS);
-            entry.push((user.to_owned(), now));
+            self.typing.started(app, conv, user, store::now_ms());
         }
         let mut except_users = self.block_peers(app, user).await?;
         except_users.push(user.to_owned());
@@ -48,11 +43,7 @@ impl Node {
     }
 
     pub(crate) fn typing_stopped(&self, app: &str, conv: &str, user: &str) {
-        self.typing
-            .remove_if_mut(&(app.to_owned(), conv.to_owned()), |_, list| {
-                list.retain(|(u, _)| u != user);
-                list.is_empty()
-            });
+        self.typing.stopped(app, conv, user);
     }
 
     /// Users typing in `conv` now, as `viewer` may see them (not themself, nobody
@@ -66,24 +57,27 @@ impl Node {
 
     /// Users typing in `conv` now.
     pub fn typing_now(&self, app: &str, conv: &str) -> Vec<String> {
-        let now = store::now_ms();
-        self.typing
-            .get(&(app.to_owned(), conv.to_owned()))
-            .map(|list| {
-                list.iter()
-                    .filter(|(_, at)| now - at < TYPING_TTL_MS)
-                    .map(|(u, _)| u.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.typing.typing(app, conv, store::now_ms())
     }
 
-    pub(crate) async fn not_member_error(&self, app: &str, conv: &str) -> Error {
-        match self.store.get_conversation(app, conv, None).await {
-            Ok(Some(_)) => Error::denied("not a member of this conversation"),
-            Ok(None) => Error::not_found("conversation"),
-            Err(e) => e,
+    /// Drops expired typing entries every typing interval until shutdown, so
+    /// the map holds only conversations where someone typed lately.
+    pub async fn run_typing_sweep(self: Arc<Self>) {
+        let every = std::time::Duration::from_millis(self.typing.ttl_ms().unsigned_abs());
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => self.typing.sweep(store::now_ms()),
+            }
         }
+    }
+
+    /// What a user is told about a conversation they are not in: `not_found`,
+    /// as for one that does not exist, so ids cannot be probed.
+    pub(crate) fn not_member_error(&self) -> Error {
+        Error::not_found("conversation")
     }
 
     /// Presence of these users: live status, else offline with the stored last_seen.
@@ -139,9 +133,7 @@ impl Node {
         viewer: &str,
         users: &[String],
     ) -> Result<Vec<UserPresence>> {
-        if users.len() > 100 {
-            return Err(Error::invalid("at most 100 user ids"));
-        }
+        let users = &distinct(users.to_vec(), MAX_PRESENCE_USERS, "user_ids")?;
         let mine = self.store.conversation_ids_of(app, viewer).await?;
         let blocked = self.block_peers(app, viewer).await?;
         let mut visible = Vec::new();

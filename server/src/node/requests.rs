@@ -6,6 +6,8 @@
 //! so the interfaces cannot drift: each of them only decodes its wire format into
 //! one of these types, calls the node, and encodes the answer.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::{Actor, Node};
@@ -25,8 +27,14 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 /// The largest page size of every list.
 pub const MAX_PAGE_LIMIT: u32 = 100;
 
-/// Most user ids one presence request may name.
+/// Most user ids one presence request may name (duplicates counted).
 pub const MAX_PRESENCE_USERS: usize = 100;
+/// Most user ids one request may name as members, creating a group or adding
+/// members (duplicates counted).
+pub const MAX_MEMBERS_PER_REQUEST: usize = 1000;
+/// Most conversations a token's `groups` may name (minted here or signed by the
+/// customer's backend; duplicates counted).
+pub const MAX_TOKEN_GROUPS: usize = 100;
 /// A minted token's lifetime when the request gives none (capped by the server's maximum).
 pub const DEFAULT_TOKEN_TTL_SECS: i64 = 3600;
 
@@ -38,6 +46,23 @@ pub fn check_user_ids(ids: &[String]) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// A list a request carries, as the node uses it: at most `max` entries,
+/// duplicates counted (so an oversized list is refused before any work, whatever
+/// it repeats), then each entry once, in the order first given. Every list input
+/// passes here before a query is made, so a refused request changes nothing.
+pub fn distinct(list: Vec<String>, max: usize, what: &str) -> Result<Vec<String>> {
+    if list.len() > max {
+        return Err(Error::invalid(format!(
+            "{what}: at most {max} entries (duplicates counted)"
+        )));
+    }
+    let mut seen = HashSet::with_capacity(list.len());
+    Ok(list
+        .into_iter()
+        .filter(|item| seen.insert(item.clone()))
+        .collect())
 }
 
 /// Page bounds of every list, as an interface gives them: the previous page's
@@ -261,27 +286,22 @@ impl Node {
         self.store.user_messages(app, user, b.cursor, b.limit).await
     }
 
-    /// Presence of `users` (1 to 100 valid ids, duplicates answered once): the
-    /// backend sees any of its users, a user only those it may see. Unknown
-    /// users are left out.
+    /// Presence of `users` (1 to 100 valid ids, duplicates counted, and answered
+    /// once): the backend sees any of its users, a user only those it may see.
+    /// Unknown users are left out.
     pub async fn presence_request(
         &self,
         app: &str,
         actor: Actor<'_>,
         users: &[String],
     ) -> Result<Vec<UserPresence>> {
-        if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
+        if users.is_empty() {
             return Err(Error::invalid(format!(
                 "give 1 to {MAX_PRESENCE_USERS} user ids: ?users=a,b"
             )));
         }
-        check_user_ids(users)?;
-        let mut wanted: Vec<String> = Vec::with_capacity(users.len());
-        for u in users {
-            if !wanted.contains(u) {
-                wanted.push(u.clone());
-            }
-        }
+        let mut wanted = distinct(users.to_vec(), MAX_PRESENCE_USERS, "users")?;
+        check_user_ids(&wanted)?;
         let found = self.store.get_users(app, &wanted).await?;
         wanted.retain(|u| found.iter().any(|f| f.id == *u));
         match actor {
@@ -304,8 +324,9 @@ impl Node {
         &self,
         app: &str,
         actor: Actor<'_>,
-        req: NewConversation,
+        mut req: NewConversation,
     ) -> Result<(Conversation, bool)> {
+        req.members = distinct(req.members, MAX_MEMBERS_PER_REQUEST, "members")?;
         check_user_ids(&req.members)?;
         let (conv, created) = match req.kind {
             Kind::Group => {
@@ -333,7 +354,6 @@ impl Node {
                 )?;
                 let mut members = req.members;
                 members.sort();
-                members.dedup();
                 let (a, b, create_missing) = match actor {
                     Actor::Backend => match members.as_slice() {
                         [a, b] => (a.clone(), b.clone(), true),
@@ -425,8 +445,9 @@ impl Node {
         conv: &str,
         users: &[String],
     ) -> Result<Vec<Member>> {
-        check_user_ids(users)?;
-        self.add_members(app, actor, conv, users).await
+        let users = distinct(users.to_vec(), MAX_MEMBERS_PER_REQUEST, "user_ids")?;
+        check_user_ids(&users)?;
+        self.add_members(app, actor, conv, &users).await
     }
 
     // ----- messages
@@ -507,7 +528,8 @@ impl Node {
         if !(1..=max).contains(&ttl) {
             return Err(Error::invalid(format!("ttl_seconds must be 1 to {max}")));
         }
-        if let Some(bad) = input.groups.iter().find(|g| !valid_conversation_id(g)) {
+        let groups = distinct(input.groups, MAX_TOKEN_GROUPS, "groups")?;
+        if let Some(bad) = groups.iter().find(|g| !valid_conversation_id(g)) {
             return Err(Error::invalid(format!(
                 "groups names an invalid conversation id: {bad:?}"
             )));
@@ -525,13 +547,34 @@ impl Node {
             &key,
             &input.user_id,
             ttl,
-            &input.groups,
+            &groups,
             input.name.as_deref(),
             now,
         )?;
         Ok(Minted {
             token,
-            expires_at_ms: (now + ttl) * 1000,
+            expires_at_ms: now.saturating_add(ttl).saturating_mul(1000),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct;
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_list_is_capped_counting_duplicates_then_collapsed_in_order() {
+        assert_eq!(
+            distinct(list(&["b", "a", "b", "c", "a"]), 5, "ids").unwrap(),
+            list(&["b", "a", "c"])
+        );
+        // Duplicates count against the cap: the check costs nothing.
+        let err = distinct(vec!["a".to_owned(); 6], 5, "ids").unwrap_err();
+        assert!(err.message.contains("at most 5"), "{err:?}");
+        assert!(distinct(Vec::new(), 5, "ids").unwrap().is_empty());
     }
 }

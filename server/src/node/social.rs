@@ -196,7 +196,7 @@ impl Node {
         self.visible_conversation(app, Actor::User(user), conv)
             .await?;
         if !self.store.hide_conversation(app, conv, user).await? {
-            return Err(Error::denied("not a member of this conversation"));
+            return Err(self.not_member_error());
         }
         let c = self
             .visible_conversation(app, Actor::User(user), conv)
@@ -240,7 +240,7 @@ impl Node {
             return Err(Error::invalid("cannot signal yourself"));
         }
         if self.store.member(app, conv, from).await?.is_none() {
-            return Err(self.not_member_error(app, conv).await);
+            return Err(self.not_member_error());
         }
         if self.store.member(app, conv, to).await?.is_none() {
             return Err(Error::not_found("recipient in this conversation"));

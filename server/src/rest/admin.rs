@@ -37,6 +37,16 @@ pub struct CreateApp {
     pub id: Option<String>,
 }
 
+/// An app's settings to change; a field left out stays as it is.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    /// Whether a valid token for a user the app does not know creates that user
+    /// on first use (default true). The server-wide `--auto-create-users` must
+    /// allow it too: off there, no app creates users.
+    pub auto_create_users: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddKey {
@@ -107,6 +117,36 @@ pub async fn create(
 ) -> Result<Response> {
     let creds = node.create_app(&body.name, body.id.as_deref()).await?;
     Ok((StatusCode::CREATED, axum::Json(creds)).into_response())
+}
+
+/// `PATCH /v1/admin/apps/{app}` `{auto_create_users?}`: 200 with the app as listed.
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/apps/{app}",
+    operation_id = "updateApp",
+    tag = "admin",
+    summary = "Change an app's settings",
+    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. Fields left out stay as they are.",
+    security(("operator" = [])),
+    params(("app" = String, Path, description = "App id.")),
+    request_body = UpdateApp,
+    responses(
+        (status = 200, description = "The app.", body = AppOverview),
+        (status = 401, response = E401),
+        (status = 404, response = E404),
+        (status = 413, response = E413),
+        (status = 422, response = E422),
+    ),
+)]
+pub async fn update(
+    State(node): State<Arc<Node>>,
+    _: Operator,
+    Path(app): Path<String>,
+    Json(body): Json<UpdateApp>,
+) -> Result<axum::Json<AppOverview>> {
+    Ok(axum::Json(
+        node.update_app(&app, body.auto_create_users).await?,
+    ))
 }
 
 /// `POST /v1/admin/apps/{app}/keys` (body optional): a new HS256 key (its secret

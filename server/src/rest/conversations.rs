@@ -62,7 +62,9 @@ pub enum DirectKind {
 pub struct NewGroupSchema {
     #[schema(inline)]
     kind: GroupKind,
-    /// Up to 1000 members (a user token's user is added as owner).
+    /// Up to 1000 members, duplicates counted; a repeated id counts once (a user
+    /// token's user is added as owner). A longer list is refused before any
+    /// user is looked up or created.
     #[serde(default)]
     #[schema(value_type = Vec<UserId>, max_items = 1000)]
     members: Vec<String>,
@@ -119,7 +121,8 @@ pub struct UpdateConversation {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddMembers {
-    /// 1 to 1000 user ids.
+    /// 1 to 1000 user ids, duplicates counted; a repeated id counts once. A
+    /// longer list is refused before any user is looked up or created.
     #[schema(value_type = Vec<UserId>, min_items = 1, max_items = 1000)]
     pub user_ids: Vec<String>,
 }

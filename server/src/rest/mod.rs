@@ -88,6 +88,7 @@ routes! {
     post "/v1/revoke-tokens" => lifecycle::revoke_app_tokens,
     get "/v1/admin/apps" => admin::list,
     post "/v1/admin/apps" => admin::create,
+    patch "/v1/admin/apps/{app}" => admin::update,
     post "/v1/admin/apps/{app}/keys" => admin::add_key,
     delete "/v1/admin/apps/{app}/keys/{kid}" => admin::remove_key,
     post "/v1/admin/apps/{app}/api-keys" => admin::create_api_key,

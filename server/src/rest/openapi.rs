@@ -134,6 +134,7 @@ pub fn document() -> serde_json::Value {
         lifecycle::revoke_app_tokens,
         admin::list,
         admin::create,
+        admin::update,
         admin::add_key,
         admin::remove_key,
         admin::create_api_key,

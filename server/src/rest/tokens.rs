@@ -26,9 +26,10 @@ pub struct MintToken {
     #[serde(default, deserialize_with = "whole::option_i64")]
     #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: Option<i64>,
-    /// Conversation ids the user joins on connect.
+    /// Conversation ids the user joins on connect: at most 100, duplicates
+    /// counted; a repeated id is minted once.
     #[serde(default)]
-    #[schema(value_type = Vec<ConversationId>)]
+    #[schema(value_type = Vec<ConversationId>, max_items = 100)]
     pub groups: Vec<String>,
     /// At most 256 bytes.
     #[schema(max_length = 256)]

@@ -181,6 +181,12 @@ impl Store {
             alg,
             material: material.clone(),
         };
+        if alg == KeyAlg::Hs256 && material.len() < auth::MIN_HS256_SECRET_BYTES {
+            return Err(Error::invalid(format!(
+                "an HS256 secret must have at least {} bytes",
+                auth::MIN_HS256_SECRET_BYTES
+            )));
+        }
         if !auth::key_usable(&key) {
             return Err(Error::invalid("the key does not parse for this algorithm"));
         }
@@ -324,16 +330,38 @@ impl Store {
         let apps = self.list_apps().await?;
         let mut out = Vec::with_capacity(apps.len());
         for app in apps {
-            out.push(AppOverview {
-                signing_keys: self.signing_keys(&app.app_id).await?,
-                api_keys: self.api_keys(&app.app_id).await?,
-                app_id: app.app_id,
-                name: app.name,
-                created_at: Millis(app.created_at),
-                auto_create_users: app.auto_create_users,
-            });
+            out.push(self.overview(app).await?);
         }
         Ok(out)
+    }
+
+    /// One app with its keys; `None` when there is no such app.
+    pub async fn app_overview(&self, app_id: &str) -> Result<Option<AppOverview>> {
+        match self.get_app(app_id).await? {
+            Some(app) => Ok(Some(self.overview(app).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn overview(&self, app: AppRow) -> Result<AppOverview> {
+        Ok(AppOverview {
+            signing_keys: self.signing_keys(&app.app_id).await?,
+            api_keys: self.api_keys(&app.app_id).await?,
+            app_id: app.app_id,
+            name: app.name,
+            created_at: Millis(app.created_at),
+            auto_create_users: app.auto_create_users,
+        })
+    }
+
+    /// Sets the app's own `auto_create_users`; false when there is no such app.
+    pub async fn set_auto_create_users(&self, app_id: &str, on: bool) -> Result<bool> {
+        let updated = sqlx::query("UPDATE apps SET auto_create_users = $1 WHERE id = $2")
+            .bind(i64::from(on))
+            .bind(app_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(updated.rows_affected() > 0)
     }
 
     /// The app's signing keys, oldest first.

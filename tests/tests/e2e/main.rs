@@ -18,6 +18,7 @@ mod delete_conversation;
 mod durability;
 mod error_format;
 mod hide;
+mod input_caps;
 mod lifecycle;
 mod limits;
 mod message_changes;

@@ -89,17 +89,17 @@ async fn changes_over_realtime(transport: Transport) {
     );
     assert_code(
         dave.edit(&conv, 1, "x").await,
-        "permission_denied",
-        "a non-member edits",
+        "not_found",
+        "a non-member edits (as if the conversation did not exist)",
     );
     assert_code(
         dave.react(&conv, 1, "👍").await,
-        "permission_denied",
+        "not_found",
         "a non-member reacts",
     );
     assert_code(
         dave.delete(&conv, 1).await,
-        "permission_denied",
+        "not_found",
         "a non-member deletes",
     );
     // Nothing that does not exist.
@@ -347,9 +347,10 @@ async fn changes_over_rest() {
     bob.patch(&msg, json!({"text": "hijack"}))
         .await
         .expect_error(403, "permission_denied");
+    // A non-member: as if the conversation did not exist.
     dave.patch(&msg, json!({"text": "hijack"}))
         .await
-        .expect_error(403, "permission_denied");
+        .expect_error(404, "not_found");
     alice
         .patch(&msg, json!({}))
         .await

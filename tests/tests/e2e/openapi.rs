@@ -323,6 +323,7 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
         "revokeAppTokens" => (vec![], "", None),
         "listApps" => (vec![], "", None),
         "createApp" => (vec![], "", Some(json!({"name": "walked app"}))),
+        "updateApp" => (app(), "", Some(json!({"auto_create_users": true}))),
         "addSigningKey" => (app(), "", Some(json!({}))),
         "removeSigningKey" => ([app(), vec![("kid", f.kid.clone())]].concat(), "", None),
         "createApiKey" | "revokeAppTokensAsOperator" => (app(), "", None),

@@ -1,6 +1,7 @@
 //! What one writer sees, the same on both engines: pages in bytewise id order,
 //! unread counts and read positions, hidden conversations, blocks, notification
-//! expiry, and apps that never see each other's rows.
+//! expiry, apps that never see each other's rows, and per-app settings and
+//! new signing keys.
 
 use std::collections::HashSet;
 
@@ -481,4 +482,35 @@ pub async fn apps_never_see_each_other(db: Db) {
     );
     let users_b = store.list_users(&b, None, None, 10).await.unwrap();
     assert_eq!(users_b.items.len(), 2);
+}
+
+/// An app's own `auto_create_users` is stored per app (on by default), and a new
+/// HS256 secret shorter than 32 bytes is refused before anything is written.
+pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
+    let store = db.open().await;
+    let a = new_app(&store, "a").await;
+    let b = new_app(&store, "b").await;
+    assert!(store.get_app(&a).await.unwrap().unwrap().auto_create_users);
+    assert!(store.set_auto_create_users(&a, false).await.unwrap());
+    assert!(!store.get_app(&a).await.unwrap().unwrap().auto_create_users);
+    assert!(store.get_app(&b).await.unwrap().unwrap().auto_create_users);
+    let overview = store.app_overview(&a).await.unwrap().unwrap();
+    assert!(!overview.auto_create_users);
+    assert_eq!(overview.signing_keys.len(), 1);
+    assert!(!store.set_auto_create_users("nope", false).await.unwrap());
+    assert!(store.app_overview("nope").await.unwrap().is_none());
+
+    use mkondo_server::auth::KeyAlg;
+    let short = store
+        .add_signing_key(&a, KeyAlg::Hs256, Some("s".repeat(31)))
+        .await
+        .unwrap_err();
+    assert_eq!(short.code, ErrorCode::InvalidArgument, "{short:?}");
+    assert_eq!(store.signing_keys(&a).await.unwrap().len(), 1);
+    let key = store
+        .add_signing_key(&a, KeyAlg::Hs256, Some("s".repeat(32)))
+        .await
+        .unwrap();
+    assert_eq!(key.alg, "HS256");
+    assert_eq!(store.signing_keys(&a).await.unwrap().len(), 2);
 }

@@ -133,6 +133,7 @@ conformance!(
     blocks_stand_in_either_direction,
     expired_notifications_are_never_returned_and_get_purged,
     apps_never_see_each_other,
+    app_settings_and_new_keys_are_per_app,
     a_closed_database_is_unavailable_not_internal,
     a_row_that_does_not_decode_is_internal_not_a_panic,
 );

@@ -1,6 +1,7 @@
 //! Command handlers: each turns one client frame into one reply, calling the
 //! node's operations (the same ones REST uses).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use mkondo_proto::convert::{millis_to_timestamp, struct_to_json};
@@ -74,11 +75,7 @@ impl Session {
     async fn connect(&mut self, req: v1::ConnectRequest) -> Result<R> {
         let node = self.node.clone();
         // Input checked before anything is touched: a refused connect leaves nothing behind.
-        let resume = req
-            .resume
-            .into_iter()
-            .map(|(conv, position)| Ok((conv, wire_seq(position, "a resume position")?)))
-            .collect::<Result<Vec<(String, i64)>>>()?;
+        let resume = Resume::from_wire(req.resume)?;
         let Some(app_state) = AppState::parse(&req.app_state) else {
             return Err(Error::invalid("app_state must be foreground or background"));
         };
@@ -101,7 +98,7 @@ impl Session {
             node.detach_session(self.id, []);
             return Err(self.refuse(err));
         }
-        let deadline_ms = claims.exp * 1000 - store::now_ms();
+        let deadline_ms = claims.expires_at_ms().saturating_sub(store::now_ms());
         self.authed = Some(Authed {
             app: app.clone(),
             user: user_id.clone(),
@@ -124,7 +121,7 @@ impl Session {
         user: &store::User,
         claims: &TokenClaims,
         limit: Option<u32>,
-        resume: Vec<(String, i64)>,
+        resume: Resume,
     ) -> Result<R> {
         let node = self.node.clone();
         let (app, user_id) = self.me();
@@ -141,7 +138,7 @@ impl Session {
         }
 
         let mut recovered = Vec::new();
-        for (conv, position) in resume {
+        for (conv, position) in resume.replayed {
             let Some((_, replay)) = node.replay(&app, &user_id, &conv, position).await? else {
                 continue;
             };
@@ -161,13 +158,21 @@ impl Session {
                 last_seq: unsigned(replay.last_seq),
             });
         }
+        // Past the cap: nothing read, `more` tells the client to page `history`
+        // from its own position (`last_seq` 0: not read).
+        recovered.extend(resume.deferred.into_iter().map(|conv| v1::Recovery {
+            conversation_id: conv,
+            messages: Vec::new(),
+            more: true,
+            last_seq: 0,
+        }));
         recovered.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         let l = node.limits();
         Ok(R::Connect(v1::ConnectResult {
             user: Some(views::user(user)),
             conversations,
             notifications: node.connect_notifications(&app, &user_id).await?,
-            token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
+            token_expires_at: Some(millis_to_timestamp(claims.expires_at_ms())),
             limits: Some(v1::Limits {
                 max_frame_bytes: l.max_frame_bytes as u32,
                 rate_per_second: l.rate_per_second,
@@ -203,12 +208,12 @@ impl Session {
                 if let Err(err) = node.recheck_token(&req.token, revocations).await {
                     return Err(self.refuse(err));
                 }
-                let deadline_ms = claims.exp * 1000 - store::now_ms();
+                let deadline_ms = claims.expires_at_ms().saturating_sub(store::now_ms());
                 if let Some(a) = self.authed.as_mut() {
                     a.token_deadline = deadline(deadline_ms, node.limits().token_grace);
                 }
                 Ok(R::Refresh(v1::RefreshResult {
-                    token_expires_at: Some(millis_to_timestamp(claims.exp * 1000)),
+                    token_expires_at: Some(millis_to_timestamp(claims.expires_at_ms())),
                 }))
             }
             Command::Subscribe(req) => {
@@ -378,6 +383,37 @@ impl Session {
         Ok(R::Conversation(v1::ConversationResult {
             conversation: Some(self.node.conversation_view(app, me, &c).await?),
         }))
+    }
+}
+
+/// Most conversations one `connect` replays from its `resume` map.
+pub const MAX_RESUME: usize = 200;
+
+/// A connect's `resume` map as the session uses it: the first `MAX_RESUME`
+/// conversations by id are replayed, the rest deferred (answered with `more`,
+/// nothing read for them), so a map of any size costs at most `MAX_RESUME`
+/// replays.
+struct Resume {
+    replayed: Vec<(String, i64)>,
+    deferred: Vec<String>,
+}
+
+impl Resume {
+    fn from_wire(map: HashMap<String, u64>) -> Result<Self> {
+        let mut entries = map
+            .into_iter()
+            .map(|(conv, position)| Ok((conv, wire_seq(position, "a resume position")?)))
+            .collect::<Result<Vec<(String, i64)>>>()?;
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let deferred = entries
+            .split_off(entries.len().min(MAX_RESUME))
+            .into_iter()
+            .map(|(conv, _)| conv)
+            .collect();
+        Ok(Self {
+            replayed: entries,
+            deferred,
+        })
     }
 }
 

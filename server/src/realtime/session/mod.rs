@@ -227,16 +227,26 @@ async fn connect_slot(
 
 impl Session {
     /// Writes, unless the session is told to close first (a stuck socket must not
-    /// hold it). Returns false when the session must end.
+    /// hold it), within the write deadline: a client that sends but never reads
+    /// is closed as a slow consumer rather than holding its session for ever.
+    /// Returns false when the session must end.
     async fn write(&mut self, transport: &mut Box<dyn Transport>, items: Vec<Item>) -> bool {
         let n = items.len() as u64;
+        let deadline = self.node.limits().write_timeout;
         tokio::select! {
             biased;
             _ = self.closer.closed() => false,
-            result = transport.write(items) => {
-                metrics::counter!("mkondo_frames_out_total").increment(n);
-                result.is_ok()
-            }
+            result = tokio::time::timeout(deadline, transport.write(items)) => match result {
+                Ok(result) => {
+                    metrics::counter!("mkondo_frames_out_total").increment(n);
+                    result.is_ok()
+                }
+                Err(_) => {
+                    metrics::counter!("mkondo_write_timeouts_total").increment(1);
+                    self.closer.close(DisconnectCode::SlowConsumer);
+                    false
+                }
+            },
         }
     }
 
