@@ -86,10 +86,17 @@ pub struct ServeArgs {
     pub auto_create_users: Option<bool>,
     /// Secret for the operator API (`/v1/admin/...`, `Authorization: Bearer
     /// <secret>`), at least 16 characters. Without it the operator API answers 404.
-    /// Secret for the operator API (`/v1/admin/...`, `Authorization: Bearer
-    /// <secret>`), at least 16 characters. Without it the operator API answers 404.
+    /// On the command line it shows in the process list: prefer
+    /// `--operator-secret-file` or the environment.
     #[arg(long, env = "MKONDO_OPERATOR_SECRET", hide_env_values = true)]
     pub operator_secret: Option<Secret>,
+    /// A file holding the operator secret (a trailing newline is not part of it).
+    #[arg(
+        long,
+        env = "MKONDO_OPERATOR_SECRET_FILE",
+        conflicts_with = "operator_secret"
+    )]
+    pub operator_secret_file: Option<PathBuf>,
     /// Event broker and presence engine: `memory` (one node, the default) or
     /// `redis://host:port[/db]` (several nodes sharing one Redis).
     #[arg(long, env = "MKONDO_BROKER", hide_env_values = true)]
@@ -124,6 +131,51 @@ impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_owned()))
+    }
+}
+
+/// The database setting: a SQLite path or a PostgreSQL URL whose password is
+/// never printed (`Debug` and `Display` show `postgres://user:***@host/db`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The setting with its password, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The setting with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        // The authority ends at the first `/`, `?` or `#`; its userinfo at its last `@`.
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
     }
 }
 
@@ -178,7 +230,7 @@ pub const MIN_OPERATOR_SECRET_LEN: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database: String,
+    pub database: DatabaseUrl,
     /// Pool size on PostgreSQL (see `store::StoreOptions`).
     pub database_max_connections: u32,
     pub log_json: bool,
@@ -188,6 +240,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Peers whose `X-Forwarded-For` is believed (see `node::floods`).
     pub trusted_proxies: Vec<IpRange>,
+    /// Said once logging is set up (the settings are read before).
+    pub warnings: Vec<String>,
 }
 
 /// Which broker and presence engine a node runs (see `engine::redis_broker`).
@@ -341,10 +395,37 @@ impl ServeArgs {
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("--log-format must be text or json");
         }
-        let operator_secret = self
-            .operator_secret
+        let mut warnings = Vec::new();
+        let secret_file = self
+            .operator_secret_file
             .clone()
-            .or(file.operator_secret.clone());
+            .or(file.operator_secret_file.clone());
+        let operator_secret = match (&secret_file, &self.operator_secret) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the operator secret once: --operator-secret-file or --operator-secret"
+            ),
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("--operator-secret-file {}: {e}", path.display())
+                })?;
+                Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+            }
+            (None, Some(secret)) => {
+                // Given by the environment, clap fills the flag's field too.
+                let from_env =
+                    std::env::var("MKONDO_OPERATOR_SECRET").is_ok_and(|v| v == secret.expose());
+                if !from_env {
+                    warnings.push(
+                        "the operator secret was given with --operator-secret, visible in the \
+                         process list to every user of this machine: prefer \
+                         --operator-secret-file or MKONDO_OPERATOR_SECRET"
+                            .to_owned(),
+                    );
+                }
+                Some(secret.clone())
+            }
+            (None, None) => file.operator_secret.clone(),
+        };
         if let Some(secret) = &operator_secret {
             if secret.expose().trim().len() < MIN_OPERATOR_SECRET_LEN {
                 anyhow::bail!(
@@ -365,8 +446,9 @@ impl ServeArgs {
         Ok(Config {
             broker,
             trusted_proxies,
+            warnings,
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database: pick!(database, "mkondo.db".to_owned()),
+            database: DatabaseUrl(pick!(database, "mkondo.db".to_owned())),
             database_max_connections: pick!(
                 database_max_connections,
                 crate::store::DEFAULT_MAX_CONNECTIONS
@@ -394,7 +476,7 @@ mod tests {
     fn defaults_match_the_spec() {
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database, "mkondo.db");
+        assert_eq!(c.database.expose(), "mkondo.db");
         assert_eq!(c.database_max_connections, 16);
         assert_eq!(c.limits.max_frame_bytes, 64 * 1024);
         assert_eq!((c.limits.rate_per_second, c.limits.rate_burst), (20, 50));
@@ -605,5 +687,59 @@ mod tests {
             let err = cli.serve.resolve().unwrap_err().to_string();
             assert!(err.contains("--trusted-proxies"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_database_password_is_never_printed() {
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--database",
+            "postgres://mkondo:hunter2@db.example:5432/chat?sslmode=require",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(
+            c.database.expose(),
+            "postgres://mkondo:hunter2@db.example:5432/chat?sslmode=require"
+        );
+        assert_eq!(
+            c.database.to_string(),
+            "postgres://mkondo:***@db.example:5432/chat?sslmode=require"
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("mkondo:***@db.example"), "{debug}");
+        for plain in ["mkondo.db", "sqlite://data/x.db", "postgres://u@h/db"] {
+            assert_eq!(DatabaseUrl::new(plain).to_string(), plain);
+        }
+    }
+
+    #[test]
+    fn the_operator_secret_comes_from_a_file_and_the_command_line_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-a-file-0123456789\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--operator-secret-file", path.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(
+            c.operator_secret.unwrap().expose(),
+            "from-a-file-0123456789"
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let cli = Cli::parse_from(["mkondo", "--operator-secret", "on-the-command-line-0123"]);
+        let c = cli.serve.resolve().unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("process list")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(!format!("{:?}", c.warnings).contains("on-the-command-line"));
+
+        let missing = ServeArgs {
+            operator_secret_file: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        let err = missing.resolve().unwrap_err().to_string();
+        assert!(err.contains("--operator-secret-file"), "{err}");
     }
 }

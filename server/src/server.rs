@@ -32,7 +32,9 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let store_options = crate::store::StoreOptions {
         max_connections: config.database_max_connections,
     };
-    let store = Store::open_with(&config.database, &store_options).await?;
+    let store = Store::open_with(config.database.expose(), &store_options)
+        .await
+        .map_err(|e| e.context(format!("opening the database {}", config.database)))?;
     let hub = Arc::new(Hub::default());
     let Some(url) = config.broker.redis_url.clone() else {
         let broker = Arc::new(MemoryBroker::new(hub.clone()));
@@ -250,10 +252,14 @@ pub async fn dev_setup(node: &Node) -> anyhow::Result<()> {
             );
             println!("demo API key (shown once): {}", creds.api_key);
         }
-        DemoApp::Existing { api_key } => {
-            println!("demo app ready; a fresh API key for this run: {api_key}");
+        DemoApp::Existing => {
+            println!(
+                "demo app ready (its API key was printed when it was created; \
+                 make another with: mkondo app api-key create --app demo)"
+            );
         }
     }
+    // The setting as printed hides a password: put it back when copying this.
     println!(
         "mint a user token:  mkondo token --app demo --user alice --database {}",
         node.database_setting()
