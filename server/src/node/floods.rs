@@ -95,16 +95,6 @@ impl Bucket {
         }
     }
 
-    /// Whether a token is there, without taking it.
-    fn peek(&mut self, rate: Rate, now: Instant) -> Result<(), u32> {
-        self.refill(rate, now);
-        if self.tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(self.wait_ms(rate))
-        }
-    }
-
     fn is_full(&self, rate: Rate, now: Instant) -> bool {
         let mut b = self.clone();
         b.refill(rate, now);
@@ -134,11 +124,20 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
         result
     }
 
-    /// Whether `key` has a token left, without taking it (no entry is made).
-    pub fn peek(&self, key: &K, now: Instant) -> Result<(), u32> {
+    /// Takes a token if `key` has a bucket: `Ok(true)`; `Ok(false)` when it has
+    /// none (a full one), and nothing is taken or made.
+    pub fn take_if_present(&self, key: &K, now: Instant) -> Result<bool, u32> {
         match self.map.get_mut(key) {
-            Some(mut b) => b.peek(self.rate, now),
-            None => Ok(()),
+            Some(mut b) => b.take(self.rate, now).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Gives back a token taken by `take_if_present`.
+    pub fn refund(&self, key: &K, now: Instant) {
+        if let Some(mut b) = self.map.get_mut(key) {
+            b.refill(self.rate, now);
+            b.tokens = (b.tokens + 1.0).min(self.rate.burst);
         }
     }
 
@@ -252,6 +251,10 @@ impl Node {
 
     /// Runs an authentication for a client address: refused at once while the
     /// address is over its failures, and counted when it fails as a guess would.
+    /// An address that failed lately (it has a bucket) holds a unit of its budget
+    /// for each authentication in progress, given back on success: guesses sent
+    /// at once cannot outrun the budget. One that never failed holds nothing, so
+    /// a backend's many requests at once are not held back.
     pub async fn guard_auth<T>(
         &self,
         from: ClientAddr,
@@ -261,14 +264,17 @@ impl Node {
             return auth.await;
         };
         let failures = &self.floods.failures;
-        if let Err(wait) = failures.peek(&ip, Instant::now()) {
-            return Err(too_many_failures(wait));
-        }
+        let held = failures
+            .take_if_present(&ip, Instant::now())
+            .map_err(too_many_failures)?;
         let result = auth.await;
-        if let Err(err) = &result {
-            if is_auth_failure(err) {
+        let failed = matches!(&result, Err(err) if is_auth_failure(err));
+        match (failed, held) {
+            (true, false) => {
                 let _ = failures.take(&ip, Instant::now());
             }
+            (false, true) => failures.refund(&ip, Instant::now()),
+            _ => {}
         }
         result
     }
@@ -367,8 +373,16 @@ mod tests {
         assert!(buckets.take(&1, now).is_ok());
         assert!(buckets.take(&1, now).is_err());
         assert!(buckets.take(&2, now).is_ok(), "another key has its own");
-        assert!(buckets.peek(&3, now).is_ok(), "peek makes no entry");
+        assert_eq!(
+            buckets.take_if_present(&3, now),
+            Ok(false),
+            "no bucket, none made"
+        );
         assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets.take_if_present(&2, now), Ok(true));
+        assert!(buckets.take_if_present(&2, now).is_err(), "spent");
+        buckets.refund(&2, now);
+        assert_eq!(buckets.take_if_present(&2, now), Ok(true), "given back");
 
         // Thousands of one-off keys: idle (refilled) ones are swept, so the map
         // stays bounded; a key still draining survives the sweep.

@@ -516,3 +516,36 @@ async fn clients_behind_a_trusted_proxy_are_limited_separately() {
         other.body
     );
 }
+
+/// Guesses sent at once do not slip past the budget while it is being spent:
+/// once an address has failed, each authentication in progress holds one unit
+/// of its budget until it succeeds (given back) or fails (kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_do_not_exceed_the_failure_budget() {
+    let server = TestServer::start(auth_limit(5)).await;
+    let http = http();
+    assert_eq!(
+        get(&http, server.addr, "/v1/users", UNKNOWN_API_KEY)
+            .await
+            .status,
+        401
+    );
+    let answers =
+        join_all((0..40).map(|_| get(&http, server.addr, "/v1/users", UNKNOWN_API_KEY))).await;
+    let unauthorized = answers.iter().filter(|a| a.status == 401).count();
+    assert!(
+        unauthorized <= 4,
+        "{unauthorized} of 40 guesses at once were checked"
+    );
+    for a in answers.iter().filter(|a| a.status != 401) {
+        a.assert_rate_limited();
+    }
+    // A good key from an address that never failed is not held back, even many at once.
+    let other = TestServer::start(auth_limit(5)).await;
+    let answers =
+        join_all((0..40).map(|_| get(&http, other.addr, "/v1/users", &other.app.api_key))).await;
+    assert!(
+        answers.iter().all(|a| a.status == 200),
+        "good keys at once are served"
+    );
+}
