@@ -1,10 +1,15 @@
 //! Server configuration: flags, `MKONDO_*` environment variables, or a TOML file,
 //! in that order of precedence, over the defaults below.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use clap::Args;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 /// Every setting is optional here so a flag, the environment and the file can be told apart.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -49,6 +54,26 @@ pub struct ServeArgs {
     pub rate_per_second: Option<u32>,
     #[arg(long, env = "MKONDO_RATE_BURST")]
     pub rate_burst: Option<u32>,
+    /// Requests per second an app's API keys may make together (REST and the
+    /// Admin gRPC API); a user token shares its user's real-time rate instead.
+    #[arg(long, env = "MKONDO_API_KEY_RATE_PER_SECOND")]
+    pub api_key_rate_per_second: Option<u32>,
+    /// Requests an app's API keys may make at once before the rate applies.
+    #[arg(long, env = "MKONDO_API_KEY_RATE_BURST")]
+    pub api_key_rate_burst: Option<u32>,
+    /// REST and Admin gRPC requests in progress at once; more are answered 503
+    /// `unavailable` at once (health checks and real-time connections aside).
+    #[arg(long, env = "MKONDO_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Failed authentications (bad API key, token or operator secret) a client
+    /// address may make per minute; past it every authentication from that
+    /// address is refused `rate_limited` until the budget refills.
+    #[arg(long, env = "MKONDO_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
+    /// Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored.
+    #[arg(long, env = "MKONDO_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Pushes queued per connection before it is closed as a slow consumer.
     #[arg(long, env = "MKONDO_OUTBOUND_QUEUE")]
     pub outbound_queue: Option<usize>,
@@ -70,8 +95,17 @@ pub struct ServeArgs {
     pub auto_create_users: Option<bool>,
     /// Secret for the operator API (`/v1/admin/...`, `Authorization: Bearer
     /// <secret>`), at least 16 characters. Without it the operator API answers 404.
+    /// On the command line it shows in the process list: prefer
+    /// `--operator-secret-file` or the environment.
     #[arg(long, env = "MKONDO_OPERATOR_SECRET", hide_env_values = true)]
     pub operator_secret: Option<Secret>,
+    /// A file holding the operator secret (a trailing newline is not part of it).
+    #[arg(
+        long,
+        env = "MKONDO_OPERATOR_SECRET_FILE",
+        conflicts_with = "operator_secret"
+    )]
+    pub operator_secret_file: Option<PathBuf>,
     /// Event broker and presence engine: `memory` (one node, the default) or
     /// `redis://host:port[/db]` (several nodes sharing one Redis).
     #[arg(long, env = "MKONDO_BROKER", hide_env_values = true)]
@@ -109,6 +143,96 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// The database setting: a SQLite path or a PostgreSQL URL whose password is
+/// never printed (`Debug` and `Display` show `postgres://user:***@host/db`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The setting with its password, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The setting with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        // The authority ends at the first `/`, `?` or `#`; its userinfo at its last `@`.
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// An address range of `--trusted-proxies`: an IP, or a CIDR like `10.0.0.0/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("--trusted-proxies: {s:?} is not an IP address or CIDR");
+        let (ip, prefix) = match s.trim().split_once('/') {
+            Some((ip, prefix)) => (ip, Some(prefix.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim(), None),
+        };
+        let net = ip.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { net, prefix })
+    }
+}
+
 /// The shortest operator secret accepted.
 pub const MIN_OPERATOR_SECRET_LEN: usize = 16;
 /// `--max-token-lifetime-secs` is clamped to this and `auth::MAX_TOKEN_LIFETIME_SECS` (30 days).
@@ -122,7 +246,7 @@ pub const MAX_WRITE_TIMEOUT_MS: u64 = 600_000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database: String,
+    pub database: DatabaseUrl,
     /// Pool size on PostgreSQL (see `store::StoreOptions`).
     pub database_max_connections: u32,
     pub sqlite_synchronous: crate::store::Synchronous,
@@ -131,6 +255,10 @@ pub struct Config {
     /// Guards the operator API; `None` turns it off.
     pub operator_secret: Option<Secret>,
     pub broker: BrokerConfig,
+    /// Peers whose `X-Forwarded-For` is believed (see `node::floods`).
+    pub trusted_proxies: Vec<IpRange>,
+    /// Said once logging is set up (the settings are read before).
+    pub warnings: Vec<String>,
 }
 
 /// Which broker and presence engine a node runs (see `engine::redis_broker`).
@@ -190,6 +318,10 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     pub rate_per_second: u32,
     pub rate_burst: u32,
+    pub api_key_rate_per_second: u32,
+    pub api_key_rate_burst: u32,
+    pub max_concurrent_requests: usize,
+    pub auth_failures_per_minute: u32,
     pub outbound_queue: usize,
     /// A write to a connection taking longer closes it as a slow consumer.
     pub write_timeout: Duration,
@@ -211,6 +343,10 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             rate_per_second: 20,
             rate_burst: 50,
+            api_key_rate_per_second: 200,
+            api_key_rate_burst: 400,
+            max_concurrent_requests: 512,
+            auth_failures_per_minute: 20,
             outbound_queue: 1024,
             write_timeout: Duration::from_secs(10),
             max_connections_per_user: 20,
@@ -261,6 +397,13 @@ impl ServeArgs {
             max_frame_bytes: pick!(max_frame_bytes, d.max_frame_bytes).max(1024),
             rate_per_second: pick!(rate_per_second, d.rate_per_second).max(1),
             rate_burst: pick!(rate_burst, d.rate_burst).max(1),
+            api_key_rate_per_second: pick!(api_key_rate_per_second, d.api_key_rate_per_second)
+                .max(1),
+            api_key_rate_burst: pick!(api_key_rate_burst, d.api_key_rate_burst).max(1),
+            max_concurrent_requests: pick!(max_concurrent_requests, d.max_concurrent_requests)
+                .clamp(1, Semaphore::MAX_PERMITS),
+            auth_failures_per_minute: pick!(auth_failures_per_minute, d.auth_failures_per_minute)
+                .max(1),
             outbound_queue: pick!(outbound_queue, d.outbound_queue).max(8),
             write_timeout: ms(pick!(write_timeout_ms, d.write_timeout.as_millis() as u64)
                 .clamp(MIN_WRITE_TIMEOUT_MS, MAX_WRITE_TIMEOUT_MS)),
@@ -280,10 +423,37 @@ impl ServeArgs {
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("--log-format must be text or json");
         }
-        let operator_secret = self
-            .operator_secret
+        let mut warnings = Vec::new();
+        let secret_file = self
+            .operator_secret_file
             .clone()
-            .or(file.operator_secret.clone());
+            .or(file.operator_secret_file.clone());
+        let operator_secret = match (&secret_file, &self.operator_secret) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the operator secret once: --operator-secret-file or --operator-secret"
+            ),
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("--operator-secret-file {}: {e}", path.display())
+                })?;
+                Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+            }
+            (None, Some(secret)) => {
+                // Given by the environment, clap fills the flag's field too.
+                let from_env =
+                    std::env::var("MKONDO_OPERATOR_SECRET").is_ok_and(|v| v == secret.expose());
+                if !from_env {
+                    warnings.push(
+                        "the operator secret was given with --operator-secret, visible in the \
+                         process list to every user of this machine: prefer \
+                         --operator-secret-file or MKONDO_OPERATOR_SECRET"
+                            .to_owned(),
+                    );
+                }
+                Some(secret.clone())
+            }
+            (None, None) => file.operator_secret.clone(),
+        };
         if let Some(secret) = &operator_secret {
             if secret.expose().trim().len() < MIN_OPERATOR_SECRET_LEN {
                 anyhow::bail!(
@@ -296,10 +466,17 @@ impl ServeArgs {
             self.redis_prefix.clone().or(file.redis_prefix.clone()),
             self.presence_ttl_ms.or(file.presence_ttl_ms),
         )?;
+        let trusted_proxies = pick!(trusted_proxies, Vec::new())
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse::<IpRange>().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Config {
             broker,
+            trusted_proxies,
+            warnings,
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database: pick!(database, "mkondo.db".to_owned()),
+            database: DatabaseUrl(pick!(database, "mkondo.db".to_owned())),
             database_max_connections: pick!(
                 database_max_connections,
                 crate::store::DEFAULT_MAX_CONNECTIONS
@@ -328,7 +505,7 @@ mod tests {
     fn defaults_match_the_spec() {
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database, "mkondo.db");
+        assert_eq!(c.database.expose(), "mkondo.db");
         assert_eq!(c.database_max_connections, 16);
         assert_eq!(c.limits.max_frame_bytes, 64 * 1024);
         assert_eq!((c.limits.rate_per_second, c.limits.rate_burst), (20, 50));
@@ -505,5 +682,143 @@ mod tests {
         };
         let err = short.resolve().unwrap_err().to_string();
         assert!(err.contains("at least 16"), "{err}");
+    }
+
+    #[test]
+    fn request_limits_have_defaults_flags_and_file_keys_and_are_clamped() {
+        let c = ServeArgs::default().resolve().unwrap();
+        let l = &c.limits;
+        assert_eq!(
+            (l.api_key_rate_per_second, l.api_key_rate_burst),
+            (200, 400)
+        );
+        assert_eq!(l.max_concurrent_requests, 512);
+        assert_eq!(l.auth_failures_per_minute, 20);
+        assert!(c.trusted_proxies.is_empty());
+
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--api-key-rate-per-second",
+            "7",
+            "--api-key-rate-burst",
+            "9",
+            "--max-concurrent-requests",
+            "3",
+            "--auth-failures-per-minute",
+            "5",
+        ]);
+        let l = cli.serve.resolve().unwrap().limits;
+        assert_eq!(
+            (
+                l.api_key_rate_per_second,
+                l.api_key_rate_burst,
+                l.max_concurrent_requests,
+                l.auth_failures_per_minute
+            ),
+            (7, 9, 3, 5)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(
+            &file,
+            "api_key_rate_per_second = 0\napi_key_rate_burst = 0\n\
+             max_concurrent_requests = 0\nauth_failures_per_minute = 0\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.api_key_rate_per_second,
+                l.api_key_rate_burst,
+                l.max_concurrent_requests,
+                l.auth_failures_per_minute
+            ),
+            (1, 1, 1, 1),
+            "zero is clamped to one"
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn trusted_proxies_are_ips_or_cidrs() {
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--trusted-proxies",
+            "127.0.0.1,10.0.0.0/8,fd00::/8",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        let has = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            c.trusted_proxies.iter().any(|r| r.contains(ip))
+        };
+        assert!(has("127.0.0.1") && has("10.200.3.4") && has("fd00::2"));
+        assert!(
+            has("::ffff:10.1.1.1"),
+            "an IPv4-mapped address is its IPv4 one"
+        );
+        assert!(!has("127.0.0.2") && !has("11.0.0.1") && !has("fe80::1"));
+        for bad in ["nonsense", "10.0.0.0/33", "1.2.3.4/x"] {
+            let cli = Cli::parse_from(["mkondo", "--trusted-proxies", bad]);
+            let err = cli.serve.resolve().unwrap_err().to_string();
+            assert!(err.contains("--trusted-proxies"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_database_password_is_never_printed() {
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--database",
+            "postgres://mkondo:hunter2@db.example:5432/chat?sslmode=require",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(
+            c.database.expose(),
+            "postgres://mkondo:hunter2@db.example:5432/chat?sslmode=require"
+        );
+        assert_eq!(
+            c.database.to_string(),
+            "postgres://mkondo:***@db.example:5432/chat?sslmode=require"
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("mkondo:***@db.example"), "{debug}");
+        for plain in ["mkondo.db", "sqlite://data/x.db", "postgres://u@h/db"] {
+            assert_eq!(DatabaseUrl::new(plain).to_string(), plain);
+        }
+    }
+
+    #[test]
+    fn the_operator_secret_comes_from_a_file_and_the_command_line_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-a-file-0123456789\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--operator-secret-file", path.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(
+            c.operator_secret.unwrap().expose(),
+            "from-a-file-0123456789"
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let cli = Cli::parse_from(["mkondo", "--operator-secret", "on-the-command-line-0123"]);
+        let c = cli.serve.resolve().unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("process list")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(!format!("{:?}", c.warnings).contains("on-the-command-line"));
+
+        let missing = ServeArgs {
+            operator_secret_file: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        let err = missing.resolve().unwrap_err().to_string();
+        assert!(err.contains("--operator-secret-file"), "{err}");
     }
 }

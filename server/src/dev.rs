@@ -1,16 +1,22 @@
 //! What only `mkondo dev` serves: the two-window web demo (static files from
 //! `web/demo/`, the npm package from `sdk-wasm/pkg/` at `/sdk/`) and
 //! `POST /dev/token`, which mints a token for a demo user without a backend.
-//! None of it exists under `mkondo serve`.
+//! None of it exists under `mkondo serve`, and it answers loopback peers only:
+//! to any other peer (a `mkondo dev` listening on every interface) it does not
+//! exist either (404).
 
-use std::{path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
-use axum::{extract::State, routing::post, Json, Router};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{routing::post, Json, Router};
+use mkondo_proto::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::node::Node;
 
 /// The demo's app; created by `server::dev_setup`.
@@ -43,7 +49,24 @@ pub fn router(node: Arc<Node>) -> Router {
             router = router.route_service(&format!("/{name}"), ServeFile::new(entry.path()));
         }
     }
-    router
+    router.layer(axum::middleware::from_fn(loopback_only))
+}
+
+/// 404 unless the TCP peer is a loopback address (a forwarded address counts
+/// for nothing here: a proxy on this machine is a loopback peer).
+async fn loopback_only(request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    if peer.is_some_and(|ip| ip.is_loopback()) {
+        return next.run(request).await;
+    }
+    Error::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -33,7 +33,9 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         max_connections: config.database_max_connections,
         sqlite_synchronous: config.sqlite_synchronous,
     };
-    let store = Store::open_with(&config.database, &store_options).await?;
+    let store = Store::open_with(config.database.expose(), &store_options)
+        .await
+        .map_err(|e| e.context(format!("opening the database {}", config.database)))?;
     let hub = Arc::new(Hub::default());
     let Some(url) = config.broker.redis_url.clone() else {
         let broker = Arc::new(MemoryBroker::new(hub.clone()));
@@ -115,11 +117,7 @@ pub fn router(node: Arc<Node>) -> Router {
 /// the gRPC status UNIMPLEMENTED, as tonic answers an unknown method of a known
 /// service; anything else the JSON error of every REST answer, 404 `not_found`.
 async fn unknown_path(method: http::Method, uri: http::Uri, headers: http::HeaderMap) -> Response {
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
+    if is_grpc(&headers) {
         let status = tonic::Status::unimplemented(format!("no gRPC method {}", uri.path()));
         return status.into_http::<axum::body::Body>();
     }
@@ -142,6 +140,38 @@ async fn wrong_method(method: http::Method, uri: http::Uri) -> Response {
     response
 }
 
+/// Holds one of the node's slots for requests in progress
+/// (`--max-concurrent-requests`) until the answer is ready; without one, 503
+/// `unavailable` with `Retry-After` at once (the gRPC status for a gRPC call).
+/// Health checks, metrics and real-time connections (which have their own
+/// limits) take no slot.
+async fn request_slot(
+    State(node): State<Arc<Node>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let exempt = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/v1/realtime")
+        || path.starts_with("/mkondo.v1.Realtime/");
+    if exempt {
+        return next.run(request).await;
+    }
+    match node.request_slot() {
+        Ok(_slot) => next.run(request).await,
+        Err(err) if is_grpc(request.headers()) => {
+            tonic::Status::from(err).into_http::<axum::body::Body>()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
 async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
     match node.readiness().await {
         Ok(()) => (http::StatusCode::OK, "ready"),
@@ -160,7 +190,12 @@ pub async fn serve(
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
-    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            request_slot,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     let shutdown_node = node.clone();
     let signal = async move {
         wait_for_signal().await;
@@ -174,9 +209,12 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    // `into_make_service` turns the routes into services once; serving the
+    // `into_make_service…` turns the routes into services once; serving the
     // `Router` itself would redo that for every connection (about 18 KiB each).
-    axum::serve(listener, app.into_make_service())
+    // The peer's address goes with each request (`ConnectInfo`): failed
+    // authentications are counted per client address, `/dev` answers loopback only.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await?;
     // Sessions end once their disconnect is written (leaving the hub comes
@@ -218,10 +256,14 @@ pub async fn dev_setup(node: &Node) -> anyhow::Result<()> {
             );
             println!("demo API key (shown once): {}", creds.api_key);
         }
-        DemoApp::Existing { api_key } => {
-            println!("demo app ready; a fresh API key for this run: {api_key}");
+        DemoApp::Existing => {
+            println!(
+                "demo app ready (its API key was printed when it was created; \
+                 make another with: mkondo app api-key create --app demo)"
+            );
         }
     }
+    // The setting as printed hides a password: put it back when copying this.
     println!(
         "mint a user token:  mkondo token --app demo --user alice --database {}",
         node.database_setting()

@@ -644,3 +644,38 @@ async fn nginx_with_the_shipped_configuration_carries_every_transport() {
     let history = api.history_all(&conv).await;
     assert_eq!(history.len(), 2);
 }
+
+/// Rate limits are per node: on two nodes sharing PostgreSQL and Redis, one user
+/// token spends its REST budget on the first node, then gets the whole budget
+/// again on the second, which refuses past it in turn.
+#[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
+async fn the_rest_rate_limit_is_per_node() {
+    let redis = RedisServer::start().await;
+    let db = fresh_postgres().await;
+    let opts = ServerOptions::new()
+        .rate(1, 5)
+        .database(&db)
+        .flag("--broker", redis.url());
+    let first = TestServer::start(opts).await;
+    let second = first.join().await;
+    let token = first.app.token("alice");
+    for node in [&first, &second] {
+        let rest = node.rest_as(&token);
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            statuses.push(rest.get("/v1/me/conversations").await.status);
+        }
+        let served = statuses.iter().take_while(|s| **s == 200).count();
+        assert!(
+            (5..=7).contains(&served),
+            "{}: a burst of 5 at 1/s: {statuses:?}",
+            node.addr
+        );
+        assert!(statuses.contains(&429), "{}: {statuses:?}", node.addr);
+    }
+    drop(redis);
+}

@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status};
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::node::requests::{self, wire_seq};
-use crate::node::Node;
+use crate::node::{ClientAddr, Node};
 use crate::rest::extract::MAX_BODY_BYTES;
 
 /// Largest answer: a page of 100 messages at the text limit with their data
@@ -58,9 +58,11 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
-    /// The app whose API key is in `authorization: Bearer <key>`. User tokens are
-    /// refused: the Admin API is the backend's.
-    async fn authenticate(&self, metadata: &MetadataMap) -> Result<String> {
+    /// The app whose API key is in `authorization: Bearer <key>`, once the key is
+    /// checked and charged (`node::floods`). User tokens are refused: the Admin
+    /// API is the backend's.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<String> {
+        let metadata = request.metadata();
         let missing = || {
             Error::unauthenticated("missing metadata authorization: Bearer <API key>")
                 .with_reason(Reason::MissingCredentials)
@@ -75,14 +77,35 @@ impl AdminApi {
         if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
             return Err(missing());
         }
+        let from = client_addr(request, &self.node);
         if !auth::looks_like_api_key(key) {
             // As REST's backend-only routes: a bad token fails as such, a good
             // one is refused for what it is.
-            self.node.authenticate(key).await?;
+            self.node
+                .guard_auth(from, self.node.authenticate(key))
+                .await?;
             return Err(Error::denied("the Admin API requires an API key"));
         }
-        self.node.app_for_api_key(key).await
+        self.node.api_key_request(key, from).await
     }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy forwarded.
+fn client_addr<T>(request: &Request<T>, node: &Node) -> ClientAddr {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let forwarded = forwarded_for(request.metadata());
+    node.client_addr(peer, &forwarded)
+}
+
+fn forwarded_for(metadata: &MetadataMap) -> Vec<&str> {
+    metadata
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
 }
 
 /// Implements `Admin`: every RPC authenticates, then hands the request to
@@ -96,7 +119,7 @@ macro_rules! admin_rpcs {
                     &self,
                     request: Request<$req>,
                 ) -> std::result::Result<Response<$resp>, Status> {
-                    let app = self.authenticate(request.metadata()).await?;
+                    let app = self.authenticate(&request).await?;
                     let reply = $area::$method(&self.node, &app, request.into_inner()).await?;
                     Ok(Response::new(reply))
                 }

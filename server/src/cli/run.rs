@@ -43,6 +43,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs, dev: bool) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_tracing(config.log_json);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let listen = config.listen;
     let node = server::build_node(config).await?;
     if dev {

@@ -38,10 +38,8 @@ impl NotReady {
 #[derive(Debug)]
 pub enum DemoApp {
     Created(AppCreds),
-    /// It existed: a fresh API key for this run.
-    Existing {
-        api_key: String,
-    },
+    /// It existed, with the API key printed when it was created.
+    Existing,
 }
 
 impl Node {
@@ -52,9 +50,8 @@ impl Node {
         &self.config.limits
     }
 
-    /// The database setting as given (for messages to the operator, never logged
-    /// with a password: see `Config`).
-    pub fn database_setting(&self) -> &str {
+    /// The database setting (its `Display` hides a password).
+    pub fn database_setting(&self) -> &crate::config::DatabaseUrl {
         &self.config.database
     }
 
@@ -88,15 +85,13 @@ impl Node {
         self.store.close().await;
     }
 
-    /// The `demo` app for `mkondo dev`: created with its credentials, or a fresh
-    /// API key when it exists.
+    /// The `demo` app for `mkondo dev`: created with its credentials, or found
+    /// as it is (no new API key on every start).
     pub async fn ensure_demo_app(&self, id: &str) -> Result<DemoApp> {
         if self.store.get_app(id).await?.is_none() {
             return Ok(DemoApp::Created(self.store.create_app(id, Some(id)).await?));
         }
-        Ok(DemoApp::Existing {
-            api_key: self.store.create_api_key(id).await?,
-        })
+        Ok(DemoApp::Existing)
     }
 
     /// Mints a development token with the app's newest HS256 key (`mkondo dev`'s

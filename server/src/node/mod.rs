@@ -8,6 +8,7 @@
 
 mod apps;
 mod conversations;
+mod floods;
 pub mod lifecycle;
 mod membership;
 mod message_changes;
@@ -18,6 +19,7 @@ mod sessions;
 pub mod social;
 
 pub use apps::{DemoApp, NotReady};
+pub use floods::{Bucket, ClientAddr, Rate};
 pub use sessions::{Replay, Subscription};
 
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct Node {
     sessions: tokio_util::task::TaskTracker,
     /// Permits for `connect` commands in progress (`max_concurrent_connects`).
     connect_gate: Arc<tokio::sync::Semaphore>,
+    /// Rate limits per principal and per client address, the request cap.
+    floods: floods::Floods,
     locks: Vec<Mutex<()>>,
     typing: TypingMap,
     started: Instant,
@@ -79,9 +83,11 @@ impl Node {
         let connect_gate = Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_connects,
         ));
+        let floods = floods::Floods::new(&config);
         Arc::new(Self {
             store,
             config,
+            floods,
             hub,
             broker,
             presence,

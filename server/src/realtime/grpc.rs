@@ -83,6 +83,17 @@ impl StreamingService<v1::ClientFrame> for ConnectMethod {
 
     fn call(&mut self, request: Request<Streaming<v1::ClientFrame>>) -> Self::Future {
         let node = self.node.clone();
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        let forwarded: Vec<&str> = request
+            .metadata()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let from = node.client_addr(peer, &forwarded);
         Box::pin(async move {
             let max = node.limits().max_frame_bytes;
             let inbound = request.into_inner().map(move |frame| match frame {
@@ -99,6 +110,7 @@ impl StreamingService<v1::ClientFrame> for ConnectMethod {
                 node,
                 Box::new(GrpcTransport { tx }),
                 Box::pin(inbound),
+                from,
             ));
             let ok: fn(Wire) -> Result<Wire, Status> = Ok;
             Ok(Response::new(ReceiverStream::new(rx).map(ok)))

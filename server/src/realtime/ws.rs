@@ -2,12 +2,14 @@
 //! text frames) or `mkondo.v1.proto` (binary frames, length-delimited protobuf).
 //! A frame may carry a batch; the reader checks sizes before decoding.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use axum::Extension;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, StreamExt};
 use futures::SinkExt;
@@ -18,7 +20,8 @@ use super::session;
 use super::transport::{Inbound, Item, Transport};
 use crate::engine::outbound::encode_frame;
 use crate::error::Error;
-use crate::node::Node;
+use crate::node::{ClientAddr, Node};
+use crate::rest::auth::forwarded_for;
 
 pub const PROTO_JSON: &str = "mkondo.v1.json";
 pub const PROTO_PROTOBUF: &str = "mkondo.v1.proto";
@@ -31,16 +34,22 @@ const MAX_FRAMES_PER_MESSAGE: usize = 100;
 /// only in more `read` calls.
 const READ_BUFFER_BYTES: usize = 1024;
 
-pub async fn upgrade(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(node): State<Arc<Node>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let from = node.client_addr(peer.map(|c| c.0 .0), &forwarded_for(&headers));
     let hard = node.limits().hard_frame_bytes();
     ws.protocols([PROTO_JSON, PROTO_PROTOBUF])
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| serve(node, socket))
+        .on_upgrade(move |socket| serve(node, socket, from))
 }
 
-async fn serve(node: Arc<Node>, socket: WebSocket) {
+async fn serve(node: Arc<Node>, socket: WebSocket, from: ClientAddr) {
     let encoding = match socket.protocol().and_then(|p| p.to_str().ok()) {
         Some(PROTO_PROTOBUF) => Encoding::Protobuf,
         _ => Encoding::Json,
@@ -71,7 +80,7 @@ async fn serve(node: Arc<Node>, socket: WebSocket) {
             futures::future::ready(Some(item))
         });
     let transport = WsTransport { sink, encoding };
-    session::run(node, Box::new(transport), Box::pin(inbound)).await;
+    session::run(node, Box::new(transport), Box::pin(inbound), from).await;
 }
 
 fn decode(encoding: Encoding, data: &[u8], max: usize, text: bool) -> Inbound {

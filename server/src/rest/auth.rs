@@ -12,7 +12,7 @@ use mkondo_proto::Reason;
 
 use crate::auth;
 use crate::error::{Error, Result};
-use crate::node::{Actor, Node};
+use crate::node::{Actor, ClientAddr, Node};
 
 /// The kind of principal behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,15 +74,16 @@ impl FromRequestParts<Arc<Node>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
         let credential = bearer(parts)?;
+        let from = client_addr(parts, node);
         if auth::looks_like_api_key(credential) {
             return Ok(Caller {
-                app: node.app_for_api_key(credential).await?,
+                app: node.api_key_request(credential, from).await?,
                 principal: Principal::Backend,
             });
         }
         // A user seen for the first time is created from the token's claims (and
         // joins its `groups`), as on a first real-time connect.
-        let claims = node.authenticate_user_request(credential).await?;
+        let claims = node.user_request(credential, from).await?;
         Ok(Caller {
             app: claims.app_id,
             principal: Principal::User(claims.user_id),
@@ -100,10 +101,30 @@ impl FromRequestParts<Arc<Node>> for Operator {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
+        // Off: 404 before the credential is looked at.
         node.require_operator_api()?;
-        node.check_operator_secret(bearer(parts)?)?;
+        let from = client_addr(parts, node);
+        node.operator_request(bearer(parts)?, from).await?;
         Ok(Operator)
     }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy forwarded.
+pub fn client_addr(parts: &Parts, node: &Node) -> ClientAddr {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    node.client_addr(peer, &forwarded_for(&parts.headers))
+}
+
+/// Every `X-Forwarded-For` header's value, in order.
+pub fn forwarded_for(headers: &http::HeaderMap) -> Vec<&str> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
 }
 
 fn bearer(parts: &Parts) -> Result<&str> {

@@ -181,6 +181,62 @@ impl Modify for Finish {
                 "The server's operator secret (`--operator-secret`). Without one configured, /v1/admin answers 404.",
             ),
         );
+        add_flood_responses(doc);
+    }
+}
+
+/// Every operation may be refused for floods (`node::floods`): 429 for a
+/// credential over its rate or an address over its failed authentications
+/// (authenticated operations), 503 when the node is at its limit of requests
+/// in progress (all). Both with `Retry-After`.
+fn add_flood_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    let retrying = |description: &str| {
+        let seconds = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some("Seconds to wait before retrying (rounded up)."))
+            .build();
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+            .build();
+        ResponseBuilder::new()
+            .description(description)
+            .header("Retry-After", seconds)
+            .content("application/json", body)
+            .build()
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.responses.insert(
+        "E429".to_owned(),
+        RefOr::T(retrying(
+            "rate_limited: the credential is over its rate (a user token shares its \
+             user's real-time budget; an app's API keys have theirs), or the client's \
+             address is over its failed authentications. Retry after `Retry-After`.",
+        )),
+    );
+    components.responses.insert(
+        "E503".to_owned(),
+        RefOr::T(retrying(
+            "unavailable: the server is at its limit of requests in progress (or its \
+             database is unavailable). Retry after `Retry-After`.",
+        )),
+    );
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                responses.insert("429".to_owned(), Ref::from_response_name("E429").into());
+            }
+            responses.insert("503".to_owned(), Ref::from_response_name("E503").into());
+        }
     }
 }
 
@@ -413,6 +469,8 @@ mod tests {
             }
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("401"), "{method} {path} without 401");
+            assert!(responses.contains_key("429"), "{method} {path} without 429");
+            assert!(responses.contains_key("503"), "{method} {path} without 503");
             assert!(
                 responses.keys().any(|s| s.starts_with('2')),
                 "{method} {path} without a success"

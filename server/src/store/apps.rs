@@ -21,7 +21,7 @@ pub struct AppRow {
 }
 
 /// A signing key as created: its secret, for HS256, shown this once.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = SigningKey)]
 pub struct KeyRow {
     pub kid: String,
@@ -30,6 +30,40 @@ pub struct KeyRow {
     /// The HS256 secret; present only when just created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+// Credentials are serialized once, for their owner; `Debug` (logs, panics)
+// never shows them.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRow")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AppCreds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCreds")
+            .field("app_id", &self.app_id)
+            .field("name", &self.name)
+            .field("signing_key", &self.signing_key)
+            .field("api_key", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("api_key", &REDACTED)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// The columns an [`AppRow`] is read from (`FromRow`, by name).
@@ -57,7 +91,7 @@ impl SigningKeyRow {
 }
 
 /// What `mkondo app create` prints: the credentials, shown once.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = AppCredentials)]
 pub struct AppCreds {
     pub app_id: String,
@@ -291,7 +325,7 @@ pub struct AppOverview {
 }
 
 /// A new API key: the key itself is shown this once; the prefix names it later.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
     /// Shown this once.
     pub api_key: String,
@@ -529,4 +563,36 @@ async fn record_revocation(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_credential() {
+        let key = KeyRow {
+            kid: "k_1".into(),
+            alg: "HS256".into(),
+            secret: Some("hs256-secret-material".into()),
+        };
+        let creds = AppCreds {
+            app_id: "app1".into(),
+            name: "main".into(),
+            signing_key: key.clone(),
+            api_key: "mk_app1_plaintextkey".into(),
+        };
+        let created = CreatedApiKey {
+            api_key: "mk_app1_anotherplaintext".into(),
+            prefix: "mk_app1_ano".into(),
+        };
+        let printed = format!("{key:?} {creds:?} {created:?}");
+        for secret in ["hs256-secret-material", "plaintextkey", "anotherplaintext"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(
+            printed.contains("k_1") && printed.contains("mk_app1_ano"),
+            "{printed}"
+        );
+    }
 }

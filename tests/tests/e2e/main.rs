@@ -17,6 +17,7 @@ mod chat;
 mod delete_conversation;
 mod durability;
 mod error_format;
+mod floods;
 mod hide;
 mod input_caps;
 mod lifecycle;

@@ -150,3 +150,162 @@ async fn dev_creates_the_demo_app() {
     assert_eq!(reply.user.unwrap().id, "alice");
     child.kill().await.unwrap();
 }
+
+/// `mkondo dev` on `listen`: the child, its address and what it printed before
+/// listening.
+async fn start_dev(
+    db: &str,
+    listen: &str,
+) -> (tokio::process::Child, std::net::SocketAddr, String) {
+    let mut child = tokio::process::Command::new(mkondo_bin())
+        .args(["dev", "--listen", listen, "--database", db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("mkondo listening on ") {
+                return addr.parse::<std::net::SocketAddr>().unwrap();
+            }
+            printed.push(line);
+        }
+        panic!("mkondo dev exited before listening");
+    })
+    .await
+    .expect("mkondo dev did not start");
+    // Keep reading: a closed pipe would fail the server's next line.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr, printed.join("\n"))
+}
+
+/// `mkondo dev` prints the demo API key when it creates the demo app, and on
+/// later starts reuses the app without minting (or printing) another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mints_the_demo_api_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dev.db");
+    let db = db.to_str().unwrap();
+    let (mut first, _, printed) = start_dev(db, "127.0.0.1:0").await;
+    assert!(
+        printed.contains("mk_demo_"),
+        "the first start prints the key: {printed}"
+    );
+    first.kill().await.unwrap();
+    let (mut second, _, printed) = start_dev(db, "127.0.0.1:0").await;
+    assert!(
+        !printed.contains("mk_"),
+        "a later start prints no key: {printed}"
+    );
+    second.kill().await.unwrap();
+
+    let out = tokio::process::Command::new(mkondo_bin())
+        .args(["app", "list", "--json", "--database", db])
+        .output()
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let demo = list
+        .as_array()
+        .or_else(|| list["items"].as_array())
+        .and_then(|apps| apps.iter().find(|a| a["app_id"] == "demo"))
+        .unwrap_or_else(|| panic!("no demo app: {list}"))
+        .clone();
+    assert_eq!(
+        demo["api_keys"].as_array().map(Vec::len),
+        Some(1),
+        "one API key after two starts: {demo}"
+    );
+}
+
+/// This machine's address on its outward interface (no packet is sent), if it
+/// has one that is not loopback.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// `/dev/*` answers loopback peers only: the same `mkondo dev` listening on every
+/// interface mints a demo token over 127.0.0.1, and answers 404 (as a route that
+/// does not exist) to a request arriving on the machine's outward address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_routes_answer_loopback_peers_only() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("skipped: this machine has no non-loopback address");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dev.db");
+    let (mut child, addr, _) = start_dev(db.to_str().unwrap(), "0.0.0.0:0").await;
+    let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let token = |host: std::net::IpAddr| {
+        let http = http.clone();
+        async move {
+            http.post(format!(
+                "http://{}/dev/token",
+                std::net::SocketAddr::new(host, addr.port())
+            ))
+            .json(&serde_json::json!({ "user": "alice" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+        }
+    };
+    assert_eq!(
+        token([127, 0, 0, 1].into()).await,
+        200,
+        "loopback is served"
+    );
+    assert_eq!(token(ip).await, 404, "{ip} is not loopback");
+    child.kill().await.unwrap();
+}
+
+/// A PostgreSQL URL's password never reaches the log or the output: not when
+/// the database cannot be reached and the server says which one, and not in what
+/// `mkondo dev` prints once it is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_is_never_printed() {
+    let password = "pw-that-must-not-leak-4711";
+    // The test PostgreSQL trusts local connections: any password is accepted.
+    let url = mkondo_tests::fresh_postgres().await.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{password}@"),
+        1,
+    );
+    assert!(url.contains(password), "{url}");
+    let (mut child, _, printed) = start_dev(&url, "127.0.0.1:0").await;
+    assert!(
+        !printed.contains(password),
+        "mkondo dev printed the password: {printed}"
+    );
+    assert!(printed.contains("postgres:***@"), "{printed}");
+    child.kill().await.unwrap();
+
+    let url = format!("postgres://mkondo:{password}@127.0.0.1:1/mkondo");
+    for command in ["serve", "dev"] {
+        let out = tokio::process::Command::new(mkondo_bin())
+            .args([command, "--listen", "127.0.0.1:0", "--database", &url])
+            .env("MKONDO_LOG", "debug")
+            .output()
+            .await
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "no database there: {all}");
+        assert!(
+            !all.contains(password),
+            "{command} printed the password: {all}"
+        );
+        assert!(all.contains("127.0.0.1"), "the error says where: {all}");
+    }
+}

@@ -440,3 +440,36 @@ async fn cli_revoke_tokens_closes_the_apps_connections() {
     let fresh = server.app.token_issued_at("alice", valid_after);
     server.client_with_token(Transport::WsProto, &fresh).await;
 }
+
+/// `--operator-secret-file` reads the secret from a file (a trailing newline is
+/// not part of it) and logs no warning; the secret on the command line works but
+/// warns that it shows in the process list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_secret_comes_from_a_file_and_the_command_line_warns() {
+    const WARNING: &str = "visible in the process list";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("operator-secret");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let server = TestServer::start(
+        ServerOptions::new().flag("--operator-secret-file", file.to_str().unwrap()),
+    )
+    .await;
+    operator(&server).get("/v1/admin/apps").await.expect(200);
+    assert!(
+        !server.log_tail().contains(WARNING),
+        "{}",
+        server.log_tail()
+    );
+
+    let server = server_with_operator().await;
+    operator(&server).get("/v1/admin/apps").await.expect(200);
+    let log = server.log_tail();
+    assert!(
+        log.contains(WARNING),
+        "no warning for the secret on the command line: {log}"
+    );
+    assert!(
+        !log.contains(SECRET),
+        "the secret itself is never logged: {log}"
+    );
+}

@@ -28,7 +28,7 @@ impl Session {
             return None;
         }
         // Every frame counts against the rate, even one the server cannot use.
-        if let Err(wait) = self.bucket.take() {
+        if let Err(wait) = self.take_token() {
             return Some(error_frame(id, &Error::rate_limited(wait)));
         }
         let Some(command) = frame.command else {
@@ -83,7 +83,9 @@ impl Session {
         let limit =
             (req.conversations_limit != 0).then(|| req.conversations_limit.min(MAX_PAGE_LIMIT));
         let revocations = node.revocation_mark();
-        let (claims, stamp) = match node.authenticate_stamped(&req.token).await {
+        // A bad token counts against the client's address (see `node::floods`).
+        let authenticated = node.guard_auth(self.from, node.authenticate_stamped(&req.token));
+        let (claims, stamp) = match authenticated.await {
             Ok(c) => c,
             Err(err) => return Err(self.refuse(err)),
         };

@@ -38,7 +38,7 @@ use crate::engine::hub::{Closer, SessionHandle, SessionId, TokenStamp};
 use crate::engine::outbound::Outbound;
 use crate::engine::presence::AppState;
 use crate::error::Error;
-use crate::node::Node;
+use crate::node::{Bucket, ClientAddr, Node, Rate};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 const MAX_BATCH: usize = 64;
@@ -60,7 +60,11 @@ struct Session {
     subscriptions: HashSet<String>,
     /// Last message seq delivered per conversation (the live/replay merge point).
     delivered: HashMap<String, u64>,
-    bucket: TokenBucket,
+    /// The frames' budget until `connect` succeeds; then the user's, on the node
+    /// (shared with the user's other connections and REST requests).
+    bucket: Bucket,
+    /// Where the connection comes from: failed connects are counted per address.
+    from: ClientAddr,
     /// A `ping` went out and no frame came back yet: close at this instant.
     pong_deadline: Option<Instant>,
     next_ping: Instant,
@@ -69,7 +73,12 @@ struct Session {
 }
 
 /// Runs a session to its end. The transport is closed when this returns.
-pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: InboundStream) {
+pub async fn run(
+    node: Arc<Node>,
+    mut transport: Box<dyn Transport>,
+    inbound: InboundStream,
+    from: ClientAddr,
+) {
     let _open = node.track_session();
     let mut inbound = inbound.peekable();
     let limits = node.limits().clone();
@@ -83,7 +92,8 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: In
         app_state: AppState::Foreground,
         subscriptions: HashSet::new(),
         delivered: HashMap::new(),
-        bucket: TokenBucket::new(limits.rate_per_second, limits.rate_burst),
+        bucket: Bucket::full(session_rate(&limits), now.into_std()),
+        from,
         pong_deadline: None,
         next_ping: now + limits.ping_interval,
         close_after_reply: None,
@@ -125,7 +135,7 @@ pub async fn run(node: Arc<Node>, mut transport: Box<dyn Transport>, inbound: In
                         }
                         replies
                     }
-                    Inbound::Rejected { id, error } => match s.bucket.take() {
+                    Inbound::Rejected { id, error } => match s.take_token() {
                         Ok(()) => vec![Item::Frame(error_frame(id, &error))],
                         Err(wait) => vec![Item::Frame(error_frame(id, &Error::rate_limited(wait)))],
                     },
@@ -333,50 +343,19 @@ pub(crate) fn error_frame(id: u32, error: &Error) -> v1::ServerFrame {
     }
 }
 
-/// Command rate limit per connection: `rate` per second, bursts up to `burst`.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
+fn session_rate(limits: &crate::config::Limits) -> Rate {
+    Rate::new(f64::from(limits.rate_per_second), limits.rate_burst)
 }
 
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            at: Instant::now(),
+impl Session {
+    /// One frame's worth of the budget, or how long until there is one (ms).
+    pub(super) fn take_token(&mut self) -> Result<(), u32> {
+        match &self.authed {
+            Some(a) => self.node.user_command(&a.app, &a.user),
+            None => {
+                let rate = session_rate(self.node.limits());
+                self.bucket.take(rate, std::time::Instant::now())
+            }
         }
-    }
-
-    /// Takes one token, or says how long until one is available (ms).
-    pub(super) fn take(&mut self) -> Result<(), u32> {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err((((1.0 - self.tokens) / self.rate) * 1000.0).ceil().max(1.0) as u32)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TokenBucket;
-
-    #[test]
-    fn bucket_allows_burst_then_limits() {
-        let mut b = TokenBucket::new(20, 50);
-        for _ in 0..50 {
-            assert!(b.take().is_ok());
-        }
-        let wait = b.take().unwrap_err();
-        assert!(wait > 0 && wait <= 50, "retry after {wait} ms");
     }
 }
