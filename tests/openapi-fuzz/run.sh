@@ -50,6 +50,8 @@ export MKONDO_FUZZ_OPERATOR_SECRET="fuzz-operator-secret-$RANDOM$RANDOM"
 "$bin" serve --listen 127.0.0.1:0 --database "$db" \
     --operator-secret "$MKONDO_FUZZ_OPERATOR_SECRET" \
     --rate-per-second 100000 --rate-burst 100000 \
+    --api-key-rate-per-second 100000 --api-key-rate-burst 100000 \
+    --auth-failures-per-minute 100000 \
     >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 addr=""
