@@ -52,7 +52,12 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
 }
@@ -69,7 +74,12 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
     /// List apps.
@@ -77,7 +87,12 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
     /// Add a signing key: a new HS256 secret, or a public key for RS256 / ES256 / EdDSA.
@@ -92,7 +107,12 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
     /// Rotate: add a new HS256 signing key (its secret printed once). Tokens
@@ -103,7 +123,12 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
     /// Remove a signing key (not the app's last): tokens with its kid are refused.
@@ -113,7 +138,12 @@ pub enum AppCommand {
         #[arg(long)]
         kid: String,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
     /// Create or revoke API keys.
@@ -128,7 +158,12 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
 }
@@ -143,7 +178,12 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
     /// Revoke an API key by its prefix (as `app list` shows it).
@@ -153,7 +193,12 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         prefix: String,
         /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(long, env = "MKONDO_DATABASE", default_value = "mkondo.db")]
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
         database: String,
     },
 }

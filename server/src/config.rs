@@ -158,21 +158,32 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The setting with any password replaced by `***`.
+    /// The setting with any password replaced by `***`: in the userinfo, and
+    /// in a `password` (or `sslpassword`, …) query parameter. It errs towards
+    /// hiding: everything between the user name and the last `@` goes, since a
+    /// password may hold an unencoded `/`, `?`, `#` or `@`.
     pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return self.0.clone();
         };
-        // The authority ends at the first `/`, `?` or `#`; its userinfo at its last `@`.
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let Some((userinfo, host)) = authority.rsplit_once('@') else {
-            return self.0.clone();
-        };
-        match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        let mut out = match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+                None if userinfo.contains(['/', '?', '#']) => format!("{scheme}://***@{host}"),
+                None => self.0.clone(),
+            },
             None => self.0.clone(),
+        };
+        let mut from = 0;
+        while let Some(at) = out[from..]
+            .find("password=")
+            .map(|i| from + i + "password=".len())
+        {
+            let end = out[at..].find(['&', '#']).map_or(out.len(), |i| at + i);
+            out.replace_range(at..end, "***");
+            from = at + 3;
         }
+        out
     }
 }
 
@@ -424,6 +435,11 @@ impl ServeArgs {
             anyhow::bail!("--log-format must be text or json");
         }
         let mut warnings = Vec::new();
+        if file.operator_secret.is_some() && file.operator_secret_file.is_some() {
+            anyhow::bail!(
+                "give the operator secret once in the configuration file: operator_secret_file or operator_secret"
+            );
+        }
         let secret_file = self
             .operator_secret_file
             .clone()
@@ -789,6 +805,22 @@ mod tests {
         assert!(debug.contains("mkondo:***@db.example"), "{debug}");
         for plain in ["mkondo.db", "sqlite://data/x.db", "postgres://u@h/db"] {
             assert_eq!(DatabaseUrl::new(plain).to_string(), plain);
+        }
+        for (url, shown) in [
+            ("postgres://u:p/w?x#y@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:a@b@h:5432/db", "postgres://u:***@h:5432/db"),
+            (
+                "postgres://h/db?user=u&password=s3cret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgres://h/db?sslpassword=k3y&password=s3cret",
+                "postgres://h/db?sslpassword=***&password=***",
+            ),
+        ] {
+            let got = DatabaseUrl::new(url).to_string();
+            assert_eq!(got, shown);
+            assert!(!format!("{:?}", DatabaseUrl::new(url)).contains("s3cret"));
         }
     }
 

@@ -59,7 +59,12 @@ async fn loopback_only(request: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_canonical());
-    if peer.is_some_and(|ip| ip.is_loopback()) {
+    // A proxy on this machine (nginx in front of `mkondo dev`) is a loopback
+    // peer for every remote client: a forwarded request is not local.
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| request.headers().contains_key(*h));
+    if peer.is_some_and(|ip| ip.is_loopback()) && !forwarded {
         return next.run(request).await;
     }
     Error::new(

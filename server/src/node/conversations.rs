@@ -126,7 +126,7 @@ impl Node {
                 group.creator = Some(u.to_owned());
                 self.require_users(app, &group.members).await?;
             }
-            Actor::Backend => self.ensure_users(app, &group.members).await?,
+            Actor::Backend => group.create_missing_members = true,
         }
         let conv = self.store.create_group(app, group).await?;
         let members = self.store.member_ids(app, &conv.id).await?;

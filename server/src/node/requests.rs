@@ -172,11 +172,20 @@ pub struct MintInput {
     pub name: Option<String>,
 }
 
-/// A minted token and when it expires (unix ms).
-#[derive(Debug, Clone)]
+/// A minted token and when it expires (unix ms). `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Minted {
     pub token: String,
     pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("token", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
 }
 
 /// The user a reaction is for: a user token's own user, or the one the backend names.
@@ -335,8 +344,8 @@ impl Node {
                     name: req.name.unwrap_or_default(),
                     icon_url: req.icon_url.unwrap_or_default(),
                     data: req.data,
-                    creator: None,
                     members: req.members,
+                    ..NewGroup::default()
                 };
                 (self.create_group(app, actor, group).await?, true)
             }

@@ -105,20 +105,36 @@ impl Node {
         conv: &str,
         id: SessionId,
     ) -> Result<Subscription> {
-        // Subscribed before membership is checked: a removal committed after the
-        // check publishes its unsubscribe after this subscribe, and one committed
-        // before it fails the check. Either way no subscription outlives membership.
-        self.hub.subscribe(app, conv, id);
-        let conversation = match self
+        // Checked before the hub hears of it, so a non-member never receives a
+        // push meant for subscribers, not even for a moment.
+        let conversation = self
             .visible_conversation(app, Actor::User(user), conv)
-            .await
+            .await?;
+        self.hub.subscribe(app, &conversation.id, id);
+        let subscription = self.subscription(app, user, conversation).await;
+        if subscription.is_err() {
+            self.hub.unsubscribe(app, conv, id);
+        }
+        subscription
+    }
+
+    /// The rest of a subscribe, once the session is in the hub. Membership is
+    /// checked again first: a removal committed after the first check but before
+    /// the hub subscription published its unsubscribe too early to end this one.
+    async fn subscription(
+        &self,
+        app: &str,
+        user: &str,
+        conversation: Conversation,
+    ) -> Result<Subscription> {
+        if self
+            .store
+            .member(app, &conversation.id, user)
+            .await?
+            .is_none()
         {
-            Ok(c) => c,
-            Err(e) => {
-                self.hub.unsubscribe(app, conv, id);
-                return Err(e);
-            }
-        };
+            return Err(self.not_member_error());
+        }
         let first_page = PageRequest::new(None, Some(MAX_PAGE_LIMIT));
         let first = first_page.bounds()?;
         let mut members = self

@@ -36,7 +36,8 @@ pub struct MintToken {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// The answer of `POST /v1/tokens`; not `Debug`, so the token cannot be logged.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Minted {
     pub token: String,
     pub expires_at: Millis,

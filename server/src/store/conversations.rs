@@ -49,6 +49,9 @@ pub struct NewGroup {
     /// or a token's `groups` claim creates it.
     pub creator: Option<String>,
     pub members: Vec<String>,
+    /// Create members that do not exist yet (the backend's groups), in the
+    /// group's transaction: a refused create leaves no user behind.
+    pub create_missing_members: bool,
 }
 
 /// The columns a [`Conversation`] is read from (`FromRow`, by name), of the
@@ -142,6 +145,9 @@ impl Store {
             if !members.iter().any(|(u, _)| u == m) {
                 members.push((m.clone(), Role::Member));
             }
+        }
+        if group.create_missing_members {
+            Store::insert_missing_users(&mut tx, app, &group.members, now).await?;
         }
         for (user, role) in &members {
             insert_member(&mut tx, app, id, user, *role, 0, now).await?;

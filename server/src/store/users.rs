@@ -42,6 +42,15 @@ fn check_patch(patch: &UserPatch) -> Result<()> {
     Ok(())
 }
 
+/// Creates a user unless it exists ($1 app, $2 id, $3 name, $4 avatar_url,
+/// $5 data, $6 now). A user created again after a deletion keeps refusing the
+/// tokens issued before it (see `delete_user`).
+const INSERT_USER_UNLESS_EXISTS: &str =
+    "INSERT INTO users (app_id, id, name, avatar_url, data, created_at, updated_at, tokens_valid_after)
+     VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), COALESCE($5, '{}'), $6, $6,
+             COALESCE((SELECT deleted_at FROM deleted_users WHERE app_id = $1 AND user_id = $2), 0))
+     ON CONFLICT (app_id, id) DO NOTHING";
+
 impl Store {
     /// Creates the user, or updates the given fields of an existing one.
     /// Returns the user and whether it was created.
@@ -59,29 +68,44 @@ impl Store {
         check_patch(patch)?;
         let now = now_ms();
         let data = patch.data.as_ref().map(Value::to_string);
-        // A user created again after a deletion keeps refusing the tokens issued
-        // before it (see `delete_user`).
-        let created = sqlx::query(
-            "INSERT INTO users (app_id, id, name, avatar_url, data, created_at, updated_at, tokens_valid_after)
-             VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), COALESCE($5, '{}'), $6, $6,
-                     COALESCE((SELECT deleted_at FROM deleted_users WHERE app_id = $1 AND user_id = $2), 0))
-             ON CONFLICT (app_id, id) DO NOTHING",
-        )
-        .bind(app)
-        .bind(id)
-        .bind(&patch.name)
-        .bind(&patch.avatar_url)
-        .bind(&data)
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected()
+        let created = sqlx::query(INSERT_USER_UNLESS_EXISTS)
+            .bind(app)
+            .bind(id)
+            .bind(&patch.name)
+            .bind(&patch.avatar_url)
+            .bind(&data)
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected()
             > 0;
         if !created && (patch.name.is_some() || patch.avatar_url.is_some() || data.is_some()) {
             self.update_user(app, id, patch).await?;
         }
         let user = self.get_user(app, id).await?.ok_or_else(Error::internal)?;
         Ok((user, created))
+    }
+
+    /// Creates each of `users` that does not exist yet, empty, inside `tx`: a
+    /// write that creates users for a request commits them with it or not at all.
+    pub(crate) async fn insert_missing_users(
+        tx: &mut super::Tx<'_>,
+        app: &str,
+        users: &[String],
+        now: i64,
+    ) -> Result<()> {
+        for id in users {
+            sqlx::query(INSERT_USER_UNLESS_EXISTS)
+                .bind(app)
+                .bind(id)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn update_user(&self, app: &str, id: &str, patch: &UserPatch) -> Result<User> {

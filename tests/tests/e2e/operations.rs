@@ -235,35 +235,37 @@ fn non_loopback_ip() -> Option<std::net::IpAddr> {
 /// does not exist) to a request arriving on the machine's outward address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_routes_answer_loopback_peers_only() {
-    let Some(ip) = non_loopback_ip() else {
-        eprintln!("skipped: this machine has no non-loopback address");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dev.db");
     let (mut child, addr, _) = start_dev(db.to_str().unwrap(), "0.0.0.0:0").await;
     let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
-    let token = |host: std::net::IpAddr| {
+    let token = |host: std::net::IpAddr, forwarded: Option<&'static str>| {
         let http = http.clone();
         async move {
-            http.post(format!(
-                "http://{}/dev/token",
-                std::net::SocketAddr::new(host, addr.port())
-            ))
-            .json(&serde_json::json!({ "user": "alice" }))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+            let mut request = http
+                .post(format!(
+                    "http://{}/dev/token",
+                    std::net::SocketAddr::new(host, addr.port())
+                ))
+                .json(&serde_json::json!({ "user": "alice" }));
+            if let Some(client) = forwarded {
+                request = request.header("x-forwarded-for", client);
+            }
+            request.send().await.unwrap().status().as_u16()
         }
     };
+    let loopback = [127, 0, 0, 1].into();
+    assert_eq!(token(loopback, None).await, 200, "loopback is served");
+    // Through a proxy on this machine, a remote client is a loopback peer.
     assert_eq!(
-        token([127, 0, 0, 1].into()).await,
-        200,
-        "loopback is served"
+        token(loopback, Some("203.0.113.9")).await,
+        404,
+        "a forwarded request is not local"
     );
-    assert_eq!(token(ip).await, 404, "{ip} is not loopback");
+    match non_loopback_ip() {
+        Some(ip) => assert_eq!(token(ip, None).await, 404, "{ip} is not loopback"),
+        None => eprintln!("this machine has no non-loopback address to try"),
+    }
     child.kill().await.unwrap();
 }
 

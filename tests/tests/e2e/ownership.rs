@@ -288,6 +288,7 @@ async fn a_send_racing_a_removal_never_reaches_the_removed_member() {
     let server = TestServer::start(mkondo_tests::ServerOptions::new().unlimited_rate()).await;
     let api = server.api();
     api.create_users(&["alice", "bob"]).await;
+    let mut raced = 0;
     for round in 0..4 {
         let conv = api
             .create_group(&format!("race-{round}"), &["alice", "bob"])
@@ -328,6 +329,10 @@ async fn a_send_racing_a_removal_never_reaches_the_removed_member() {
                 }
             }
         }
+        raced += history
+            .iter()
+            .filter(|m| m["seq"].as_u64().is_some_and(|s| s > removed_at))
+            .count();
         let late: Vec<_> = seen.keys().filter(|s| **s > removed_at).collect();
         assert!(
             late.is_empty(),
@@ -345,4 +350,80 @@ async fn a_send_racing_a_removal_never_reaches_the_removed_member() {
             );
         }
     }
+    assert!(
+        raced > 0,
+        "no send landed after a removal in any round: the race was not run"
+    );
+}
+
+/// A non-member sending `subscribe` for a group over and over, while its
+/// members type, never receives a typing push: membership is checked before
+/// the session joins the hub, not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscribe_never_lets_a_push_through() {
+    let server = TestServer::start(mkondo_tests::ServerOptions::new().unlimited_rate()).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob", "eve"]).await;
+    let conv = api.create_group("team", &["alice", "bob"]).await;
+    let (alice, _) = server.client(Transport::WsProto, "alice").await;
+    let (eve, _) = server.client(Transport::WsProto, "eve").await;
+    let typed = {
+        let conv = conv.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                alice.typing(&conv, i % 2 == 1).await.unwrap();
+            }
+            alice
+        })
+    };
+    for id in 0..400 {
+        eve.send_frame(v1::ClientFrame {
+            id: 10_000 + id,
+            command: Some(v1::client_frame::Command::Subscribe(v1::SubscribeRequest {
+                conversation_id: conv.clone(),
+            })),
+        });
+        if id % 20 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let _alice = typed.await.unwrap();
+    eve.expect_no_push("typing reached a non-member", QUIET, |p| {
+        is_typing(p, &conv)
+    })
+    .await;
+}
+
+/// A backend create that is refused (its id taken, a field too long) creates
+/// none of the users it names: they are made in the group's own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_backend_create_leaves_no_user_behind() {
+    let server = TestServer::start_default().await;
+    let api = server.api();
+    api.create_group_with_id("taken", "taken", &[]).await;
+    api.post(
+        "/v1/conversations",
+        json!({"kind": "group", "id": "taken", "name": "again", "members": ["new-1", "new-2"]}),
+    )
+    .await
+    .expect_error(409, "already_exists");
+    api.post(
+        "/v1/conversations",
+        json!({"kind": "group", "name": "n".repeat(300), "members": ["new-3"]}),
+    )
+    .await
+    .expect(422);
+    for user in ["new-1", "new-2", "new-3"] {
+        api.get(&format!("/v1/users/{user}"))
+            .await
+            .expect_error(404, "not_found");
+    }
+    // Accepted, it creates them.
+    api.post(
+        "/v1/conversations",
+        json!({"kind": "group", "name": "fine", "members": ["new-1"]}),
+    )
+    .await
+    .expect(201);
+    api.get("/v1/users/new-1").await.expect(200);
 }
