@@ -124,9 +124,19 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
         result
     }
 
-    /// Takes a token if `key` has a bucket: `Ok(true)`; `Ok(false)` when it has
-    /// none (a full one), and nothing is taken or made.
+    /// Takes a token if `key` has a bucket that is still draining: `Ok(true)`;
+    /// `Ok(false)` when it has none, and nothing is taken or made. A bucket that
+    /// has refilled is the same as none: it is dropped here, not left to hold
+    /// units until a sweep.
     pub fn take_if_present(&self, key: &K, now: Instant) -> Result<bool, u32> {
+        let rate = self.rate;
+        if self
+            .map
+            .remove_if(key, |_, b| b.is_full(rate, now))
+            .is_some()
+        {
+            return Ok(false);
+        }
         match self.map.get_mut(key) {
             Some(mut b) => b.take(self.rate, now).map(|()| true),
             None => Ok(false),
@@ -251,10 +261,11 @@ impl Node {
 
     /// Runs an authentication for a client address: refused at once while the
     /// address is over its failures, and counted when it fails as a guess would.
-    /// An address that failed lately (it has a bucket) holds a unit of its budget
-    /// for each authentication in progress, given back on success: guesses sent
-    /// at once cannot outrun the budget. One that never failed holds nothing, so
-    /// a backend's many requests at once are not held back.
+    /// An address that failed lately (its bucket has not refilled) holds a unit
+    /// of its budget for each authentication in progress, given back on success:
+    /// guesses sent at once cannot outrun the budget. One that never failed, or
+    /// whose bucket has refilled since, holds nothing, so a backend's many
+    /// requests at once are not held back.
     pub async fn guard_auth<T>(
         &self,
         from: ClientAddr,
@@ -395,5 +406,31 @@ mod tests {
             "{} keys",
             buckets.len()
         );
+    }
+
+    /// A bucket that has refilled holds nothing: an address that failed once,
+    /// long ago, is not held to its burst of authentications in progress, and
+    /// the full bucket is dropped at once rather than at the next sweep.
+    #[test]
+    fn a_refilled_bucket_is_as_no_bucket() {
+        let buckets = KeyedBuckets::new(Rate::new(1.0, 2));
+        let now = Instant::now();
+        assert!(buckets.take(&1, now).is_ok());
+        assert_eq!(buckets.take_if_present(&1, now), Ok(true), "draining: held");
+        buckets.refund(&1, now);
+        let later = now + Duration::from_secs(3600);
+        for _ in 0..10 {
+            assert_eq!(
+                buckets.take_if_present(&1, later),
+                Ok(false),
+                "refilled long ago: nothing held, however many at once"
+            );
+        }
+        assert_eq!(buckets.len(), 0, "the full bucket is dropped");
+        // Refilled only partly: still held.
+        assert!(buckets.take(&2, later).is_ok());
+        assert!(buckets.take(&2, later).is_ok());
+        let soon = later + Duration::from_millis(1500);
+        assert_eq!(buckets.take_if_present(&2, soon), Ok(true));
     }
 }
