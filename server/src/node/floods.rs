@@ -8,9 +8,10 @@
 //!   app (`api_key_rate_per_second`, `api_key_rate_burst`); the operator secret
 //!   from one of its own with the same rate.
 //! - Failed authentications (a bad API key, token or operator secret; a bad
-//!   token on a real-time `connect`) drain a bucket per client address of
-//!   `auth_failures_per_minute`; while it is empty every authentication from that
-//!   address is refused `rate_limited`, a right guess included.
+//!   token on a real-time `connect`) drain a bucket per client address — an
+//!   IPv6 address by its /64 — of `auth_failures_per_minute`; while it is empty
+//!   every authentication from that address is refused `rate_limited`, a right
+//!   guess included.
 //! - Requests in progress (REST and Admin gRPC) are capped by
 //!   `max_concurrent_requests`; past it, `unavailable` at once.
 //!
@@ -22,7 +23,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -214,6 +215,38 @@ impl Floods {
     }
 }
 
+impl Floods {
+    /// The key of an address's failure budget: an IPv4 address itself (an
+    /// IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address its /64 —
+    /// the smallest block one subscriber is given, so holding one does not give
+    /// 2^64 budgets.
+    fn failure_key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Holds a unit of the address's failure budget while an authentication is
+    /// in progress, if the address failed lately (see [`Node::guard_auth`]).
+    fn hold_for_auth(&self, ip: IpAddr, now: Instant) -> Result<bool, u32> {
+        self.failures.take_if_present(&Self::failure_key(ip), now)
+    }
+
+    /// Counts a failed authentication from the address.
+    fn count_failure(&self, ip: IpAddr, now: Instant) {
+        let _ = self.failures.take(&Self::failure_key(ip), now);
+    }
+
+    /// Gives back a unit held by [`Floods::hold_for_auth`].
+    fn release_hold(&self, ip: IpAddr, now: Instant) {
+        self.failures.refund(&Self::failure_key(ip), now);
+    }
+}
+
 /// The address a request comes from, as far as this node can tell (see
 /// [`Node::client_addr`]); `None` when the transport did not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,17 +307,15 @@ impl Node {
         let Some(ip) = from.0 else {
             return auth.await;
         };
-        let failures = &self.floods.failures;
-        let held = failures
-            .take_if_present(&ip, Instant::now())
+        let floods = &self.floods;
+        let held = floods
+            .hold_for_auth(ip, Instant::now())
             .map_err(too_many_failures)?;
         let result = auth.await;
         let failed = matches!(&result, Err(err) if is_auth_failure(err));
         match (failed, held) {
-            (true, false) => {
-                let _ = failures.take(&ip, Instant::now());
-            }
-            (false, true) => failures.refund(&ip, Instant::now()),
+            (true, false) => floods.count_failure(ip, Instant::now()),
+            (false, true) => floods.release_hold(ip, Instant::now()),
             _ => {}
         }
         result
@@ -432,5 +463,49 @@ mod tests {
         assert!(buckets.take(&2, later).is_ok());
         let soon = later + Duration::from_millis(1500);
         assert_eq!(buckets.take_if_present(&2, soon), Ok(true));
+    }
+
+    fn floods_with_failures_per_minute(n: u32) -> Floods {
+        let args = crate::config::ServeArgs {
+            auth_failures_per_minute: Some(n),
+            ..Default::default()
+        };
+        Floods::new(&args.resolve().unwrap())
+    }
+
+    /// IPv6 addresses share a failure budget per /64 (one subscriber's
+    /// allocation); IPv4 addresses have one each, an IPv4-mapped IPv6 address
+    /// counting as its IPv4 address.
+    #[test]
+    fn the_failure_budget_is_per_ipv4_address_and_per_ipv6_64() {
+        let floods = floods_with_failures_per_minute(2);
+        let now = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        floods.count_failure(ip("2001:db8:1:2::1"), now);
+        floods.count_failure(ip("2001:db8:1:2:ffff:ffff:ffff:fffe"), now);
+        assert!(
+            floods
+                .hold_for_auth(ip("2001:db8:1:2:abcd::7"), now)
+                .is_err(),
+            "another address of the same /64 is over the shared budget"
+        );
+        assert_eq!(
+            floods.hold_for_auth(ip("2001:db8:1:3::1"), now),
+            Ok(false),
+            "another /64 has its own"
+        );
+
+        floods.count_failure(ip("192.0.2.1"), now);
+        floods.count_failure(ip("192.0.2.1"), now);
+        assert!(floods.hold_for_auth(ip("192.0.2.1"), now).is_err());
+        assert!(
+            floods.hold_for_auth(ip("::ffff:192.0.2.1"), now).is_err(),
+            "an IPv4-mapped address is its IPv4 address"
+        );
+        assert_eq!(
+            floods.hold_for_auth(ip("192.0.2.2"), now),
+            Ok(false),
+            "the next IPv4 address has its own"
+        );
     }
 }
