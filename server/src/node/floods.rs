@@ -7,8 +7,11 @@
 //! - An app's API keys (REST and the Admin gRPC API) draw from one bucket per
 //!   app (`api_key_rate_per_second`, `api_key_rate_burst`); the operator secret
 //!   from one of its own with the same rate.
-//! - Failed authentications (a bad API key, token or operator secret; a bad
-//!   token on a real-time `connect`) drain a bucket per client address — an
+//! - Failed authentications a guesser would produce (an unknown API key, a
+//!   wrong operator secret, a token that is malformed, names no key or fails
+//!   its signature — on REST, the Admin API or a real-time `connect`; not a
+//!   correctly signed token refused as expired or revoked, see
+//!   [`is_auth_failure`]) drain a bucket per client address — an
 //!   IPv6 address by its /64 — of `auth_failures_per_minute`; while it is empty
 //!   every authentication from that address is refused `rate_limited`, a right
 //!   guess included.
@@ -253,13 +256,28 @@ impl Floods {
 pub struct ClientAddr(pub Option<IpAddr>);
 
 /// An authentication failure a guesser would produce: counted per address.
+/// Only a credential that could not be checked as genuine counts — a token
+/// that is malformed, names no key or fails its signature, an unknown API key,
+/// a wrong operator secret. A refusal that needs a correctly signed token
+/// (expired, not yet valid, revoked, a deleted or unknown user, a claim
+/// refused after the signature checked out) is no guess: counting it would let
+/// clients behind one address reconnecting with stale tokens lock out everyone
+/// there. Nor is an unusable stored key (the server's fault), nor a request
+/// without credentials.
 fn is_auth_failure(err: &Error) -> bool {
     matches!(
         err.code,
         ErrorCode::Unauthenticated | ErrorCode::InvalidToken | ErrorCode::TokenExpired
-    ) && !matches!(
+    ) && matches!(
         err.reason,
-        Reason::MissingCredentials | Reason::OperatorApiOff
+        Reason::Malformed
+            | Reason::AlgNone
+            | Reason::MissingKid
+            | Reason::UnknownKid
+            | Reason::AlgMismatch
+            | Reason::BadSignature
+            | Reason::InvalidApiKey
+            | Reason::InvalidOperatorSecret
     )
 }
 
@@ -463,6 +481,45 @@ mod tests {
         assert!(buckets.take(&2, later).is_ok());
         let soon = later + Duration::from_millis(1500);
         assert_eq!(buckets.take_if_present(&2, soon), Ok(true));
+    }
+
+    /// What counts as a guess: every reason the auth code gives, sorted.
+    #[test]
+    fn only_a_guessers_failures_count() {
+        use crate::auth::TokenError;
+        let token = |e: TokenError| Error::from(e);
+        for guess in [
+            token(TokenError::Malformed),
+            token(TokenError::AlgNone),
+            token(TokenError::MissingKid),
+            token(TokenError::UnknownKid),
+            token(TokenError::AlgMismatch),
+            token(TokenError::BadSignature),
+            Error::unauthenticated("x").with_reason(Reason::InvalidApiKey),
+            Error::unauthenticated("x").with_reason(Reason::InvalidOperatorSecret),
+        ] {
+            assert!(is_auth_failure(&guess), "{guess:?} is a guess");
+        }
+        for signed in [
+            token(TokenError::Expired),
+            token(TokenError::NotYetValid),
+            token(TokenError::MissingSub),
+            token(TokenError::InvalidSub),
+            token(TokenError::MissingApp),
+            token(TokenError::WrongApp),
+            token(TokenError::MissingExp),
+            token(TokenError::LifetimeTooLong),
+            token(TokenError::KeyUnusable),
+            Error::new(ErrorCode::InvalidToken, "x").with_reason(Reason::Revoked),
+            Error::new(ErrorCode::InvalidToken, "x").with_reason(Reason::UserDeleted),
+            Error::unauthenticated("x").with_reason(Reason::UnknownUser),
+            Error::denied("x").with_reason(Reason::UserDeactivated),
+            Error::unauthenticated("x").with_reason(Reason::MissingCredentials),
+            Error::new(ErrorCode::NotFound, "x").with_reason(Reason::OperatorApiOff),
+            Error::new(ErrorCode::Unavailable, "x"),
+        ] {
+            assert!(!is_auth_failure(&signed), "{signed:?} is no guess");
+        }
     }
 
     fn floods_with_failures_per_minute(n: u32) -> Floods {

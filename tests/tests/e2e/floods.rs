@@ -549,3 +549,82 @@ async fn concurrent_guesses_do_not_exceed_the_failure_budget() {
         "good keys at once are served"
     );
 }
+
+/// Only what a guesser produces counts against an address: a token that is
+/// correctly signed but expired or revoked is no guess. Clients behind one
+/// carrier NAT reconnecting with expired tokens (or after a mass revocation)
+/// do not lock out everyone at that address; wrongly signed tokens still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validly_signed_but_refused_tokens_are_not_guesses() {
+    let server = TestServer::start(auth_limit(5)).await;
+    let http = http();
+    let addr = server.addr;
+    let key = server.app.api_key.clone();
+    server.api().create_users(&["bob"]).await;
+    let now = mkondo_tests::now_secs();
+
+    let mut claims = server.app.claims("alice");
+    claims.iat = Some(now - 3600);
+    claims.exp = Some(now - 120);
+    let expired = server.app.sign(&claims);
+    for _ in 0..30 {
+        let a = get(&http, addr, "/v1/me/conversations", &expired).await;
+        assert_eq!(a.status, 401, "{}", a.body);
+        assert_eq!(a.code(), "token_expired", "{}", a.body);
+    }
+    for _ in 0..10 {
+        let client = server.open(Transport::WsJson).await;
+        let err = client.connect(&expired, HashMap::new()).await.unwrap_err();
+        assert_eq!(err.code, "token_expired", "{err:?}");
+    }
+
+    let mut claims = server.app.claims("bob");
+    claims.iat = Some(now - 60);
+    let revoked = server.app.sign(&claims);
+    let r = call(
+        &http,
+        addr,
+        reqwest::Method::POST,
+        "/v1/users/bob/revoke-tokens",
+        &key,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for _ in 0..10 {
+        let a = get(&http, addr, "/v1/me/conversations", &revoked).await;
+        assert_eq!(a.status, 401, "{}", a.body);
+        assert_eq!(a.code(), "invalid_token", "{}", a.body);
+    }
+
+    // The address is not locked out: an API key, a user token and a real-time
+    // connect from it are served.
+    assert_eq!(get(&http, addr, "/v1/users", &key).await.status, 200);
+    let token = server.app.token("carol");
+    let a = get(&http, addr, "/v1/me/conversations", &token).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (_dave, _) = server.client(Transport::WsJson, "dave").await;
+
+    // Wrongly signed tokens are guesses: 5 are checked, then 429.
+    let forged = server.app.sign_with(
+        jsonwebtoken::Algorithm::HS256,
+        Some(&server.app.kid),
+        b"not-the-apps-secret-0123456789abcdef",
+        &server.app.claims("alice"),
+    );
+    let mut unauthorized = 0;
+    for _ in 0..30 {
+        let a = get(&http, addr, "/v1/me/conversations", &forged).await;
+        if a.status == 401 {
+            assert_eq!(a.code(), "invalid_token", "{}", a.body);
+            unauthorized += 1;
+        } else {
+            a.assert_rate_limited();
+        }
+    }
+    assert_eq!(unauthorized, 5, "the budget of 5 failures, then 429");
+    get(&http, addr, "/v1/users", &key)
+        .await
+        .assert_rate_limited();
+}
