@@ -16,7 +16,9 @@
 //!   every authentication from that address is refused `rate_limited`, a right
 //!   guess included.
 //! - Requests in progress (REST and Admin gRPC) are capped by
-//!   `max_concurrent_requests`; past it, `unavailable` at once.
+//!   `max_concurrent_requests`; past it, `unavailable` at once. Each one has
+//!   `request_timeout` to be answered, its body read included, before it is
+//!   answered `unavailable` and its slot freed (the middleware in `server.rs`).
 //!
 //! All of it is per node: N nodes allow N times the rate.
 //!
