@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// `unavailable` at once (health checks and real-time connections aside).
     #[arg(long, env = "MKONDO_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
+    /// How long a REST or Admin gRPC request may take, reading its body
+    /// included, before it is answered 503 `unavailable` and its slot freed
+    /// (100 ms to 10 min; real-time connections are not subject to it).
+    #[arg(long, env = "MKONDO_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
     /// Failed authentications (bad API key, token or operator secret) a client
     /// address may make per minute; past it every authentication from that
     /// address is refused `rate_limited` until the budget refills.
@@ -253,6 +258,9 @@ pub const MAX_TOKEN_GRACE_MS: u64 = 3_600_000;
 /// `--write-timeout-ms` is clamped to 100 ms – 10 min.
 pub const MIN_WRITE_TIMEOUT_MS: u64 = 100;
 pub const MAX_WRITE_TIMEOUT_MS: u64 = 600_000;
+/// `--request-timeout-ms` is clamped to 100 ms – 10 min.
+pub const MIN_REQUEST_TIMEOUT_MS: u64 = 100;
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -332,6 +340,9 @@ pub struct Limits {
     pub api_key_rate_per_second: u32,
     pub api_key_rate_burst: u32,
     pub max_concurrent_requests: usize,
+    /// A REST or Admin gRPC request taking longer (its body read included) is
+    /// answered `unavailable` and its slot freed.
+    pub request_timeout: Duration,
     pub auth_failures_per_minute: u32,
     pub outbound_queue: usize,
     /// A write to a connection taking longer closes it as a slow consumer.
@@ -357,6 +368,7 @@ impl Default for Limits {
             api_key_rate_per_second: 200,
             api_key_rate_burst: 400,
             max_concurrent_requests: 512,
+            request_timeout: Duration::from_secs(30),
             auth_failures_per_minute: 20,
             outbound_queue: 1024,
             write_timeout: Duration::from_secs(10),
@@ -413,6 +425,10 @@ impl ServeArgs {
             api_key_rate_burst: pick!(api_key_rate_burst, d.api_key_rate_burst).max(1),
             max_concurrent_requests: pick!(max_concurrent_requests, d.max_concurrent_requests)
                 .clamp(1, Semaphore::MAX_PERMITS),
+            request_timeout: ms(
+                pick!(request_timeout_ms, d.request_timeout.as_millis() as u64)
+                    .clamp(MIN_REQUEST_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS),
+            ),
             auth_failures_per_minute: pick!(auth_failures_per_minute, d.auth_failures_per_minute)
                 .max(1),
             outbound_queue: pick!(outbound_queue, d.outbound_queue).max(8),
@@ -623,6 +639,45 @@ mod tests {
         let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
         let c = cli.serve.resolve().unwrap();
         assert_eq!(c.limits.write_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn the_request_timeout_is_a_setting_clamped_to_100_ms_to_10_min() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.limits.request_timeout, Duration::from_secs(30));
+        for (given, expected) in [
+            ("1", Duration::from_millis(100)),
+            ("500", Duration::from_millis(500)),
+            ("99999999999", Duration::from_secs(600)),
+        ] {
+            let cli = Cli::parse_from(["mkondo", "--request-timeout-ms", given]);
+            let c = cli.serve.resolve().unwrap();
+            assert_eq!(c.limits.request_timeout, expected, "{given}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(&file, "request_timeout_ms = 2500\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(2500));
+        // The flag wins over the file, as for every setting.
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--config",
+            file.to_str().unwrap(),
+            "--request-timeout-ms",
+            "700",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(700));
+        // The environment variable names the same setting.
+        let command = <Cli as clap::CommandFactory>::command();
+        let env = command
+            .get_arguments()
+            .find(|a| a.get_id() == "request_timeout_ms")
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned());
+        assert_eq!(env.as_deref(), Some("MKONDO_REQUEST_TIMEOUT_MS"));
     }
 
     #[test]

@@ -143,8 +143,11 @@ async fn wrong_method(method: http::Method, uri: http::Uri) -> Response {
 /// Holds one of the node's slots for requests in progress
 /// (`--max-concurrent-requests`) until the answer is ready; without one, 503
 /// `unavailable` with `Retry-After` at once (the gRPC status for a gRPC call).
-/// Health checks, metrics and real-time connections (which have their own
-/// limits) take no slot.
+/// A request holding a slot has `--request-timeout-ms` to be answered, reading
+/// its body included: past it, 503 `unavailable` (gRPC `UNAVAILABLE`) and the
+/// slot is free again, so clients that stall cannot hold every slot. Health
+/// checks, metrics and real-time connections (long-lived, with limits of their
+/// own) take no slot and have no deadline.
 async fn request_slot(
     State(node): State<Arc<Node>>,
     request: axum::extract::Request,
@@ -156,12 +159,28 @@ async fn request_slot(
     if exempt {
         return next.run(request).await;
     }
-    match node.request_slot() {
-        Ok(_slot) => next.run(request).await,
-        Err(err) if is_grpc(request.headers()) => {
+    let grpc = is_grpc(request.headers());
+    let answer = |err: Error| {
+        if grpc {
             tonic::Status::from(err).into_http::<axum::body::Body>()
+        } else {
+            err.into_response()
         }
-        Err(err) => err.into_response(),
+    };
+    let _slot = match node.request_slot() {
+        Ok(slot) => slot,
+        Err(err) => return answer(err),
+    };
+    let deadline = node.limits().request_timeout;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::debug!(?deadline, "a request timed out");
+            answer(Error::new(
+                ErrorCode::Unavailable,
+                "the request took longer than the server's request timeout",
+            ))
+        }
     }
 }
 

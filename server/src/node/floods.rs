@@ -7,12 +7,18 @@
 //! - An app's API keys (REST and the Admin gRPC API) draw from one bucket per
 //!   app (`api_key_rate_per_second`, `api_key_rate_burst`); the operator secret
 //!   from one of its own with the same rate.
-//! - Failed authentications (a bad API key, token or operator secret; a bad
-//!   token on a real-time `connect`) drain a bucket per client address of
-//!   `auth_failures_per_minute`; while it is empty every authentication from that
-//!   address is refused `rate_limited`, a right guess included.
+//! - Failed authentications a guesser would produce (an unknown API key, a
+//!   wrong operator secret, a token that is malformed, names no key or fails
+//!   its signature — on REST, the Admin API or a real-time `connect`; not a
+//!   correctly signed token refused as expired or revoked, see
+//!   [`is_auth_failure`]) drain a bucket per client address — an
+//!   IPv6 address by its /64 — of `auth_failures_per_minute`; while it is empty
+//!   every authentication from that address is refused `rate_limited`, a right
+//!   guess included.
 //! - Requests in progress (REST and Admin gRPC) are capped by
-//!   `max_concurrent_requests`; past it, `unavailable` at once.
+//!   `max_concurrent_requests`; past it, `unavailable` at once. Each one has
+//!   `request_timeout` to be answered, its body read included, before it is
+//!   answered `unavailable` and its slot freed (the middleware in `server.rs`).
 //!
 //! All of it is per node: N nodes allow N times the rate.
 //!
@@ -22,7 +28,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -124,9 +130,19 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
         result
     }
 
-    /// Takes a token if `key` has a bucket: `Ok(true)`; `Ok(false)` when it has
-    /// none (a full one), and nothing is taken or made.
+    /// Takes a token if `key` has a bucket that is still draining: `Ok(true)`;
+    /// `Ok(false)` when it has none, and nothing is taken or made. A bucket that
+    /// has refilled is the same as none: it is dropped here, not left to hold
+    /// units until a sweep.
     pub fn take_if_present(&self, key: &K, now: Instant) -> Result<bool, u32> {
+        let rate = self.rate;
+        if self
+            .map
+            .remove_if(key, |_, b| b.is_full(rate, now))
+            .is_some()
+        {
+            return Ok(false);
+        }
         match self.map.get_mut(key) {
             Some(mut b) => b.take(self.rate, now).map(|()| true),
             None => Ok(false),
@@ -204,19 +220,66 @@ impl Floods {
     }
 }
 
+impl Floods {
+    /// The key of an address's failure budget: an IPv4 address itself (an
+    /// IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address its /64 —
+    /// the smallest block one subscriber is given, so holding one does not give
+    /// 2^64 budgets.
+    fn failure_key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Holds a unit of the address's failure budget while an authentication is
+    /// in progress, if the address failed lately (see [`Node::guard_auth`]).
+    fn hold_for_auth(&self, ip: IpAddr, now: Instant) -> Result<bool, u32> {
+        self.failures.take_if_present(&Self::failure_key(ip), now)
+    }
+
+    /// Counts a failed authentication from the address.
+    fn count_failure(&self, ip: IpAddr, now: Instant) {
+        let _ = self.failures.take(&Self::failure_key(ip), now);
+    }
+
+    /// Gives back a unit held by [`Floods::hold_for_auth`].
+    fn release_hold(&self, ip: IpAddr, now: Instant) {
+        self.failures.refund(&Self::failure_key(ip), now);
+    }
+}
+
 /// The address a request comes from, as far as this node can tell (see
 /// [`Node::client_addr`]); `None` when the transport did not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
 /// An authentication failure a guesser would produce: counted per address.
+/// Only a credential that could not be checked as genuine counts — a token
+/// that is malformed, names no key or fails its signature, an unknown API key,
+/// a wrong operator secret. A refusal that needs a correctly signed token
+/// (expired, not yet valid, revoked, a deleted or unknown user, a claim
+/// refused after the signature checked out) is no guess: counting it would let
+/// clients behind one address reconnecting with stale tokens lock out everyone
+/// there. Nor is an unusable stored key (the server's fault), nor a request
+/// without credentials.
 fn is_auth_failure(err: &Error) -> bool {
     matches!(
         err.code,
         ErrorCode::Unauthenticated | ErrorCode::InvalidToken | ErrorCode::TokenExpired
-    ) && !matches!(
+    ) && matches!(
         err.reason,
-        Reason::MissingCredentials | Reason::OperatorApiOff
+        Reason::Malformed
+            | Reason::AlgNone
+            | Reason::MissingKid
+            | Reason::UnknownKid
+            | Reason::AlgMismatch
+            | Reason::BadSignature
+            | Reason::InvalidApiKey
+            | Reason::InvalidOperatorSecret
     )
 }
 
@@ -251,10 +314,11 @@ impl Node {
 
     /// Runs an authentication for a client address: refused at once while the
     /// address is over its failures, and counted when it fails as a guess would.
-    /// An address that failed lately (it has a bucket) holds a unit of its budget
-    /// for each authentication in progress, given back on success: guesses sent
-    /// at once cannot outrun the budget. One that never failed holds nothing, so
-    /// a backend's many requests at once are not held back.
+    /// An address that failed lately (its bucket has not refilled) holds a unit
+    /// of its budget for each authentication in progress, given back on success:
+    /// guesses sent at once cannot outrun the budget. One that never failed, or
+    /// whose bucket has refilled since, holds nothing, so a backend's many
+    /// requests at once are not held back.
     pub async fn guard_auth<T>(
         &self,
         from: ClientAddr,
@@ -263,17 +327,15 @@ impl Node {
         let Some(ip) = from.0 else {
             return auth.await;
         };
-        let failures = &self.floods.failures;
-        let held = failures
-            .take_if_present(&ip, Instant::now())
+        let floods = &self.floods;
+        let held = floods
+            .hold_for_auth(ip, Instant::now())
             .map_err(too_many_failures)?;
         let result = auth.await;
         let failed = matches!(&result, Err(err) if is_auth_failure(err));
         match (failed, held) {
-            (true, false) => {
-                let _ = failures.take(&ip, Instant::now());
-            }
-            (false, true) => failures.refund(&ip, Instant::now()),
+            (true, false) => floods.count_failure(ip, Instant::now()),
+            (false, true) => floods.release_hold(ip, Instant::now()),
             _ => {}
         }
         result
@@ -394,6 +456,115 @@ mod tests {
             buckets.len() <= 2 * SWEEP_AT_LEAST,
             "{} keys",
             buckets.len()
+        );
+    }
+
+    /// A bucket that has refilled holds nothing: an address that failed once,
+    /// long ago, is not held to its burst of authentications in progress, and
+    /// the full bucket is dropped at once rather than at the next sweep.
+    #[test]
+    fn a_refilled_bucket_is_as_no_bucket() {
+        let buckets = KeyedBuckets::new(Rate::new(1.0, 2));
+        let now = Instant::now();
+        assert!(buckets.take(&1, now).is_ok());
+        assert_eq!(buckets.take_if_present(&1, now), Ok(true), "draining: held");
+        buckets.refund(&1, now);
+        let later = now + Duration::from_secs(3600);
+        for _ in 0..10 {
+            assert_eq!(
+                buckets.take_if_present(&1, later),
+                Ok(false),
+                "refilled long ago: nothing held, however many at once"
+            );
+        }
+        assert_eq!(buckets.len(), 0, "the full bucket is dropped");
+        // Refilled only partly: still held.
+        assert!(buckets.take(&2, later).is_ok());
+        assert!(buckets.take(&2, later).is_ok());
+        let soon = later + Duration::from_millis(1500);
+        assert_eq!(buckets.take_if_present(&2, soon), Ok(true));
+    }
+
+    /// What counts as a guess: every reason the auth code gives, sorted.
+    #[test]
+    fn only_a_guessers_failures_count() {
+        use crate::auth::TokenError;
+        let token = |e: TokenError| Error::from(e);
+        for guess in [
+            token(TokenError::Malformed),
+            token(TokenError::AlgNone),
+            token(TokenError::MissingKid),
+            token(TokenError::UnknownKid),
+            token(TokenError::AlgMismatch),
+            token(TokenError::BadSignature),
+            Error::unauthenticated("x").with_reason(Reason::InvalidApiKey),
+            Error::unauthenticated("x").with_reason(Reason::InvalidOperatorSecret),
+        ] {
+            assert!(is_auth_failure(&guess), "{guess:?} is a guess");
+        }
+        for signed in [
+            token(TokenError::Expired),
+            token(TokenError::NotYetValid),
+            token(TokenError::MissingSub),
+            token(TokenError::InvalidSub),
+            token(TokenError::MissingApp),
+            token(TokenError::WrongApp),
+            token(TokenError::MissingExp),
+            token(TokenError::LifetimeTooLong),
+            token(TokenError::KeyUnusable),
+            Error::new(ErrorCode::InvalidToken, "x").with_reason(Reason::Revoked),
+            Error::new(ErrorCode::InvalidToken, "x").with_reason(Reason::UserDeleted),
+            Error::unauthenticated("x").with_reason(Reason::UnknownUser),
+            Error::denied("x").with_reason(Reason::UserDeactivated),
+            Error::unauthenticated("x").with_reason(Reason::MissingCredentials),
+            Error::new(ErrorCode::NotFound, "x").with_reason(Reason::OperatorApiOff),
+            Error::new(ErrorCode::Unavailable, "x"),
+        ] {
+            assert!(!is_auth_failure(&signed), "{signed:?} is no guess");
+        }
+    }
+
+    fn floods_with_failures_per_minute(n: u32) -> Floods {
+        let args = crate::config::ServeArgs {
+            auth_failures_per_minute: Some(n),
+            ..Default::default()
+        };
+        Floods::new(&args.resolve().unwrap())
+    }
+
+    /// IPv6 addresses share a failure budget per /64 (one subscriber's
+    /// allocation); IPv4 addresses have one each, an IPv4-mapped IPv6 address
+    /// counting as its IPv4 address.
+    #[test]
+    fn the_failure_budget_is_per_ipv4_address_and_per_ipv6_64() {
+        let floods = floods_with_failures_per_minute(2);
+        let now = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        floods.count_failure(ip("2001:db8:1:2::1"), now);
+        floods.count_failure(ip("2001:db8:1:2:ffff:ffff:ffff:fffe"), now);
+        assert!(
+            floods
+                .hold_for_auth(ip("2001:db8:1:2:abcd::7"), now)
+                .is_err(),
+            "another address of the same /64 is over the shared budget"
+        );
+        assert_eq!(
+            floods.hold_for_auth(ip("2001:db8:1:3::1"), now),
+            Ok(false),
+            "another /64 has its own"
+        );
+
+        floods.count_failure(ip("192.0.2.1"), now);
+        floods.count_failure(ip("192.0.2.1"), now);
+        assert!(floods.hold_for_auth(ip("192.0.2.1"), now).is_err());
+        assert!(
+            floods.hold_for_auth(ip("::ffff:192.0.2.1"), now).is_err(),
+            "an IPv4-mapped address is its IPv4 address"
+        );
+        assert_eq!(
+            floods.hold_for_auth(ip("192.0.2.2"), now),
+            Ok(false),
+            "the next IPv4 address has its own"
         );
     }
 }

@@ -188,7 +188,8 @@ impl Modify for Finish {
 /// Every operation may be refused for floods (`node::floods`): 429 for a
 /// credential over its rate or an address over its failed authentications
 /// (authenticated operations), 503 when the node is at its limit of requests
-/// in progress (all). Both with `Retry-After`.
+/// in progress (all; with `Retry-After`, as 429) or the request outlasted the
+/// request timeout.
 fn add_flood_responses(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::{ContentBuilder, ResponseBuilder};
@@ -218,8 +219,10 @@ fn add_flood_responses(doc: &mut utoipa::openapi::OpenApi) {
     components.responses.insert(
         "E503".to_owned(),
         RefOr::T(retrying(
-            "unavailable: the server is at its limit of requests in progress (or its \
-             database is unavailable). Retry after `Retry-After`.",
+            "unavailable: the server is at its limit of requests in progress (then \
+             with `Retry-After`), the request was not answered within the server's \
+             request timeout (its body read included), or its database is \
+             unavailable. Retry, after `Retry-After` when given.",
         )),
     );
     for item in doc.paths.paths.values_mut() {

@@ -549,3 +549,173 @@ async fn concurrent_guesses_do_not_exceed_the_failure_budget() {
         "good keys at once are served"
     );
 }
+
+/// Only what a guesser produces counts against an address: a token that is
+/// correctly signed but expired or revoked is no guess. Clients behind one
+/// carrier NAT reconnecting with expired tokens (or after a mass revocation)
+/// do not lock out everyone at that address; wrongly signed tokens still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validly_signed_but_refused_tokens_are_not_guesses() {
+    let server = TestServer::start(auth_limit(5)).await;
+    let http = http();
+    let addr = server.addr;
+    let key = server.app.api_key.clone();
+    server.api().create_users(&["bob"]).await;
+    let now = mkondo_tests::now_secs();
+
+    let mut claims = server.app.claims("alice");
+    claims.iat = Some(now - 3600);
+    claims.exp = Some(now - 120);
+    let expired = server.app.sign(&claims);
+    for _ in 0..30 {
+        let a = get(&http, addr, "/v1/me/conversations", &expired).await;
+        assert_eq!(a.status, 401, "{}", a.body);
+        assert_eq!(a.code(), "token_expired", "{}", a.body);
+    }
+    for _ in 0..10 {
+        let client = server.open(Transport::WsJson).await;
+        let err = client.connect(&expired, HashMap::new()).await.unwrap_err();
+        assert_eq!(err.code, "token_expired", "{err:?}");
+    }
+
+    let mut claims = server.app.claims("bob");
+    claims.iat = Some(now - 60);
+    let revoked = server.app.sign(&claims);
+    let r = call(
+        &http,
+        addr,
+        reqwest::Method::POST,
+        "/v1/users/bob/revoke-tokens",
+        &key,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for _ in 0..10 {
+        let a = get(&http, addr, "/v1/me/conversations", &revoked).await;
+        assert_eq!(a.status, 401, "{}", a.body);
+        assert_eq!(a.code(), "invalid_token", "{}", a.body);
+    }
+
+    // The address is not locked out: an API key, a user token and a real-time
+    // connect from it are served.
+    assert_eq!(get(&http, addr, "/v1/users", &key).await.status, 200);
+    let token = server.app.token("carol");
+    let a = get(&http, addr, "/v1/me/conversations", &token).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (_dave, _) = server.client(Transport::WsJson, "dave").await;
+
+    // Wrongly signed tokens are guesses: 5 are checked, then 429.
+    let forged = server.app.sign_with(
+        jsonwebtoken::Algorithm::HS256,
+        Some(&server.app.kid),
+        b"not-the-apps-secret-0123456789abcdef",
+        &server.app.claims("alice"),
+    );
+    let mut unauthorized = 0;
+    for _ in 0..30 {
+        let a = get(&http, addr, "/v1/me/conversations", &forged).await;
+        if a.status == 401 {
+            assert_eq!(a.code(), "invalid_token", "{}", a.body);
+            unauthorized += 1;
+        } else {
+            a.assert_rate_limited();
+        }
+    }
+    assert_eq!(unauthorized, 5, "the budget of 5 failures, then 429");
+    get(&http, addr, "/v1/users", &key)
+        .await
+        .assert_rate_limited();
+}
+
+/// A raw request that announces a body of 100,000 bytes, sends a little of it
+/// and stalls.
+async fn stall_a_request(addr: SocketAddr, key: &str) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/users HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"id\":"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp
+}
+
+/// Requests that stall cannot hold the slots of requests in progress forever:
+/// past `--request-timeout-ms` (its body still unread) a request is answered
+/// 503 `unavailable` and its slot is freed. Real-time connections are not
+/// subject to the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_times_out_and_frees_its_slot() {
+    let server = TestServer::start(
+        ServerOptions::new()
+            .flag("--max-concurrent-requests", 2)
+            .flag("--request-timeout-ms", 500),
+    )
+    .await;
+    let addr = server.addr;
+    let key = server.app.api_key.clone();
+    let http = http();
+    let (ws, _) = server.client(Transport::WsJson, "alice").await;
+    let (grpc, _) = server.client(Transport::Grpc, "bob").await;
+    let connected = Instant::now();
+
+    let started = Instant::now();
+    let mut held = vec![
+        stall_a_request(addr, &key).await,
+        stall_a_request(addr, &key).await,
+    ];
+    // Until the stalled requests are in, a request may still be served.
+    let refused = mkondo_tests::poll_until(
+        Duration::from_secs(2),
+        "a request refused while the stalled ones hold the slots",
+        || async {
+            let a = get(&http, addr, "/v1/users", &key).await;
+            (a.status == 503).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(refused.code(), "unavailable", "{}", refused.body);
+
+    mkondo_tests::poll_until(
+        Duration::from_secs(5),
+        "a request served once the stalled ones time out",
+        || async { (get(&http, addr, "/v1/users", &key).await.status == 200).then_some(()) },
+    )
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(4),
+        "served again after {waited:?} with a timeout of 500 ms"
+    );
+
+    // Each stalled request was answered 503 `unavailable` in the standard format.
+    for tcp in &mut held {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(WAIT, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match tokio::io::AsyncReadExt::read(tcp, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                }
+                if answer.windows(4).any(|w| w == b"}}\r\n") || answer.ends_with(b"}}") {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the stalled request was answered");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.contains("\"code\":\"unavailable\""), "{text}");
+    }
+
+    // Live connections outlast the request timeout.
+    let alive = Duration::from_millis(1200).saturating_sub(connected.elapsed());
+    tokio::time::sleep(alive).await;
+    ws.ping()
+        .await
+        .expect("a WebSocket session is not timed out");
+    grpc.ping().await.expect("a gRPC stream is not timed out");
+}
