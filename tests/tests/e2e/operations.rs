@@ -98,27 +98,7 @@ async fn dev_creates_the_demo_app() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dev.db");
     let db = db.to_str().unwrap();
-    let mut child = tokio::process::Command::new(mkondo_bin())
-        .args(["dev", "--listen", "127.0.0.1:0", "--database", db])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("mkondo listening on ") {
-                return addr.parse::<std::net::SocketAddr>().unwrap();
-            }
-            printed.push(line);
-        }
-        panic!("mkondo dev exited before listening");
-    })
-    .await
-    .expect("mkondo dev did not start");
-    let printed = printed.join("\n");
+    let (mut child, addr, printed) = start_dev(db, "127.0.0.1:0").await;
     assert!(printed.contains("app_id=demo"), "{printed}");
     assert!(printed.contains("mkondo token --app demo"), "{printed}");
 
