@@ -61,9 +61,17 @@ impl Client {
         if config.token.is_none() && config.token_provider.is_none() {
             return Err(Error::Config("give a token or a token provider".into()));
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        if crate::transport::tls::is_plaintext_beyond_loopback(&config.url) {
+            tracing::warn!(
+                url = %config.url,
+                "connecting without TLS to another machine: tokens and messages cross the \
+                 network in the clear; use https:// or wss://"
+            );
+        }
         let transport = match &config.custom_transport {
             Some(t) => t.clone(),
-            None => crate::transport::for_kind(config.transport)?,
+            None => crate::transport::for_kind(config.transport, config.extra_ca_pem.clone())?,
         };
         let now = driver::now();
         let session = Session::new(

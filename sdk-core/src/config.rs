@@ -74,6 +74,9 @@ pub struct Config {
     /// Seed of the jitter and client-id generator; random when `None`. Tests set it
     /// to replay a run exactly.
     pub seed: Option<u64>,
+    /// An extra CA (PEM) that `wss://` and `https://` servers may be signed by,
+    /// for private deployments; trusted besides the platform's store.
+    pub extra_ca_pem: Option<String>,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             conversations_limit: 20,
             custom_transport: None,
             seed: None,
+            extra_ca_pem: None,
         }
     }
 
@@ -129,6 +133,13 @@ impl Config {
         self.seed = Some(seed);
         self
     }
+
+    /// Trusts servers whose certificate this CA (PEM) signed, besides the
+    /// platform's trust store.
+    pub fn with_extra_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.extra_ca_pem = Some(pem.into());
+        self
+    }
 }
 
 impl fmt::Debug for Config {
@@ -143,6 +154,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("outbox_limit", &self.outbox_limit)
             .field("app_state", &self.app_state)
+            .field("extra_ca_pem", &self.extra_ca_pem.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -77,6 +77,7 @@ impl Client {
         .with_outbox_limit(config.outbox_limit as usize);
         core.token = config.token;
         core.conversations_limit = config.conversations_limit;
+        core.extra_ca_pem = config.extra_ca_pem;
         if config.start_in_background {
             core.app_state = mkondo_sdk::AppState::Background;
         }

@@ -118,6 +118,10 @@ pub struct ClientConfig {
     /// `true` when the app starts in the background.
     #[uniffi(default = false)]
     pub start_in_background: bool,
+    /// An extra CA (PEM) for a private deployment's `https://` server, trusted
+    /// besides the platform's trust store.
+    #[uniffi(default = None)]
+    pub extra_ca_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]

@@ -1,37 +1,52 @@
 //! Native gRPC (tonic): `mkondo.v1.Realtime/Connect`, one frame per stream
 //! message, over HTTP/2 (cleartext `http://` or TLS `https://`).
 
-use mkondo_proto::v1::{realtime_client::RealtimeClient, ClientFrame};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Endpoint;
+use std::sync::Arc;
 
+use hyper_util::rt::TokioIo;
+use mkondo_proto::v1::{realtime_client::RealtimeClient, ClientFrame};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::tls::TlsConfigs;
 use super::{grpc_url, Link, Outgoing, Transport};
 use crate::rt;
 
-/// gRPC.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Grpc;
+/// gRPC (over TLS with ALPN `h2` for `https://`, see `tls.rs`).
+#[derive(Debug, Clone)]
+pub struct Grpc {
+    tls: Arc<TlsConfigs>,
+}
 
-impl Transport for Grpc {
-    fn open(&self, link: Link) {
-        rt::spawn(run(link));
+impl Grpc {
+    pub fn new(tls: Arc<TlsConfigs>) -> Self {
+        Self { tls }
     }
 }
 
-async fn run(mut link: Link) {
+impl Transport for Grpc {
+    fn open(&self, link: Link) {
+        rt::spawn(run(self.tls.clone(), link));
+    }
+}
+
+async fn run(tls: Arc<TlsConfigs>, mut link: Link) {
     let url = grpc_url(&link.url);
     let endpoint = match Endpoint::from_shared(url.clone()) {
         Ok(e) => e.connect_timeout(link.write_timeout),
         Err(e) => return link.reporter.closed(None, format!("bad URL {url}: {e}")),
     };
     let connected = tokio::select! {
-        r = endpoint.connect() => r,
+        r = connect(&tls, endpoint, url.starts_with("https://")) => r,
         _ = wait_close(&mut link) => return,
     };
     let channel = match connected {
         Ok(channel) => channel,
-        Err(e) => return link.reporter.closed(None, e.to_string()),
+        Err(e) => return link.reporter.closed(None, e),
     };
     // Open once HTTP/2 is up: the server may hold the response headers until
     // the first frame (`connect`) arrives, so the call is awaited while writing.
@@ -76,6 +91,45 @@ async fn run(mut link: Link) {
             },
         }
     }
+}
+
+/// HTTP/2 in the clear, or over rustls with the client's trust and ALPN `h2`.
+async fn connect(tls: &TlsConfigs, endpoint: Endpoint, secure: bool) -> Result<Channel, String> {
+    if !secure {
+        return endpoint.connect().await.map_err(|e| e.to_string());
+    }
+    let connector = TlsConnector::from(tls.grpc()?);
+    let connect = tower::service_fn(move |uri: Uri| {
+        let connector = connector.clone();
+        async move {
+            let host = uri.host().ok_or("the URL has no host")?;
+            let port = uri.port_u16().unwrap_or(443);
+            let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+                .map_err(|e| format!("{host}: {e}"))?
+                .to_owned();
+            let tcp = TcpStream::connect((name.to_str().as_ref(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = connector.connect(name, tcp).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(TokioIo::new(stream))
+        }
+    });
+    endpoint
+        .connect_with_connector(connect)
+        .await
+        .map_err(|e| error_chain(&e))
+}
+
+/// An error with its causes: tonic's own message ("transport error") says
+/// nothing of the certificate that was refused.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 async fn wait_close(link: &mut Link) {

@@ -15,6 +15,8 @@ pub mod browser;
 pub mod grpc;
 pub mod memory;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod tls;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod websocket;
 
 use std::time::Duration;
@@ -94,23 +96,37 @@ pub trait Transport: SendOutsideWasm + SyncOutsideWasm {
     fn open(&self, link: Link);
 }
 
-/// The transport a [`TransportKind`] names on this platform.
-pub fn for_kind(kind: TransportKind) -> Result<std::sync::Arc<dyn Transport>, crate::Error> {
+/// The transport a [`TransportKind`] names on this platform. `extra_ca_pem`
+/// is a CA trusted besides the platform's store for TLS (native only: a browser
+/// uses its own trust store).
+pub fn for_kind(
+    kind: TransportKind,
+    extra_ca_pem: Option<String>,
+) -> Result<std::sync::Arc<dyn Transport>, crate::Error> {
     use mkondo_proto::Encoding;
     #[cfg(not(target_arch = "wasm32"))]
     {
+        if let Some(pem) = &extra_ca_pem {
+            tls::parse_extra_ca(pem).map_err(crate::Error::Config)?;
+        }
+        let tls = std::sync::Arc::new(tls::TlsConfigs::new(tls::TlsTrust { extra_ca_pem }));
         Ok(match kind {
             TransportKind::WebSocketJson => {
-                std::sync::Arc::new(websocket::WebSocket::new(Encoding::Json))
+                std::sync::Arc::new(websocket::WebSocket::new(Encoding::Json, tls))
             }
             TransportKind::WebSocketProtobuf => {
-                std::sync::Arc::new(websocket::WebSocket::new(Encoding::Protobuf))
+                std::sync::Arc::new(websocket::WebSocket::new(Encoding::Protobuf, tls))
             }
-            TransportKind::Grpc => std::sync::Arc::new(grpc::Grpc),
+            TransportKind::Grpc => std::sync::Arc::new(grpc::Grpc::new(tls)),
         })
     }
     #[cfg(target_arch = "wasm32")]
     {
+        if extra_ca_pem.is_some() {
+            return Err(crate::Error::Config(
+                "a browser trusts its own store: extra_ca_pem is for native clients".into(),
+            ));
+        }
         match kind {
             TransportKind::WebSocketJson => Ok(std::sync::Arc::new(
                 browser::BrowserWebSocket::new(Encoding::Json),

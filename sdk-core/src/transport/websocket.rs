@@ -11,29 +11,43 @@ use tokio_tungstenite::tungstenite::{
     Message,
 };
 
+use std::sync::Arc;
+
+use tokio_tungstenite::Connector;
+
+use super::tls::TlsConfigs;
 use super::{websocket_url, Link, Outgoing, Transport};
 use crate::rt;
 
-/// WebSocket in one encoding.
-#[derive(Debug, Clone, Copy)]
+/// WebSocket in one encoding (`wss://` over rustls, see `tls.rs`).
+#[derive(Debug, Clone)]
 pub struct WebSocket {
     encoding: Encoding,
+    tls: Arc<TlsConfigs>,
 }
 
 impl WebSocket {
-    pub fn new(encoding: Encoding) -> Self {
-        Self { encoding }
+    pub fn new(encoding: Encoding, tls: Arc<TlsConfigs>) -> Self {
+        Self { encoding, tls }
     }
 }
 
 impl Transport for WebSocket {
     fn open(&self, link: Link) {
-        rt::spawn(run(self.encoding, link));
+        rt::spawn(run(self.encoding, self.tls.clone(), link));
     }
 }
 
-async fn run(encoding: Encoding, mut link: Link) {
+async fn run(encoding: Encoding, tls: Arc<TlsConfigs>, mut link: Link) {
     let url = websocket_url(&link.url);
+    let connector = if url.starts_with("wss://") {
+        match tls.websocket() {
+            Ok(config) => Some(Connector::Rustls(config)),
+            Err(e) => return link.reporter.closed(None, e),
+        }
+    } else {
+        None
+    };
     let mut request = match url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => return link.reporter.closed(None, format!("bad URL {url}: {e}")),
@@ -44,7 +58,7 @@ async fn run(encoding: Encoding, mut link: Link) {
     );
     let connected = tokio::select! {
         // Nagle off: frames are small and written as they happen.
-        r = tokio_tungstenite::connect_async_with_config(request, None, true) => r,
+        r = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector) => r,
         // Closed before it opened: nothing to say.
         _ = wait_close(&mut link) => return,
     };
