@@ -18,18 +18,46 @@ fun run(vararg args: String): String {
     return out.trim()
 }
 
-class Server {
-    private val db = File.createTempFile("mkondo-kt-", ".db").also { it.delete() }.path
+// A test CA and a certificate for localhost and 127.0.0.1, made with openssl in
+// `dir`; returns the CA's PEM.
+fun makeCaAndCert(dir: File): String {
+    fun openssl(vararg args: String) {
+        val p = ProcessBuilder("openssl", *args).directory(dir)
+            .redirectErrorStream(true).start()
+        p.inputStream.readBytes()
+        check(p.waitFor() == 0) { "openssl ${args.toList()} failed" }
+    }
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Mkondo test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost")
+    File(dir, "ext.cnf").writeText(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" +
+            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext.cnf")
+    return File(dir, "ca.pem").readText()
+}
+
+class Server(tls: Boolean = false) {
+    private val dir = java.nio.file.Files.createTempDirectory("mkondo-kt-").toFile()
+    val caPem: String? = if (tls) makeCaAndCert(dir) else null
+    private val tlsArgs = if (tls) listOf(
+        "--tls-cert", File(dir, "cert.pem").path, "--tls-key", File(dir, "key.pem").path,
+    ) else emptyList()
+    private val db = File(dir, "mkondo.db").path
     val appId: String = Regex("\"app_id\":\"([^\"]+)\"")
         .find(run("app", "create", "--name", "kt", "--json", "--database", db))!!.groupValues[1]
     var addr = "127.0.0.1:0"
     private var proc: Process? = null
-    val url get() = "http://$addr"
+    val url get() = if (caPem != null) "https://localhost:${addr.substringAfterLast(':')}" else "http://$addr"
 
     init { start() }
 
     fun start() {
-        val p = ProcessBuilder(binary, "serve", "--listen", addr, "--database", db)
+        val p = ProcessBuilder(listOf(binary, "serve", "--listen", addr, "--database", db) + tlsArgs)
             .redirectError(ProcessBuilder.Redirect.DISCARD).start()
         val reader = p.inputStream.bufferedReader()
         while (true) {
@@ -61,9 +89,9 @@ class Events : EventListener {
         .filter { it.message.conversationId == conv }.map { it.message.text }
 }
 
-fun config(s: Server, token: String?) = ClientConfig(
-    url = s.url, token = token, transport = Transport.GRPC,
-    minReconnectDelayMs = 50u, maxReconnectDelayMs = 300u,
+fun config(s: Server, token: String?, transport: Transport = Transport.GRPC) = ClientConfig(
+    url = s.url, token = token, transport = transport,
+    minReconnectDelayMs = 50u, maxReconnectDelayMs = 300u, extraCaPem = s.caPem,
 )
 
 suspend fun connected(s: Server, user: String): Pair<Client, Events> {
@@ -167,8 +195,36 @@ suspend fun concurrentCalls(s: Server) = coroutineScope {
     alice.shutdown()
 }
 
+// Over TLS, every transport, given only the test CA; without it, no connection.
+suspend fun chatOverTls(plain: Server) {
+    val s = Server(tls = true)
+    try {
+        for (transport in Transport.values()) {
+            val alice = Client(config(s, s.token("alice"), transport), Events(), null)
+            val bobEvents = Events()
+            val bob = Client(config(s, s.token("bob"), transport), bobEvents, null)
+            for (c in listOf(alice, bob)) {
+                c.connect()
+                c.waitForState(ConnectionState.CONNECTED, 10_000u)
+            }
+            val direct = alice.startDirect("bob")
+            alice.sendText(direct.id, "over TLS $transport")
+            bobEvents.waitFor { it is ClientEvent.MessageReceived && it.message.text == "over TLS $transport" }
+            alice.disconnect(); bob.disconnect()
+        }
+        val untrusting = Client(config(s, s.token("eve")).copy(extraCaPem = null), Events(), null)
+        untrusting.connect()
+        val refused = runCatching { untrusting.waitForState(ConnectionState.CONNECTED, 2_000u) }
+        expect(refused.isFailure, "a client without the CA must not connect")
+        untrusting.disconnect()
+    } finally {
+        s.stop()
+    }
+}
+
 fun main() {
     val tests = listOf(
+        "chat over TLS given only the CA" to ::chatOverTls,
         "two clients chat, typing, presence, read" to ::twoClientsChat,
         "typed errors" to ::typedErrors,
         "server restart recovered" to ::restartRecovered,

@@ -31,7 +31,8 @@ class Server:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", self.addr, "--database", self.db],
+            [BINARY, "serve", "--listen", self.addr, "--database", self.db,
+             *getattr(self, "extra_args", [])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         for line in self.proc.stdout:
