@@ -42,4 +42,5 @@ mod sdk_common;
 mod sdk_tokens;
 mod session;
 mod signal;
+mod tls;
 mod unread;
