@@ -16,11 +16,18 @@ const NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 /// A server with `cert` as its certificate (files in a directory of their own,
 /// returned so that a test can replace them), checking them every `reload_ms`.
 async fn tls_server(cert: &ServerCert, reload_ms: u64) -> (TestServer, tempfile::TempDir) {
+    tls_server_with(cert, reload_ms, ServerOptions::new()).await
+}
+
+async fn tls_server_with(
+    cert: &ServerCert,
+    reload_ms: u64,
+    opts: ServerOptions,
+) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (cert_path, key_path) = cert.write(dir.path());
     let server = TestServer::start(
-        ServerOptions::new()
-            .flag("--tls-cert", cert_path.display())
+        opts.flag("--tls-cert", cert_path.display())
             .flag("--tls-key", key_path.display())
             .flag("--tls-reload-interval-ms", reload_ms),
     )
@@ -285,4 +292,28 @@ async fn sigterm_drains_tls_connections() {
             client.transport
         );
     }
+}
+
+/// The client's address reaches the handlers over TLS as over plain TCP: failed
+/// authentications are counted per address, so after the limit even a good
+/// token from that address is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_limited_per_address_over_tls() {
+    let ca = TestCa::new("mkondo test CA");
+    let limit = ServerOptions::new().flag("--auth-failures-per-minute", 3);
+    let (server, _dir) = tls_server_with(&ca.server_cert(&NAMES, 1), 2_000, limit).await;
+    for _ in 0..3 {
+        let client = Client::open_tls(server.addr, Transport::WsJson, ca.client_config(&[])).await;
+        let err = client
+            .connect("not.a.jwt", Default::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "invalid_token", "{err:?}");
+    }
+    let client = Client::open_tls(server.addr, Transport::WsJson, ca.client_config(&[])).await;
+    let err = client
+        .connect(&server.app.token("alice"), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "rate_limited", "{err:?}");
 }
