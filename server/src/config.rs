@@ -122,6 +122,17 @@ pub struct ServeArgs {
     /// (Redis engine): a crashed node's users turn offline within this.
     #[arg(long, env = "MKONDO_PRESENCE_TTL_MS")]
     pub presence_ttl_ms: Option<u64>,
+    /// TLS certificate chain, PEM: the server's certificate first, then the
+    /// intermediates. With --tls-key the port speaks TLS only (HTTPS, WSS,
+    /// gRPC over TLS); both files are reloaded on SIGHUP and when they change.
+    #[arg(long, env = "MKONDO_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM.
+    #[arg(long, env = "MKONDO_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// How often the TLS files' modification times are checked (tests shorten it).
+    #[arg(long, env = "MKONDO_TLS_RELOAD_INTERVAL_MS", hide = true)]
+    pub tls_reload_interval_ms: Option<u64>,
 }
 
 /// A secret setting: never printed (`Debug` shows `<redacted>`).
@@ -278,7 +289,12 @@ pub struct Config {
     pub trusted_proxies: Vec<IpRange>,
     /// Said once logging is set up (the settings are read before).
     pub warnings: Vec<String>,
+    /// `--tls-cert`/`--tls-key`: the port speaks TLS only. `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
+
+/// How often the TLS files are checked for changes by default.
+pub const DEFAULT_TLS_RELOAD_INTERVAL_MS: u64 = 2_000;
 
 /// Which broker and presence engine a node runs (see `engine::redis_broker`).
 #[derive(Debug, Clone)]
@@ -503,7 +519,25 @@ impl ServeArgs {
             .filter(|s| !s.trim().is_empty())
             .map(|s| s.parse::<IpRange>().map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let tls = match (
+            self.tls_cert.clone().or(file.tls_cert.clone()),
+            self.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsConfig {
+                cert,
+                key,
+                reload_interval: ms(
+                    pick!(tls_reload_interval_ms, DEFAULT_TLS_RELOAD_INTERVAL_MS).max(10),
+                ),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                anyhow::bail!("--tls-cert needs --tls-key (the certificate's private key)")
+            }
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (the certificate chain)"),
+        };
         Ok(Config {
+            tls,
             broker,
             trusted_proxies,
             warnings,
@@ -547,6 +581,35 @@ mod tests {
         assert_eq!(c.limits.max_connections_per_user, 20);
         assert_eq!(c.limits.replay_limit, 100);
         assert_eq!(c.sqlite_synchronous, crate::store::Synchronous::Full);
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_its_key_together() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert!(c.tls.is_none(), "plain HTTP by default");
+        let cli = Cli::parse_from(["mkondo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        let tls = cli.serve.resolve().unwrap().tls.unwrap();
+        assert_eq!(
+            (tls.cert.to_str(), tls.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        assert_eq!(tls.reload_interval, Duration::from_secs(2));
+        let cli = Cli::parse_from(["mkondo", "--tls-cert", "c.pem"]);
+        let err = cli.serve.resolve().unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        let cli = Cli::parse_from(["mkondo", "--tls-key", "k.pem"]);
+        let err = cli.serve.resolve().unwrap_err().to_string();
+        assert!(err.contains("--tls-cert"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_can_come_from_the_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mkondo.toml");
+        std::fs::write(&path, "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", path.to_str().unwrap()]);
+        let tls = cli.serve.resolve().unwrap().tls.unwrap();
+        assert_eq!(tls.key.to_str(), Some("k.pem"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod realtime;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod views;
 
 pub use error::{Error, Result};

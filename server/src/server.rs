@@ -200,10 +200,12 @@ async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
 
 /// Serves until SIGTERM / ctrl-c, then shuts down gracefully: stop accepting,
 /// tell every client to reconnect, let sessions flush, close the database.
+/// With `tls`, the listener speaks TLS only (see `tls::Tls::serve`).
 pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
     extra: Option<Router>,
+    tls: Option<crate::tls::Tls>,
 ) -> anyhow::Result<()> {
     let mut app = router(node.clone());
     if let Some(extra) = extra {
@@ -221,6 +223,14 @@ pub async fn serve(
         tracing::info!("shutting down: telling clients to reconnect");
         shutdown_node.begin_shutdown();
     };
+    if let Some(tls) = tls {
+        tokio::spawn(signal);
+        tls.spawn_reloader(node.shutdown_signal());
+        tls.serve(listener, app, node.shutdown_signal()).await;
+        node.finish_shutdown().await;
+        tracing::info!("stopped");
+        return Ok(());
+    }
     // Pushes are small frames written as they happen: Nagle's algorithm would
     // hold each one back until the previous is acknowledged (tens of ms).
     let listener = listener.tap_io(|tcp| {

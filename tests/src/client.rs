@@ -252,6 +252,26 @@ impl Client {
     }
 
     pub async fn open_with(addr: SocketAddr, transport: Transport, opts: ClientOptions) -> Client {
+        Self::open_inner(addr, transport, opts, None).await
+    }
+
+    /// Like [`Client::open`] over TLS (`wss://`, or gRPC over TLS with ALPN
+    /// `h2`), trusting the roots of `tls` only.
+    pub async fn open_tls(
+        addr: SocketAddr,
+        transport: Transport,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Client {
+        let opts = ClientOptions::for_transport(transport);
+        Self::open_inner(addr, transport, opts, Some(tls)).await
+    }
+
+    async fn open_inner(
+        addr: SocketAddr,
+        transport: Transport,
+        opts: ClientOptions,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Client {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             auto_pong: AtomicBool::new(opts.auto_pong),
@@ -272,8 +292,11 @@ impl Client {
             ending: Closed::default(),
         };
         let tasks = match transport.encoding() {
-            Some(enc) => open_ws(addr, enc, opts.subprotocol.as_deref(), out_rx, reader).await,
-            None => open_grpc(addr, out_rx, reader).await,
+            Some(enc) => {
+                let subprotocol = opts.subprotocol.as_deref();
+                open_ws(addr, enc, subprotocol, tls, out_rx, reader).await
+            }
+            None => open_grpc(addr, tls, out_rx, reader).await,
         };
         Client {
             transport,
@@ -595,13 +618,22 @@ async fn open_ws(
     addr: SocketAddr,
     enc: Encoding,
     subprotocol: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     mut out_rx: mpsc::UnboundedReceiver<Outbound>,
     mut reader: Reader,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let request = realtime_request(addr, subprotocol);
-    let (ws, response) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("WebSocket upgrade at {addr} failed: {e}"));
+    let mut request = realtime_request(addr, subprotocol);
+    let connected = match tls {
+        None => tokio_tungstenite::connect_async(request).await,
+        Some(config) => {
+            *request.uri_mut() = format!("wss://{addr}/v1/realtime").parse().unwrap();
+            let connector = tokio_tungstenite::Connector::Rustls(config);
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector))
+                .await
+        }
+    };
+    let (ws, response) =
+        connected.unwrap_or_else(|e| panic!("WebSocket upgrade at {addr} failed: {e}"));
     if let Some(sp) = subprotocol {
         let chosen = response
             .headers()
@@ -686,14 +718,20 @@ async fn open_ws(
 
 async fn open_grpc(
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
     mut out_rx: mpsc::UnboundedReceiver<Outbound>,
     mut reader: Reader,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("gRPC connection to {addr} failed: {e}"));
+    let channel = match tls {
+        None => {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+        }
+        Some(config) => crate::tls::grpc_channel(addr, config).await,
+    };
+    let channel = channel.unwrap_or_else(|e| panic!("gRPC connection to {addr} failed: {e}"));
     let mut grpc = v1::realtime_client::RealtimeClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024);
     let (frames_tx, frames_rx) = mpsc::unbounded_channel::<ClientFrame>();

@@ -27,6 +27,7 @@ mod rest;
 mod revocation;
 mod server;
 mod services;
+pub mod tls;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

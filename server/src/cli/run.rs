@@ -11,6 +11,8 @@ use crate::server;
 /// Parses the command line and runs it; exits with status 1 on an error.
 #[tokio::main]
 pub async fn main() {
+    // ring is the one rustls provider of the workspace (ARCHITECTURE.md).
+    crate::tls::install_provider();
     let cli = Cli::parse();
     if let Err(err) = run(cli).await {
         eprintln!("error: {err:#}");
@@ -47,6 +49,8 @@ async fn serve(args: ServeArgs, dev: bool) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let listen = config.listen;
+    // A bad certificate or key stops the start here, before anything listens.
+    let tls = config.tls.clone().map(crate::tls::Tls::load).transpose()?;
     let node = server::build_node(config).await?;
     if dev {
         server::dev_setup(&node).await?;
@@ -60,13 +64,14 @@ async fn serve(args: ServeArgs, dev: bool) -> anyhow::Result<()> {
     println!("mkondo listening on {addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
     // The web demo and its token endpoint exist only under `mkondo dev`.
     let extra = dev.then(|| crate::dev::router(node.clone()));
     if dev {
-        println!("web demo: http://{addr}/ and http://{addr}/index2.html");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("web demo: {scheme}://{addr}/ and {scheme}://{addr}/index2.html");
     }
-    server::serve(node, listener, extra).await
+    server::serve(node, listener, extra, tls).await
 }
 
 fn init_tracing(json: bool) {

@@ -43,4 +43,5 @@ mod sdk_tls;
 mod sdk_tokens;
 mod session;
 mod signal;
+mod tls;
 mod unread;
