@@ -48,6 +48,13 @@ pub enum Error {
     /// The configuration cannot work (e.g. no token and no token provider).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A connection attempt failed before the server answered `connect` (the
+    /// client retries with backoff): the transport's reason, such as a server
+    /// certificate the client does not trust. Delivered as an [`Event::Error`].
+    ///
+    /// [`Event::Error`]: crate::Event::Error
+    #[error("connecting failed: {0}")]
+    ConnectFailed(String),
 }
 
 /// `Result` with the client's [`Error`].
@@ -62,7 +69,8 @@ impl Error {
             | Self::ConnectionLost
             | Self::NotConnected
             | Self::Shutdown
-            | Self::TokenProvider(_) => ErrorCode::Unavailable,
+            | Self::TokenProvider(_)
+            | Self::ConnectFailed(_) => ErrorCode::Unavailable,
             Self::OutboxFull { .. } => ErrorCode::RateLimited,
             Self::Unsubscribed => ErrorCode::NotFound,
             Self::InvalidArgument(_) | Self::Config(_) => ErrorCode::InvalidArgument,
@@ -77,7 +85,8 @@ impl Error {
             | Self::ConnectionLost
             | Self::NotConnected
             | Self::OutboxFull { .. }
-            | Self::TokenProvider(_) => true,
+            | Self::TokenProvider(_)
+            | Self::ConnectFailed(_) => true,
             Self::Shutdown | Self::Unsubscribed | Self::InvalidArgument(_) | Self::Config(_) => {
                 false
             }
@@ -97,6 +106,7 @@ impl Error {
             Self::InvalidArgument(_) => "",
             Self::Config(_) => "config",
             Self::TokenProvider(_) => "token_provider",
+            Self::ConnectFailed(_) => "connect_failed",
         }
     }
 

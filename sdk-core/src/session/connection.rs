@@ -265,6 +265,11 @@ impl Session {
 
     /// The transport is gone (closed, failed, timed out or rejected): retry or stop.
     pub(super) fn lost(&mut self, now: Now, code: u16, reason: &str) {
+        // An attempt that never reached `connected` changes no state (it stays
+        // `connecting`): its reason is told as an error event instead.
+        if matches!(self.phase, Phase::Opening { .. }) {
+            self.emit(Event::Error(Error::ConnectFailed(reason.to_owned())));
+        }
         if !DisconnectCode::should_reconnect(code) {
             self.go_down(now, Phase::Stopped, code, reason);
             return;

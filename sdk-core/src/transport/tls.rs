@@ -14,7 +14,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 /// How a client trusts servers: the platform's store, and this extra CA (PEM).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,7 +138,9 @@ impl ServerCertVerifier for Trust {
             (
                 Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
                 Some(extra),
-            ) => extra.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            ) => {
+                extra.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
             (Err(e), _) => Err(e),
         }
     }
@@ -211,7 +215,9 @@ mod tests {
         assert!(parse_extra_ca("").is_err());
         assert!(parse_extra_ca("not pem").is_err());
         let configs = TlsConfigs::new(TlsTrust {
-            extra_ca_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()),
+            extra_ca_pem: Some(
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+            ),
         });
         assert!(configs.websocket().is_err(), "garbage DER is no CA");
     }
