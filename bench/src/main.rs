@@ -26,6 +26,7 @@ mod results;
 mod scenarios;
 mod servers;
 mod sio;
+mod tls;
 mod token;
 
 use std::{path::PathBuf, time::Duration};
@@ -75,6 +76,10 @@ struct Args {
     /// SDK clients in the reconnect storm (overrides the mode's size).
     #[arg(long)]
     storm_clients: Option<usize>,
+    /// Mkondo over TLS: the server gets a test certificate and every Mkondo
+    /// connection speaks TLS (socket.io stays plaintext).
+    #[arg(long)]
+    tls: bool,
     /// Said next to the figures (e.g. "taken while other builds ran").
     #[arg(long, default_value = "")]
     note: String,
@@ -127,6 +132,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
 
+    if args.tls {
+        tls::enable(&work.join("tls"))?;
+    }
     let ctx = Ctx {
         mkondo: servers::Mkondo::new(&args.mkondo_bin, &work),
         socketio: servers::SocketIo::new(&args.peer_dir, &work),

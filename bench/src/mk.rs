@@ -61,6 +61,11 @@ impl Wire {
 
 /// The client's socket buffers. tungstenite reserves 128 KiB per read buffer
 /// by default; twenty thousand connections in one generator need far less.
+/// The name the `--tls` certificate is for.
+fn localhost() -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from("localhost").expect("a valid name")
+}
+
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
@@ -106,24 +111,74 @@ impl MkConn {
                     Encoding::Protobuf
                 };
                 let tcp = sources.connect(index, server).await?;
-                let mut request = format!("ws://{server}/v1/realtime").into_client_request()?;
+                let scheme = if crate::tls::get().is_some() { "wss" } else { "ws" };
+                let mut request =
+                    format!("{scheme}://localhost:{}/v1/realtime", server.port())
+                        .into_client_request()?;
                 request.headers_mut().insert(
                     "Sec-WebSocket-Protocol",
                     HeaderValue::from_static(enc.subprotocol()),
                 );
-                let (ws, _) =
-                    tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config()))
+                match crate::tls::get() {
+                    Some(tls) => {
+                        let stream = tokio_rustls::TlsConnector::from(tls.http1.clone())
+                            .connect(localhost(), tcp)
+                            .await
+                            .context("TLS handshake")?;
+                        let (ws, _) = tokio_tungstenite::client_async_with_config(
+                            request,
+                            stream,
+                            Some(ws_config()),
+                        )
                         .await
                         .context("WebSocket handshake")?;
-                tokio::spawn(run_ws(ws, enc, out_rx, reader));
+                        tokio::spawn(run_ws(ws, enc, out_rx, reader));
+                    }
+                    None => {
+                        let (ws, _) = tokio_tungstenite::client_async_with_config(
+                            request,
+                            tcp,
+                            Some(ws_config()),
+                        )
+                        .await
+                        .context("WebSocket handshake")?;
+                        tokio::spawn(run_ws(ws, enc, out_rx, reader));
+                    }
+                }
             }
             Wire::Grpc => {
-                let channel = tonic::transport::Endpoint::from_shared(format!("http://{server}"))?
-                    .local_address(Some(sources.ip(index)))
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
-                    .context("gRPC connection")?;
+                let channel = match crate::tls::get() {
+                    None => tonic::transport::Endpoint::from_shared(format!("http://{server}"))?
+                        .local_address(Some(sources.ip(index)))
+                        .tcp_nodelay(true)
+                        .connect()
+                        .await
+                        .context("gRPC connection")?,
+                    Some(tls) => {
+                        let connector = tokio_rustls::TlsConnector::from(tls.h2.clone());
+                        let tcp = sources.connect(index, server).await?;
+                        let slot = Arc::new(std::sync::Mutex::new(Some(tcp)));
+                        // One connection per channel: the connector hands over
+                        // the TCP stream opened from this connection's source.
+                        let connect = tower::service_fn(move |_: tonic::transport::Uri| {
+                            let (connector, slot) = (connector.clone(), slot.clone());
+                            async move {
+                                let tcp = slot.lock().unwrap().take().ok_or_else(|| {
+                                    std::io::Error::other("the connection was used already")
+                                })?;
+                                let stream = connector.connect(localhost(), tcp).await?;
+                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                            }
+                        });
+                        tonic::transport::Endpoint::from_shared(format!(
+                            "https://localhost:{}",
+                            server.port()
+                        ))?
+                        .connect_with_connector(connect)
+                        .await
+                        .context("gRPC connection over TLS")?
+                    }
+                };
                 let mut grpc = v1::realtime_client::RealtimeClient::new(channel);
                 tokio::spawn(async move {
                     // The server may hold the response headers until `connect`

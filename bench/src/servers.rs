@@ -147,7 +147,12 @@ impl Mkondo {
             .arg("--database")
             .arg(&self.db)
             .args(["--api-key-rate-per-second", "1000000"])
-            .args(["--api-key-rate-burst", "1000000"])
+            .args(["--api-key-rate-burst", "1000000"]);
+        if let Some(tls) = crate::tls::get() {
+            cmd.arg("--tls-cert").arg(&tls.cert);
+            cmd.arg("--tls-key").arg(&tls.key);
+        }
+        cmd
             .env("RUST_LOG", "warn");
         spawn_listening(cmd, "mkondo listening on ", &self.log).await
     }
