@@ -111,10 +111,15 @@ pub struct ServeArgs {
         conflicts_with = "operator_secret"
     )]
     pub operator_secret_file: Option<PathBuf>,
-    /// Event broker and presence engine: `memory` (one node, the default) or
-    /// `redis://host:port[/db]` (several nodes sharing one Redis).
+    /// Event broker and presence engine: `memory` (one node, the default),
+    /// `redis://host:port[/db]` (several nodes sharing one Redis) or
+    /// `rediss://host:port[/db]` (the same over TLS, the certificate verified).
     #[arg(long, env = "MKONDO_BROKER", hide_env_values = true)]
     pub broker: Option<Secret>,
+    /// With a `rediss://` broker: the CA certificates (PEM) Redis's certificate
+    /// must chain to, instead of the system's trust store (a private CA).
+    #[arg(long, env = "MKONDO_REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
     /// Prefix of every Redis key and channel, so several clusters share one Redis.
     #[arg(long, env = "MKONDO_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -215,6 +220,56 @@ impl std::fmt::Display for DatabaseUrl {
     }
 }
 
+/// The warning said at start when the database is a PostgreSQL server reached
+/// over the network without a verified TLS connection (`sslmode` other than
+/// `verify-full`: its traffic may be read, or the server impersonated). `None`
+/// for SQLite, a Unix socket, a loopback host, or `sslmode=verify-full`.
+/// `env_sslmode` is `PGSSLMODE`, which the URL's `sslmode` overrides. The
+/// warning names the host and the mode, nothing secret.
+pub fn postgres_tls_warning(url: &str, env_sslmode: Option<&str>) -> Option<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, query.split('#').next().unwrap_or_default()),
+        None => (rest, ""),
+    };
+    // The password may hold `/` or `@`: the host follows the last `@`.
+    let authority = before_query
+        .rsplit_once('@')
+        .map_or(before_query, |(_, host)| host);
+    let mut host = authority.split('/').next().unwrap_or_default().to_owned();
+    let mut sslmode = env_sslmode.map(str::to_owned);
+    for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        match key {
+            "host" => host = value.to_owned(),
+            "sslmode" | "ssl-mode" => sslmode = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    // Without a port: `[::1]:5432` → `[::1]`, `db.example:5432` → `db.example`.
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default().to_owned()
+    } else {
+        host.split(':').next().unwrap_or_default().to_owned()
+    };
+    let lower = name.to_ascii_lowercase();
+    let local = lower.is_empty()
+        || lower.starts_with('/')
+        || lower.starts_with("%2f")
+        || lower == "localhost"
+        || lower.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let mode = sslmode.unwrap_or_else(|| "prefer".to_owned());
+    if local || mode.eq_ignore_ascii_case("verify-full") {
+        return None;
+    }
+    Some(format!(
+        "the PostgreSQL server {name} is reached with sslmode={mode}: its traffic can be \
+         read or the server impersonated on the way; use sslmode=verify-full (and \
+         sslrootcert=FILE for a private CA), see docs/deploy.md"
+    ))
+}
+
 /// An address range of `--trusted-proxies`: an IP, or a CIDR like `10.0.0.0/8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpRange {
@@ -299,8 +354,12 @@ pub const DEFAULT_TLS_RELOAD_INTERVAL_MS: u64 = 2_000;
 /// Which broker and presence engine a node runs (see `engine::redis_broker`).
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// `None`: in-memory, one node. `Some(url)`: Redis at this URL.
+    /// `None`: in-memory, one node. `Some(url)`: Redis at this URL
+    /// (`redis://`, or `rediss://` for TLS).
     pub redis_url: Option<Secret>,
+    /// `--redis-ca`: the roots a `rediss://` Redis's certificate is checked
+    /// against instead of the system's.
+    pub redis_ca: Option<PathBuf>,
     pub prefix: String,
     pub presence_ttl: Duration,
 }
@@ -309,6 +368,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_ca: None,
             prefix: "mkondo".to_owned(),
             presence_ttl: Duration::from_secs(30),
         }
@@ -318,6 +378,7 @@ impl Default for BrokerConfig {
 impl BrokerConfig {
     fn resolve(
         url: Option<Secret>,
+        redis_ca: Option<PathBuf>,
         prefix: Option<String>,
         ttl_ms: Option<u64>,
     ) -> anyhow::Result<Self> {
@@ -326,8 +387,28 @@ impl BrokerConfig {
             None => None,
             Some(url) if url.expose() == "memory" => None,
             Some(url) if url.expose().starts_with("redis://") => Some(url),
-            Some(_) => anyhow::bail!("--broker must be `memory` or a redis://host:port[/db] URL"),
+            Some(url) if url.expose().starts_with("rediss://") => {
+                // redis-rs reads `#insecure` as "skip certificate verification":
+                // never offered.
+                if url.expose().contains('#') {
+                    anyhow::bail!(
+                        "--broker: a rediss:// URL takes no #fragment (the certificate is \
+                         always verified; use --redis-ca for a private CA)"
+                    );
+                }
+                Some(url)
+            }
+            Some(_) => anyhow::bail!(
+                "--broker must be `memory`, a redis://host:port[/db] or a \
+                 rediss://host:port[/db] (TLS) URL"
+            ),
         };
+        let tls = redis_url
+            .as_ref()
+            .is_some_and(|u| u.expose().starts_with("rediss://"));
+        if redis_ca.is_some() && !tls {
+            anyhow::bail!("--redis-ca needs a rediss:// broker URL (Redis over TLS)");
+        }
         let prefix = prefix.unwrap_or(d.prefix);
         if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             anyhow::bail!("--redis-prefix must be non-empty, without spaces");
@@ -338,6 +419,7 @@ impl BrokerConfig {
         }
         Ok(Self {
             redis_url,
+            redis_ca,
             prefix,
             presence_ttl: Duration::from_millis(ttl),
         })
@@ -511,6 +593,7 @@ impl ServeArgs {
         }
         let broker = BrokerConfig::resolve(
             self.broker.clone().or(file.broker.clone()),
+            self.redis_ca.clone().or(file.redis_ca.clone()),
             self.redis_prefix.clone().or(file.redis_prefix.clone()),
             self.presence_ttl_ms.or(file.presence_ttl_ms),
         )?;
@@ -536,13 +619,18 @@ impl ServeArgs {
             }
             (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (the certificate chain)"),
         };
+        let database = DatabaseUrl(pick!(database, "mkondo.db".to_owned()));
+        let env_sslmode = std::env::var("PGSSLMODE").ok();
+        if let Some(warning) = postgres_tls_warning(database.expose(), env_sslmode.as_deref()) {
+            warnings.push(warning);
+        }
         Ok(Config {
             tls,
             broker,
             trusted_proxies,
             warnings,
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database: DatabaseUrl(pick!(database, "mkondo.db".to_owned())),
+            database,
             database_max_connections: pick!(
                 database_max_connections,
                 crate::store::DEFAULT_MAX_CONNECTIONS
@@ -682,6 +770,118 @@ mod tests {
             let err = cli.serve.resolve().unwrap_err().to_string();
             assert!(err.contains(bad[0]), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn redis_over_tls_takes_a_rediss_url_and_an_optional_ca() {
+        let cli = Cli::parse_from(["mkondo", "--broker", "rediss://:pw@redis.example:6380/1"]);
+        let c = cli.serve.resolve().unwrap();
+        let url = c.broker.redis_url.clone().unwrap();
+        assert_eq!(url.expose(), "rediss://:pw@redis.example:6380/1");
+        assert!(c.broker.redis_ca.is_none(), "the system's roots");
+
+        let cli = Cli::parse_from([
+            "mkondo",
+            "--broker",
+            "rediss://localhost:6380",
+            "--redis-ca",
+            "ca.pem",
+        ]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.broker.redis_ca.unwrap().to_str(), Some("ca.pem"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mkondo.toml");
+        std::fs::write(
+            &file,
+            "broker = \"rediss://localhost:6380\"\nredis_ca = \"/etc/mkondo/redis-ca.pem\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", file.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(
+            c.broker.redis_ca.unwrap().to_str(),
+            Some("/etc/mkondo/redis-ca.pem")
+        );
+
+        for (args, expected) in [
+            (
+                ["--broker", "redis://localhost:6379", "--redis-ca", "ca.pem"],
+                "--redis-ca needs a rediss://",
+            ),
+            (
+                ["--broker", "memory", "--redis-ca", "ca.pem"],
+                "--redis-ca needs a rediss://",
+            ),
+            (
+                [
+                    "--broker",
+                    "rediss://localhost:6380/#insecure",
+                    "--redis-prefix",
+                    "p",
+                ],
+                "always verified",
+            ),
+            (
+                ["--broker", "http://localhost:6380", "--redis-prefix", "p"],
+                "rediss://host:port",
+            ),
+        ] {
+            let cli = Cli::parse_from(std::iter::once("mkondo").chain(args));
+            let err = cli.serve.resolve().unwrap_err().to_string();
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn postgres_off_the_machine_without_verify_full_is_warned_about() {
+        let warned = |url: &str| super::postgres_tls_warning(url, None);
+        for quiet in [
+            "mkondo.db",
+            "sqlite://data/mkondo.db",
+            "postgres://u:p@localhost/db",
+            "postgres://u:p@127.0.0.1:5432/db",
+            "postgres://u:p@127.0.0.2/db?sslmode=disable",
+            "postgresql://u@[::1]:5432/db",
+            "postgres:///db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgres://u@/db?host=/var/run/postgresql",
+            "postgres://u:p@db.example:5432/db?sslmode=verify-full",
+            "postgres://u:p@10.0.0.5/db?sslrootcert=/etc/ca.pem&sslmode=verify-full",
+            "postgres://u:p@DB.example/db?ssl-mode=VERIFY-FULL",
+        ] {
+            assert_eq!(warned(quiet), None, "{quiet}");
+        }
+        for (loud, mode) in [
+            ("postgres://u:p@db.example/db", "prefer"),
+            (
+                "postgres://u:p@db.example:5432/db?sslmode=require",
+                "require",
+            ),
+            (
+                "postgresql://u:p@10.0.0.5/db?sslmode=verify-ca",
+                "verify-ca",
+            ),
+            (
+                "postgres://u:p@[2001:db8::1]:5432/db?sslmode=disable",
+                "disable",
+            ),
+            ("postgres://u@localhost/db?host=db.example", "prefer"),
+            ("postgres://u:p/w@rd@db.example/db", "prefer"),
+        ] {
+            let warning = warned(loud).unwrap_or_else(|| panic!("no warning for {loud}"));
+            assert!(warning.contains(&format!("sslmode={mode}")), "{warning}");
+            assert!(warning.contains("verify-full"), "{warning}");
+            assert!(
+                !warning.contains("u:p") && !warning.contains("rd@"),
+                "{warning}"
+            );
+        }
+        // PGSSLMODE is the default the URL's sslmode overrides.
+        let url = "postgres://u:p@db.example/db";
+        assert_eq!(super::postgres_tls_warning(url, Some("verify-full")), None);
+        let url = "postgres://u:p@db.example/db?sslmode=require";
+        assert!(super::postgres_tls_warning(url, Some("verify-full")).is_some());
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let node_id: Arc<str> = Arc::from(ulid::Ulid::new().to_string().to_lowercase());
     let stop = tokio_util::sync::CancellationToken::new();
     let prefix = config.broker.prefix.clone();
-    let redis = crate::engine::redis_broker::connection(url.expose())?;
+    let redis =
+        crate::engine::redis_broker::connection(url.expose(), config.broker.redis_ca.as_deref())?;
     let presence: Arc<dyn PresenceManager> = RedisPresence::new(
         redis.1.clone(),
         &prefix,

@@ -6,6 +6,7 @@ use std::{
     net::{SocketAddr, TcpListener as StdListener},
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,7 +17,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::{poll_until, WAIT};
+use crate::{poll_until, tls::TestCa, WAIT};
 
 /// A free loopback port (the OS picks it; released before the caller binds it).
 pub fn free_port() -> u16 {
@@ -47,6 +48,13 @@ fn require(binary: &str) -> PathBuf {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    tls: Option<RedisTls>,
+}
+
+/// A Redis speaking TLS only: its certificate files, and a client trusting its CA.
+struct RedisTls {
+    dir: TempDir,
+    client: Arc<rustls::ClientConfig>,
 }
 
 impl RedisServer {
@@ -54,19 +62,65 @@ impl RedisServer {
         let mut redis = RedisServer {
             port: free_port(),
             child: None,
+            tls: None,
         };
         redis.spawn().await;
         redis
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// A Redis speaking TLS only (`--port 0 --tls-port PORT`), with a
+    /// certificate for `localhost` and `127.0.0.1` from `ca`; clients are not
+    /// asked for certificates.
+    pub async fn start_tls(ca: &TestCa) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("mkondo-redis-tls-")
+            .tempdir()
+            .expect("tempdir");
+        ca.server_cert(&["localhost", "127.0.0.1"], 1)
+            .write(dir.path());
+        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+        let mut redis = RedisServer {
+            port: free_port(),
+            child: None,
+            tls: Some(RedisTls {
+                dir,
+                client: ca.client_config(&[]),
+            }),
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` over TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(_) => format!("rediss://localhost:{}", self.port),
+        }
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(require("redis-server"))
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new(require("redis-server"));
+        command.args(["--bind", "127.0.0.1"]);
+        match &self.tls {
+            None => {
+                command.args(["--port", &port]);
+            }
+            Some(tls) => {
+                let file = |name: &str| tls.dir.path().join(name);
+                command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(file("server.crt"))
+                    .arg("--tls-key-file")
+                    .arg(file("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(file("ca.crt"))
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let child = command
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -76,8 +130,16 @@ impl RedisServer {
             .expect("start redis-server");
         self.child = Some(child);
         let port = self.port;
-        poll_until(WAIT, "redis-server to answer PING", || async move {
-            ping(port).await.then_some(())
+        let tls = self.tls.as_ref().map(|t| t.client.clone());
+        poll_until(WAIT, "redis-server to answer PING", || {
+            let tls = tls.clone();
+            async move {
+                match tls {
+                    None => ping(port).await,
+                    Some(client) => ping_tls(port, client).await,
+                }
+                .then_some(())
+            }
         })
         .await;
     }
@@ -98,9 +160,23 @@ impl RedisServer {
 }
 
 async fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await else {
         return false;
     };
+    answers_ping(stream).await
+}
+
+async fn ping_tls(port: u16, client: Arc<rustls::ClientConfig>) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(stream) = crate::tls::connect_tls(addr, client, "localhost").await else {
+        return false;
+    };
+    answers_ping(stream).await
+}
+
+async fn answers_ping(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+) -> bool {
     if stream.write_all(b"PING\r\n").await.is_err() {
         return false;
     }

@@ -44,7 +44,7 @@ pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_
 pub use server::{
     mkondo_bin, proc_status_kib, App, AsymmetricKey, Claims, ServerOptions, TestServer,
 };
-pub use services::{fresh_postgres, redis_url};
+pub use services::{fresh_postgres, fresh_postgres_tls, redis_url};
 
 /// The wait used for anything that should happen "soon": generous, so that a slow
 /// machine does not fail a test, while a broken behaviour still fails it.

@@ -66,6 +66,11 @@ impl TestCa {
         }
     }
 
+    /// The CA's certificate as PEM, what a client given a CA file reads.
+    pub fn cert_pem(&self) -> String {
+        pem_of(&self.cert)
+    }
+
     /// A client configuration trusting this CA only.
     pub fn client_config(&self, alpn: &[&str]) -> Arc<ClientConfig> {
         client_config(std::slice::from_ref(&self.cert), alpn)

@@ -4,7 +4,7 @@
 //! 20 senders on three nodes get gap-free seqs; a SIGKILLed node's users turn
 //! offline elsewhere within the presence TTL; a revocation on one node closes
 //! connections on all; Redis restarts under the nodes; nginx with the shipped
-//! `deploy/nginx.conf` in front of them.
+//! `deploy/nginx.conf` in front of them; both services over verified TLS.
 //!
 //! Needs the PostgreSQL, `redis-server` and `nginx` binaries: this process starts
 //! one PostgreSQL (`mkondo_tests::fresh_postgres`), each test its own Redis (so it
@@ -20,8 +20,8 @@ use std::{
 
 use mkondo_sdk::{Config, ConnectionState, Event};
 use mkondo_tests::{
-    expect_stopped, fresh_postgres, v1, Client, Nginx, Proxy, PushKind, RedisServer, ServerOptions,
-    TestServer, Transport, WAIT,
+    expect_stopped, fresh_postgres, fresh_postgres_tls, mkondo_bin, tls::TestCa, v1, Client, Nginx,
+    Proxy, PushKind, RedisServer, ServerOptions, TestServer, Transport, WAIT,
 };
 use sdk_common::{client, connected, kind};
 use tokio::time::Instant;
@@ -130,6 +130,105 @@ async fn users_on_different_nodes_chat_live() {
         gone.last_seen.is_some(),
         "offline carries last_seen: {gone:?}"
     );
+}
+
+/// Two nodes reach PostgreSQL and Redis over TLS only, each verifying the
+/// server's certificate against a test CA (`sslmode=verify-full&sslrootcert=…`,
+/// `rediss://localhost:PORT` with `--redis-ca`): a message and typing cross
+/// nodes. A node given another CA, for either service, refuses to start and
+/// says why.
+#[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
+async fn nodes_reach_postgres_and_redis_over_verified_tls() {
+    let redis_ca = TestCa::new("mkondo test Redis CA");
+    let redis = RedisServer::start_tls(&redis_ca).await;
+    assert!(
+        redis.url().starts_with("rediss://localhost:"),
+        "{}",
+        redis.url()
+    );
+    let (db, pg_ca_pem) = fresh_postgres_tls().await;
+    assert!(db.contains("sslmode=verify-full"), "{db}");
+    let dir = tempfile::tempdir().unwrap();
+    let redis_ca_file = dir.path().join("redis-ca.pem");
+    std::fs::write(&redis_ca_file, redis_ca.cert_pem()).unwrap();
+    let opts = ServerOptions::new()
+        .unlimited_rate()
+        .database(&db)
+        .flag("--broker", redis.url())
+        .flag("--redis-ca", redis_ca_file.display())
+        .flag("--presence-ttl-ms", PRESENCE_TTL.as_millis());
+    let first = TestServer::start(opts).await;
+    let second = first.join().await;
+    let api = first.api();
+    api.create_users(&["alice", "bob"]).await;
+    let group = api.create_group("pair", &["alice", "bob"]).await;
+    let (alice, _) = first.client(Transport::WsJson, "alice").await;
+    let (bob, _) = second.client(Transport::Grpc, "bob").await;
+    bob.subscribe(&group).await.unwrap();
+    alice.subscribe(&group).await.unwrap();
+    let sent = alice.send_message(&group, "over tls", "t-1").await.unwrap();
+    let m = bob.expect_message(&group, WAIT).await;
+    assert_eq!(
+        (m.seq, m.text.as_str()),
+        (sent.message.unwrap().seq, "over tls")
+    );
+    bob.typing(&group, false).await.unwrap();
+    alice
+        .expect_push("alice: bob typing", WAIT, |p| match p {
+            PushKind::Typing(t) if t.user_id == "bob" && !t.stop => Some(()),
+            _ => None,
+        })
+        .await;
+    // Local, verified: no warning about the database's TLS.
+    assert!(
+        !first.log_tail().contains("sslmode="),
+        "{}",
+        first.log_tail()
+    );
+
+    // Another CA: the certificate does not chain to it, the start fails.
+    let other = TestCa::new("mkondo test other CA");
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other.cert_pem()).unwrap();
+    assert_ne!(other.cert_pem(), pg_ca_pem);
+    let right_ca = db
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("sslrootcert="))
+        .expect("the URL names its CA")
+        .to_owned();
+    let wrong_db = db.replace(&right_ca, other_file.to_str().unwrap());
+    let redis_ca_s = redis_ca_file.to_str().unwrap().to_owned();
+    let other_s = other_file.to_str().unwrap().to_owned();
+    for (what, database, ca, expected) in [
+        ("PostgreSQL", &wrong_db, &redis_ca_s, "opening the database"),
+        ("Redis", &db, &other_s, "cannot subscribe to Redis"),
+    ] {
+        let run = tokio::process::Command::new(mkondo_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .args(["--broker", &redis.url(), "--redis-ca", ca])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(40), run)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: a node with the wrong CA kept running"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening"),
+            "{what}"
+        );
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains("certificate") || stderr.contains("UnknownIssuer"),
+            "{what}: the reason is the certificate: {stderr}"
+        );
+    }
 }
 
 /// Bob, subscribed on node 1, is removed through node 0: the unsubscribe

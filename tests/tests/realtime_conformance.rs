@@ -88,7 +88,7 @@ async fn redis_node(
 ) -> (Arc<RedisBroker>, Arc<Hub>) {
     let hub = Arc::new(Hub::default());
     let node_id: Arc<str> = Arc::from(ulid::Ulid::new().to_string());
-    let conn = redis_broker::connection(url).unwrap();
+    let conn = redis_broker::connection(url, None).unwrap();
     let broker = RedisBroker::start(conn, prefix, node_id, hub.clone(), stop.child_token())
         .await
         .expect("subscribe to Redis");
@@ -405,7 +405,7 @@ async fn memory_presence() -> Presences {
 }
 
 fn redis_presence_node(url: &str, prefix: &str, ttl_ms: u64) -> Arc<RedisPresence> {
-    let (_, conn) = redis_broker::connection(url).unwrap();
+    let (_, conn) = redis_broker::connection(url, None).unwrap();
     let node_id: Arc<str> = Arc::from(ulid::Ulid::new().to_string());
     RedisPresence::new(conn, prefix, node_id, Duration::from_millis(ttl_ms))
 }

@@ -63,8 +63,25 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
 
 /// The connection publishing and presence share: one multiplexed connection
 /// that reconnects by itself (with backoff) when a request finds it broken.
-pub fn connection(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
-    let client = redis::Client::open(url)?;
+/// A `rediss://` URL connects over TLS (rustls with the process's provider),
+/// the certificate checked against `ca` (PEM) when given, else the system's roots.
+pub fn connection(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<(redis::Client, ConnectionManager)> {
+    let client = match ca {
+        None => redis::Client::open(url)?,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--redis-ca {}: {e}", path.display()))?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(url, certs)
+                .map_err(|e| anyhow::anyhow!("--redis-ca {}: {e}", path.display()))?
+        }
+    };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(REQUEST_TIMEOUT))
@@ -226,7 +243,9 @@ impl RedisBroker {
     ) -> anyhow::Result<Arc<Self>> {
         let channel = format!("{prefix}:events");
         let (ready_tx, mut subscribed) = watch::channel(false);
+        let last_error = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(subscribe_loop(Subscriber {
+            last_error: last_error.clone(),
             client,
             conn: conn.clone(),
             channel: channel.clone(),
@@ -239,7 +258,11 @@ impl RedisBroker {
             .await
             .is_ok_and(|r| r.is_ok());
         if !first {
-            anyhow::bail!("cannot subscribe to Redis (--broker) within {STARTUP_TIMEOUT:?}");
+            // Why, for the operator: a refused connection, a certificate
+            // Redis's does not chain to, a wrong password…
+            let why = last_error.lock().map(|e| e.clone()).ok().flatten();
+            let why = why.unwrap_or_else(|| "no answer".to_owned());
+            anyhow::bail!("cannot subscribe to Redis (--broker) within {STARTUP_TIMEOUT:?}: {why}");
         }
         Ok(Arc::new(Self {
             hub,
@@ -293,6 +316,8 @@ fn unavailable() -> Error {
 
 struct Subscriber {
     client: redis::Client,
+    /// Why the last subscription attempt failed (said if the start fails).
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
     /// The publishing connection, made ready before sessions are sent to
     /// reconnect (their first commands publish).
     conn: ConnectionManager,
@@ -339,8 +364,18 @@ async fn subscribe_loop(s: Subscriber) {
                     Ended::Lost(why) => tracing::warn!(%why, "lost the Redis subscription"),
                 }
             }
-            Ok(Err(err)) => tracing::warn!(%err, "subscribing to Redis failed"),
-            Err(_) => tracing::warn!("subscribing to Redis timed out"),
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "subscribing to Redis failed");
+                if let Ok(mut last) = s.last_error.lock() {
+                    *last = Some(err.to_string());
+                }
+            }
+            Err(_) => {
+                tracing::warn!("subscribing to Redis timed out");
+                if let Ok(mut last) = s.last_error.lock() {
+                    *last = Some(format!("no answer within {CONNECT_TIMEOUT:?}"));
+                }
+            }
         }
         let delay = backoff.next().unwrap_or(Duration::from_secs(5));
         tokio::select! {

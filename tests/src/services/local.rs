@@ -17,6 +17,9 @@
 //! `MKONDO_TEST_DATABASE_URL` (an administrator URL of a running PostgreSQL)
 //! and `MKONDO_TEST_REDIS_URL` use running servers instead.
 //!
+//! [`start_postgres_tls`] starts a second PostgreSQL speaking TLS, with a
+//! certificate the caller made (`services::fresh_postgres_tls`).
+//!
 //! Only `std`: the build script compiles this file too.
 
 #![allow(dead_code)] // each includer uses its own part
@@ -100,6 +103,22 @@ pub fn postgres_url() -> String {
         })
     })
     .clone()
+}
+
+/// The PEM files of a TLS server: its certificate chain, its key and the CA
+/// that issued it (made by the caller: this file knows no cryptography).
+pub struct TlsPem<'a> {
+    pub cert_chain: &'a str,
+    pub key: &'a str,
+    pub ca: &'a str,
+}
+
+/// Another PostgreSQL of this process, speaking TLS too (`ssl=on` with the
+/// given certificate): returns an administrator URL that verifies it
+/// (`postgres://postgres@localhost:PORT/postgres?sslmode=verify-full&sslrootcert=…`,
+/// the CA written beside the data directory). Each call starts one: call it once.
+pub fn start_postgres_tls(pem: &TlsPem<'_>) -> Result<String> {
+    start_postgres_in("postgres-tls", Some(pem))
 }
 
 /// `redis://127.0.0.1:PORT` of this process's Redis, started on first use.
@@ -259,10 +278,21 @@ fn run(program: &Path, args: &[&str], log: &Path) -> Result<()> {
 }
 
 fn start_postgres() -> Result<String> {
+    start_postgres_in("postgres", None)
+}
+
+fn start_postgres_in(service: &str, tls: Option<&TlsPem<'_>>) -> Result<String> {
     let bin = postgres_bin_dir().ok_or_else(|| IGNORED.to_owned())?;
-    let dir = data_dir("postgres")?;
+    let dir = data_dir(service)?;
     let data = dir.join("pg");
     fs::create_dir(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
+    if let Some(pem) = tls {
+        // Beside the data directory (initdb wants an empty one); the key
+        // readable by its owner only, as PostgreSQL demands.
+        write_file(&dir.join("server.crt"), pem.cert_chain, 0o644)?;
+        write_file(&dir.join("server.key"), pem.key, 0o600)?;
+        write_file(&dir.join("ca.crt"), pem.ca, 0o644)?;
+    }
     if is_root() {
         let status = Command::new("chown")
             .args(["-R", "postgres:"])
@@ -293,10 +323,16 @@ fn start_postgres() -> Result<String> {
     )?;
     let port = free_port()?;
     // Durability is not under test here: no fsync, no full-page writes.
-    let options = format!(
+    let mut options = format!(
         "-h 127.0.0.1 -p {port} -k {data_s} -c max_connections=400 -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off"
     );
+    let dir_s = dir.to_str().ok_or("the temporary directory is not UTF-8")?;
+    if tls.is_some() {
+        options.push_str(&format!(
+            " -c ssl=on -c ssl_cert_file={dir_s}/server.crt -c ssl_key_file={dir_s}/server.key"
+        ));
+    }
     run(
         &bin.join("pg_ctl"),
         &[
@@ -305,7 +341,19 @@ fn start_postgres() -> Result<String> {
         &log,
     )?;
     watchdog(&dir, &["pg/postmaster.pid"])?;
+    if tls.is_some() {
+        return Ok(format!(
+            "postgres://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={dir_s}/ca.crt"
+        ));
+    }
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
 fn start_redis() -> Result<String> {

@@ -10,7 +10,10 @@
 
 mod local;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    OnceLock,
+};
 
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -19,17 +22,57 @@ pub use local::redis_url;
 /// A new, empty PostgreSQL database with a unique name on this test process's
 /// PostgreSQL (started on first use); returns its URL.
 pub async fn fresh_postgres() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
     let admin_url = tokio::task::spawn_blocking(local::postgres_url)
         .await
         .expect("start PostgreSQL");
+    create_database(&admin_url).await
+}
+
+/// The PostgreSQL of [`fresh_postgres_tls`]: its administrator URL and CA.
+struct TlsPostgres {
+    admin_url: String,
+    ca_pem: String,
+}
+
+/// A new, empty database on this test process's PostgreSQL over TLS (a
+/// second server, `ssl=on`, started on first use with a certificate for
+/// `localhost` and `127.0.0.1` from a test CA). Returns its URL, which verifies
+/// the server (`host localhost`, `sslmode=verify-full&sslrootcert=<the CA file>`),
+/// and the CA as PEM.
+pub async fn fresh_postgres_tls() -> (String, String) {
+    static SERVER: OnceLock<TlsPostgres> = OnceLock::new();
+    let server = tokio::task::spawn_blocking(|| {
+        SERVER.get_or_init(|| {
+            let ca = crate::tls::TestCa::new("mkondo test PostgreSQL CA");
+            let cert = ca.server_cert(&["localhost", "127.0.0.1"], 1);
+            let ca_pem = ca.cert_pem();
+            let pem = local::TlsPem {
+                cert_chain: &cert.chain_pem,
+                key: &cert.key_pem,
+                ca: &ca_pem,
+            };
+            let admin_url = local::start_postgres_tls(&pem)
+                .unwrap_or_else(|e| panic!("could not start PostgreSQL with TLS: {e}"));
+            TlsPostgres { admin_url, ca_pem }
+        })
+    })
+    .await
+    .expect("start PostgreSQL with TLS");
+    (
+        create_database(&server.admin_url).await,
+        server.ca_pem.clone(),
+    )
+}
+
+async fn create_database(admin_url: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "mkondo_test_{}_{}_{:08x}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
         rand_u32()
     );
-    let mut admin = PgConnection::connect(&admin_url)
+    let mut admin = PgConnection::connect(admin_url)
         .await
         .unwrap_or_else(|e| panic!("connect to {admin_url} failed: {e}"));
     // template0: the only template a different collation may be chosen from.
@@ -44,7 +87,7 @@ pub async fn fresh_postgres() -> String {
         .await
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
     let _ = admin.close().await;
-    with_database(&admin_url, &name)
+    with_database(admin_url, &name)
 }
 
 /// `url` with its database name replaced by `name` (query parameters kept).
