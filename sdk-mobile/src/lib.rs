@@ -8,6 +8,8 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_os = "android")]
+mod android;
 pub mod client;
 pub mod error;
 pub mod types;
