@@ -103,7 +103,9 @@ pub fn router(node: Arc<Node>) -> Router {
     // request's content type (below).
     let grpc = grpc.prepare().into_axum_router().reset_fallback();
     let http = Router::new()
-        .route("/v1/realtime", get(ws::upgrade))
+        // GET: the HTTP/1.1 upgrade; CONNECT: a WebSocket over HTTP/2 (extended
+        // CONNECT), what browsers use once ALPN chose h2 on a TLS port.
+        .route("/v1/realtime", get(ws::upgrade).connect(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { metrics.render() }))

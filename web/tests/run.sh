@@ -4,7 +4,7 @@
 # which restarts the server mid-suite), checks the package's TypeScript types, and
 # runs the Node test of the package and the Playwright test of the two-window
 # demo, all against a real `mkondo dev`. Installs what is missing
-# (Debian chromium and chromedriver, npm playwright-core), skips what is there.
+# (Debian chromium, chromedriver and certutil, npm playwright-core), skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,6 +17,11 @@ if ! need chromium || ! need chromedriver; then
     echo "== installing chromium (Debian)"
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
     else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+fi
+if ! need certutil; then
+    echo "== installing certutil (Debian's libnss3-tools: the TLS test's browser trust store)"
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libnss3-tools >/dev/null
+    else sudo apt-get update -qq && sudo apt-get install -y -qq libnss3-tools >/dev/null; fi
 fi
 if [ ! -d web/tests/node_modules/playwright-core ] || [ ! -e web/tests/node_modules/@mkondo/sdk ]; then
     echo "== installing the web tests' npm packages"
@@ -41,4 +46,6 @@ echo "== @mkondo/sdk in Node (by package name)"
 node --experimental-websocket --test web/tests/node.test.mjs
 echo "== the two-window demo in headless Chromium (Playwright)"
 node --test web/tests/demo.test.mjs
+echo "== the package over TLS in headless Chromium trusting a test CA (an NSS database)"
+node --test web/tests/tls.test.mjs
 echo "== web tests passed (screenshots in target/web-tests/)"
