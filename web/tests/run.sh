@@ -2,9 +2,10 @@
 # The web SDK's tests: builds @mkondo/sdk (scripts/build-web.sh), then runs the
 # wasm-bindgen-test suite in headless Chromium and in Node (web/tests/wasm.sh,
 # which restarts the server mid-suite), checks the package's TypeScript types, and
-# runs the Node test of the package and the Playwright test of the two-window
-# demo, all against a real `mkondo dev`. Installs what is missing
-# (Debian chromium and chromedriver, npm playwright-core), skips what is there.
+# runs the Node test of the package, the Playwright test of the two-window
+# demo and the one of browser origins (CORS, WebSocket Origin), all against a
+# real `mkondo dev`. Installs what is missing (Debian chromium and
+# chromedriver, npm playwright-core), skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -41,4 +42,6 @@ echo "== @mkondo/sdk in Node (by package name)"
 node --experimental-websocket --test web/tests/node.test.mjs
 echo "== the two-window demo in headless Chromium (Playwright)"
 node --test web/tests/demo.test.mjs
+echo "== browser origins: fetch and WebSocket from another origin (Playwright)"
+node --test web/tests/cors.test.mjs
 echo "== web tests passed (screenshots in target/web-tests/)"

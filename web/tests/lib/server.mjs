@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 
 const bin = process.env.MKONDO_BIN ?? 'target/debug/mkondo';
 
-/** Starts `mkondo dev` and resolves with its process and address. */
-export function startServer(database, listen = '127.0.0.1:0') {
+/** Starts `mkondo dev` (with `extraArgs`, if any) and resolves with its process and address. */
+export function startServer(database, listen = '127.0.0.1:0', extraArgs = []) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['dev', '--listen', listen, '--database', database], {
+    const proc = spawn(bin, ['dev', '--listen', listen, '--database', database, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     let out = '';
