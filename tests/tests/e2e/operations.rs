@@ -145,8 +145,13 @@ async fn dev_creates_the_demo_app() {
     };
     let foreign = dev_token(elsewhere.to_owned()).await.unwrap();
     assert_eq!(foreign.status(), 403);
-    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
-    assert_eq!(dev_token(format!("http://{addr}")).await.unwrap().status(), 200);
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    assert_eq!(
+        dev_token(format!("http://{addr}")).await.unwrap().status(),
+        200
+    );
 
     let client = mkondo_tests::Client::open(addr, Transport::WsJson).await;
     let reply = client
