@@ -111,10 +111,13 @@ impl MkConn {
                     Encoding::Protobuf
                 };
                 let tcp = sources.connect(index, server).await?;
-                let scheme = if crate::tls::get().is_some() { "wss" } else { "ws" };
-                let mut request =
-                    format!("{scheme}://localhost:{}/v1/realtime", server.port())
-                        .into_client_request()?;
+                let scheme = if crate::tls::get().is_some() {
+                    "wss"
+                } else {
+                    "ws"
+                };
+                let mut request = format!("{scheme}://localhost:{}/v1/realtime", server.port())
+                    .into_client_request()?;
                 request.headers_mut().insert(
                     "Sec-WebSocket-Protocol",
                     HeaderValue::from_static(enc.subprotocol()),

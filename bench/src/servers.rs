@@ -152,8 +152,7 @@ impl Mkondo {
             cmd.arg("--tls-cert").arg(&tls.cert);
             cmd.arg("--tls-key").arg(&tls.key);
         }
-        cmd
-            .env("RUST_LOG", "warn");
+        cmd.env("RUST_LOG", "warn");
         spawn_listening(cmd, "mkondo listening on ", &self.log).await
     }
 

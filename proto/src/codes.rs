@@ -157,13 +157,16 @@ pub enum Reason {
     Conflict,
     /// An HTTP method the path does not take (405, with `Allow`).
     MethodNotAllowed,
+    /// A browser's `Origin` is not in the app's allowed origins (REST, WebSocket
+    /// `connect`), or is foreign to a route browsers may not call.
+    OriginNotAllowed,
     /// A reason this build does not know (from a newer server). Never sent.
     Other,
 }
 
 impl Reason {
     /// Every reason the server sends, [`Reason::None`] first.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Self::None,
         Self::Revoked,
         Self::UserDeactivated,
@@ -194,6 +197,7 @@ impl Reason {
         Self::MessageDeleted,
         Self::Conflict,
         Self::MethodNotAllowed,
+        Self::OriginNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -228,6 +232,7 @@ impl Reason {
             Self::MessageDeleted => "message_deleted",
             Self::Conflict => "conflict",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::Other => "other",
         }
     }
@@ -280,10 +285,12 @@ pub enum DisconnectCode {
     ConnectionLimit,
     /// The user was deleted.
     UserDeleted,
+    /// The browser page's origin is not among the app's allowed origins.
+    OriginNotAllowed,
 }
 
 impl DisconnectCode {
-    pub const ALL: [DisconnectCode; 12] = [
+    pub const ALL: [DisconnectCode; 13] = [
         Self::Shutdown,
         Self::TokenExpired,
         Self::SlowConsumer,
@@ -296,6 +303,7 @@ impl DisconnectCode {
         Self::BadProtocol,
         Self::ConnectionLimit,
         Self::UserDeleted,
+        Self::OriginNotAllowed,
     ];
 
     pub fn code(self) -> u16 {
@@ -312,6 +320,7 @@ impl DisconnectCode {
             Self::BadProtocol => 3503,
             Self::ConnectionLimit => 3504,
             Self::UserDeleted => 3505,
+            Self::OriginNotAllowed => 3506,
         }
     }
 
@@ -329,6 +338,7 @@ impl DisconnectCode {
             Self::BadProtocol => "bad_protocol",
             Self::ConnectionLimit => "connection_limit",
             Self::UserDeleted => "user_deleted",
+            Self::OriginNotAllowed => "origin_not_allowed",
         }
     }
 
@@ -360,6 +370,7 @@ impl DisconnectCode {
             (_, Reason::UserDeleted) => Self::UserDeleted,
             (_, Reason::Revoked) => Self::TokensRevoked,
             (_, Reason::ConnectionLimit) => Self::ConnectionLimit,
+            (_, Reason::OriginNotAllowed) => Self::OriginNotAllowed,
             _ if code.temporary() => Self::ServerError,
             _ => Self::InvalidToken,
         }
@@ -414,6 +425,7 @@ mod tests {
                     (_, Reason::UserDeleted) => D::UserDeleted,
                     (_, Reason::Revoked) => D::TokensRevoked,
                     (_, Reason::ConnectionLimit) => D::ConnectionLimit,
+                    (_, Reason::OriginNotAllowed) => D::OriginNotAllowed,
                     (ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::RateLimited, _) => {
                         D::ServerError
                     }
@@ -480,6 +492,12 @@ mod tests {
                 ErrorCode::PermissionDenied,
                 Reason::ConnectionLimit,
                 D::ConnectionLimit,
+                false,
+            ),
+            (
+                ErrorCode::PermissionDenied,
+                Reason::OriginNotAllowed,
+                D::OriginNotAllowed,
                 false,
             ),
             (ErrorCode::Unavailable, Reason::None, D::ServerError, true),

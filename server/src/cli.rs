@@ -10,6 +10,7 @@ use mkondo_proto::DisconnectCode;
 use crate::auth::{self, KeyAlg};
 use crate::config::ServeArgs;
 use crate::node::lifecycle::revocation_point;
+use crate::node::origins;
 use crate::store::{self, Announce, Store};
 
 mod run;
@@ -84,6 +85,32 @@ pub enum AppCommand {
     },
     /// List apps.
     List {
+        #[arg(long)]
+        json: bool,
+        /// SQLite file path, or postgres://user:pass@host/db.
+        #[arg(
+            long,
+            env = "MKONDO_DATABASE",
+            hide_env_values = true,
+            default_value = "mkondo.db"
+        )]
+        database: String,
+    },
+    /// Change an app's settings; what is not given stays as it is.
+    Update {
+        #[arg(long)]
+        app: String,
+        /// Replace the browser origins the app's web frontends may call from
+        /// (repeat it: `--allowed-origin https://chat.example --allowed-origin
+        /// http://localhost:5173`), or `*` for any (development).
+        #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+        allowed_origins: Vec<String>,
+        /// Empty the allowed origins: only the server's own origin is allowed.
+        #[arg(long, conflicts_with = "allowed_origins")]
+        clear_allowed_origins: bool,
+        /// Whether a valid token for an unknown user creates that user.
+        #[arg(long, value_name = "BOOL")]
+        auto_create_users: Option<bool>,
         #[arg(long)]
         json: bool,
         /// SQLite file path, or postgres://user:pass@host/db.
@@ -252,12 +279,63 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                         .map(|k| k.prefix.as_str())
                         .collect();
                     println!(
-                        "{}\t{}\tkeys: {}\tapi keys: {}",
+                        "{}\t{}\tkeys: {}\tapi keys: {}\torigins: {}",
                         app.app_id,
                         app.name,
                         kids.join(","),
-                        api_keys.join(",")
+                        api_keys.join(","),
+                        app.allowed_origins.join(",")
                     );
+                }
+            }
+            store.close().await;
+        }
+        AppCommand::Update {
+            app,
+            allowed_origins,
+            clear_allowed_origins,
+            auto_create_users,
+            json,
+            database,
+        } => {
+            let origins = match (clear_allowed_origins, allowed_origins.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, true) => None,
+                // Checked and normalised as the operator API does, before the
+                // database is opened.
+                (false, false) => Some(origins::allow_list(allowed_origins)?),
+            };
+            if origins.is_none() && auto_create_users.is_none() {
+                anyhow::bail!(
+                    "nothing to change: give --allowed-origin, --clear-allowed-origins \
+                     or --auto-create-users"
+                );
+            }
+            let store = Store::open(&database).await?;
+            if !store
+                .update_app_settings(&app, auto_create_users, origins.as_deref())
+                .await?
+            {
+                anyhow::bail!("app {app} not found");
+            }
+            let overview = store
+                .app_overview(&app)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("app {app} not found"))?;
+            if json {
+                print_json(&overview)?;
+            } else {
+                println!(
+                    "{app}: allowed origins: {}; auto_create_users: {}",
+                    if overview.allowed_origins.is_empty() {
+                        "none (only the server's own)".to_owned()
+                    } else {
+                        overview.allowed_origins.join(", ")
+                    },
+                    overview.auto_create_users
+                );
+                if origins.is_some() {
+                    println!("running servers apply it to preflights within {} s, to requests and connects at once", origins::UNION_TTL.as_secs());
                 }
             }
             store.close().await;

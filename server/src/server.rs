@@ -219,6 +219,12 @@ pub async fn serve(
             node.clone(),
             request_slot,
         ))
+        // Outside the request slots: a preflight takes none, and a browser can
+        // read a 503's body and `Retry-After`.
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::rest::cors::cors,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let shutdown_node = node.clone();
     let signal = async move {
@@ -287,6 +293,10 @@ pub async fn dev_setup(node: &Node) -> anyhow::Result<()> {
                 creds.signing_key.kid
             );
             println!("demo API key (shown once): {}", creds.api_key);
+            println!(
+                "the demo app allows browser pages of any origin (development); \
+                 restrict it with: mkondo app update --app demo --allowed-origin <origin>"
+            );
         }
         DemoApp::Existing => {
             println!(

@@ -2,9 +2,10 @@
 # The web SDK's tests: builds @mkondo/sdk (scripts/build-web.sh), then runs the
 # wasm-bindgen-test suite in headless Chromium and in Node (web/tests/wasm.sh,
 # which restarts the server mid-suite), checks the package's TypeScript types, and
-# runs the Node test of the package and the Playwright test of the two-window
-# demo, all against a real `mkondo dev`. Installs what is missing
-# (Debian chromium, chromedriver and certutil, npm playwright-core), skips what is there.
+# runs the Node test of the package, the Playwright tests of the two-window
+# demo, of browser origins (CORS, WebSocket Origin) and of TLS, all against a
+# real `mkondo dev`. Installs what is missing (Debian chromium, chromedriver
+# and certutil, npm playwright-core), skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -48,4 +49,6 @@ echo "== the two-window demo in headless Chromium (Playwright)"
 node --test web/tests/demo.test.mjs
 echo "== the package over TLS in headless Chromium trusting a test CA (an NSS database)"
 node --test web/tests/tls.test.mjs
+echo "== browser origins: fetch and WebSocket from another origin (Playwright)"
+node --test web/tests/cors.test.mjs
 echo "== web tests passed (screenshots in target/web-tests/)"

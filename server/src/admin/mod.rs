@@ -86,7 +86,8 @@ impl AdminApi {
                 .await?;
             return Err(Error::denied("the Admin API requires an API key"));
         }
-        self.node.api_key_request(key, from).await
+        // gRPC is not a browser's protocol: no Origin to check.
+        self.node.api_key_request(key, from, None).await
     }
 }
 

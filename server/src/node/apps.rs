@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mkondo_proto::{DisconnectCode, ErrorCode, Reason};
 
+use super::origins::{self, BrowserOrigin};
 use super::Node;
 use crate::auth::{self, KeyAlg, TokenClaims};
 use crate::config::Limits;
@@ -85,11 +86,16 @@ impl Node {
         self.store.close().await;
     }
 
-    /// The `demo` app for `mkondo dev`: created with its credentials, or found
-    /// as it is (no new API key on every start).
+    /// The `demo` app for `mkondo dev`: created with its credentials, allowing
+    /// any browser origin (development: the web SDK's browser tests run their
+    /// pages on ports of their own), or found as it is (no new API key on
+    /// every start, its origins as the developer left them).
     pub async fn ensure_demo_app(&self, id: &str) -> Result<DemoApp> {
         if self.store.get_app(id).await?.is_none() {
-            return Ok(DemoApp::Created(self.store.create_app(id, Some(id)).await?));
+            let creds = self.store.create_app(id, Some(id)).await?;
+            self.update_app(id, None, Some(vec![origins::ANY.to_owned()]))
+                .await?;
+            return Ok(DemoApp::Created(creds));
         }
         Ok(DemoApp::Existing)
     }
@@ -117,9 +123,15 @@ impl Node {
     }
 
     /// A user token's claims for a request/response API: verified as on connect,
-    /// and the user created from them (joining its `groups`) when seen first.
-    pub async fn authenticate_user_request(&self, token: &str) -> Result<TokenClaims> {
+    /// the browser's origin checked against the token's app, and the user
+    /// created from them (joining its `groups`) when seen first.
+    pub async fn authenticate_user_request(
+        &self,
+        token: &str,
+        origin: Option<&BrowserOrigin>,
+    ) -> Result<TokenClaims> {
         let claims = self.authenticate(token).await?;
+        self.check_origin(&claims.app_id, origin).await?;
         if self
             .store
             .get_user(&claims.app_id, &claims.user_id)
@@ -171,16 +183,25 @@ impl Node {
 
     /// Changes an app's settings: `auto_create_users` (whether a token for a user
     /// the app does not know creates them; the server-wide setting must allow
-    /// it too). Answers the app as listed.
+    /// it too) and `allowed_origins` (replaced whole; see `origins.rs`). Every
+    /// field is checked before anything is written, and all are written in one
+    /// transaction. Answers the app as listed.
     pub async fn update_app(
         &self,
         app: &str,
         auto_create_users: Option<bool>,
+        allowed_origins: Option<Vec<String>>,
     ) -> Result<AppOverview> {
-        if let Some(on) = auto_create_users {
-            if !self.store.set_auto_create_users(app, on).await? {
-                return Err(Error::not_found("app"));
-            }
+        let origins = allowed_origins.map(origins::allow_list).transpose()?;
+        if !self
+            .store
+            .update_app_settings(app, auto_create_users, origins.as_deref())
+            .await?
+        {
+            return Err(Error::not_found("app"));
+        }
+        if origins.is_some() {
+            self.origins_changed();
         }
         self.store
             .app_overview(app)

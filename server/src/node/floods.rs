@@ -37,6 +37,7 @@ use dashmap::DashMap;
 use mkondo_proto::{ErrorCode, Reason};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::origins::BrowserOrigin;
 use super::Node;
 use crate::auth::TokenClaims;
 use crate::config::{Config, IpRange};
@@ -343,17 +344,31 @@ impl Node {
 
     /// An API-key request: the key's app, once the key is checked (guarded per
     /// address) and the app's budget has room.
-    pub async fn api_key_request(&self, key: &str, from: ClientAddr) -> Result<String> {
+    /// A browser's origin is checked against the key's app after that, before
+    /// the request does anything.
+    pub async fn api_key_request(
+        &self,
+        key: &str,
+        from: ClientAddr,
+        origin: Option<&BrowserOrigin>,
+    ) -> Result<String> {
         let app = self.guard_auth(from, self.app_for_api_key(key)).await?;
         self.charge_backend(Backend::App(app.clone()))?;
+        self.check_origin(&app, origin).await?;
         Ok(app)
     }
 
     /// A user-token request: its claims, once the token is checked (guarded per
     /// address) and the user's budget — shared with its live connections — has room.
-    pub async fn user_request(&self, token: &str, from: ClientAddr) -> Result<TokenClaims> {
+    /// A browser's origin is checked once the token names the app.
+    pub async fn user_request(
+        &self,
+        token: &str,
+        from: ClientAddr,
+        origin: Option<&BrowserOrigin>,
+    ) -> Result<TokenClaims> {
         let claims = self
-            .guard_auth(from, self.authenticate_user_request(token))
+            .guard_auth(from, self.authenticate_user_request(token, origin))
             .await?;
         self.user_command(&claims.app_id, &claims.user_id)
             .map_err(Error::rate_limited)?;

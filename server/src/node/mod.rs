@@ -13,6 +13,7 @@ pub mod lifecycle;
 mod membership;
 mod message_changes;
 mod messages;
+pub mod origins;
 mod presence;
 pub mod requests;
 mod sessions;
@@ -69,6 +70,8 @@ pub struct Node {
     floods: floods::Floods,
     locks: Vec<Mutex<()>>,
     typing: TypingMap,
+    /// Every app's allowed origins together, for preflights (`origins.rs`).
+    origin_union: origins::UnionCache,
     started: Instant,
 }
 
@@ -96,6 +99,7 @@ impl Node {
             connect_gate,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             typing: TypingMap::new(TYPING_TTL_MS),
+            origin_union: Default::default(),
             started: Instant::now(),
         })
     }

@@ -111,6 +111,8 @@ impl StreamingService<v1::ClientFrame> for ConnectMethod {
                 Box::new(GrpcTransport { tx }),
                 Box::pin(inbound),
                 from,
+                // Browsers do not speak gRPC: no Origin to check.
+                None,
             ));
             let ok: fn(Wire) -> Result<Wire, Status> = Ok;
             Ok(Response::new(ReceiverStream::new(rx).map(ok)))

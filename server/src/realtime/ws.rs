@@ -20,6 +20,7 @@ use super::session;
 use super::transport::{Inbound, Item, Transport};
 use crate::engine::outbound::encode_frame;
 use crate::error::Error;
+use crate::node::origins::BrowserOrigin;
 use crate::node::{ClientAddr, Node};
 use crate::rest::auth::forwarded_for;
 
@@ -38,18 +39,27 @@ pub async fn upgrade(
     State(node): State<Arc<Node>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: http::HeaderMap,
+    uri: http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     let from = node.client_addr(peer.map(|c| c.0 .0), &forwarded_for(&headers));
+    // A browser's page origin, kept for `connect`: only the token names the
+    // app whose allowed origins it is checked against.
+    let origin = BrowserOrigin::from_headers(&headers, &uri).map(Box::new);
     let hard = node.limits().hard_frame_bytes();
     ws.protocols([PROTO_JSON, PROTO_PROTOBUF])
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| serve(node, socket, from))
+        .on_upgrade(move |socket| serve(node, socket, from, origin))
 }
 
-async fn serve(node: Arc<Node>, socket: WebSocket, from: ClientAddr) {
+async fn serve(
+    node: Arc<Node>,
+    socket: WebSocket,
+    from: ClientAddr,
+    origin: Option<Box<BrowserOrigin>>,
+) {
     let encoding = match socket.protocol().and_then(|p| p.to_str().ok()) {
         Some(PROTO_PROTOBUF) => Encoding::Protobuf,
         _ => Encoding::Json,
@@ -80,7 +90,7 @@ async fn serve(node: Arc<Node>, socket: WebSocket, from: ClientAddr) {
             futures::future::ready(Some(item))
         });
     let transport = WsTransport { sink, encoding };
-    session::run(node, Box::new(transport), Box::pin(inbound), from).await;
+    session::run(node, Box::new(transport), Box::pin(inbound), from, origin).await;
 }
 
 fn decode(encoding: Encoding, data: &[u8], max: usize, text: bool) -> Inbound {

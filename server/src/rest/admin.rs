@@ -45,6 +45,12 @@ pub struct UpdateApp {
     /// on first use (default true). The server-wide `--auto-create-users` must
     /// allow it too: off there, no app creates users.
     pub auto_create_users: Option<bool>,
+    /// Replaces the app's allowed browser origins (`[]` clears them): each
+    /// `scheme://host[:port]` with scheme http or https and no path, or `*` for
+    /// any origin (development). At most 100; normalised (lower case, default
+    /// port dropped) and de-duplicated. The server's own origin is always allowed.
+    #[schema(max_items = 100, value_type = Option<Vec<super::openapi::AllowedOrigin>>)]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -119,14 +125,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(creds)).into_response())
 }
 
-/// `PATCH /v1/admin/apps/{app}` `{auto_create_users?}`: 200 with the app as listed.
+/// `PATCH /v1/admin/apps/{app}` `{auto_create_users?, allowed_origins?}`: 200
+/// with the app as listed.
 #[utoipa::path(
     patch,
     path = "/v1/admin/apps/{app}",
     operation_id = "updateApp",
     tag = "admin",
     summary = "Change an app's settings",
-    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. Fields left out stay as they are.",
+    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. Fields left out stay as they are.",
     security(("operator" = [])),
     params(("app" = String, Path, description = "App id.")),
     request_body = UpdateApp,
@@ -145,7 +152,8 @@ pub async fn update(
     Json(body): Json<UpdateApp>,
 ) -> Result<axum::Json<AppOverview>> {
     Ok(axum::Json(
-        node.update_app(&app, body.auto_create_users).await?,
+        node.update_app(&app, body.auto_create_users, body.allowed_origins)
+            .await?,
     ))
 }
 

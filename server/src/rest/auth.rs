@@ -10,8 +10,10 @@ use http::request::Parts;
 
 use mkondo_proto::Reason;
 
+use super::cors::OriginVerdict;
 use crate::auth;
 use crate::error::{Error, Result};
+use crate::node::origins::BrowserOrigin;
 use crate::node::{Actor, ClientAddr, Node};
 
 /// The kind of principal behind a request.
@@ -73,22 +75,36 @@ impl FromRequestParts<Arc<Node>> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self> {
-        let credential = bearer(parts)?;
-        let from = client_addr(parts, node);
-        if auth::looks_like_api_key(credential) {
-            return Ok(Caller {
-                app: node.api_key_request(credential, from).await?,
-                principal: Principal::Backend,
-            });
+        let caller = authenticate(parts, node).await;
+        // The CORS middleware answers with what became of the origin (rest/cors.rs).
+        if let Some(verdict) = parts.extensions.get::<OriginVerdict>() {
+            verdict.record(&caller);
         }
-        // A user seen for the first time is created from the token's claims (and
-        // joins its `groups`), as on a first real-time connect.
-        let claims = node.user_request(credential, from).await?;
-        Ok(Caller {
-            app: claims.app_id,
-            principal: Principal::User(claims.user_id),
-        })
+        caller
     }
+}
+
+/// The caller of a request, its browser origin checked against its app (the
+/// node refuses an origin the app does not allow, before any work).
+async fn authenticate(parts: &Parts, node: &Node) -> Result<Caller> {
+    let credential = bearer(parts)?;
+    let from = client_addr(parts, node);
+    let origin = BrowserOrigin::from_headers(&parts.headers, &parts.uri);
+    if auth::looks_like_api_key(credential) {
+        return Ok(Caller {
+            app: node
+                .api_key_request(credential, from, origin.as_ref())
+                .await?,
+            principal: Principal::Backend,
+        });
+    }
+    // A user seen for the first time is created from the token's claims (and
+    // joins its `groups`), as on a first real-time connect.
+    let claims = node.user_request(credential, from, origin.as_ref()).await?;
+    Ok(Caller {
+        app: claims.app_id,
+        principal: Principal::User(claims.user_id),
+    })
 }
 
 /// The server's operator, for `/v1/admin/...` (apps and their keys):

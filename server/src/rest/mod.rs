@@ -16,6 +16,7 @@ use crate::node::Node;
 pub mod admin;
 pub mod auth;
 pub mod conversations;
+pub mod cors;
 pub mod extract;
 pub mod lifecycle;
 pub mod messages;

@@ -82,7 +82,7 @@ pub fn document() -> serde_json::Value {
         (name = "meta"),
     ),
     components(
-        schemas(ErrorBody, UserId, ConversationId, messages::MessageKind),
+        schemas(ErrorBody, UserId, ConversationId, AllowedOrigin, messages::MessageKind),
         responses(E401, E403, E404, E409, E413, E422),
     ),
     paths(
@@ -318,6 +318,29 @@ impl PartialSchema for ConversationId {
 }
 
 impl ToSchema for ConversationId {}
+
+/// An entry of an app's `allowed_origins`. The pattern admits every origin the
+/// server accepts and refuses what is plainly not one; the finer rules (a real
+/// host, a port up to 65535) are `node::origins::normalise`'s (docs/rest.md).
+pub struct AllowedOrigin;
+
+impl PartialSchema for AllowedOrigin {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^(\\*|[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+)$"))
+            .min_length(Some(1))
+            .max_length(Some(crate::node::origins::MAX_ORIGIN_BYTES))
+            .description(Some(
+                "`scheme://host[:port]` (http or https, no path, no trailing slash), \
+                 e.g. `https://chat.example`, or `*` for any origin (development).",
+            ))
+            .examples(["https://chat.example"])
+            .into()
+    }
+}
+
+impl ToSchema for AllowedOrigin {}
 
 /// `{"type": "null"}`: a field that must be absent or null.
 pub fn null_only() -> ObjectBuilder {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::columns::Flag;
+use super::columns::{Flag, StringList};
 use super::{now_ms, retrying, Millis, Store, Tx};
 use crate::auth::{self, KeyAlg, SigningKey};
 use crate::error::{Error, Result};
@@ -18,6 +18,9 @@ pub struct AppRow {
     pub auto_create_users: bool,
     #[serde(skip)]
     pub tokens_valid_after: i64,
+    /// Normalised origins, or `*` (`node::origins`).
+    #[sqlx(try_from = "StringList")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// A signing key as created: its secret, for HS256, shown this once.
@@ -67,7 +70,8 @@ impl std::fmt::Debug for CreatedApiKey {
 }
 
 /// The columns an [`AppRow`] is read from (`FromRow`, by name).
-const APP_COLUMNS: &str = "id, name, created_at, auto_create_users, tokens_valid_after";
+const APP_COLUMNS: &str =
+    "id, name, created_at, auto_create_users, tokens_valid_after, allowed_origins";
 
 /// A row of `signing_keys`; its `alg` is checked as it becomes a [`SigningKey`].
 #[derive(sqlx::FromRow)]
@@ -294,6 +298,15 @@ impl Store {
     }
 }
 
+/// An `allowed_origins` value read alone; one that does not parse is `internal`,
+/// as a column that does not decode (store/columns.rs).
+fn origin_list(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|err| {
+        tracing::error!(%err, "an app's allowed_origins is not a JSON array of strings");
+        Error::internal()
+    })
+}
+
 /// A signing key as listed (never its material).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct KeyInfo {
@@ -320,6 +333,9 @@ pub struct AppOverview {
     pub name: String,
     pub created_at: Millis,
     pub auto_create_users: bool,
+    /// The browser origins its web frontends may call from (REST and WebSocket),
+    /// besides the server's own; `*` allows any (development).
+    pub allowed_origins: Vec<String>,
     pub signing_keys: Vec<KeyInfo>,
     pub api_keys: Vec<ApiKeyInfo>,
 }
@@ -385,6 +401,7 @@ impl Store {
             name: app.name,
             created_at: Millis(app.created_at),
             auto_create_users: app.auto_create_users,
+            allowed_origins: app.allowed_origins,
         })
     }
 
@@ -396,6 +413,69 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(updated.rows_affected() > 0)
+    }
+
+    /// Changes an app's settings in one transaction (a field `None` stays as it
+    /// is); false, and nothing changed, when there is no such app. The origins
+    /// are stored as given: `node::origins` checks and normalises them first.
+    pub async fn update_app_settings(
+        &self,
+        app_id: &str,
+        auto_create_users: Option<bool>,
+        allowed_origins: Option<&[String]>,
+    ) -> Result<bool> {
+        let origins = allowed_origins
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|_| Error::internal())?;
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM apps WHERE id = $1")
+            .bind(app_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        if let Some(on) = auto_create_users {
+            sqlx::query("UPDATE apps SET auto_create_users = $1 WHERE id = $2")
+                .bind(i64::from(on))
+                .bind(app_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(origins) = origins {
+            sqlx::query("UPDATE apps SET allowed_origins = $1 WHERE id = $2")
+                .bind(origins)
+                .bind(app_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One app's allowed origins; `None` when there is no such app.
+    pub async fn allowed_origins(&self, app_id: &str) -> Result<Option<Vec<String>>> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT allowed_origins FROM apps WHERE id = $1")
+                .bind(app_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        text.as_deref().map(origin_list).transpose()
+    }
+
+    /// Every app's allowed origins, together (duplicates possible): what a
+    /// browser's preflight is answered from, before any credential is seen.
+    pub async fn all_allowed_origins(&self) -> Result<Vec<String>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT allowed_origins FROM apps WHERE allowed_origins <> '[]'")
+                .fetch_all(&self.reader)
+                .await?;
+        let mut all = Vec::new();
+        for text in rows {
+            all.extend(origin_list(&text)?);
+        }
+        Ok(all)
     }
 
     /// The app's signing keys, oldest first.

@@ -60,6 +60,32 @@ impl From<Flag> for bool {
     }
 }
 
+/// A JSON array of strings kept in a TEXT column (an app's allowed origins):
+/// `#[sqlx(try_from = "StringList")]`.
+pub struct StringList(Vec<String>);
+
+impl Type<Any> for StringList {
+    fn type_info() -> AnyTypeInfo {
+        <String as Type<Any>>::type_info()
+    }
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <String as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Any> for StringList {
+    fn decode(value: ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <String as Decode<'r, Any>>::decode(value)?;
+        Ok(StringList(serde_json::from_str(&text)?))
+    }
+}
+
+impl From<StringList> for Vec<String> {
+    fn from(list: StringList) -> Vec<String> {
+        list.0
+    }
+}
+
 /// A JSON value kept in a TEXT column: `#[sqlx(try_from = "JsonText")]`.
 pub struct JsonText(Value);
 

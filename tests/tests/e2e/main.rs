@@ -14,6 +14,7 @@ mod admin_grpc_messages;
 mod auth;
 mod blocks;
 mod chat;
+mod cors;
 mod delete_conversation;
 mod durability;
 mod error_format;

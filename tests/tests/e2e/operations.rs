@@ -122,6 +122,37 @@ async fn dev_creates_the_demo_app() {
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
+    // The demo app allows pages of any origin (development: the web SDK's
+    // browser tests serve theirs on ports of their own), but `/dev` stays
+    // closed to other origins' pages; the demo's own page passes.
+    let http = reqwest::Client::new();
+    let elsewhere = "http://localhost:9";
+    let me = http
+        .get(format!("http://{addr}/v1/me"))
+        .bearer_auth(&token)
+        .header("origin", elsewhere)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.headers()["access-control-allow-origin"], elsewhere);
+    let dev_token = |origin: String| {
+        http.post(format!("http://{addr}/dev/token"))
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(r#"{"user":"bob"}"#)
+            .send()
+    };
+    let foreign = dev_token(elsewhere.to_owned()).await.unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    assert_eq!(
+        dev_token(format!("http://{addr}")).await.unwrap().status(),
+        200
+    );
+
     let client = mkondo_tests::Client::open(addr, Transport::WsJson).await;
     let reply = client
         .connect(&token, HashMap::new())

@@ -484,8 +484,9 @@ pub async fn apps_never_see_each_other(db: Db) {
     assert_eq!(users_b.items.len(), 2);
 }
 
-/// An app's own `auto_create_users` is stored per app (on by default), and a new
-/// HS256 secret shorter than 32 bytes is refused before anything is written.
+/// An app's own `auto_create_users` and `allowed_origins` are stored per app
+/// (on and empty by default), and a new HS256 secret shorter than 32 bytes is
+/// refused before anything is written.
 pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     let store = db.open().await;
     let a = new_app(&store, "a").await;
@@ -513,4 +514,41 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
         .unwrap();
     assert_eq!(key.alg, "HS256");
     assert_eq!(store.signing_keys(&a).await.unwrap().len(), 2);
+
+    // Allowed origins: empty by default, per app, changed with the other
+    // settings in one transaction, read alone and together.
+    assert_eq!(store.allowed_origins(&a).await.unwrap(), Some(vec![]));
+    assert_eq!(
+        store.all_allowed_origins().await.unwrap(),
+        Vec::<String>::new()
+    );
+    let origins = ["https://a.example".to_owned(), "*".to_owned()];
+    assert!(store
+        .update_app_settings(&a, Some(true), Some(&origins))
+        .await
+        .unwrap());
+    let app = store.get_app(&a).await.unwrap().unwrap();
+    assert!(app.auto_create_users);
+    assert_eq!(app.allowed_origins, origins);
+    assert_eq!(
+        store
+            .app_overview(&a)
+            .await
+            .unwrap()
+            .unwrap()
+            .allowed_origins,
+        origins
+    );
+    assert_eq!(store.allowed_origins(&b).await.unwrap(), Some(vec![]));
+    assert_eq!(store.all_allowed_origins().await.unwrap(), origins);
+    assert!(store
+        .update_app_settings(&a, Some(false), None)
+        .await
+        .unwrap());
+    assert_eq!(store.allowed_origins(&a).await.unwrap().unwrap(), origins);
+    assert!(!store
+        .update_app_settings("nope", None, Some(&origins))
+        .await
+        .unwrap());
+    assert_eq!(store.allowed_origins("nope").await.unwrap(), None);
 }

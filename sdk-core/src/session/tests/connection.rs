@@ -199,6 +199,7 @@ fn disconnect_codes_follow_the_table() {
         (3503, false),
         (3504, false),
         (3505, false),
+        (3506, false),
         // Unknown codes follow their range; other closes reconnect.
         (3333, true),
         (3999, false),

@@ -89,6 +89,14 @@ impl Session {
             Ok(c) => c,
             Err(err) => return Err(self.refuse(err)),
         };
+        // A browser page's origin must be one the token's app allows: checked
+        // before the user is created or the session joins the hub.
+        if let Err(err) = node
+            .check_origin(&claims.app_id, self.origin.as_deref())
+            .await
+        {
+            return Err(self.refuse(err));
+        }
         let user = node.user_for_claims(&claims).await?;
         let app: Arc<str> = Arc::from(claims.app_id.as_str());
         let user_id: Arc<str> = Arc::from(claims.user_id.as_str());

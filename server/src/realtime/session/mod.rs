@@ -38,6 +38,7 @@ use crate::engine::hub::{Closer, SessionHandle, SessionId, TokenStamp};
 use crate::engine::outbound::Outbound;
 use crate::engine::presence::AppState;
 use crate::error::Error;
+use crate::node::origins::BrowserOrigin;
 use crate::node::{Bucket, ClientAddr, Node, Rate};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -65,6 +66,9 @@ struct Session {
     bucket: Bucket,
     /// Where the connection comes from: failed connects are counted per address.
     from: ClientAddr,
+    /// The browser page's origin (the WebSocket upgrade's `Origin`), checked at
+    /// `connect` against the token's app; none for native clients and gRPC.
+    origin: Option<Box<BrowserOrigin>>,
     /// A `ping` went out and no frame came back yet: close at this instant.
     pong_deadline: Option<Instant>,
     next_ping: Instant,
@@ -78,6 +82,7 @@ pub async fn run(
     mut transport: Box<dyn Transport>,
     inbound: InboundStream,
     from: ClientAddr,
+    origin: Option<Box<BrowserOrigin>>,
 ) {
     let _open = node.track_session();
     let mut inbound = inbound.peekable();
@@ -94,6 +99,7 @@ pub async fn run(
         delivered: HashMap::new(),
         bucket: Bucket::full(session_rate(&limits), now.into_std()),
         from,
+        origin,
         pong_deadline: None,
         next_ping: now + limits.ping_interval,
         close_after_reply: None,
