@@ -1,6 +1,7 @@
 """The Python binding over TLS: a server started with `--tls-cert/--tls-key`
 (certificates from a test CA made here with openssl), clients given only that
-CA's PEM. Every transport chats; a client without the CA never connects."""
+CA's PEM. Every transport chats; a client without the CA, or one calling the
+server by a name its certificate does not carry, never connects and says why."""
 
 import asyncio
 import os
@@ -14,7 +15,7 @@ from test_scenario import Events, texts
 
 
 def make_ca_and_cert(directory):
-    """A test CA and a server certificate for localhost and 127.0.0.1."""
+    """A test CA and a server certificate for localhost only (127.0.0.1 is a wrong name)."""
     def run(*args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
 
@@ -25,7 +26,7 @@ def make_ca_and_cert(directory):
     run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
         "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost")
     with open(os.path.join(directory, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        f.write("subjectAltName=DNS:localhost\n"
                 "basicConstraints=CA:FALSE\n"
                 "keyUsage=critical,digitalSignature\n"
                 "extendedKeyUsage=serverAuth\n")
@@ -79,13 +80,32 @@ def test_clients_chat_over_tls_given_only_the_ca(tls_server, transport):
     asyncio.run(run())
 
 
-def test_a_client_without_the_ca_never_connects(tls_server):
+async def refused(server, url, ca, transport):
+    """A client of `url` never connects; resolves with its first Failed event."""
+    events = Events()
+    cfg = config(server, "eve", transport, ca)
+    cfg.url = url
+    client = mkondo.Client(cfg, events, None)
+    client.connect()
+    failed = (await events.wait(lambda e: isinstance(e, mkondo.ClientEvent.FAILED)))[0]
+    assert client.state() == mkondo.ConnectionState.CONNECTING
+    with pytest.raises(Exception):
+        await client.wait_for_state(mkondo.ConnectionState.CONNECTED, 500)
+    client.shutdown()
+    return failed
+
+
+@pytest.mark.parametrize("transport", list(mkondo.Transport))
+def test_an_unknown_ca_or_a_wrong_name_is_refused_with_the_reason(tls_server, transport):
+    port = tls_server.addr.rsplit(":", 1)[1]
+
     async def run():
-        client = mkondo.Client(config(tls_server, "eve", mkondo.Transport.GRPC, None),
-                               Events(), None)
-        client.connect()
-        with pytest.raises(Exception):
-            await client.wait_for_state(mkondo.ConnectionState.CONNECTED, 2000)
-        assert client.state() != mkondo.ConnectionState.CONNECTED
+        for url, ca, why in [
+            (tls_server.url, None, "UnknownIssuer"),
+            ("https://127.0.0.1:" + port, tls_server.ca_pem, "not valid for name"),
+        ]:
+            failed = await refused(tls_server, url, ca, transport)
+            assert failed.code == "unavailable", failed
+            assert "certificate" in failed.detail and why in failed.detail, failed.detail
 
     asyncio.run(run())
