@@ -14,10 +14,9 @@ import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const operatorSecret = 'operator-secret-for-the-cors-test';
 
 /** A blank page on 127.0.0.1, another origin than the Mkondo server's. */
@@ -81,12 +80,7 @@ test('a page of another origin: fetch and WebSocket follow the app\'s allowed or
   const listed = `http://127.0.0.1:${pagePort}`;
   // The same page server under another host name: another origin, not listed.
   const unlisted = `http://localhost:${pagePort}`;
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run'],
-  });
+  const browser = await launchChromium();
   try {
     // An app of its own (the demo app allows every origin, for development).
     const app = await operator(server.addr, 'POST', '/v1/admin/apps', { name: 'Shop', id: 'shop' });

@@ -12,21 +12,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const artifacts = 'target/web-tests';
 
 test('two demo windows: chat, typing, unread badge, presence, read receipts, server restart', async () => {
   const database = join(mkdtempSync(join(tmpdir(), 'mkondo-web-')), 'demo.db');
   let server = await startServer(database);
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
-  });
+  const browser = await launchChromium({ args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] });
   try {
     const alice = await (await browser.newContext()).newPage();
     const bob = await (await browser.newContext()).newPage();
@@ -97,11 +91,7 @@ test('two demo windows: chat, typing, unread badge, presence, read receipts, ser
 test('the call page sets up a WebRTC call between two windows through SDK signals', async () => {
   const database = join(mkdtempSync(join(tmpdir(), 'mkondo-call-')), 'demo.db');
   const server = await startServer(database);
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage',
-      '--no-first-run', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
-  });
+  const browser = await launchChromium({ args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] });
   try {
     const alice = await (await browser.newContext()).newPage();
     const bob = await (await browser.newContext()).newPage();

@@ -16,12 +16,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const chromiumArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 /** A CA named `name` in `dir` and a server certificate from it for DNS:localhost only. */
 function makeCa(dir, name) {
@@ -85,16 +82,8 @@ test('the package chats over wss:// in Chromium trusting a test CA; wrong names 
   const server = await startServer(join(dir, 'demo.db'), '127.0.0.1:0', trusted.args);
   const stranger = await startServer(join(dir, 'stranger.db'), '127.0.0.1:0', unknown.args);
   const origin = `https://localhost:${port(server)}`;
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: chromiumArgs,
-    env: { ...process.env, HOME: homeTrusting(dir, trusted.ca) },
-  });
-  const untrusting = await chromium.launch({
-    executablePath: chromiumPath,
-    args: chromiumArgs,
-    env: { ...process.env, HOME: join(dir, 'empty-home') },
-  });
+  const browser = await launchChromium({ env: { ...process.env, HOME: homeTrusting(dir, trusted.ca) } });
+  const untrusting = await launchChromium({ env: { ...process.env, HOME: join(dir, 'empty-home') } });
   try {
     const alice = await (await browser.newContext()).newPage();
     const bob = await (await browser.newContext()).newPage();

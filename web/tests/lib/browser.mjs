@@ -1,0 +1,12 @@
+// Headless Chromium for the web tests, with the flags this machine's closed
+// network needs (no background connections, no QUIC).
+import { chromium } from 'playwright-core';
+
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const baseArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-dev-shm-usage',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+/** Launches Chromium with the base flags, `args` after them and `env` (whole) if given. */
+export function launchChromium({ args = [], env } = {}) {
+  return chromium.launch({ executablePath: chromiumPath, args: [...baseArgs, ...args], ...(env ? { env } : {}) });
+}
