@@ -292,7 +292,7 @@ impl Node {
         let Some(peer) = peer.map(|p| p.ip().to_canonical()) else {
             return ClientAddr(None);
         };
-        let trusted = |ip: &IpAddr| self.floods.trusted_proxies.iter().any(|r| r.contains(*ip));
+        let trusted = |ip: &IpAddr| self.is_trusted_proxy(*ip);
         if !trusted(&peer) {
             return ClientAddr(Some(peer));
         }
@@ -311,6 +311,13 @@ impl Node {
             }
         }
         ClientAddr(Some(peer))
+    }
+
+    /// Whether `ip` is one of `--trusted-proxies`, whose forwarded headers
+    /// are believed.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.floods.trusted_proxies.iter().any(|r| r.contains(ip))
     }
 
     /// Runs an authentication for a client address: refused at once while the

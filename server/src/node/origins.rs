@@ -46,6 +46,9 @@ pub struct BrowserOrigin {
     /// As sent, for messages (truncated).
     sent: String,
     host: Option<String>,
+    /// The scheme the page reached us over as a trusted proxy terminating TLS
+    /// told it (`X-Forwarded-Proto`); `None`: the scheme this server serves.
+    forwarded_scheme: Option<&'static str>,
 }
 
 impl BrowserOrigin {
@@ -71,6 +74,26 @@ impl BrowserOrigin {
             origin,
             sent: sent.chars().take(MAX_ORIGIN_BYTES).collect(),
             host,
+            forwarded_scheme: None,
+        }
+    }
+
+    /// The scheme in the last `X-Forwarded-Proto` value (what the proxy nearest
+    /// to us saw), when it is `http` or `https`.
+    fn forwarded_proto(headers: &http::HeaderMap) -> Option<&'static str> {
+        let last = headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .next_back()?;
+        if last.eq_ignore_ascii_case("https") {
+            Some("https")
+        } else if last.eq_ignore_ascii_case("http") {
+            Some("http")
+        } else {
+            None
         }
     }
 
@@ -192,9 +215,30 @@ impl UnionCache {
 }
 
 impl Node {
-    /// The scheme this server's own pages are served over.
-    fn own_scheme(&self) -> &'static str {
-        if self.config.tls.is_some() {
+    /// A request's browser origin, if it has one (see
+    /// [`BrowserOrigin::from_headers`]). From a trusted proxy (`peer` in
+    /// `--trusted-proxies`), its `X-Forwarded-Proto` says which scheme the page
+    /// reached the server over, so the server's own origin behind a proxy
+    /// terminating TLS is `https://`; from anyone else the header is ignored.
+    pub fn browser_origin(
+        &self,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Option<BrowserOrigin> {
+        let mut origin = BrowserOrigin::from_headers(headers, uri)?;
+        if peer.is_some_and(|p| self.is_trusted_proxy(p.ip())) {
+            origin.forwarded_scheme = BrowserOrigin::forwarded_proto(headers);
+        }
+        Some(origin)
+    }
+
+    /// The scheme this server's own pages are served over: its own (`https`
+    /// with `--tls-cert`), unless a trusted proxy said otherwise.
+    fn own_scheme(&self, origin: &BrowserOrigin) -> &'static str {
+        if let Some(scheme) = origin.forwarded_scheme {
+            scheme
+        } else if self.config.tls.is_some() {
             "https"
         } else {
             "http"
@@ -208,7 +252,7 @@ impl Node {
         let Some(origin) = origin else {
             return Ok(());
         };
-        if origin.is_own(self.own_scheme()) {
+        if origin.is_own(self.own_scheme(origin)) {
             return Ok(());
         }
         let list = self
@@ -230,7 +274,7 @@ impl Node {
     /// own origin, or one that some app lists (the real request is then
     /// checked against the caller's own app).
     pub async fn preflight_allows(&self, origin: &BrowserOrigin) -> Result<bool> {
-        if origin.is_own(self.own_scheme()) {
+        if origin.is_own(self.own_scheme(origin)) {
             return Ok(true);
         }
         let union = self.origin_union().await?;
@@ -244,7 +288,7 @@ impl Node {
     /// Routes browsers may not call (the operator API, `/dev`): a foreign
     /// origin is refused whatever any app lists; the server's own passes.
     pub fn refuse_foreign_origin(&self, origin: &BrowserOrigin) -> Result<()> {
-        if origin.is_own(self.own_scheme()) {
+        if origin.is_own(self.own_scheme(origin)) {
             Ok(())
         } else {
             Err(origin.refused())

@@ -42,10 +42,11 @@ pub async fn upgrade(
     uri: http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let from = node.client_addr(peer.map(|c| c.0 .0), &forwarded_for(&headers));
+    let peer = peer.map(|c| c.0 .0);
+    let from = node.client_addr(peer, &forwarded_for(&headers));
     // A browser's page origin, kept for `connect`: only the token names the
     // app whose allowed origins it is checked against.
-    let origin = BrowserOrigin::from_headers(&headers, &uri).map(Box::new);
+    let origin = node.browser_origin(&headers, &uri, peer).map(Box::new);
     let hard = node.limits().hard_frame_bytes();
     ws.protocols([PROTO_JSON, PROTO_PROTOBUF])
         .read_buffer_size(READ_BUFFER_BYTES)

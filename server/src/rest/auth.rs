@@ -13,7 +13,6 @@ use mkondo_proto::Reason;
 use super::cors::OriginVerdict;
 use crate::auth;
 use crate::error::{Error, Result};
-use crate::node::origins::BrowserOrigin;
 use crate::node::{Actor, ClientAddr, Node};
 
 /// The kind of principal behind a request.
@@ -89,7 +88,7 @@ impl FromRequestParts<Arc<Node>> for Caller {
 async fn authenticate(parts: &Parts, node: &Node) -> Result<Caller> {
     let credential = bearer(parts)?;
     let from = client_addr(parts, node);
-    let origin = BrowserOrigin::from_headers(&parts.headers, &parts.uri);
+    let origin = node.browser_origin(&parts.headers, &parts.uri, peer(parts));
     if auth::looks_like_api_key(credential) {
         return Ok(Caller {
             app: node
@@ -127,11 +126,19 @@ impl FromRequestParts<Arc<Node>> for Operator {
 
 /// The client's address: the TCP peer, or what a trusted proxy forwarded.
 pub fn client_addr(parts: &Parts, node: &Node) -> ClientAddr {
-    let peer = parts
-        .extensions
+    node.client_addr(peer(parts), &forwarded_for(&parts.headers))
+}
+
+/// The TCP peer of a request.
+pub fn peer(parts: &Parts) -> Option<std::net::SocketAddr> {
+    peer_of(&parts.extensions)
+}
+
+/// The TCP peer recorded in a request's extensions.
+pub fn peer_of(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
-    node.client_addr(peer, &forwarded_for(&parts.headers))
+        .map(|c| c.0)
 }
 
 /// Every `X-Forwarded-For` header's value, in order.

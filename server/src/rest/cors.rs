@@ -106,7 +106,8 @@ pub async fn cors(State(node): State<Arc<Node>>, mut request: Request, next: Nex
     let Some(sent) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
-    let Some(origin) = BrowserOrigin::from_headers(request.headers(), request.uri()) else {
+    let peer = super::auth::peer_of(request.extensions());
+    let Some(origin) = node.browser_origin(request.headers(), request.uri(), peer) else {
         return next.run(request).await;
     };
     if kind == Routes::Closed {

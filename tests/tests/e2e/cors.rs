@@ -540,3 +540,57 @@ async fn the_operator_api_is_not_opened_to_browsers() {
     let r = get(server.addr, "/healthz", None, Some(A)).await;
     assert_eq!((r.status, r.acao()), (200, None));
 }
+
+/// Behind a trusted proxy terminating TLS, the server's own origin is
+/// `https://` + its host: the proxy's `X-Forwarded-Proto` says so. From a peer
+/// that is not a trusted proxy the header is ignored, so it cannot make a
+/// foreign page look like the server's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_own_origin_takes_its_forwarded_scheme() {
+    let behind =
+        TestServer::start(ServerOptions::new().flag("--trusted-proxies", "127.0.0.1")).await;
+    let direct = TestServer::start(ServerOptions::new()).await;
+    let via_tls = [("x-forwarded-proto", "https")];
+    for (server, trusted) in [(&behind, true), (&direct, false)] {
+        let token = server.app.token("alice");
+        let https_own = format!("https://{}", server.addr);
+        let r = send(
+            server.addr,
+            Method::GET,
+            "/v1/me",
+            Some(&token),
+            Some(&https_own),
+            &via_tls,
+        )
+        .await;
+        if trusted {
+            assert_eq!(r.status, 200, "the proxy's https page: {}", r.body);
+            assert_eq!(r.acao(), Some(https_own.as_str()));
+            // The proxy said https: the same host over http is not the page.
+            let http_own = own_origin(server);
+            send(
+                server.addr,
+                Method::GET,
+                "/v1/me",
+                Some(&token),
+                Some(&http_own),
+                &via_tls,
+            )
+            .await
+            .refused_for_origin();
+        } else {
+            r.refused_for_origin();
+        }
+        // Garbage in the header is no scheme: the server's own (http) decides.
+        let r = send(
+            server.addr,
+            Method::GET,
+            "/v1/me",
+            Some(&token),
+            Some(&own_origin(server)),
+            &[("x-forwarded-proto", "gopher")],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
