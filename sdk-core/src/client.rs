@@ -61,6 +61,13 @@ impl Client {
         if config.token.is_none() && config.token_provider.is_none() {
             return Err(Error::Config("give a token or a token provider".into()));
         }
+        if let Some((scheme, _)) = crate::transport::split_scheme(&config.url) {
+            if !crate::transport::SCHEMES.contains(&scheme.as_str()) {
+                return Err(Error::Config(format!(
+                    "the server URL's scheme must be https, wss, http or ws, not {scheme:?}"
+                )));
+            }
+        }
         #[cfg(not(target_arch = "wasm32"))]
         if crate::transport::tls::is_plaintext_beyond_loopback(&config.url) {
             tracing::warn!(

@@ -41,6 +41,7 @@ async fn run(tls: Arc<TlsConfigs>, mut link: Link) {
         Err(e) => return link.reporter.closed(None, format!("bad URL {url}: {e}")),
     };
     let connected = tokio::select! {
+        // grpc_url lower-cases the scheme: `HTTPS://` is TLS too.
         r = connect(&tls, endpoint, url.starts_with("https://")) => r,
         _ = wait_close(&mut link) => return,
     };

@@ -141,11 +141,23 @@ pub fn for_kind(
     }
 }
 
+/// A server URL's scheme, lower-cased as URLs compare it (`HTTPS://` is
+/// `https://`: TLS is chosen from this, never from the text as written), and
+/// the rest; `None` without `://`.
+pub fn split_scheme(url: &str) -> Option<(String, &str)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    Some((scheme.to_ascii_lowercase(), rest))
+}
+
+/// The schemes a server URL may have.
+pub const SCHEMES: [&str; 4] = ["http", "https", "ws", "wss"];
+
 /// The WebSocket URL of a server URL: `http(s)://host[:port]` or
 /// `ws(s)://host[:port]`, with `/v1/realtime` when no path is given.
 pub fn websocket_url(url: &str) -> String {
     let url = url.trim();
-    let (scheme, rest) = match url.split_once("://") {
+    let split = split_scheme(url);
+    let (scheme, rest) = match split.as_ref().map(|(s, r)| (s.as_str(), *r)) {
         Some(("http", rest)) => ("ws", rest),
         Some(("https", rest)) => ("wss", rest),
         Some((scheme, rest)) => (scheme, rest),
@@ -161,7 +173,8 @@ pub fn websocket_url(url: &str) -> String {
 /// The gRPC endpoint of a server URL: `http(s)://host[:port]` without a path.
 pub fn grpc_url(url: &str) -> String {
     let url = url.trim();
-    let (scheme, rest) = match url.split_once("://") {
+    let split = split_scheme(url);
+    let (scheme, rest) = match split.as_ref().map(|(s, r)| (s.as_str(), *r)) {
         Some(("ws", rest)) => ("http", rest),
         Some(("wss", rest)) => ("https", rest),
         Some((scheme, rest)) => (scheme, rest),
@@ -193,5 +206,10 @@ mod tests {
         assert_eq!(grpc_url("ws://h:1/v1/realtime"), "http://h:1");
         assert_eq!(grpc_url("wss://h/v1/realtime"), "https://h");
         assert_eq!(grpc_url("http://h:1"), "http://h:1");
+        // The scheme is compared as URLs compare it: upper case is still TLS.
+        assert_eq!(grpc_url("HTTPS://h"), "https://h");
+        assert_eq!(grpc_url("Wss://h/v1/realtime"), "https://h");
+        assert_eq!(websocket_url("HTTPS://h"), "wss://h/v1/realtime");
+        assert_eq!(websocket_url("WSS://h:1/x"), "wss://h:1/x");
     }
 }

@@ -171,8 +171,7 @@ impl ServerCertVerifier for Trust {
 /// Whether a plaintext URL leaves this machine (worth a warning: tokens and
 /// messages would cross the network in the clear).
 pub fn is_plaintext_beyond_loopback(url: &str) -> bool {
-    let url = url.trim();
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, rest)) = super::split_scheme(url) else {
         return false;
     };
     if scheme != "ws" && scheme != "http" {
@@ -205,7 +204,11 @@ mod tests {
         ] {
             assert!(!is_plaintext_beyond_loopback(local), "{local}");
         }
-        for remote in ["ws://chat.example.com/v1/realtime", "http://10.0.0.5:8080"] {
+        for remote in [
+            "ws://chat.example.com/v1/realtime",
+            "http://10.0.0.5:8080",
+            "HTTP://chat.example.com",
+        ] {
             assert!(is_plaintext_beyond_loopback(remote), "{remote}");
         }
     }

@@ -60,8 +60,13 @@ async fn sdk_clients_chat_over_tls_given_only_the_ca(transport: Transport) {
     let ca = ca("Mkondo test CA");
     let (server, _dir) = tls_server(&ca, &["localhost", "127.0.0.1"]).await;
     let mut clients = Vec::new();
-    for (user, host) in [("alice", "localhost"), ("bob", "127.0.0.1")] {
-        let config = Config::new(https(&server, host), kind(transport))
+    // Bob's URL spells the scheme in capitals: still TLS (URLs compare
+    // schemes ignoring case), never the token in the clear.
+    for (user, url) in [
+        ("alice", https(&server, "localhost")),
+        ("bob", https(&server, "127.0.0.1").replace("https", "HTTPS")),
+    ] {
+        let config = Config::new(url, kind(transport))
             .with_token(server.app.token(user))
             .with_extra_ca_pem(ca.pem.clone());
         let (c, events) = client(config);
@@ -128,4 +133,24 @@ async fn a_certificate_from_an_unknown_ca_is_refused(transport: Transport) {
         .with_extra_ca_pem(other.pem);
     let reason = refused(config).await;
     assert!(reason.contains("UnknownIssuer"), "{reason}");
+}
+
+/// A server URL with a scheme other than https, wss, http or ws is refused
+/// when the client is made, whatever its case: nothing is sent anywhere.
+#[tokio::test]
+async fn a_url_of_another_scheme_is_refused_up_front() {
+    for url in ["ftp://chat.example", "httpx://chat.example", "FILE://x"] {
+        let config = Config::new(url, mkondo_sdk::TransportKind::Grpc).with_token("t");
+        match mkondo_sdk::Client::new(config, |_| {}) {
+            Err(mkondo_sdk::Error::Config(why)) => assert!(why.contains("scheme"), "{url}: {why}"),
+            Err(other) => panic!("{url}: {other:?}"),
+            Ok(_) => panic!("{url}: a client was made"),
+        }
+    }
+    let config =
+        Config::new("HTTPS://chat.example", mkondo_sdk::TransportKind::Grpc).with_token("t");
+    assert!(
+        mkondo_sdk::Client::new(config, |_| {}).is_ok(),
+        "upper case is the same scheme"
+    );
 }
