@@ -20,7 +20,10 @@ UPDATE conversations SET created_by = (
             AND n.conversation_id = m.conversation_id
             AND n.kind = 'system'
             AND n.data LIKE '%"event":"role_changed"%'
-            AND n.data LIKE '%"user_id":"' || m.user_id || '"%'
+            -- The id's own `%` and `_` are not wildcards: `a_b` is not `axb`.
+            AND n.data LIKE '%"user_id":"'
+                || REPLACE(REPLACE(REPLACE(m.user_id, '\', '\\'), '%', '\%'), '_', '\_')
+                || '"%' ESCAPE '\'
       )
 )
 WHERE kind = 'group';

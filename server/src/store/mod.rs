@@ -362,4 +362,60 @@ mod tests {
         assert_eq!(store.sqlite_synchronous().await.unwrap(), Some(1), "NORMAL");
         store.close().await;
     }
+
+    /// Migration 0006 finds who created each existing group: the owner who
+    /// joined at its creation, unless a `role_changed` notice names that user
+    /// (the backend made them owner later). An id's `_` is not a LIKE
+    /// wildcard: a notice for `axb` does not hide the creator `a_b`.
+    #[tokio::test]
+    async fn the_creator_backfill_matches_user_ids_exactly() {
+        use sqlx::{Connection, Row};
+        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        for sql in [
+            include_str!("../../migrations/0001_core.sql"),
+            include_str!("../../migrations/0002_message_changes.sql"),
+            include_str!("../../migrations/0003_social.sql"),
+            include_str!("../../migrations/0004_lifecycle.sql"),
+            include_str!("../../migrations/0005_covering_user_indexes.sql"),
+        ] {
+            sqlx::raw_sql(sql).execute(&mut db).await.unwrap();
+        }
+        let seed = r#"
+            INSERT INTO apps (id, name, created_at) VALUES ('app', 'app', 1);
+            INSERT INTO conversations (app_id, id, kind, created_at, updated_at, last_activity_at)
+            VALUES ('app', 'made-by-a_b', 'group', 10, 10, 10),
+                   ('app', 'made-by-backend', 'group', 10, 10, 10);
+            INSERT INTO members (app_id, conversation_id, user_id, role, joined_at)
+            VALUES ('app', 'made-by-a_b', 'a_b', 'owner', 10),
+                   ('app', 'made-by-a_b', 'axb', 'owner', 11),
+                   ('app', 'made-by-backend', 'c_d', 'owner', 10);
+            INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, data, created_at)
+            VALUES ('app', 'made-by-a_b', 1, 'm1', '', 'system',
+                    '{"event":"role_changed","user_id":"axb","role":"owner"}', 11),
+                   ('app', 'made-by-backend', 1, 'm2', '', 'system',
+                    '{"event":"role_changed","user_id":"c_d","role":"owner"}', 10);
+        "#;
+        sqlx::raw_sql(seed).execute(&mut db).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/0006_conversation_creator.sql"))
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let rows = sqlx::query("SELECT id, created_by FROM conversations ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        let got: Vec<(String, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.get("id"), r.get("created_by")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("made-by-a_b".to_owned(), Some("a_b".to_owned())),
+                ("made-by-backend".to_owned(), None),
+            ]
+        );
+    }
 }
