@@ -398,10 +398,12 @@ mod tests {
                     '{"event":"role_changed","user_id":"c_d","role":"owner"}', 10);
         "#;
         sqlx::raw_sql(seed).execute(&mut db).await.unwrap();
-        sqlx::raw_sql(include_str!("../../migrations/0006_conversation_creator.sql"))
-            .execute(&mut db)
-            .await
-            .unwrap();
+        sqlx::raw_sql(include_str!(
+            "../../migrations/0006_conversation_creator.sql"
+        ))
+        .execute(&mut db)
+        .await
+        .unwrap();
         let rows = sqlx::query("SELECT id, created_by FROM conversations ORDER BY id")
             .fetch_all(&mut db)
             .await

@@ -420,7 +420,29 @@ async fn failed_authentication_is_limited_per_address_on_admin_grpc() {
     assert!(status.get_details_retry_info().is_some(), "RetryInfo");
 }
 
-per_transport!(failed_connects_are_limited_per_address);
+per_transport!(
+    failed_connects_are_limited_per_address,
+    bad_refresh_tokens_count_like_bad_connects
+);
+
+/// An in-band `refresh` with a bad token is a guess too: a session cannot be
+/// used to try tokens beyond the address's failure budget.
+async fn bad_refresh_tokens_count_like_bad_connects(transport: Transport) {
+    let server = TestServer::start(auth_limit(3)).await;
+    let (client, _) = server.client(transport, "alice").await;
+    for _ in 0..3 {
+        let err = client.refresh("not.a.jwt").await.unwrap_err();
+        assert_eq!(err.code, "invalid_token", "{err:?}");
+    }
+    let err = client.refresh("not.a.jwt").await.unwrap_err();
+    assert_eq!(err.code, "rate_limited", "{err:?}");
+    let other = server.open(transport).await;
+    let err = other
+        .connect(&server.app.token("bob"), HashMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "rate_limited", "{err:?}");
+}
 
 /// A real-time `connect` with a bad token counts; past the limit a connect (even
 /// with a good token) is refused `rate_limited` and closed with `server_error`

@@ -206,7 +206,11 @@ impl Session {
             Command::Ping(_) => Ok(R::Pong(v1::PongResult {})),
             Command::Refresh(req) => {
                 let revocations = node.revocation_mark();
-                let (claims, stamp) = node.authenticate_stamped(&req.token).await?;
+                // A bad token here is a guess like one at `connect`: counted
+                // against the client's address.
+                let (claims, stamp) = node
+                    .guard_auth(self.from, node.authenticate_stamped(&req.token))
+                    .await?;
                 if *claims.app_id != *app || *claims.user_id != *me {
                     return Err(Error::new(
                         ErrorCode::InvalidToken,
