@@ -109,8 +109,8 @@ fn client_config(trust: &TlsTrust, alpn: &[u8]) -> Result<Arc<ClientConfig>, Str
     Ok(Arc::new(config))
 }
 
-/// The platform's verifier, then the extra CA's when the platform does not
-/// know the issuer.
+/// The platform's verifier, then the extra CA's when the platform refused the
+/// certificate for any reason but revocation ([`worth_the_extra_ca`]).
 #[derive(Debug)]
 struct Trust {
     platform: Arc<dyn ServerCertVerifier>,
@@ -135,10 +135,7 @@ impl ServerCertVerifier for Trust {
         );
         match (platform, &self.extra) {
             (Ok(ok), _) => Ok(ok),
-            (
-                Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
-                Some(extra),
-            ) => {
+            (Err(e), Some(extra)) if worth_the_extra_ca(&e) => {
                 extra.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
             (Err(e), _) => Err(e),
@@ -189,8 +186,41 @@ pub fn is_plaintext_beyond_loopback(url: &str) -> bool {
     !loopback
 }
 
+/// Whether a platform's refusal leaves the extra CA a say. A private CA's
+/// certificate is refused differently per platform: `UnknownIssuer` on Linux
+/// and Android, an `Other` error carrying the OS's code on Apple (an untrusted
+/// root is not one the verifier names). The extra CA's verifier checks the
+/// whole chain, the name and the validity period itself, so asking it after any
+/// refusal trusts nothing the extra CA did not sign; only a revocation the
+/// platform saw stands, as the extra CA's verifier has no revocation lists.
+fn worth_the_extra_ca(platform: &rustls::Error) -> bool {
+    !matches!(
+        platform,
+        rustls::Error::InvalidCertificate(CertificateError::Revoked)
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_extra_ca_is_asked_after_any_refusal_but_a_revocation() {
+        use rustls::{CertificateError, Error, OtherError};
+        let apple_untrusted_root = Error::InvalidCertificate(CertificateError::Other(OtherError(
+            std::sync::Arc::new(std::io::Error::other("certificate is not trusted: -67843")),
+        )));
+        for refusal in [
+            Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            apple_untrusted_root,
+            Error::InvalidCertificate(CertificateError::NotValidForName),
+            Error::General("No system trust stores available".into()),
+        ] {
+            assert!(super::worth_the_extra_ca(&refusal), "{refusal:?}");
+        }
+        assert!(!super::worth_the_extra_ca(&Error::InvalidCertificate(
+            CertificateError::Revoked
+        )));
+    }
+
     use super::*;
 
     #[test]
