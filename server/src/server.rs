@@ -144,13 +144,17 @@ async fn wrong_method(method: http::Method, uri: http::Uri) -> Response {
 }
 
 /// Holds one of the node's slots for requests in progress
-/// (`--max-concurrent-requests`) until the answer is ready; without one, 503
+/// (`--max-concurrent-requests`) until the work is done; without one, 503
 /// `unavailable` with `Retry-After` at once (the gRPC status for a gRPC call).
-/// A request holding a slot has `--request-timeout-ms` to be answered, reading
-/// its body included: past it, 503 `unavailable` (gRPC `UNAVAILABLE`) and the
-/// slot is free again, so clients that stall cannot hold every slot. Health
-/// checks, metrics and real-time connections (long-lived, with limits of their
-/// own) take no slot and have no deadline.
+/// A request holding a slot has `--request-timeout-ms` to be answered: past it,
+/// 503 `unavailable` (gRPC `UNAVAILABLE`). Its body must arrive within that
+/// deadline and a tenth, so clients that stall cannot hold every slot. The handler runs in
+/// a task of its own and is not cancelled at the deadline: work it has started
+/// — a send committed and not yet published, a removal whose subscriptions are
+/// still to end — is finished, only its answer is dropped (a retry with the same
+/// `client_id` gets the original). Health checks, metrics and real-time
+/// connections (long-lived, with limits of their own) take no slot and have no
+/// deadline.
 async fn request_slot(
     State(node): State<Arc<Node>>,
     request: axum::extract::Request,
@@ -170,20 +174,76 @@ async fn request_slot(
             err.into_response()
         }
     };
-    let _slot = match node.request_slot() {
+    let slot = match node.request_slot() {
         Ok(slot) => slot,
         Err(err) => return answer(err),
     };
     let deadline = node.limits().request_timeout;
-    match tokio::time::timeout(deadline, next.run(request)).await {
-        Ok(response) => response,
+    // A little past the answer's deadline, so the 503 goes out first.
+    let body_deadline = deadline + deadline / 10;
+    let request = request.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_deadline)));
+    let mut work = tokio::spawn(async move {
+        let _slot = slot;
+        next.run(request).await
+    });
+    match tokio::time::timeout(deadline, &mut work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(failed)) => {
+            tracing::error!(error = %failed, "a request handler failed");
+            answer(Error::new(ErrorCode::Internal, "the request failed"))
+        }
         Err(_) => {
-            tracing::debug!(?deadline, "a request timed out");
+            tracing::debug!(?deadline, "a request timed out; its work goes on");
             answer(Error::new(
                 ErrorCode::Unavailable,
                 "the request took longer than the server's request timeout",
             ))
         }
+    }
+}
+
+/// A request body that must arrive whole before a deadline: past it, reading
+/// fails (the handler answers, its task ends and the slot is free).
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: axum::body::Body, within: std::time::Duration) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(within)),
+        }
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future as _;
+        if self.inner.is_end_stream() {
+            return std::task::Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(
+                "the request body took longer than the server's request timeout",
+            ))));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -741,3 +741,59 @@ async fn a_stalled_request_times_out_and_frees_its_slot() {
         .expect("a WebSocket session is not timed out");
     grpc.ping().await.expect("a gRPC stream is not timed out");
 }
+
+/// A send that outlives `--request-timeout-ms` is answered 503, but its work is
+/// not cut off halfway: once the database lets it commit, the message is
+/// stored and pushed to the live recipient, and the client's retry with the
+/// same `client_id` gets the original (200), not a second message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_send_still_commits_and_publishes() {
+    use sqlx::{Connection as _, Executor as _};
+    let server = TestServer::start(ServerOptions::new().flag("--request-timeout-ms", 300)).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob"]).await;
+    let group = api.create_group("slow", &["alice", "bob"]).await;
+    let (bob, _) = server.client(Transport::WsJson, "bob").await;
+    bob.subscribe(&group).await.unwrap();
+
+    // Another process holds SQLite's write lock: the send waits for it.
+    let url = format!("sqlite://{}", server.database().display());
+    let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    blocker.execute("BEGIN IMMEDIATE").await.unwrap();
+    let http = http();
+    let path = format!("/v1/conversations/{group}/messages");
+    let body = json!({"sender_id": "alice", "text": "slow disk", "client_id": "c-slow"});
+    let key = server.app.api_key.clone();
+    let a = call(
+        &http,
+        server.addr,
+        reqwest::Method::POST,
+        &path,
+        &key,
+        &[],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (503, "unavailable"), "{}", a.body);
+    blocker.execute("ROLLBACK").await.unwrap();
+    drop(blocker);
+
+    let m = bob.expect_message(&group, WAIT).await;
+    assert_eq!(m.text, "slow disk");
+    let again = call(
+        &http,
+        server.addr,
+        reqwest::Method::POST,
+        &path,
+        &key,
+        &[],
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        again.status, 200,
+        "the original, not a second message: {}",
+        again.body
+    );
+    assert_eq!(again.body["seq"].as_u64(), Some(m.seq));
+}
