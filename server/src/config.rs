@@ -220,13 +220,23 @@ impl std::fmt::Display for DatabaseUrl {
     }
 }
 
+/// The libpq environment a PostgreSQL URL falls back on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgEnv<'a> {
+    /// `PGSSLMODE`.
+    pub sslmode: Option<&'a str>,
+    /// `PGHOST`.
+    pub host: Option<&'a str>,
+}
+
 /// The warning said at start when the database is a PostgreSQL server reached
 /// over the network without a verified TLS connection (`sslmode` other than
 /// `verify-full`: its traffic may be read, or the server impersonated). `None`
 /// for SQLite, a Unix socket, a loopback host, or `sslmode=verify-full`.
-/// `env_sslmode` is `PGSSLMODE`, which the URL's `sslmode` overrides. The
-/// warning names the host and the mode, nothing secret.
-pub fn postgres_tls_warning(url: &str, env_sslmode: Option<&str>) -> Option<String> {
+/// `env` holds `PGSSLMODE` and `PGHOST`, which the URL's `sslmode` and host
+/// override. The warning names the host and the mode, nothing secret.
+pub fn postgres_tls_warning(url: &str, env: PgEnv<'_>) -> Option<String> {
+    let env_sslmode = env.sslmode;
     let rest = url
         .strip_prefix("postgres://")
         .or_else(|| url.strip_prefix("postgresql://"))?;
@@ -239,6 +249,11 @@ pub fn postgres_tls_warning(url: &str, env_sslmode: Option<&str>) -> Option<Stri
         .rsplit_once('@')
         .map_or(before_query, |(_, host)| host);
     let mut host = authority.split('/').next().unwrap_or_default().to_owned();
+    if host.is_empty() || host.starts_with(':') {
+        if let Some(env_host) = env.host {
+            host = format!("{env_host}{host}");
+        }
+    }
     let mut sslmode = env_sslmode.map(str::to_owned);
     for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
         match key {
@@ -621,7 +636,12 @@ impl ServeArgs {
         };
         let database = DatabaseUrl(pick!(database, "mkondo.db".to_owned()));
         let env_sslmode = std::env::var("PGSSLMODE").ok();
-        if let Some(warning) = postgres_tls_warning(database.expose(), env_sslmode.as_deref()) {
+        let env_host = std::env::var("PGHOST").ok();
+        let env = PgEnv {
+            sslmode: env_sslmode.as_deref(),
+            host: env_host.as_deref(),
+        };
+        if let Some(warning) = postgres_tls_warning(database.expose(), env) {
             warnings.push(warning);
         }
         Ok(Config {
@@ -835,7 +855,7 @@ mod tests {
 
     #[test]
     fn postgres_off_the_machine_without_verify_full_is_warned_about() {
-        let warned = |url: &str| super::postgres_tls_warning(url, None);
+        let warned = |url: &str| super::postgres_tls_warning(url, super::PgEnv::default());
         for quiet in [
             "mkondo.db",
             "sqlite://data/mkondo.db",
@@ -879,9 +899,26 @@ mod tests {
         }
         // PGSSLMODE is the default the URL's sslmode overrides.
         let url = "postgres://u:p@db.example/db";
-        assert_eq!(super::postgres_tls_warning(url, Some("verify-full")), None);
+        let full = super::PgEnv {
+            sslmode: Some("verify-full"),
+            host: None,
+        };
+        assert_eq!(super::postgres_tls_warning(url, full), None);
         let url = "postgres://u:p@db.example/db?sslmode=require";
-        assert!(super::postgres_tls_warning(url, Some("verify-full")).is_some());
+        assert!(super::postgres_tls_warning(url, full).is_some());
+        // PGHOST is the host of a URL that names none.
+        let remote = super::PgEnv {
+            sslmode: None,
+            host: Some("db.example"),
+        };
+        let warning = super::postgres_tls_warning("postgres:///db", remote).unwrap();
+        assert!(warning.contains("db.example"), "{warning}");
+        assert!(super::postgres_tls_warning("postgres://u@localhost/db", remote).is_none());
+        let local = super::PgEnv {
+            sslmode: None,
+            host: Some("/var/run/postgresql"),
+        };
+        assert!(super::postgres_tls_warning("postgres:///db", local).is_none());
     }
 
     #[test]
