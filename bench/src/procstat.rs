@@ -53,6 +53,11 @@ impl CpuWindow {
         }
     }
 
+    /// CPU time the process used since `start`.
+    pub fn used(&self) -> Duration {
+        cpu_time(self.pid).saturating_sub(self.cpu)
+    }
+
     /// Percent of one core since `start` (200 = both cores of this machine).
     pub fn percent(&self) -> f64 {
         let used = cpu_time(self.pid).saturating_sub(self.cpu).as_secs_f64();

@@ -73,6 +73,9 @@ pub struct Step {
     pub first_send_error: Option<String>,
     pub closed_connections: usize,
     pub server_cpu_percent: f64,
+    /// Server CPU time per 1,000 deliveries in this step, in milliseconds
+    /// (the last deliveries drained included): the cost, whatever the speed.
+    pub cpu_ms_per_1000: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +101,8 @@ pub struct Direct {
     pub first_send_error: Option<String>,
     pub latency: Latency,
     pub server_cpu_percent: f64,
+    /// Server CPU time per 1,000 delivered messages, in milliseconds.
+    pub cpu_ms_per_1000: f64,
     pub distribution: Vec<(f64, f64)>,
 }
 
@@ -160,6 +165,62 @@ fn ratio(ours: f64, theirs: Option<f64>) -> String {
 }
 
 impl Results {
+    /// Fan-out's cost: server CPU per 1,000 deliveries at the fixed rates every
+    /// server reached unsaturated (the first three steps), beside socket.io's
+    /// at the same rate. Unlike saturation, this does not swing with how the
+    /// load generator shares the cores.
+    fn fanout_cost(&self, md: &mut String) {
+        let rates: Vec<f64> = self
+            .fanout
+            .iter()
+            .flat_map(|r| r.steps.iter().map(|s| s.rate))
+            .fold(Vec::new(), |mut rates, rate| {
+                if !rates.contains(&rate) {
+                    rates.push(rate);
+                }
+                rates
+            })
+            .into_iter()
+            .take(3)
+            .collect();
+        let cost = |target: &str, rate: f64| {
+            self.fanout
+                .iter()
+                .find(|r| r.target == target)?
+                .steps
+                .iter()
+                .find(|s| s.rate == rate)
+                .map(|s| s.cpu_ms_per_1000)
+        };
+        md.push_str("| fan-out cost: server CPU per 1,000 deliveries |");
+        for rate in &rates {
+            let _ = write!(md, " at {rate:.0} msg/s | vs socket.io |");
+        }
+        md.push_str("\n| --- |");
+        for _ in &rates {
+            md.push_str(" --- | --- |");
+        }
+        md.push('\n');
+        for r in &self.fanout {
+            let _ = write!(md, "| {} |", r.target);
+            for &rate in &rates {
+                match cost(&r.target, rate) {
+                    Some(ms) => {
+                        let sio = cost("socket.io", rate);
+                        let _ = write!(
+                            md,
+                            " {ms:.1} ms | {} |",
+                            ratio(sio.unwrap_or(0.0), Some(ms))
+                        );
+                    }
+                    None => md.push_str(" – | – |"),
+                }
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+    }
+
     /// The Markdown summary. Ratios are "how many times better than socket.io":
     /// theirs / ours for costs (memory, latency), ours / theirs for throughput.
     pub fn markdown(&self) -> String {
@@ -223,24 +284,34 @@ impl Results {
             }
             md.push('\n');
         }
+        if !self.fanout.is_empty() {
+            self.fanout_cost(&mut md);
+        }
         if !self.direct.is_empty() {
             let sio = self
                 .direct
                 .iter()
                 .find(|r| r.target == "socket.io")
                 .map(|r| r.latency.p99_ms);
-            md.push_str("| direct | users | msg/s | p50 | p99 | p99 vs socket.io | server CPU (1 core = 100%) |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+            let sio_cost = self
+                .direct
+                .iter()
+                .find(|r| r.target == "socket.io")
+                .map(|r| r.cpu_ms_per_1000);
+            md.push_str("| direct | users | msg/s | p50 | p99 | p99 vs socket.io | server CPU (1 core = 100%) | CPU per 1,000 messages | vs socket.io |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
             for r in &self.direct {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0}% |",
+                    "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0}% | {:.0} ms | {} |",
                     r.target,
                     r.users,
                     r.rate,
                     r.latency.p50_ms,
                     r.latency.p99_ms,
                     ratio(sio.unwrap_or(0.0), Some(r.latency.p99_ms)),
-                    r.server_cpu_percent
+                    r.server_cpu_percent,
+                    r.cpu_ms_per_1000,
+                    ratio(sio_cost.unwrap_or(0.0), Some(r.cpu_ms_per_1000)),
                 );
             }
             md.push('\n');

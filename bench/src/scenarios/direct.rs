@@ -154,17 +154,25 @@ pub async fn run(ctx: &Ctx, target: Target) -> anyhow::Result<Direct> {
         Duration::from_secs(3),
     )
     .await;
+    // The drained deliveries' work included.
+    let cpu_ms = cpu.used().as_secs_f64() * 1000.0;
     let secs = started.elapsed().as_secs_f64();
     let hist = recorder.take_latency();
     drop(conns);
     server.stop().await?;
+    let delivered = recorder.deliveries();
     Ok(Direct {
         target: target.name().into(),
         users: n,
         rate,
         secs,
         sent,
-        delivered: recorder.deliveries(),
+        delivered,
+        cpu_ms_per_1000: if delivered > 0 {
+            cpu_ms * 1000.0 / delivered as f64
+        } else {
+            0.0
+        },
         send_errors: stats.failed.load(Ordering::Relaxed),
         first_send_error: stats.first_error(),
         latency: Latency::of(&hist),

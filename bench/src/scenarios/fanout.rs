@@ -152,6 +152,7 @@ async fn step(
     let working = recorder.last_delivery_nanos().saturating_sub(started_nanos) as f64 / 1e9;
     let elapsed = working.max(duration.as_secs_f64());
     let delivered = recorder.deliveries() - before;
+    let cpu_ms = cpu.used().as_secs_f64() * 1000.0;
     Step {
         rate,
         offered_per_sec: rate * receivers,
@@ -161,5 +162,10 @@ async fn step(
         first_send_error: stats.first_error(),
         closed_connections: conns.iter().filter(|(_, c)| !c.is_alive()).count(),
         server_cpu_percent: cpu.percent(),
+        cpu_ms_per_1000: if delivered > 0 {
+            cpu_ms * 1000.0 / delivered as f64
+        } else {
+            0.0
+        },
     }
 }
