@@ -182,10 +182,12 @@ async fn request_slot(
     // A little past the answer's deadline, so the 503 goes out first.
     let body_deadline = deadline + deadline / 10;
     let request = request.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_deadline)));
-    let mut work = tokio::spawn(async move {
+    // In the request's span, so the handler's logs keep its fields.
+    let work = async move {
         let _slot = slot;
         next.run(request).await
-    });
+    };
+    let mut work = tokio::spawn(tracing::Instrument::in_current_span(work));
     match tokio::time::timeout(deadline, &mut work).await {
         Ok(Ok(response)) => response,
         Ok(Err(failed)) => {
