@@ -61,8 +61,11 @@ impl Client {
         if config.token.is_none() && config.token_provider.is_none() {
             return Err(Error::Config("give a token or a token provider".into()));
         }
+        // With the built-in transports (a custom one reads the URL its own way).
         if let Some((scheme, _)) = crate::transport::split_scheme(&config.url) {
-            if !crate::transport::SCHEMES.contains(&scheme.as_str()) {
+            if config.custom_transport.is_none()
+                && !crate::transport::SCHEMES.contains(&scheme.as_str())
+            {
                 return Err(Error::Config(format!(
                     "the server URL's scheme must be https, wss, http or ws, not {scheme:?}"
                 )));

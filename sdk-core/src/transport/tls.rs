@@ -202,6 +202,8 @@ fn worth_the_extra_ca(platform: &rustls::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_extra_ca_is_asked_after_any_refusal_but_a_revocation() {
         use rustls::{CertificateError, Error, OtherError};
@@ -220,8 +222,6 @@ mod tests {
             CertificateError::Revoked
         )));
     }
-
-    use super::*;
 
     #[test]
     fn plaintext_is_worth_a_warning_only_beyond_loopback() {
