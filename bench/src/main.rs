@@ -45,7 +45,7 @@ struct Args {
     /// Tiny sizes: the whole suite in seconds, failing if any scenario breaks (CI).
     #[arg(long)]
     smoke: bool,
-    /// Scenarios to run, of idle, fanout, direct, storage, storm (default: all).
+    /// Scenarios to run, of idle, fanout, direct, storage, storm, sdk (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Mkondo transports to measure, of ws-json, ws-proto, grpc.
@@ -191,6 +191,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 step(&mut results, "storm", w.name(), r, |r, x| r.storm.push(x));
             }
         }
+        if wants("sdk") {
+            for &w in &wires {
+                let r = bounded(scenarios::sdk::run(&ctx, w)).await;
+                step(&mut results, "sdk", w.name(), r, |r, x| r.sdk.push(x));
+            }
+        }
     };
     // On SIGINT / SIGTERM the suite future is dropped, which kills the server
     // processes it started (their handles kill on drop): none is left behind.
@@ -284,6 +290,16 @@ fn check(results: &mut Results) {
                 r.delivered,
                 r.send_errors,
                 r.first_send_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for r in &results.sdk {
+        if r.received < r.messages * r.clients {
+            problems.push(format!(
+                "sdk {}: {} of {} messages received",
+                r.target,
+                r.received,
+                r.messages * r.clients
             ));
         }
     }

@@ -142,6 +142,22 @@ pub struct Storm {
     pub codes: Vec<(u16, u64)>,
 }
 
+/// The client side: SDK clients in one process receiving a group's messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sdk {
+    pub target: String,
+    pub clients: usize,
+    /// Messages posted into the group.
+    pub messages: usize,
+    /// Messages the clients' listeners got (each message once per client).
+    pub received: usize,
+    pub secs: f64,
+    /// The generator process's CPU use meanwhile (1 core = 100%).
+    pub process_cpu_percent: f64,
+    /// The process's CPU time per 1,000 messages received, in milliseconds.
+    pub cpu_ms_per_1000: f64,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Results {
     pub date: String,
@@ -154,6 +170,7 @@ pub struct Results {
     pub direct: Vec<Direct>,
     pub storage: Vec<Storage>,
     pub storm: Vec<Storm>,
+    pub sdk: Vec<Sdk>,
     pub problems: Vec<String>,
 }
 
@@ -352,6 +369,23 @@ impl Results {
                     secs(r.resumed_secs, r.resumed),
                     r.peak_cpu_percent,
                     r.gave_up
+                );
+            }
+            md.push('\n');
+        }
+        if !self.sdk.is_empty() {
+            md.push_str("| SDK, receiving | clients in one process | messages × clients | received | process CPU | CPU per 1,000 received |\n| --- | --- | --- | --- | --- | --- |\n");
+            for r in &self.sdk {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} × {} | {} | {:.0}% | {:.1} ms |",
+                    r.target,
+                    r.clients,
+                    r.messages,
+                    r.clients,
+                    r.received,
+                    r.process_cpu_percent,
+                    r.cpu_ms_per_1000
                 );
             }
             md.push('\n');

@@ -1,10 +1,11 @@
-//! The five scenarios of the suite. Each one starts its own server process (so
+//! The six scenarios of the suite. Each one starts its own server process (so
 //! memory and CPU figures belong to that scenario alone), is bounded in
 //! connections, messages and time, and returns what it measured.
 
 pub mod direct;
 pub mod fanout;
 pub mod idle;
+pub mod sdk;
 pub mod storage;
 pub mod storm;
 
@@ -30,6 +31,10 @@ pub struct Sizes {
     pub storage_senders: usize,
     pub storage_time: Duration,
     pub storm_clients: usize,
+    /// SDK clients receiving in this process (the client-side cost).
+    pub sdk_clients: usize,
+    pub sdk_rate: f64,
+    pub sdk_time: Duration,
     /// Text bytes of a benchmark message.
     pub message_bytes: usize,
 }
@@ -48,6 +53,9 @@ impl Sizes {
             storage_senders: 1000,
             storage_time: Duration::from_secs(10),
             storm_clients: 10_000,
+            sdk_clients: 1000,
+            sdk_rate: 20.0,
+            sdk_time: Duration::from_secs(10),
             message_bytes: 100,
         }
     }
@@ -64,6 +72,9 @@ impl Sizes {
             storage_senders: 4,
             storage_time: Duration::from_secs(1),
             storm_clients: 20,
+            sdk_clients: 10,
+            sdk_rate: 10.0,
+            sdk_time: Duration::from_secs(1),
             message_bytes: 100,
         }
     }
