@@ -2,7 +2,7 @@
 # Benchmarks Mkondo against socket.io on this machine: the one command behind
 # BENCHMARKS.md. Builds the release server and load generator, installs the
 # socket.io peer, raises the open-file limit, and runs every scenario
-# (bounded: about 10 minutes). Results and SVG figures go to bench/results/.
+# (about 10 minutes, bounded at 12). Results and SVG figures go to bench/results/.
 #
 #   scripts/bench.sh            # the full suite
 #   scripts/bench.sh --smoke    # tiny sizes, seconds: checks the tool works (CI)

@@ -11,7 +11,7 @@
 //! their memory and CPU from `/proc`.
 //!
 //! Every run is bounded: sizes are fixed per mode, every wait has a deadline,
-//! and the whole suite has one (10 minutes; 2 in `--smoke`). `--smoke` runs
+//! and the whole suite has one (12 minutes; 2 in `--smoke`). `--smoke` runs
 //! every scenario at tiny sizes and fails when one breaks, so CI keeps the
 //! tool working; the full run writes `results.json`, `results.md` and the SVG
 //! figures into `--out`.
@@ -150,7 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
 
-    let limit = Duration::from_secs(if args.smoke { 120 } else { 600 });
+    let limit = Duration::from_secs(if args.smoke { 120 } else { 720 });
     let suite = async {
         if wants("idle") {
             for &t in &targets {
