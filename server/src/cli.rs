@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use mkondo_proto::DisconnectCode;
 
@@ -15,6 +15,28 @@ use crate::store::{self, Announce, Store};
 
 mod run;
 pub use run::main;
+
+/// `--database` of the commands that work on the database directly.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArg {
+    /// SQLite file path, or postgres://user:pass@host/db.
+    #[arg(
+        long = "database",
+        value_name = "DATABASE",
+        env = "MKONDO_DATABASE",
+        hide_env_values = true,
+        default_value = "mkondo.db"
+    )]
+    pub url: String,
+}
+
+impl std::ops::Deref for DatabaseArg {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,14 +74,8 @@ pub enum Command {
         groups: Vec<String>,
         #[arg(long)]
         name: Option<String>,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
 }
 
@@ -74,27 +90,15 @@ pub enum AppCommand {
         id: Option<String>,
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// List apps.
     List {
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Change an app's settings; what is not given stays as it is.
     Update {
@@ -113,14 +117,8 @@ pub enum AppCommand {
         auto_create_users: Option<bool>,
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Add a signing key: a new HS256 secret, or a public key for RS256 / ES256 / EdDSA.
     AddKey {
@@ -133,14 +131,8 @@ pub enum AppCommand {
         public_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Rotate: add a new HS256 signing key (its secret printed once). Tokens
     /// signed with the older keys keep working until those are removed.
@@ -149,14 +141,8 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Remove a signing key (not the app's last): tokens with its kid are refused.
     RemoveKey {
@@ -164,14 +150,8 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         kid: String,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Create or revoke API keys.
     ApiKey {
@@ -184,14 +164,8 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
 }
 
@@ -204,14 +178,8 @@ pub enum ApiKeyCommand {
         /// Print `{"api_key", "prefix"}`.
         #[arg(long)]
         json: bool,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
     /// Revoke an API key by its prefix (as `app list` shows it).
     Revoke {
@@ -219,14 +187,8 @@ pub enum ApiKeyCommand {
         app: String,
         #[arg(long)]
         prefix: String,
-        /// SQLite file path, or postgres://user:pass@host/db.
-        #[arg(
-            long,
-            env = "MKONDO_DATABASE",
-            hide_env_values = true,
-            default_value = "mkondo.db"
-        )]
-        database: String,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
 }
 
