@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, twoPages } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
 const artifacts = 'target/web-tests';
@@ -22,12 +22,7 @@ test('two demo windows: chat, typing, unread badge, presence, read receipts, ser
   let server = await startServer(database);
   const browser = await launchChromium({ args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] });
   try {
-    const alice = await (await browser.newContext()).newPage();
-    const bob = await (await browser.newContext()).newPage();
-    for (const page of [alice, bob]) {
-      page.on('pageerror', (e) => console.error('page error:', e));
-      page.on('console', (m) => console.error('console:', m.text()));
-    }
+    const [alice, bob] = await twoPages(browser);
     await alice.goto(`http://${server.addr}/`);
     await bob.goto(`http://${server.addr}/index2.html`);
     for (const page of [alice, bob]) {
@@ -93,8 +88,7 @@ test('the call page sets up a WebRTC call between two windows through SDK signal
   const server = await startServer(database);
   const browser = await launchChromium({ args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] });
   try {
-    const alice = await (await browser.newContext()).newPage();
-    const bob = await (await browser.newContext()).newPage();
+    const [alice, bob] = await twoPages(browser);
     await alice.goto(`http://${server.addr}/call.html`);
     await bob.goto(`http://${server.addr}/call.html?as=bob`);
     for (const page of [alice, bob]) {

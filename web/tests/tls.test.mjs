@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, twoPages } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
 
@@ -85,12 +85,7 @@ test('the package chats over wss:// in Chromium trusting a test CA; wrong names 
   const browser = await launchChromium({ env: { ...process.env, HOME: homeTrusting(dir, trusted.ca) } });
   const untrusting = await launchChromium({ env: { ...process.env, HOME: join(dir, 'empty-home') } });
   try {
-    const alice = await (await browser.newContext()).newPage();
-    const bob = await (await browser.newContext()).newPage();
-    for (const page of [alice, bob]) {
-      page.on('pageerror', (e) => console.error('page error:', e));
-      page.on('console', (m) => console.error('console:', m.text()));
-    }
+    const [alice, bob] = await twoPages(browser);
     await alice.goto(`${origin}/`);
     await bob.goto(`${origin}/index2.html`);
     for (const page of [alice, bob]) {

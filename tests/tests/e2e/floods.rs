@@ -276,10 +276,20 @@ async fn admin_grpc_is_rate_limited_per_api_key() {
 /// A raw request that sends its headers and part of its body, then waits: a
 /// request in progress for as long as the connection is held.
 async fn hold_a_request(addr: SocketAddr, key: &str) -> tokio::net::TcpStream {
+    partial_request(addr, key, 100).await
+}
+
+/// A raw `POST /v1/users` announcing `content_length` bytes of body and sending
+/// only its first few.
+async fn partial_request(
+    addr: SocketAddr,
+    key: &str,
+    content_length: usize,
+) -> tokio::net::TcpStream {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST /v1/users HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"id\":"
+         content-type: application/json\r\ncontent-length: {content_length}\r\n\r\n{{\"id\":"
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
     tcp
@@ -654,13 +664,7 @@ async fn validly_signed_but_refused_tokens_are_not_guesses() {
 /// A raw request that announces a body of 100,000 bytes, sends a little of it
 /// and stalls.
 async fn stall_a_request(addr: SocketAddr, key: &str) -> tokio::net::TcpStream {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /v1/users HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"id\":"
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp
+    partial_request(addr, key, 100_000).await
 }
 
 /// Requests that stall cannot hold the slots of requests in progress forever:

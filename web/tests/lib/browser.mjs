@@ -10,3 +10,13 @@ const baseArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-
 export function launchChromium({ args = [], env } = {}) {
   return chromium.launch({ executablePath: chromiumPath, args: [...baseArgs, ...args], ...(env ? { env } : {}) });
 }
+
+/** Two pages in separate contexts (two users), their errors and console logged. */
+export async function twoPages(browser) {
+  const pages = [await (await browser.newContext()).newPage(), await (await browser.newContext()).newPage()];
+  for (const page of pages) {
+    page.on('pageerror', (e) => console.error('page error:', e));
+    page.on('console', (m) => console.error('console:', m.text()));
+  }
+  return pages;
+}
