@@ -99,7 +99,8 @@ async fn connected(server: &TestServer, ca: &TestCa, transport: Transport, user:
     client
 }
 
-/// The Admin gRPC service and reflection answer over TLS too.
+/// The Admin gRPC service and reflection answer over TLS too: reflection
+/// lists Admin, and an Admin call with an API key is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_reflection_over_tls() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -127,6 +128,24 @@ async fn grpc_reflection_over_tls() {
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.iter().any(|n| n == "mkondo.v1.Admin"), "{names:?}");
+
+    // A real Admin call with the app's API key, on the same TLS port: the user
+    // it creates is there over REST.
+    let channel = mkondo_tests::tls::grpc_channel(server.addr, ca.client_config(&[]))
+        .await
+        .expect("gRPC over TLS");
+    let bearer = crate::admin_common::Bearer(Some(server.app.api_key.clone()));
+    let mut admin = mkondo_proto::v1::admin_client::AdminClient::with_interceptor(channel, bearer);
+    let made = admin
+        .create_user(mkondo_proto::v1::CreateUserRequest {
+            id: "tls-dave".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("Admin CreateUser over TLS")
+        .into_inner();
+    assert!(made.created);
+    assert_eq!(made.user.map(|u| u.id).as_deref(), Some("tls-dave"));
 }
 
 /// Plain HTTP to the TLS port gets no HTTP answer: the handshake fails and the
