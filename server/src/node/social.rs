@@ -11,7 +11,6 @@
 //!   stored, lost when they are offline.
 
 use mkondo_proto::v1::{self, push::Push};
-use mkondo_proto::ErrorCode;
 use serde_json::Value;
 
 use super::requests::PageRequest;
@@ -19,7 +18,8 @@ use super::{Actor, Node};
 use crate::auth::valid_user_id;
 use crate::engine::broker::Target;
 use crate::error::{Error, Result};
-use crate::store::{social::Block, social::Notification, Conversation, NewMessage, Page};
+use crate::store::social::{blocked_error, Block, Notification};
+use crate::store::{Conversation, NewMessage, Page};
 use crate::views;
 
 pub const MAX_NOTIFICATION_PAYLOAD_BYTES: usize = 16 * 1024;
@@ -28,13 +28,6 @@ pub const MAX_NOTIFICATION_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Pending notifications included in a connect reply; the rest are listed over REST.
 pub const CONNECT_NOTIFICATIONS: u32 = 100;
 pub const MAX_SIGNAL_PAYLOAD_BYTES: usize = 64 * 1024;
-
-fn blocked_error() -> Error {
-    Error::new(
-        ErrorCode::Blocked,
-        "a block stands between you and this user",
-    )
-}
 
 impl Node {
     // ----- notifications

@@ -1,7 +1,7 @@
-//! Messages. `send` is the one place a seq is allocated: in a single write
-//! transaction it bumps the conversation's `last_seq` (which locks the
-//! conversation's row until commit), finds a retried `client_id`, inserts the
-//! message and moves the sender's read position — all or nothing.
+//! Messages. `send` is the one place a seq is allocated: in a write
+//! transaction (shared with concurrent sends, see [`super::group_commit`]) it
+//! locks the conversation's row, finds a retried `client_id`, inserts the
+//! message, moves `last_seq` and the sender's read position — all or nothing.
 
 use serde_json::Value;
 use sqlx::{FromRow, Row};
@@ -110,123 +110,24 @@ pub fn check_new_message(msg: &NewMessage) -> Result<()> {
 impl Store {
     /// Sends a message, or finds the one this sender already sent with the same
     /// `client_id` (from any node: the lookup comes after the conversation's row
-    /// lock, so an earlier send of it has committed and is seen).
+    /// lock, so an earlier send of it has committed and is seen). Concurrent
+    /// sends share one transaction ([`super::group_commit`]); this returns after
+    /// the commit that holds this one.
     pub async fn send_message(&self, app: &str, conv: &str, msg: &NewMessage) -> Result<Sent> {
         check_new_message(msg)?;
-        retrying(|| self.send_message_once(app, conv, msg)).await
+        let mut sent = self.commits.send(app, conv, msg).await?;
+        if sent.duplicate {
+            let mut original = [sent.message];
+            self.fill_reactions(app, conv, &mut original).await?;
+            let [message] = original;
+            sent.message = message;
+        }
+        Ok(sent)
     }
 
-    async fn send_message_once(&self, app: &str, conv: &str, msg: &NewMessage) -> Result<Sent> {
-        let mut tx = self.writer.begin().await?;
-        let now = now_ms();
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $3
-             WHERE app_id = $1 AND id = $2 RETURNING last_seq",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else {
-            return Err(Error::not_found("conversation"));
-        };
-        // Read under the conversation's row lock, taken just now by the seq
-        // update: a membership change waits for this send or is seen whole.
-        let recipients: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM members WHERE app_id = $1 AND conversation_id = $2 ORDER BY user_id",
-        )
-        .bind(app)
-        .bind(conv)
-        .fetch_all(&mut *tx)
-        .await?;
-        if msg.kind != "system" && !recipients.contains(&msg.sender_id) {
-            return Err(Error::denied(
-                "the sender is not a member of this conversation",
-            ));
-        }
-        if let Some(client_id) = &msg.client_id {
-            let sql = format!(
-                "SELECT {MSG_COLUMNS} FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4"
-            );
-            let existing: Option<Message> = sqlx::query_as(&sql)
-                .bind(app)
-                .bind(conv)
-                .bind(&msg.sender_id)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(message) = existing {
-                // Rolls the seq just taken back: nothing is written.
-                tx.rollback().await?;
-                let mut original = [message];
-                self.fill_reactions(app, conv, &mut original).await?;
-                let [message] = original;
-                return Ok(Sent {
-                    message,
-                    duplicate: true,
-                    recipients,
-                });
-            }
-        }
-        if let Some(reply_to) = msg.reply_to {
-            if reply_to < 1 || reply_to >= seq {
-                return Err(Error::invalid(
-                    "reply_to must be an existing seq of this conversation",
-                ));
-            }
-        }
-        let message = Message {
-            id: ulid::Ulid::new().to_string(),
-            conversation_id: conv.to_owned(),
-            seq,
-            sender_id: msg.sender_id.clone(),
-            kind: msg.kind.clone(),
-            text: msg.text.clone(),
-            data: msg
-                .data
-                .clone()
-                .unwrap_or_else(|| Value::Object(Default::default())),
-            client_id: msg.client_id.clone(),
-            reply_to: msg.reply_to,
-            created_at: Millis(now),
-            edited_at: None,
-            deleted_at: None,
-            reactions: Vec::new(),
-        };
-        sqlx::query(
-            "INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, text, data, client_id, reply_to, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(seq)
-        .bind(&message.id)
-        .bind(&message.sender_id)
-        .bind(&message.kind)
-        .bind(&message.text)
-        .bind(message.data.to_string())
-        .bind(&message.client_id)
-        .bind(message.reply_to)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Sending means having read everything up to one's own message.
-        sqlx::query(
-            "UPDATE members SET last_read_seq = $4 WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(&message.sender_id)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Sent {
-            message,
-            duplicate: false,
-            recipients,
-        })
+    /// Sends committed so far and the transactions they shared: (batches, sends).
+    pub fn group_commit_stats(&self) -> (u64, u64) {
+        self.commits.stats()
     }
 
     pub async fn message(&self, app: &str, conv: &str, seq: i64) -> Result<Option<Message>> {

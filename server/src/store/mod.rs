@@ -23,6 +23,7 @@
 mod apps;
 mod columns;
 mod conversations;
+mod group_commit;
 pub mod messages;
 mod models;
 pub mod reactions;
@@ -115,6 +116,8 @@ pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
     engine: Engine,
+    /// The queue of sends in front of the writer.
+    commits: group_commit::GroupCommit,
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -177,6 +180,7 @@ impl Store {
             .connect(&format!("{location}?mode=ro"))
             .await?;
         Ok(Self {
+            commits: group_commit::GroupCommit::start(writer.clone(), Engine::Sqlite, 1),
             writer,
             reader,
             engine: Engine::Sqlite,
@@ -204,7 +208,11 @@ impl Store {
                  SQLite; create it with LC_COLLATE 'C' (see docs/deploy.md)"
             );
         }
+        // Batches written at once: a quarter of the pool, the rest left to
+        // every other query.
+        let batches = (options.max_connections / 4).max(1) as usize;
         Ok(Self {
+            commits: group_commit::GroupCommit::start(pool.clone(), Engine::Postgres, batches),
             writer: pool.clone(),
             reader: pool,
             engine: Engine::Postgres,

@@ -33,6 +33,15 @@ pub struct Block {
     pub created_at: Millis,
 }
 
+/// A send or a new direct conversation refused because a block stands between
+/// the two users, in either direction.
+pub(crate) fn blocked_error() -> Error {
+    Error::new(
+        mkondo_proto::ErrorCode::Blocked,
+        "a block stands between you and this user",
+    )
+}
+
 impl Store {
     // ----- notifications
 

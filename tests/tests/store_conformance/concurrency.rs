@@ -10,7 +10,7 @@ use mkondo_server::store::users::UserPatch;
 use mkondo_server::store::{NewMessage, Role, Store, MIGRATOR};
 use tokio::task::JoinSet;
 
-use super::{all_history, new_app, new_group, notice, send, text, Db};
+use super::{all_history, new_app, new_group, new_users, notice, send, text, Db};
 
 pub async fn migrations_apply_once_however_many_nodes_open_the_database(db: Db) {
     // Nodes starting together on an empty database: one applies the migrations.
@@ -310,4 +310,129 @@ pub async fn a_closed_database_is_unavailable_not_internal(db: Db) {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
     assert!(err.code.temporary(), "clients retry it");
+}
+
+/// Group commit: hundreds of sends at once share a few transactions, and each
+/// gets its own answer — refusals (not found, not a member, blocked, a bad
+/// `reply_to`) and retries among them take no seq and cost the others nothing.
+pub async fn concurrent_sends_share_commits_and_each_gets_its_own_answer(db: Db) {
+    let store = db.open().await;
+    let app = new_app(&store, "main").await;
+    let senders: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+    let members: Vec<&str> = senders.iter().map(String::as_str).collect();
+    new_users(&store, &app, &members).await;
+    let mut groups = Vec::new();
+    for _ in 0..20 {
+        groups.push(new_group(&store, &app, None, &members).await);
+    }
+    new_users(&store, &app, &["outsider"]).await;
+    let (direct, _) = store.direct_conversation(&app, "u0", "u1").await.unwrap();
+    assert!(store.block(&app, "u1", "u0").await.unwrap());
+    let (batches_before, _) = store.group_commit_stats();
+
+    // Every sender writes once into every group, each send with a client_id;
+    // u3 retries each of its sends once, concurrently.
+    let mut sends = JoinSet::new();
+    let spawn = |sends: &mut JoinSet<_>, conv: &str, msg: NewMessage| {
+        let (store, app, conv) = (store.clone(), app.clone(), conv.to_owned());
+        sends.spawn(async move {
+            let r = store.send_message(&app, &conv, &msg).await;
+            (conv, msg, r)
+        });
+    };
+    for conv in &groups {
+        for sender in &senders {
+            let msg = NewMessage {
+                client_id: Some(format!("{sender}-{conv}")),
+                ..text(sender, &format!("{sender} in {conv}"))
+            };
+            if sender == "u3" {
+                spawn(&mut sends, conv, msg.clone());
+            }
+            spawn(&mut sends, conv, msg);
+        }
+    }
+    spawn(&mut sends, &groups[0], text("outsider", "let me in"));
+    spawn(&mut sends, &direct.id, text("u0", "hello?"));
+    spawn(&mut sends, "no-such-conversation", text("u0", "anyone?"));
+    let bad_reply = NewMessage {
+        reply_to: Some(1_000_000),
+        ..text("u1", "a reply to nothing")
+    };
+    spawn(&mut sends, &groups[1], bad_reply);
+
+    let mut stored: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    let mut retried: std::collections::HashMap<String, Vec<(bool, String)>> = Default::default();
+    let mut refusals = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        let (conv, msg, result) = done.unwrap();
+        match result {
+            Ok(sent) => {
+                assert_eq!(sent.message.text, msg.text);
+                assert_eq!(sent.recipients, senders, "every member receives it");
+                if msg.sender_id == "u3" {
+                    retried
+                        .entry(conv.clone())
+                        .or_default()
+                        .push((sent.duplicate, sent.message.id.clone()));
+                }
+                if !sent.duplicate {
+                    stored.entry(conv).or_default().push(sent.message.seq);
+                }
+            }
+            Err(err) => refusals.push((msg.sender_id, err.code)),
+        }
+    }
+    refusals.sort_by_key(|(sender, _)| sender.clone());
+    assert_eq!(
+        refusals,
+        [
+            ("outsider".to_owned(), ErrorCode::PermissionDenied),
+            ("u0".to_owned(), ErrorCode::Blocked),
+            ("u0".to_owned(), ErrorCode::NotFound),
+            ("u1".to_owned(), ErrorCode::InvalidArgument),
+        ],
+        "each refusal is its own send's answer"
+    );
+    for conv in &groups {
+        let mut seqs = stored.remove(conv).unwrap_or_default();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "{conv}: gap-free");
+        let history = all_history(&store, &app, conv).await;
+        assert_eq!(history.len(), 10, "{conv}: one row per distinct send");
+        let copies = &retried[conv];
+        assert_eq!(copies.len(), 2);
+        assert_eq!(
+            copies[0].1, copies[1].1,
+            "{conv}: the retry finds the original"
+        );
+        assert_eq!(copies.iter().filter(|(dup, _)| *dup).count(), 1);
+        let sender = store.member(&app, conv, "u5").await.unwrap().unwrap();
+        let own = history
+            .iter()
+            .find(|(_, t)| t.starts_with("u5 in"))
+            .unwrap()
+            .0;
+        assert!(
+            sender.last_read_seq >= own,
+            "{conv}: sending moved u5's read position to its message"
+        );
+    }
+    assert_eq!(
+        store
+            .get_conversation(&app, &direct.id, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        0
+    );
+
+    let (batches_after, _) = store.group_commit_stats();
+    let batches = batches_after - batches_before;
+    let total = (groups.len() * (senders.len() + 1) + 4) as u64;
+    assert!(
+        batches * 4 <= total,
+        "{total} concurrent sends shared transactions: {batches} batches"
+    );
 }

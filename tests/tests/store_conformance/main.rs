@@ -125,6 +125,7 @@ conformance!(
     migrations_apply_once_however_many_nodes_open_the_database,
     seqs_are_gap_free_and_unique_under_20_concurrent_writers,
     retried_sends_are_deduplicated_under_concurrency,
+    concurrent_sends_share_commits_and_each_gets_its_own_answer,
     concurrent_creations_happen_exactly_once,
     the_last_owner_survives_concurrent_demotions,
     lists_page_completely_in_bytewise_order,
