@@ -9,11 +9,12 @@
 //! that each statement reads as rows (`json_each` on SQLite,
 //! `jsonb_array_elements` on PostgreSQL). In order:
 //!
-//! 1. lock the batch's conversations in (app, id) order — on PostgreSQL `FOR NO
-//!    KEY UPDATE`, so two nodes' batches never deadlock; SQLite's single writer
-//!    already excludes every other write — and read their `last_seq`;
-//! 2. read their members (the recipients, as of this transaction, after the
-//!    lock) and whether a block stands inside a direct conversation;
+//! 1. lock the batch's conversations: on PostgreSQL `FOR NO KEY UPDATE` in
+//!    (app, id) order, so two nodes' batches never deadlock; on SQLite `BEGIN
+//!    IMMEDIATE` takes the one writer lock, which excludes every other write;
+//! 2. read their `last_seq` and members (the recipients, as of this
+//!    transaction, after the lock) and whether a block stands inside a direct
+//!    conversation, in one statement;
 //! 3. find retried sends (`client_id`) already stored;
 //! 4. decide each send in the batch's order, in memory: not found, not a member,
 //!    blocked, a duplicate, a bad `reply_to` — or its seq, the conversation's
@@ -195,38 +196,38 @@ impl Committer {
         let mut tx = self.writer.begin_with(sql.begin).await?;
         let now = now_ms();
 
-        // 1. Lock the conversations in a fixed order; their last seqs.
+        // 1. Lock the conversations in a fixed order (PostgreSQL; SQLite's
+        // writer lock, taken by `BEGIN IMMEDIATE`, already excludes every
+        // other writer).
         let keys: BTreeSet<(&str, &str)> = requests
             .iter()
             .map(|r| (r.app.as_str(), r.conv.as_str()))
             .collect();
         let keys = rows_param(keys.iter().map(|&(app, conv)| ConvKey { app, conv }));
-        let mut convs: HashMap<(String, String), Conv> = HashMap::new();
-        for row in sqlx::query(&sql.lock)
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let conv = Conv {
-                direct: row.try_get::<String, _>("kind")? == "direct",
-                last_seq: row.try_get("last_seq")?,
-                members: Vec::new(),
-                blocked: false,
-                changed: false,
-            };
-            convs.insert((row.try_get("app_id")?, row.try_get("id")?), conv);
+        if let Some(lock) = &sql.lock {
+            sqlx::query(lock).bind(&keys).execute(&mut *tx).await?;
         }
 
-        // 2. Their members, read after the lock: a membership change either
-        // committed before it (and is seen) or waits for this batch.
-        for row in sqlx::query(&sql.members)
+        // 2. Their last seqs and members, read after the lock: a membership
+        // change either committed before it (and is seen) or waits for this
+        // batch.
+        let mut convs: HashMap<(String, String), Conv> = HashMap::new();
+        for row in sqlx::query(&sql.read)
             .bind(&keys)
             .fetch_all(&mut *tx)
             .await?
         {
-            let key = (row.try_get("app_id")?, row.try_get("conversation_id")?);
-            if let Some(conv) = convs.get_mut(&key) {
-                conv.members.push(row.try_get("user_id")?);
+            let conv = convs
+                .entry((row.try_get("app_id")?, row.try_get("id")?))
+                .or_insert(Conv {
+                    direct: row.try_get::<String, _>("kind")? == "direct",
+                    last_seq: row.try_get("last_seq")?,
+                    members: Vec::new(),
+                    blocked: false,
+                    changed: false,
+                });
+            if let Some(member) = row.try_get::<Option<String>, _>("user_id")? {
+                conv.members.push(member);
                 conv.blocked |= row.try_get::<i64, _>("blocks")? != 0;
             }
         }
@@ -496,8 +497,11 @@ struct Sql {
     /// at once); one that asks for it first waits up to `busy_timeout`, as when
     /// another process (the CLI) holds it for a moment.
     begin: &'static str,
-    lock: String,
-    members: String,
+    /// PostgreSQL: locks the batch's conversations in (app, id) order.
+    lock: Option<String>,
+    /// Each conversation's kind and last seq, one row per member (or one with
+    /// no member).
+    read: String,
     retries: String,
     /// SQLite: one string of three statements (one round trip to its worker
     /// thread); PostgreSQL: three statements (its protocol takes one per query
@@ -510,10 +514,6 @@ impl Sql {
         let rows = |list: &str| match engine {
             Engine::Sqlite => format!("json_each($1, '$.{list}') AS j"),
             Engine::Postgres => format!("jsonb_array_elements($1::jsonb -> '{list}') AS j(value)"),
-        };
-        let lock = match engine {
-            Engine::Sqlite => "",
-            Engine::Postgres => " FOR NO KEY UPDATE OF c",
         };
         let keys = rows("rows");
         let writes = [
@@ -543,15 +543,17 @@ impl Sql {
                 Engine::Sqlite => "BEGIN IMMEDIATE",
                 Engine::Postgres => "BEGIN",
             },
-            lock: format!(
-                "SELECT c.app_id, c.id, c.kind, c.last_seq FROM {keys}
-                 JOIN conversations c ON c.app_id = j.value ->> 'app' AND c.id = j.value ->> 'conv'
-                 ORDER BY c.app_id, c.id{lock}"
-            ),
+            lock: (engine == Engine::Postgres).then(|| {
+                format!(
+                    "SELECT c.id FROM {keys}
+                     JOIN conversations c ON c.app_id = j.value ->> 'app' AND c.id = j.value ->> 'conv'
+                     ORDER BY c.app_id, c.id FOR NO KEY UPDATE OF c"
+                )
+            }),
             // `blocks`: this member blocks the other member of a direct
             // conversation (the flag of either member stops the pair).
-            members: format!(
-                "SELECT m.app_id, m.conversation_id, m.user_id,
+            read: format!(
+                "SELECT c.app_id, c.id, c.kind, c.last_seq, m.user_id,
                     CAST(CASE WHEN c.kind = 'direct' AND EXISTS (
                         SELECT 1 FROM blocks b JOIN members o ON o.app_id = b.app_id
                             AND o.conversation_id = c.id AND o.user_id = b.blocked_id
@@ -559,7 +561,7 @@ impl Sql {
                     ) THEN 1 ELSE 0 END AS BIGINT) AS blocks
                  FROM {keys}
                  JOIN conversations c ON c.app_id = j.value ->> 'app' AND c.id = j.value ->> 'conv'
-                 JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id"
+                 LEFT JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id"
             ),
             retries: format!(
                 "SELECT m.app_id, m.id, m.conversation_id, m.seq, m.sender_id, m.kind, m.text, m.data,

@@ -158,8 +158,12 @@ impl Store {
             .unwrap_or(url);
         let path = std::path::absolute(path)?;
         let location = sqlite_url(&path);
+        // No ping before each acquire (sqlx's default): a local file does not
+        // go stale like a network connection, and every ping is one more
+        // round trip to the connection's worker thread.
         let writer = AnyPoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(15))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -173,6 +177,7 @@ impl Store {
         migrate_sqlite(&writer).await?;
         let reader = AnyPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(15))
             .after_connect(|conn, _| {
                 Box::pin(async move { conn.execute(SQLITE_READER_PRAGMAS).await.map(drop) })

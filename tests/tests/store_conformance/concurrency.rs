@@ -383,7 +383,7 @@ pub async fn concurrent_sends_share_commits_and_each_gets_its_own_answer(db: Db)
             Err(err) => refusals.push((msg.sender_id, err.code)),
         }
     }
-    refusals.sort_by_key(|(sender, _)| sender.clone());
+    refusals.sort_by_key(|(sender, code)| (sender.clone(), code.as_str()));
     assert_eq!(
         refusals,
         [
