@@ -51,6 +51,9 @@ use crate::error::{Error, Result};
 /// Sends in one transaction at most: large enough that a commit is shared by
 /// hundreds of senders, small enough that one batch's statements stay short.
 const MAX_BATCH: usize = 512;
+/// Joins the member ids a batch reads per conversation (`char(31)`): user ids
+/// are letters, digits and `.` `_` `@` `:` `-`.
+const MEMBER_SEPARATOR: char = '\u{1f}';
 /// Sends waiting for a batch before a new send waits for room (backpressure
 /// on the callers rather than an unbounded queue).
 const QUEUE: usize = 8192;
@@ -217,19 +220,18 @@ impl Committer {
             .fetch_all(&mut *tx)
             .await?
         {
-            let conv = convs
-                .entry((row.try_get("app_id")?, row.try_get("id")?))
-                .or_insert(Conv {
-                    direct: row.try_get::<String, _>("kind")? == "direct",
-                    last_seq: row.try_get("last_seq")?,
-                    members: Vec::new(),
-                    blocked: false,
-                    changed: false,
-                });
-            if let Some(member) = row.try_get::<Option<String>, _>("user_id")? {
-                conv.members.push(member);
-                conv.blocked |= row.try_get::<i64, _>("blocks")? != 0;
-            }
+            let members: Option<String> = row.try_get("members")?;
+            let conv = Conv {
+                direct: row.try_get::<String, _>("kind")? == "direct",
+                last_seq: row.try_get("last_seq")?,
+                members: members
+                    .as_deref()
+                    .map(|m| m.split(MEMBER_SEPARATOR).map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                blocked: row.try_get::<i64, _>("blocks")? != 0,
+                changed: false,
+            };
+            convs.insert((row.try_get("app_id")?, row.try_get("id")?), conv);
         }
         // Sorted here, not by the database (whose text order depends on its
         // collation): `decide` looks members up by binary search.
@@ -499,8 +501,7 @@ struct Sql {
     begin: &'static str,
     /// PostgreSQL: locks the batch's conversations in (app, id) order.
     lock: Option<String>,
-    /// Each conversation's kind and last seq, one row per member (or one with
-    /// no member).
+    /// Each conversation's kind, last seq, members and blocked flag.
     read: String,
     retries: String,
     /// SQLite: one string of three statements (one round trip to its worker
@@ -550,18 +551,25 @@ impl Sql {
                      ORDER BY c.app_id, c.id FOR NO KEY UPDATE OF c"
                 )
             }),
-            // `blocks`: this member blocks the other member of a direct
-            // conversation (the flag of either member stops the pair).
+            // One row per conversation, its members joined into one text (a
+            // row per member would cost a row decode each: thousands per send
+            // into a large group). `blocks`: a member blocks the other member
+            // of a direct conversation.
             read: format!(
-                "SELECT c.app_id, c.id, c.kind, c.last_seq, m.user_id,
-                    CAST(CASE WHEN c.kind = 'direct' AND EXISTS (
+                "SELECT c.app_id, c.id, c.kind, c.last_seq, {join} AS members,
+                    CAST(MAX(CASE WHEN c.kind = 'direct' AND EXISTS (
                         SELECT 1 FROM blocks b JOIN members o ON o.app_id = b.app_id
                             AND o.conversation_id = c.id AND o.user_id = b.blocked_id
                         WHERE b.app_id = c.app_id AND b.user_id = m.user_id AND b.blocked_id <> m.user_id
-                    ) THEN 1 ELSE 0 END AS BIGINT) AS blocks
+                    ) THEN 1 ELSE 0 END) AS BIGINT) AS blocks
                  FROM {keys}
                  JOIN conversations c ON c.app_id = j.value ->> 'app' AND c.id = j.value ->> 'conv'
-                 LEFT JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id"
+                 LEFT JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id
+                 GROUP BY c.app_id, c.id, c.kind, c.last_seq",
+                join = match engine {
+                    Engine::Sqlite => "group_concat(m.user_id, char(31))",
+                    Engine::Postgres => "string_agg(m.user_id, chr(31))",
+                }
             ),
             retries: format!(
                 "SELECT m.app_id, m.id, m.conversation_id, m.seq, m.sender_id, m.kind, m.text, m.data,
