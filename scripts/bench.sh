@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks Mkondo against socket.io on this machine: the one command behind
-# BENCHMARKS.md. Builds the release server and load generator, installs the
-# socket.io peer, raises the open-file limit, and runs every scenario
-# (about 10 minutes, bounded at 12). Results and SVG figures go to bench/results/.
+# Benchmarks Mkondo against socket.io and a bare WebSocket baseline on this
+# machine: the one command behind BENCHMARKS.md. Builds the release server and
+# load generator (with the baseline, `mkondo-baseline`), installs the socket.io
+# peer, raises the open-file limit, and runs every scenario (about 10 minutes,
+# bounded at 12). Results and SVG figures go to bench/results/.
 #
 #   scripts/bench.sh            # the full suite
 #   scripts/bench.sh --smoke    # tiny sizes, seconds: checks the tool works (CI)

@@ -1,11 +1,12 @@
-//! One face for both servers' clients, so that every scenario is written once
-//! and runs the same workload against Mkondo (three transports) and socket.io.
+//! One face for every server's clients, so that every scenario is written once
+//! and runs the same workload against Mkondo (three transports), socket.io and
+//! the bare baseline.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use mkondo_proto::v1::server_frame::Body;
+use mkondo_proto::v1::{self, client_frame::Command, server_frame::Body};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -19,6 +20,9 @@ use crate::sio::SioConn;
 pub enum Target {
     Mkondo(Wire),
     SocketIo,
+    /// `mkondo-baseline`: the transport floor, spoken to with Mkondo's own
+    /// WebSocket JSON client.
+    Baseline,
 }
 
 impl Target {
@@ -26,6 +30,7 @@ impl Target {
         match self {
             Target::Mkondo(w) => w.name(),
             Target::SocketIo => "socket.io",
+            Target::Baseline => "baseline",
         }
     }
 }
@@ -94,7 +99,25 @@ impl Conn {
             Target::SocketIo => {
                 Conn::Sio(SioConn::connect(server, sources, index, token, recorder).await?)
             }
+            Target::Baseline => Conn::Mk(
+                MkConn::connect(Wire::WsJson, server, sources, index, token, recorder).await?,
+            ),
         })
+    }
+
+    /// Puts the connection in `room` on the baseline, which has no
+    /// conversations to add members to: there, `subscribe` is the join.
+    pub async fn join_baseline_room(&self, room: &str) -> anyhow::Result<()> {
+        let Conn::Mk(conn) = self else {
+            anyhow::bail!("not a baseline connection")
+        };
+        let subscribe = v1::SubscribeRequest {
+            conversation_id: room.to_owned(),
+        };
+        match conn.request(Command::Subscribe(subscribe)).await? {
+            Body::Reply(_) => Ok(()),
+            other => anyhow::bail!("subscribe to {room} refused: {other:?}"),
+        }
     }
 
     pub fn send_text(&self, conversation: &str, text: String) -> anyhow::Result<AckRx> {

@@ -5,10 +5,12 @@
 //! visible. One tool drives both servers with the same workload, sockets and
 //! measuring code: Mkondo over its three transports (WebSocket JSON, WebSocket
 //! protobuf, gRPC, with the real schema and codec) and the socket.io peer in
-//! `bench/peers/socketio` through a hand-written socket.io v4 client. It starts
-//! each server itself as a separate process (the release `mkondo` binary with
-//! its real SQLite file; Node for the peer) so it can restart them and read
-//! their memory and CPU from `/proc`.
+//! `bench/peers/socketio` through a hand-written socket.io v4 client, and the
+//! cost floor beside both: `mkondo-baseline`, a bare WebSocket broadcast
+//! server built from this crate, driven with Mkondo's own JSON client. It
+//! starts each server itself as a separate process (the release `mkondo`
+//! binary with its real SQLite file; Node for the peer) so it can restart them
+//! and read their memory and CPU from `/proc`.
 //!
 //! Every run is bounded: sizes are fixed per mode, every wait has a deadline,
 //! and the whole suite has one (12 minutes; 2 in `--smoke`). `--smoke` runs
@@ -57,6 +59,14 @@ struct Args {
     /// Leave socket.io out.
     #[arg(long)]
     no_socketio: bool,
+    /// Leave the bare baseline out (it is left out with --tls: it speaks
+    /// plaintext only).
+    #[arg(long)]
+    no_baseline: bool,
+    /// The `mkondo-baseline` binary (default: the one beside this program,
+    /// which the same `cargo build -p mkondo-bench` made).
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// The `mkondo` binary (a release build).
     #[arg(long, default_value = "target/release/mkondo")]
     mkondo_bin: PathBuf,
@@ -130,14 +140,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_socketio {
         targets.push(Target::SocketIo);
     }
+    let mut skipped = Vec::new();
+    let baseline = !args.no_baseline && !args.tls;
+    if baseline {
+        targets.push(Target::Baseline);
+    } else if args.tls && !args.no_baseline {
+        skipped.push("the baseline: it speaks plaintext only, and this run is --tls".to_owned());
+    }
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
 
     if args.tls {
         tls::enable(&work.join("tls"))?;
     }
+    let baseline_bin = match &args.baseline_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("mkondo-baseline"),
+    };
     let ctx = Ctx {
         mkondo: servers::Mkondo::new(&args.mkondo_bin, &work),
         socketio: servers::SocketIo::new(&args.peer_dir, &work),
+        baseline: servers::Baseline::new(&baseline_bin, &work),
         sources: net::Sources::new(args.source_addrs),
         sizes,
     };
@@ -147,6 +169,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         machine: machine(),
         smoke: args.smoke,
         note: args.note.clone(),
+        skipped,
         ..Default::default()
     };
 

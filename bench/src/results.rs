@@ -171,6 +171,8 @@ pub struct Results {
     pub storage: Vec<Storage>,
     pub storm: Vec<Storm>,
     pub sdk: Vec<Sdk>,
+    /// What was left out of the run, and why (not a failure).
+    pub skipped: Vec<String>,
     pub problems: Vec<String>,
 }
 
@@ -184,8 +186,9 @@ fn ratio(ours: f64, theirs: Option<f64>) -> String {
 impl Results {
     /// Fan-out's cost: server CPU per 1,000 deliveries at the fixed rates every
     /// server reached unsaturated (the first three steps), beside socket.io's
-    /// at the same rate. Unlike saturation, this does not swing with how the
-    /// load generator shares the cores.
+    /// at the same rate and as a multiple of the bare baseline's. Unlike
+    /// saturation, this does not swing with how the load generator shares the
+    /// cores.
     fn fanout_cost(&self, md: &mut String) {
         let rates: Vec<f64> = self
             .fanout
@@ -209,13 +212,21 @@ impl Results {
                 .find(|s| s.rate == rate)
                 .map(|s| s.cpu_ms_per_1000)
         };
+        let baseline = self.fanout.iter().any(|r| r.target == "baseline");
         md.push_str("| fan-out cost: server CPU per 1,000 deliveries |");
         for rate in &rates {
             let _ = write!(md, " at {rate:.0} msg/s | vs socket.io |");
+            if baseline {
+                md.push_str(" × baseline |");
+            }
         }
         md.push_str("\n| --- |");
         for _ in &rates {
-            md.push_str(" --- | --- |");
+            md.push_str(if baseline {
+                " --- | --- | --- |"
+            } else {
+                " --- | --- |"
+            });
         }
         md.push('\n');
         for r in &self.fanout {
@@ -229,11 +240,21 @@ impl Results {
                             " {ms:.1} ms | {} |",
                             ratio(sio.unwrap_or(0.0), Some(ms))
                         );
+                        if baseline {
+                            let _ = write!(md, " {} |", ratio(ms, cost("baseline", rate)));
+                        }
                     }
+                    None if baseline => md.push_str(" – | – | – |"),
                     None => md.push_str(" – | – |"),
                 }
             }
             md.push('\n');
+        }
+        if baseline {
+            md.push_str(
+                "\nvs socket.io: socket.io's cost ÷ this one (above 1: cheaper than socket.io); \
+                 × baseline: this cost ÷ the bare baseline's (the floor of the stack: 1.00×).\n",
+            );
         }
         md.push('\n');
     }
@@ -389,6 +410,9 @@ impl Results {
                 );
             }
             md.push('\n');
+        }
+        for s in &self.skipped {
+            let _ = writeln!(md, "- left out: {s}");
         }
         for p in &self.problems {
             let _ = writeln!(md, "- problem: {p}");

@@ -1,7 +1,8 @@
 //! The servers under test, as separate processes: the release `mkondo` binary
-//! with its real SQLite file, and the socket.io peer under Node. Being separate
-//! processes, each has its own open-file limit (20,000 here, see
-//! `scripts/bench.sh`), and `/proc/<pid>` tells what each one alone costs.
+//! with its real SQLite file, the socket.io peer under Node, and the bare
+//! `mkondo-baseline`. Being separate processes, each has its own open-file
+//! limit (20,000 here, see `scripts/bench.sh`), and `/proc/<pid>` tells what
+//! each one alone costs.
 
 use std::{
     net::SocketAddr,
@@ -195,6 +196,35 @@ impl SocketIo {
             .env("MKONDO_BENCH_APP", &app.app_id)
             .env("PORT", "0");
         spawn_listening(cmd, "socketio listening on ", &self.log).await
+    }
+}
+
+/// `mkondo-baseline`, built beside the load generator.
+pub struct Baseline {
+    bin: PathBuf,
+    log: PathBuf,
+}
+
+impl Baseline {
+    pub fn new(bin: &Path, work_dir: &Path) -> Baseline {
+        Baseline {
+            bin: bin.to_owned(),
+            log: work_dir.join("baseline.log"),
+        }
+    }
+
+    /// Starts the baseline on a free port.
+    pub async fn start(&self) -> anyhow::Result<Process> {
+        if !self.bin.exists() {
+            bail!(
+                "{} is missing: `cargo build -p mkondo-bench` builds it (or pass \
+                 --baseline-bin, or --no-baseline)",
+                self.bin.display()
+            );
+        }
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        spawn_listening(cmd, "baseline listening on ", &self.log).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Direct: `users` connected people in pairs, each pair in its own 1:1
 //! conversation, exchanging `rate` messages per second in total (every user
 //! writes now and then). Mkondo stores each message in SQLite before it is
-//! delivered; the socket.io peer keeps it in memory.
+//! delivered; the socket.io peer keeps it in memory, the baseline not at all.
 //!
 //! Everyone connects first and the conversations are opened afterwards: a
 //! Mkondo connect lists the user's recent conversations with a query that
@@ -22,7 +22,7 @@ use crate::procstat::CpuWindow;
 use crate::recorder::Recorder;
 use crate::results::{distribution, Direct, Latency};
 
-use super::{drain, send_counted, Ctx, SendStats};
+use super::{drain, join_baseline_rooms, send_counted, Ctx, SendStats};
 
 pub async fn run(ctx: &Ctx, target: Target) -> anyhow::Result<Direct> {
     let (server, app) = ctx.start(target).await?;
@@ -114,6 +114,17 @@ pub async fn run(ctx: &Ctx, target: Target) -> anyhow::Result<Direct> {
             .await;
         bar.finish_and_clear();
         conversations = started.into_iter().collect::<anyhow::Result<_>>()?;
+    }
+
+    // The baseline: both of a pair subscribe to the pair's room.
+    if let Target::Baseline = target {
+        conversations = (0..pairs).map(|p| format!("direct-{p}")).collect();
+        let joins = conns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c, conversations[i / 2].clone()))
+            .collect();
+        join_baseline_rooms(joins, "direct: join 1:1 rooms").await?;
     }
 
     let rate = ctx.sizes.direct_rate;

@@ -20,51 +20,24 @@ use crate::client::{open_all, Conn, Target};
 use crate::procstat::CpuWindow;
 use crate::recorder::Recorder;
 use crate::results::{Fanout, Latency, Step};
+use crate::servers::Process;
+use crate::token::App;
 
-use super::{drain, send_counted, Ctx, SendStats};
+use super::{drain, join_baseline_rooms, send_counted, Ctx, SendStats};
 
 const PER_PUBLISHER: f64 = 10.0;
 
 pub async fn run(ctx: &Ctx, target: Target) -> anyhow::Result<Fanout> {
     let (server, app) = ctx.start(target).await?;
     let n = ctx.sizes.fanout_members;
-    let users: Vec<String> = (0..n).map(|i| format!("fan-{i}")).collect();
-    // Mkondo: the backend creates the group (as a customer's backend would);
-    // socket.io: the token's groups claim puts each socket in the room.
-    let (conversation, groups) = match target {
-        Target::Mkondo(_) => {
-            let rest = ctx.mkondo.rest(server.addr, &app);
-            let id = rest
-                .conversation(json!({"kind": "group", "name": "fan-out", "members": users}))
-                .await?;
-            (id, Vec::new())
-        }
-        Target::SocketIo => ("fan-out".to_owned(), vec!["fan-out".to_owned()]),
-    };
     let recorder = Arc::new(Recorder::default());
-    let (conns, first_error) = open_all(
-        target,
-        server.addr,
-        ctx.sources,
-        n,
-        |i| app.token(&users[i], &groups),
-        recorder.clone(),
-        &format!("fan-out {}: connect", target.name()),
-    )
-    .await;
-    let conns: Vec<(usize, Conn)> = conns
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, c)| Some((i, c?)))
-        .collect();
-    if conns.len() < n {
-        server.stop().await?;
-        anyhow::bail!(
-            "{} of {n} members connected: {}",
-            conns.len(),
-            first_error.unwrap_or_default()
-        );
-    }
+    let (conversation, conns) = match group(ctx, target, &server, &app, n, &recorder).await {
+        Ok(group) => group,
+        Err(e) => {
+            server.stop().await?;
+            return Err(e);
+        }
+    };
 
     let everyone: Vec<(usize, &Conn)> = conns.iter().map(|(i, c)| (*i, c)).collect();
     let mut steps = Vec::new();
@@ -108,6 +81,65 @@ pub async fn run(ctx: &Ctx, target: Target) -> anyhow::Result<Fanout> {
         saturation_per_sec: best,
         half,
     })
+}
+
+/// One group of `n` members (`fan-<i>`), each connected and in the group;
+/// returns the conversation and the connections (with their member index).
+pub async fn group(
+    ctx: &Ctx,
+    target: Target,
+    server: &Process,
+    app: &App,
+    n: usize,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<(String, Vec<(usize, Conn)>)> {
+    let users: Vec<String> = (0..n).map(|i| format!("fan-{i}")).collect();
+    // Mkondo: the backend creates the group (as a customer's backend would);
+    // socket.io: the token's groups claim puts each socket in the room; the
+    // baseline: each member subscribes once connected.
+    let (conversation, groups) = match target {
+        Target::Mkondo(_) => {
+            let rest = ctx.mkondo.rest(server.addr, app);
+            let id = rest
+                .conversation(json!({"kind": "group", "name": "fan-out", "members": users}))
+                .await?;
+            (id, Vec::new())
+        }
+        Target::SocketIo => ("fan-out".to_owned(), vec!["fan-out".to_owned()]),
+        // As long as Mkondo's conversation ids (`c` and a ULID), so that the
+        // pushes are the same size.
+        Target::Baseline => (format!("{:0<27}", "fan-out-"), Vec::new()),
+    };
+    let (conns, first_error) = open_all(
+        target,
+        server.addr,
+        ctx.sources,
+        n,
+        |i| app.token(&users[i], &groups),
+        recorder.clone(),
+        &format!("fan-out {}: connect", target.name()),
+    )
+    .await;
+    let conns: Vec<(usize, Conn)> = conns
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c?)))
+        .collect();
+    if conns.len() < n {
+        anyhow::bail!(
+            "{} of {n} members connected: {}",
+            conns.len(),
+            first_error.unwrap_or_default()
+        );
+    }
+    if target == Target::Baseline {
+        let joins = conns
+            .iter()
+            .map(|(_, c)| (c, conversation.clone()))
+            .collect();
+        join_baseline_rooms(joins, "fan-out baseline: join").await?;
+    }
+    Ok((conversation, conns))
 }
 
 /// Publishes at `rate` messages/s for the step's time, waits for the last

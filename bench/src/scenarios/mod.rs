@@ -11,10 +11,12 @@ pub mod storm;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use crate::client::{Conn, Outcome, Target};
+use futures::StreamExt;
+
+use crate::client::{progress, Conn, Outcome, Target};
 use crate::net::Sources;
 use crate::recorder::Recorder;
-use crate::servers::{Mkondo, Process, SocketIo};
+use crate::servers::{Baseline, Mkondo, Process, SocketIo};
 use crate::token::App;
 
 /// How big each scenario is: the sizes, or tiny ones for CI.
@@ -84,17 +86,21 @@ impl Sizes {
 pub struct Ctx {
     pub mkondo: Mkondo,
     pub socketio: SocketIo,
+    pub baseline: Baseline,
     pub sources: Sources,
     pub sizes: Sizes,
 }
 
 impl Ctx {
     /// A new app, then the server `target` runs against on any free port.
+    /// (The baseline checks no token, but the generator signs them all the
+    /// same: its own work stays alike for every target.)
     pub async fn start(&self, target: Target) -> anyhow::Result<(Process, App)> {
         let app = self.mkondo.create_app().await?;
         let server = match target {
             Target::Mkondo(_) => self.mkondo.start(any_port()).await?,
             Target::SocketIo => self.socketio.start(&app).await?,
+            Target::Baseline => self.baseline.start().await?,
         };
         Ok((server, app))
     }
@@ -154,6 +160,26 @@ pub fn send_counted(
         }
         Err(e) => stats.fail(e.to_string()),
     }
+}
+
+/// Baseline only: puts each connection in its room (many joins in flight, as
+/// connections are opened).
+pub async fn join_baseline_rooms(joins: Vec<(&Conn, String)>, what: &str) -> anyhow::Result<()> {
+    let bar = progress(joins.len() as u64, what);
+    let joined: Vec<anyhow::Result<()>> = futures::stream::iter(joins)
+        .map(|(conn, room)| {
+            let bar = bar.clone();
+            async move {
+                let joined = conn.join_baseline_room(&room).await;
+                bar.inc(1);
+                joined
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    joined.into_iter().collect()
 }
 
 /// Waits until no delivery arrived for `quiet` (or `max` passed): what was
