@@ -2,12 +2,14 @@
 # Benchmarks Mkondo against socket.io and a bare WebSocket baseline on this
 # machine: the one command behind BENCHMARKS.md. Builds the release server and
 # load generator (with the baseline, `mkondo-baseline`), installs the socket.io
-# peer, raises the open-file limit, and runs every scenario (about 10 minutes,
-# bounded at 12). Results and SVG figures go to bench/results/.
+# peer, raises the open-file limit, and runs every scenario (about 12 minutes,
+# bounded at 15). Results and SVG figures go to bench/results/. The callgrind
+# scenario (instructions per delivery) needs valgrind and is skipped without it.
 #
 #   scripts/bench.sh            # the full suite
 #   scripts/bench.sh --smoke    # tiny sizes, seconds: checks the tool works (CI)
 #   scripts/bench.sh --only fanout --transports ws-proto   # any mkondo-bench flags
+#   scripts/bench.sh --only callgrind                      # instructions per delivery
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -10,14 +10,16 @@
 //! server built from this crate, driven with Mkondo's own JSON client. It
 //! starts each server itself as a separate process (the release `mkondo`
 //! binary with its real SQLite file; Node for the peer) so it can restart them
-//! and read their memory and CPU from `/proc`.
+//! and read their memory and CPU from `/proc`, or run them under callgrind to
+//! count their instructions.
 //!
 //! Every run is bounded: sizes are fixed per mode, every wait has a deadline,
-//! and the whole suite has one (12 minutes; 2 in `--smoke`). `--smoke` runs
-//! every scenario at tiny sizes and fails when one breaks, so CI keeps the
-//! tool working; the full run writes `results.json`, `results.md` and the SVG
-//! figures into `--out`.
+//! and the whole suite has one (15 minutes; 2 in `--smoke`). `--smoke` runs
+//! every scenario but callgrind at tiny sizes and fails when one breaks, so CI
+//! keeps the tool working; the full run writes `results.json`, `results.md`
+//! and the SVG figures into `--out`.
 
+mod callgrind;
 mod client;
 mod mk;
 mod net;
@@ -47,7 +49,8 @@ struct Args {
     /// Tiny sizes: the whole suite in seconds, failing if any scenario breaks (CI).
     #[arg(long)]
     smoke: bool,
-    /// Scenarios to run, of idle, fanout, direct, storage, storm, sdk (default: all).
+    /// Scenarios to run, of idle, fanout, direct, storage, storm, sdk,
+    /// callgrind (default: all; callgrind never with --smoke).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Mkondo transports to measure, of ws-json, ws-proto, grpc.
@@ -148,6 +151,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         skipped.push("the baseline: it speaks plaintext only, and this run is --tls".to_owned());
     }
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    // Instructions of the Mkondo transports and the baseline; socket.io's
+    // count would depend on its JIT (see scenarios/callgrind.rs).
+    let mut callgrind_targets: Vec<Target> = Vec::new();
+    if wants("callgrind") {
+        if args.smoke {
+            skipped.push("callgrind: not in --smoke (valgrind slows the servers ~50×)".to_owned());
+        } else if let Some(why) = callgrind::unavailable().await {
+            eprintln!("callgrind: skipped: {why}");
+            skipped.push(format!("callgrind: {why}"));
+        } else {
+            callgrind_targets = wires.iter().map(|&w| Target::Mkondo(w)).collect();
+            if baseline {
+                callgrind_targets.push(Target::Baseline);
+            }
+            if !args.no_socketio {
+                skipped.push(
+                    "socket.io under callgrind: its JIT makes the count depend on how warm it is"
+                        .to_owned(),
+                );
+            }
+        }
+    }
 
     if args.tls {
         tls::enable(&work.join("tls"))?;
@@ -173,7 +198,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
 
-    let limit = Duration::from_secs(if args.smoke { 120 } else { 720 });
+    let limit = Duration::from_secs(if args.smoke { 120 } else { 900 });
     let suite = async {
         if wants("idle") {
             for &t in &targets {
@@ -219,6 +244,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let r = bounded(scenarios::sdk::run(&ctx, w)).await;
                 step(&mut results, "sdk", w.name(), r, |r, x| r.sdk.push(x));
             }
+        }
+        for &t in &callgrind_targets {
+            let r = bounded(scenarios::callgrind::run(&ctx, t, &work)).await;
+            step(&mut results, "callgrind", t.name(), r, |r, x| {
+                r.callgrind.push(x)
+            });
         }
     };
     // On SIGINT / SIGTERM the suite future is dropped, which kills the server
@@ -334,6 +365,18 @@ fn check(results: &mut Results) {
                 r.stored,
                 r.failed,
                 r.first_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for r in &results.callgrind {
+        if r.deliveries < r.expected || r.send_errors > 0 {
+            problems.push(format!(
+                "callgrind {}: {} of {} delivered, {} send errors (first: {})",
+                r.target,
+                r.deliveries,
+                r.expected,
+                r.send_errors,
+                r.first_send_error.clone().unwrap_or_default()
             ));
         }
     }

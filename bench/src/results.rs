@@ -158,6 +158,27 @@ pub struct Sdk {
     pub cpu_ms_per_1000: f64,
 }
 
+/// Instructions the server executed per delivery, counted by callgrind over a
+/// short fixed fan-out (`scenarios/callgrind.rs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Instructions {
+    pub target: String,
+    pub members: usize,
+    /// Messages counted, and their publishing rate.
+    pub messages: u64,
+    pub rate: f64,
+    /// Deliveries the messages make (each reaches every other member).
+    pub expected: u64,
+    pub deliveries: u64,
+    /// From the first counted message to the end of counting.
+    pub secs: f64,
+    pub send_errors: u64,
+    pub first_send_error: Option<String>,
+    /// Instructions (callgrind's Ir) of every server thread, user space only.
+    pub instructions: u64,
+    pub per_delivery: f64,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Results {
     pub date: String,
@@ -171,6 +192,7 @@ pub struct Results {
     pub storage: Vec<Storage>,
     pub storm: Vec<Storm>,
     pub sdk: Vec<Sdk>,
+    pub callgrind: Vec<Instructions>,
     /// What was left out of the run, and why (not a failure).
     pub skipped: Vec<String>,
     pub problems: Vec<String>,
@@ -254,6 +276,37 @@ impl Results {
             md.push_str(
                 "\nvs socket.io: socket.io's cost ÷ this one (above 1: cheaper than socket.io); \
                  × baseline: this cost ÷ the bare baseline's (the floor of the stack: 1.00×).\n",
+            );
+        }
+        md.push('\n');
+    }
+
+    /// Instructions per delivery under callgrind, as a multiple of the
+    /// baseline's: the cost figure that compares across days.
+    fn instructions(&self, md: &mut String) {
+        let base = self
+            .callgrind
+            .iter()
+            .find(|r| r.target == "baseline")
+            .map(|r| r.per_delivery);
+        let Some(first) = self.callgrind.first() else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "| instructions per delivery (callgrind; {} members, {} messages at {:.0}/s) | deliveries | instructions (Ir) | per delivery | × baseline |\n| --- | --- | --- | --- | --- |",
+            first.members, first.messages, first.rate
+        );
+        for r in &self.callgrind {
+            let _ = writeln!(
+                md,
+                "| {} | {} of {} | {} | {:.0} | {} |",
+                r.target,
+                r.deliveries,
+                r.expected,
+                r.instructions,
+                r.per_delivery,
+                ratio(r.per_delivery, base)
             );
         }
         md.push('\n');
@@ -410,6 +463,9 @@ impl Results {
                 );
             }
             md.push('\n');
+        }
+        if !self.callgrind.is_empty() {
+            self.instructions(&mut md);
         }
         for s in &self.skipped {
             let _ = writeln!(md, "- left out: {s}");

@@ -17,6 +17,7 @@ use tokio::{
     process::{Child, Command},
 };
 
+use crate::callgrind;
 use crate::token::App;
 
 /// A running server process.
@@ -141,7 +142,19 @@ impl Mkondo {
     /// except the API key's rate: the scenarios' set-up (thousands of users
     /// and conversations through REST) is not what is measured.
     pub async fn start(&self, listen: SocketAddr) -> anyhow::Result<Process> {
-        let mut cmd = Command::new(&self.bin);
+        self.start_as(listen, None).await
+    }
+
+    /// [`Mkondo::start`], under callgrind when `callgrind` is given.
+    pub async fn start_as(
+        &self,
+        listen: SocketAddr,
+        callgrind: Option<&callgrind::Run>,
+    ) -> anyhow::Result<Process> {
+        let mut cmd = match callgrind {
+            Some(run) => run.command(&self.bin),
+            None => Command::new(&self.bin),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg(listen.to_string())
@@ -213,8 +226,9 @@ impl Baseline {
         }
     }
 
-    /// Starts the baseline on a free port.
-    pub async fn start(&self) -> anyhow::Result<Process> {
+    /// Starts the baseline on a free port, under callgrind when `callgrind`
+    /// is given.
+    pub async fn start(&self, callgrind: Option<&callgrind::Run>) -> anyhow::Result<Process> {
         if !self.bin.exists() {
             bail!(
                 "{} is missing: `cargo build -p mkondo-bench` builds it (or pass \
@@ -222,7 +236,10 @@ impl Baseline {
                 self.bin.display()
             );
         }
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match callgrind {
+            Some(run) => run.command(&self.bin),
+            None => Command::new(&self.bin),
+        };
         cmd.args(["--listen", "127.0.0.1:0"]);
         spawn_listening(cmd, "baseline listening on ", &self.log).await
     }

@@ -1,7 +1,8 @@
-//! The six scenarios of the suite. Each one starts its own server process (so
+//! The seven scenarios of the suite. Each one starts its own server process (so
 //! memory and CPU figures belong to that scenario alone), is bounded in
 //! connections, messages and time, and returns what it measured.
 
+pub mod callgrind;
 pub mod direct;
 pub mod fanout;
 pub mod idle;
@@ -100,7 +101,7 @@ impl Ctx {
         let server = match target {
             Target::Mkondo(_) => self.mkondo.start(any_port()).await?,
             Target::SocketIo => self.socketio.start(&app).await?,
-            Target::Baseline => self.baseline.start().await?,
+            Target::Baseline => self.baseline.start(None).await?,
         };
         Ok((server, app))
     }
