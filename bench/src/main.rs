@@ -73,6 +73,10 @@ struct Args {
     /// The `mkondo` binary (a release build).
     #[arg(long, default_value = "target/release/mkondo")]
     mkondo_bin: PathBuf,
+    /// Mkondo's database: a `postgres://` URL measures PostgreSQL (default: a
+    /// fresh SQLite file in the run's directory).
+    #[arg(long)]
+    database: Option<String>,
     /// The socket.io peer's directory (with node_modules installed).
     #[arg(long, default_value = "bench/peers/socketio")]
     peer_dir: PathBuf,
@@ -182,7 +186,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("mkondo-baseline"),
     };
     let ctx = Ctx {
-        mkondo: servers::Mkondo::new(&args.mkondo_bin, &work),
+        mkondo: servers::Mkondo::new(&args.mkondo_bin, &work, args.database.as_deref()),
         socketio: servers::SocketIo::new(&args.peer_dir, &work),
         baseline: servers::Baseline::new(&baseline_bin, &work),
         sources: net::Sources::new(args.source_addrs),
@@ -192,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         date: date(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine(),
+        disk_commit: disk_commit(&work),
         smoke: args.smoke,
         note: args.note.clone(),
         skipped,
@@ -400,6 +405,27 @@ fn date() -> String {
 }
 
 /// Cores and memory of this machine, from /proc.
+/// What a durable commit waits for on this disk: a 4 KiB write and
+/// `fdatasync` of it, 300 times, in the directory the SQLite file is in.
+/// Returns (p50, p99) in milliseconds, or None if the directory cannot be
+/// written.
+fn disk_commit(dir: &std::path::Path) -> Option<(f64, f64)> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fsync-probe");
+    let file = std::fs::File::create(&path).ok()?;
+    let block = [7u8; 4096];
+    let mut took = Vec::with_capacity(300);
+    for i in 0..300u64 {
+        file.write_all_at(&block, (i % 64) * 4096).ok()?;
+        let start = std::time::Instant::now();
+        file.sync_data().ok()?;
+        took.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_file(&path);
+    took.sort_by(f64::total_cmp);
+    Some((took[150], took[297]))
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")

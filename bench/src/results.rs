@@ -184,6 +184,9 @@ pub struct Results {
     pub date: String,
     pub command: String,
     pub machine: String,
+    /// This disk's commit latency, p50 and p99 in ms: a 4 KiB write and
+    /// `fdatasync` (what a durable SQLite send waits for).
+    pub disk_commit: Option<(f64, f64)>,
     pub smoke: bool,
     pub note: String,
     pub idle: Vec<Idle>,
@@ -328,6 +331,12 @@ impl Results {
             },
             self.command
         );
+        if let Some((p50, p99)) = self.disk_commit {
+            let _ = writeln!(
+                md,
+                "This disk's commit: a 4 KiB write and `fdatasync`, p50 {p50:.2} ms / p99 {p99:.2} ms.\n"
+            );
+        }
         if !self.idle.is_empty() {
             let sio = self
                 .idle

@@ -82,17 +82,26 @@ async fn spawn_listening(mut cmd: Command, prefix: &str, log: &Path) -> anyhow::
 /// Mkondo's binary, its database and the app created for the run.
 pub struct Mkondo {
     bin: PathBuf,
-    db: PathBuf,
+    /// A SQLite path or a `postgres://` URL.
+    db: std::ffi::OsString,
     log: PathBuf,
 }
 
 impl Mkondo {
-    /// A fresh database in `dir` (created by the first `app create`).
-    pub fn new(bin: &Path, dir: &Path) -> Mkondo {
-        let db = dir.join("mkondo-bench.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
+    /// A fresh SQLite database in `dir` (created by the first `app create`),
+    /// or the PostgreSQL database at `postgres` (its rows accumulate from run to
+    /// run; each scenario run makes its own app).
+    pub fn new(bin: &Path, dir: &Path, postgres: Option<&str>) -> Mkondo {
+        let db = match postgres {
+            Some(url) => url.into(),
+            None => {
+                let db = dir.join("mkondo-bench.db");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+                }
+                db.into_os_string()
+            }
+        };
         Mkondo {
             bin: bin.to_owned(),
             db,
@@ -142,14 +151,16 @@ impl Mkondo {
     /// except the API key's rate: the scenarios' set-up (thousands of users
     /// and conversations through REST) is not what is measured.
     pub async fn start(&self, listen: SocketAddr) -> anyhow::Result<Process> {
-        self.start_as(listen, None).await
+        self.start_as(listen, None, &[]).await
     }
 
-    /// [`Mkondo::start`], under callgrind when `callgrind` is given.
+    /// [`Mkondo::start`], under callgrind when `callgrind` is given, with
+    /// `flags` added.
     pub async fn start_as(
         &self,
         listen: SocketAddr,
         callgrind: Option<&callgrind::Run>,
+        flags: &[&str],
     ) -> anyhow::Result<Process> {
         let mut cmd = match callgrind {
             Some(run) => run.command(&self.bin),
@@ -161,12 +172,13 @@ impl Mkondo {
             .arg("--database")
             .arg(&self.db)
             .args(["--api-key-rate-per-second", "1000000"])
-            .args(["--api-key-rate-burst", "1000000"]);
+            .args(["--api-key-rate-burst", "1000000"])
+            .args(flags);
         if let Some(tls) = crate::tls::get() {
             cmd.arg("--tls-cert").arg(&tls.cert);
             cmd.arg("--tls-key").arg(&tls.key);
         }
-        cmd.env("RUST_LOG", "warn");
+        cmd.env("MKONDO_LOG", "warn");
         spawn_listening(cmd, "mkondo listening on ", &self.log).await
     }
 

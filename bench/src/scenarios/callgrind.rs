@@ -50,7 +50,7 @@ pub async fn run(
     let run = callgrind::Run::new(work.join(format!("callgrind-{}.out", target.name())));
     let app = ctx.mkondo.create_app().await?;
     let server = match target {
-        Target::Mkondo(_) => ctx.mkondo.start_as(any_port(), Some(&run)).await?,
+        Target::Mkondo(_) => ctx.mkondo.start_as(any_port(), Some(&run), &[]).await?,
         Target::Baseline => ctx.baseline.start(Some(&run)).await?,
         Target::SocketIo => anyhow::bail!("socket.io is not measured under callgrind"),
     };
