@@ -283,6 +283,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         figures.join(", "),
         out.display()
     );
+    // Callgrind's profiles stay beside the results, for `callgrind_annotate`
+    // (ignored by git: they are large and of one machine).
+    for entry in std::fs::read_dir(&work)?.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("callgrind-") {
+            let _ = std::fs::rename(entry.path(), out.join(name));
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
     if results.problems.is_empty() {
         Ok(())

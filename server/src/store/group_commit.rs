@@ -553,19 +553,23 @@ impl Sql {
             }),
             // One row per conversation, its members joined into one text (a
             // row per member would cost a row decode each: thousands per send
-            // into a large group). `blocks`: a member blocks the other member
-            // of a direct conversation.
+            // into a large group), by subqueries rather than GROUP BY, which
+            // would sort. `blocks`: in a direct conversation, a member blocks
+            // the other.
             read: format!(
-                "SELECT c.app_id, c.id, c.kind, c.last_seq, {join} AS members,
-                    CAST(MAX(CASE WHEN c.kind = 'direct' AND EXISTS (
-                        SELECT 1 FROM blocks b JOIN members o ON o.app_id = b.app_id
-                            AND o.conversation_id = c.id AND o.user_id = b.blocked_id
-                        WHERE b.app_id = c.app_id AND b.user_id = m.user_id AND b.blocked_id <> m.user_id
-                    ) THEN 1 ELSE 0 END) AS BIGINT) AS blocks
+                "SELECT c.app_id, c.id, c.kind, c.last_seq,
+                    (SELECT {join} FROM members m
+                     WHERE m.app_id = c.app_id AND m.conversation_id = c.id) AS members,
+                    CASE WHEN c.kind = 'direct' AND EXISTS (
+                        SELECT 1 FROM members m
+                        JOIN members o ON o.app_id = m.app_id
+                            AND o.conversation_id = m.conversation_id AND o.user_id <> m.user_id
+                        WHERE m.app_id = c.app_id AND m.conversation_id = c.id
+                            AND EXISTS (SELECT 1 FROM blocks b WHERE b.app_id = m.app_id
+                                AND b.user_id = m.user_id AND b.blocked_id = o.user_id)
+                    ) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS blocks
                  FROM {keys}
-                 JOIN conversations c ON c.app_id = j.value ->> 'app' AND c.id = j.value ->> 'conv'
-                 LEFT JOIN members m ON m.app_id = c.app_id AND m.conversation_id = c.id
-                 GROUP BY c.app_id, c.id, c.kind, c.last_seq",
+                 JOIN conversations c ON c.app_id = j.value ->> 'app' AND c.id = j.value ->> 'conv'",
                 join = match engine {
                     Engine::Sqlite => "group_concat(m.user_id, char(31))",
                     Engine::Postgres => "string_agg(m.user_id, chr(31))",
