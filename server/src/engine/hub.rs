@@ -1,9 +1,10 @@
 //! The hub indexes this node's live sessions by user and by subscribed
 //! conversation, and delivers events to them.
 //!
-//! Delivery never holds an index lock while writing: it collects the target
-//! sessions' queue handles under short, sharded (DashMap) locks, then `try_send`s to
-//! each bounded queue. A full queue means the client reads too slowly: that session is
+//! Delivery never waits and never writes a socket: it collects the target
+//! session ids under short, sharded (DashMap) locks, then `try_send`s to each
+//! session's bounded queue under its shard's read lock (no handle is cloned per
+//! delivery). A full queue means the client reads too slowly: that session is
 //! told to close with `slow_consumer` rather than letting memory grow.
 //!
 //! Revocations (a disconnect event) select sessions by user, by app, by the key
@@ -71,15 +72,70 @@ impl Closer {
     pub fn code(&self) -> Option<DisconnectCode> {
         self.code.get().copied()
     }
+    /// Whether `close` was called; an atomic load, cheap enough for every write.
+    pub fn is_closed(&self) -> bool {
+        // `close` sets the code before it cancels.
+        self.code.get().is_some()
+    }
     pub async fn closed(&self) {
         self.token.cancelled().await;
     }
+    /// `closed` as a future that owns what it waits on, so a session can keep
+    /// one pinned for its whole life instead of making one on every turn.
+    pub fn closed_owned(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.token.clone().cancelled_owned()
+    }
 }
+
+/// The `by_user` index's key, `(app, user)`. It can be looked up by a pair of
+/// borrowed strings (`&(app, user) as &dyn AppUser`), since both hash and
+/// compare as the same pair of `str`s.
+#[derive(PartialEq, Eq, Hash)]
+struct UserKey(Arc<str>, Arc<str>);
+
+trait AppUser {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl AppUser for UserKey {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl AppUser for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn AppUser + 'a> for UserKey {
+    fn borrow(&self) -> &(dyn AppUser + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn AppUser + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `UserKey`'s derived hash: its fields in order, each as a `str`.
+        let (app, user) = self.pair();
+        app.hash(state);
+        user.hash(state);
+    }
+}
+
+impl PartialEq for dyn AppUser + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn AppUser + '_ {}
 
 #[derive(Default)]
 pub struct Hub {
     sessions: DashMap<SessionId, SessionHandle>,
-    by_user: DashMap<(Arc<str>, Arc<str>), HashSet<SessionId>>,
+    by_user: DashMap<UserKey, HashSet<SessionId>>,
     by_app: DashMap<Arc<str>, HashSet<SessionId>>,
     subscribers: DashMap<(Arc<str>, String), HashSet<SessionId>>,
     /// Disconnect events delivered so far.
@@ -89,7 +145,7 @@ pub struct Hub {
 impl Hub {
     pub fn add(&self, handle: SessionHandle) {
         self.by_user
-            .entry((handle.app.clone(), handle.user.clone()))
+            .entry(UserKey(handle.app.clone(), handle.user.clone()))
             .or_default()
             .insert(handle.id);
         self.by_app
@@ -117,8 +173,8 @@ impl Hub {
         let Some((_, handle)) = self.sessions.remove(&id) else {
             return;
         };
-        let key = (handle.app.clone(), handle.user.clone());
-        self.by_user.remove_if_mut(&key, |_, set| {
+        let key: &dyn AppUser = &(&*handle.app, &*handle.user);
+        self.by_user.remove_if_mut(key, |_, set| {
             set.remove(&id);
             set.is_empty()
         });
@@ -148,7 +204,7 @@ impl Hub {
 
     pub fn user_session_count(&self, app: &str, user: &str) -> usize {
         self.by_user
-            .get(&(Arc::from(app), Arc::from(user)))
+            .get(&(app, user) as &dyn AppUser)
             .map_or(0, |s| s.len())
     }
 
@@ -172,35 +228,51 @@ impl Hub {
         }
         let target = &event.target;
         let app: Arc<str> = Arc::from(event.app.as_str());
-        let mut ids: HashSet<SessionId> = HashSet::new();
+        // Most events select from one index (a conversation's subscribers, a
+        // user's devices): duplicates are only possible across several.
+        let mut ids: Vec<SessionId> = Vec::new();
+        let mut sources = 0;
         if target.whole_app {
             if let Some(set) = self.by_app.get(&app) {
                 ids.extend(set.iter().copied());
+                sources += 1;
             }
         }
         for user in &target.users {
-            if let Some(set) = self.by_user.get(&(app.clone(), Arc::from(user.as_str()))) {
+            // Looked up by borrowed strings: no key is built per recipient.
+            if let Some(set) = self.by_user.get(&(&*app, user.as_str()) as &dyn AppUser) {
                 ids.extend(set.iter().copied());
+                sources += 1;
             }
         }
         for conv in &target.subscribers_of {
             if let Some(set) = self.subscribers.get(&(app.clone(), conv.clone())) {
                 ids.extend(set.iter().copied());
+                sources += 1;
             }
         }
-        let targets: Vec<SessionHandle> = ids
-            .into_iter()
-            .filter_map(|id| self.sessions.get(&id).map(|h| h.clone()))
-            .filter(|h| !target.except_users.iter().any(|u| **u == *h.user))
-            .filter(|h| target.kid.as_deref().is_none_or(|k| *h.token.kid == *k))
-            .filter(|h| {
-                target
+        if sources > 1 {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let selected = |h: &SessionHandle| {
+            !target.except_users.iter().any(|u| **u == *h.user)
+                && target.kid.as_deref().is_none_or(|k| *h.token.kid == *k)
+                && target
                     .issued_before_ms
                     .is_none_or(|t| h.token.issued_at_ms < t)
-            })
-            .collect();
-        let delivered = targets.len();
-        for handle in targets {
+        };
+        let mut delivered = 0;
+        let mut unsubscribed = Vec::new();
+        for id in ids {
+            // Under the shard's read lock: `try_send` and `close` never wait.
+            let Some(handle) = self.sessions.get(&id) else {
+                continue;
+            };
+            if !selected(&handle) {
+                continue;
+            }
+            delivered += 1;
             match &event.payload {
                 Payload::Push(out) => {
                     if let Err(mpsc::error::TrySendError::Full(_)) =
@@ -211,7 +283,14 @@ impl Hub {
                     }
                 }
                 Payload::Disconnect(code) => handle.close.close(*code),
-                Payload::Unsubscribe(conv) => self.unsubscribe(&handle.app, conv, handle.id),
+                // The subscribers index is another map: changed once the
+                // session's shard is released.
+                Payload::Unsubscribe(_) => unsubscribed.push((handle.app.clone(), id)),
+            }
+        }
+        if let Payload::Unsubscribe(conv) = &event.payload {
+            for (app, id) in unsubscribed {
+                self.unsubscribe(&app, conv, id);
             }
         }
         delivered
@@ -487,6 +566,7 @@ mod tests {
             0
         );
         assert!(hub.by_app.is_empty());
+        assert!(hub.by_user.is_empty(), "removed by its borrowed key");
         // Pushes are not revocations.
         assert_eq!(hub.revocations(), 1);
         hub.deliver(&event("app", Target::default()));
