@@ -23,6 +23,7 @@ per_transport!(
     unrefreshed_token_closes_after_the_grace_period,
     dead_connections_are_closed_live_ones_kept,
     connections_per_user_are_limited,
+    a_connection_that_never_connects_is_closed_after_the_connect_timeout,
 );
 
 /// A 2 s token refreshed in-band before it expires: the same connection keeps
@@ -145,6 +146,38 @@ async fn dead_connections_are_closed_live_ones_kept(transport: Transport) {
         alive.pings_received()
     );
     alive.ping().await.unwrap();
+}
+
+/// A connection that never sends `connect` is closed with `bad_protocol`
+/// (3503) once the connect timeout (10 s) passes, not before.
+async fn a_connection_that_never_connects_is_closed_after_the_connect_timeout(
+    transport: Transport,
+) {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let opened = std::time::Instant::now();
+    let client = Client::open_with(
+        server.addr,
+        transport,
+        ClientOptions::for_transport(transport),
+    )
+    .await;
+    let closed = client
+        .wait_closed(Duration::from_secs(20))
+        .await
+        .expect("a connection without connect was kept past the connect timeout");
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(9_500),
+        "closed after {elapsed:?}"
+    );
+    let d = closed
+        .disconnect
+        .clone()
+        .unwrap_or_else(|| panic!("no disconnect push: {closed:?}"));
+    assert_eq!(d.code, 3503, "{d:?}");
+    if let Some(code) = closed.close_code {
+        assert_eq!(code, 3503);
+    }
 }
 
 /// With at most 2 connections per user, a third is refused with

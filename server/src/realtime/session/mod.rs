@@ -13,6 +13,10 @@
 //!   stuck socket never pins the session.
 //! - The token's expiry plus the grace period is a deadline; an in-band `refresh`
 //!   moves it.
+//! - A turn of the loop that only finds a push costs no timer or cancellation
+//!   bookkeeping and no read attempt: the timer and the close and shutdown
+//!   signals are pinned for the session's life, and they and the inbound stream
+//!   are polled only when one of them woke the task (`wake.rs`).
 //! - At most `max_concurrent_connects` `connect` commands run at once on a node;
 //!   the others wait their turn, and one whose client hangs up while it waits is
 //!   dropped without touching the store (a reconnect storm queues, it does not
@@ -21,17 +25,21 @@
 mod commands;
 mod message_commands;
 mod social_commands;
+mod wake;
 
 use std::collections::{HashMap, HashSet};
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::stream::Peekable;
 use futures::StreamExt;
 use mkondo_proto::v1::{self, push::Push, server_frame::Body};
 use mkondo_proto::DisconnectCode;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::transport::{Inbound, InboundStream, Item, Transport};
 use crate::engine::hub::{Closer, SessionHandle, SessionId, TokenStamp};
@@ -40,6 +48,7 @@ use crate::engine::presence::AppState;
 use crate::error::Error;
 use crate::node::origins::BrowserOrigin;
 use crate::node::{Bucket, ClientAddr, Node, Rate};
+use wake::Control;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 const MAX_BATCH: usize = 64;
@@ -107,21 +116,57 @@ pub async fn run(
     };
     metrics::gauge!("mkondo_connections").increment(1.0);
     let connect_deadline = now + limits.connect_timeout;
-    let shutdown = s.node.shutdown_signal();
+
+    // Pinned for the session's life: each is registered once (a cancellation
+    // waiter, a timer-wheel entry), not made anew and dropped on every turn.
+    let control = Control::new();
+    let mut closed = pin!(s.closer.closed_owned());
+    let mut shutdown = pin!(s.node.shutdown_signal().cancelled_owned());
+    // One timer for every deadline: the earliest of ping, pong, token expiry
+    // and connect; moved only when that changes (a frame, a ping, a refresh).
+    let mut timer = pin!(sleep_until(s.next_deadline(connect_deadline)));
 
     let code: Option<DisconnectCode> = loop {
-        let token_deadline = s.authed.as_ref().map(|a| a.token_deadline);
-        tokio::select! {
-            biased;
-            _ = s.closer.closed() => break s.closer.code(),
-            _ = shutdown.cancelled() => break Some(DisconnectCode::Shutdown),
-            frame = inbound.next() => {
-                let Some(frame) = frame else { break None };
+        let event = poll_fn(|cx| {
+            // In the order of the `select!` this replaces: a close first, and
+            // the client's frames before pushes.
+            if control.take(cx) {
+                let mut ccx = Context::from_waker(control.waker());
+                if closed.as_mut().poll(&mut ccx).is_ready() {
+                    return Poll::Ready(Event::Closed);
+                }
+                if shutdown.as_mut().poll(&mut ccx).is_ready() {
+                    return Poll::Ready(Event::Shutdown);
+                }
+                if let Poll::Ready(frame) = inbound.poll_next_unpin(&mut ccx) {
+                    // The timer was not polled, and the stream may hold more.
+                    control.raise();
+                    return Poll::Ready(Event::Inbound(frame));
+                }
+                if timer.as_mut().poll(&mut ccx).is_ready() {
+                    return Poll::Ready(Event::Deadline);
+                }
+            }
+            match queue_rx.poll_recv(cx) {
+                Poll::Ready(Some(out)) => Poll::Ready(Event::Push(out)),
+                // The session holds a sender: the queue never ends first.
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        match event {
+            Event::Closed => break s.closer.code(),
+            Event::Shutdown => break Some(DisconnectCode::Shutdown),
+            Event::Inbound(None) => break None,
+            Event::Inbound(Some(frame)) => {
                 s.pong_deadline = None;
                 let replies = match frame {
                     Inbound::Frames(frames) => {
                         let _connect_slot = if s.authed.is_none() && frames.iter().any(is_connect) {
-                            match connect_slot(&s.node, &mut inbound).await {
+                            let slot = connect_slot(&s.node, &mut inbound).await;
+                            // It polled the stream with the task's waker.
+                            control.raise();
+                            match slot {
                                 Ok(permit) => Some(permit),
                                 Err(gone) => break gone,
                             }
@@ -137,7 +182,9 @@ pub async fn run(
                             if let Some(reply) = Box::pin(s.handle(f)).await {
                                 replies.push(Item::Frame(reply));
                             }
-                            if s.close_after_reply.is_some() { break; }
+                            if s.close_after_reply.is_some() {
+                                break;
+                            }
                         }
                         replies
                     }
@@ -156,41 +203,47 @@ pub async fn run(
                 if let Some(code) = s.close_after_reply.take() {
                     break Some(code);
                 }
+                // The frame cleared the pong deadline; `connect` or `refresh`
+                // set the token's.
+                move_timer(timer.as_mut(), s.next_deadline(connect_deadline), &control);
             }
-            Some(first) = queue_rx.recv() => {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
+            Event::Deadline => {
+                // A timer never fires early; by its own deadline, what is due is.
+                let now = Instant::now().max(timer.deadline());
+                let token_deadline = s.authed.as_ref().map(|a| a.token_deadline);
+                if s.authed.is_some() && s.next_ping <= now {
+                    s.next_ping = Instant::now() + limits.ping_interval;
+                    if s.pong_deadline.is_none() {
+                        s.pong_deadline = Some(Instant::now() + limits.pong_timeout);
+                    }
+                    let ping = Item::Push(Outbound::push(Push::Ping(v1::ServerPing {})));
+                    if !s.write(&mut transport, vec![ping]).await {
+                        break s.closer.code();
+                    }
+                } else if s.pong_deadline.is_some_and(|d| d <= now) {
+                    break Some(DisconnectCode::NoPong);
+                } else if token_deadline.is_some_and(|d| d <= now) {
+                    break Some(DisconnectCode::TokenExpired);
+                } else if s.authed.is_none() && connect_deadline <= now {
+                    break Some(DisconnectCode::BadProtocol);
+                }
+                move_timer(timer.as_mut(), s.next_deadline(connect_deadline), &control);
+                // Polled next turn even if its deadline stayed: another one
+                // (a pong's, due with the ping) may be the same instant.
+                control.raise();
+            }
+            Event::Push(first) => {
+                let mut items = Vec::new();
+                s.admit(first, &mut items).await;
+                for _ in 1..MAX_BATCH {
                     match queue_rx.try_recv() {
-                        Ok(more) => batch.push(more),
+                        Ok(more) => s.admit(more, &mut items).await,
                         Err(_) => break,
                     }
-                }
-                let mut items = Vec::with_capacity(batch.len());
-                for out in batch {
-                    items.extend(s.admit(out).await.into_iter().map(Item::Push));
                 }
                 if !items.is_empty() && !s.write(&mut transport, items).await {
                     break s.closer.code();
                 }
-            }
-            _ = sleep_until(s.next_ping), if s.authed.is_some() => {
-                s.next_ping = Instant::now() + limits.ping_interval;
-                if s.pong_deadline.is_none() {
-                    s.pong_deadline = Some(Instant::now() + limits.pong_timeout);
-                }
-                let ping = Item::Push(Outbound::push(Push::Ping(v1::ServerPing {})));
-                if !s.write(&mut transport, vec![ping]).await {
-                    break s.closer.code();
-                }
-            }
-            _ = sleep_until(s.pong_deadline.unwrap_or(connect_deadline)), if s.pong_deadline.is_some() => {
-                break Some(DisconnectCode::NoPong);
-            }
-            _ = sleep_until(token_deadline.unwrap_or(connect_deadline)), if token_deadline.is_some() => {
-                break Some(DisconnectCode::TokenExpired);
-            }
-            _ = sleep_until(connect_deadline), if s.authed.is_none() => {
-                break Some(DisconnectCode::BadProtocol);
             }
         }
     };
@@ -214,6 +267,25 @@ pub async fn run(
     let closing = transport.close(disconnect);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
     metrics::gauge!("mkondo_connections").decrement(1.0);
+}
+
+/// What woke the session loop.
+enum Event {
+    Closed,
+    Shutdown,
+    /// A frame, or the end of the input (`None`).
+    Inbound(Option<Inbound>),
+    Deadline,
+    Push(Arc<Outbound>),
+}
+
+/// Resets the loop's timer if its deadline changed (a reset moves its
+/// timer-wheel entry). The loop polls it again on its next turn.
+fn move_timer(timer: Pin<&mut Sleep>, deadline: Instant, control: &Control) {
+    if timer.deadline() != deadline {
+        timer.reset(deadline);
+        control.raise();
+    }
 }
 
 fn is_connect(frame: &v1::ClientFrame) -> bool {
@@ -246,24 +318,45 @@ impl Session {
     /// hold it), within the write deadline: a client that sends but never reads
     /// is closed as a slow consumer rather than holding its session for ever.
     /// Returns false when the session must end.
+    ///
+    /// Nearly every write completes at its first poll (the socket's buffer has
+    /// room): only one that does not is raced against the close and a timer.
     async fn write(&mut self, transport: &mut Box<dyn Transport>, items: Vec<Item>) -> bool {
-        let n = items.len() as u64;
-        let deadline = self.node.limits().write_timeout;
-        tokio::select! {
-            biased;
-            _ = self.closer.closed() => false,
-            result = tokio::time::timeout(deadline, transport.write(items)) => match result {
-                Ok(result) => {
-                    metrics::counter!("mkondo_frames_out_total").increment(n);
-                    result.is_ok()
-                }
-                Err(_) => {
-                    metrics::counter!("mkondo_write_timeouts_total").increment(1);
-                    self.closer.close(DisconnectCode::SlowConsumer);
-                    false
-                }
-            },
+        if self.closer.is_closed() {
+            return false;
         }
+        let n = items.len() as u64;
+        let mut write = transport.write(items);
+        let result = match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let deadline = self.node.limits().write_timeout;
+                tokio::select! {
+                    biased;
+                    _ = self.closer.closed() => return false,
+                    result = tokio::time::timeout(deadline, write) => match result {
+                        Ok(result) => result,
+                        Err(_) => {
+                            metrics::counter!("mkondo_write_timeouts_total").increment(1);
+                            self.closer.close(DisconnectCode::SlowConsumer);
+                            return false;
+                        }
+                    },
+                }
+            }
+        };
+        metrics::counter!("mkondo_frames_out_total").increment(n);
+        result.is_ok()
+    }
+
+    /// The earliest instant the loop must act at: the next ping, the pong's
+    /// or the token's deadline once connected, the connect deadline before.
+    fn next_deadline(&self, connect_deadline: Instant) -> Instant {
+        let due = match &self.authed {
+            Some(a) => self.next_ping.min(a.token_deadline),
+            None => connect_deadline,
+        };
+        self.pong_deadline.map_or(due, |pong| due.min(pong))
     }
 
     /// The merge: a `message` push at or below what this session already
@@ -271,26 +364,27 @@ impl Session {
     /// fill) and is dropped. A push past a gap brings the missing seqs from the store
     /// first: with several nodes, seq 7 published by one can overtake seq 6 published
     /// by another, and 6 is already committed (7 was allocated after 6's commit).
-    async fn admit(&mut self, out: Arc<Outbound>) -> Vec<Arc<Outbound>> {
+    async fn admit(&mut self, out: Arc<Outbound>, ready: &mut Vec<Item>) {
         let Some((conv, seq)) = &out.ordered else {
-            return vec![out];
+            ready.push(Item::Push(out));
+            return;
         };
         let seq = *seq;
         // Per push and recipient: no allocation unless the conversation is new.
         let last = match self.delivered.get_mut(conv.as_str()) {
-            Some(last) if seq <= *last => return Vec::new(),
+            Some(last) if seq <= *last => return,
             Some(last) => std::mem::replace(last, seq),
             None => {
                 self.delivered.insert(conv.clone(), seq);
-                return vec![out];
+                ready.push(Item::Push(out));
+                return;
             }
         };
-        let mut ready = Vec::new();
         if seq > last + 1 {
-            ready = self.fill_gap(conv, last, seq).await;
+            let missing = self.fill_gap(conv, last, seq).await;
+            ready.extend(missing.into_iter().map(Item::Push));
         }
-        ready.push(out);
-        ready
+        ready.push(Item::Push(out));
     }
 
     /// Messages `after+1 .. before-1` of `conv` as pushes, as far as the store has
