@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::Extension;
@@ -125,6 +125,40 @@ fn decode(encoding: Encoding, data: &[u8], max: usize, text: bool) -> Inbound {
     }
 }
 
+/// One WebSocket message for a batch. A batch of one — nearly every push —
+/// is the push's shared encoding itself, not a copy; a larger one is
+/// concatenated once (JSON frames one per line).
+fn message(encoding: Encoding, items: &[Item]) -> Option<Message> {
+    let encode = |item: &Item| match item {
+        Item::Push(out) => out.encoded(encoding),
+        Item::Frame(frame) => encode_frame(encoding, frame),
+    };
+    let payload = match items {
+        [one] => encode(one),
+        _ => {
+            let parts: Vec<Bytes> = items.iter().map(encode).collect();
+            let separators = match encoding {
+                Encoding::Json => parts.len().saturating_sub(1),
+                Encoding::Protobuf => 0,
+            };
+            let len = parts.iter().map(Bytes::len).sum::<usize>() + separators;
+            let mut buf = BytesMut::with_capacity(len);
+            for (i, part) in parts.iter().enumerate() {
+                if encoding == Encoding::Json && i > 0 {
+                    buf.extend_from_slice(b"\n");
+                }
+                buf.extend_from_slice(part);
+            }
+            buf.freeze()
+        }
+    };
+    match encoding {
+        // Checked once, not copied: serde_json writes UTF-8, so this never fails.
+        Encoding::Json => Utf8Bytes::try_from(payload).ok().map(Message::Text),
+        Encoding::Protobuf => Some(Message::Binary(payload)),
+    }
+}
+
 struct WsTransport {
     sink: SplitSink<WebSocket, Message>,
     encoding: Encoding,
@@ -133,24 +167,7 @@ struct WsTransport {
 #[async_trait]
 impl Transport for WsTransport {
     async fn write(&mut self, items: Vec<Item>) -> Result<(), ()> {
-        let mut buf = BytesMut::new();
-        for (i, item) in items.iter().enumerate() {
-            let bytes: Bytes = match item {
-                Item::Push(out) => out.encoded(self.encoding),
-                Item::Frame(frame) => encode_frame(self.encoding, frame),
-            };
-            if self.encoding == Encoding::Json && i > 0 {
-                buf.extend_from_slice(b"\n");
-            }
-            buf.extend_from_slice(&bytes);
-        }
-        let message = match self.encoding {
-            Encoding::Json => match String::from_utf8(buf.to_vec()) {
-                Ok(text) => Message::Text(text.into()),
-                Err(_) => return Err(()),
-            },
-            Encoding::Protobuf => Message::Binary(buf.freeze()),
-        };
+        let message = message(self.encoding, &items).ok_or(())?;
         self.sink.send(message).await.map_err(|_| ())
     }
 
@@ -178,5 +195,66 @@ impl Transport for WsTransport {
             let _ = self.sink.send(Message::Close(None)).await;
         }
         let _ = self.sink.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::outbound::Outbound;
+    use mkondo_proto::v1::push::Push;
+
+    fn typing(user: &str) -> Item {
+        Item::Push(Outbound::push(Push::Typing(v1::TypingPush {
+            conversation_id: "c1".into(),
+            user_id: user.into(),
+            stop: false,
+        })))
+    }
+
+    #[test]
+    fn a_single_push_is_sent_as_its_shared_encoding() {
+        let push = typing("alice");
+        let Item::Push(out) = &push else {
+            unreachable!()
+        };
+        let shared = out.encoded(Encoding::Json);
+        let Some(Message::Text(text)) = message(Encoding::Json, std::slice::from_ref(&push)) else {
+            panic!("a JSON batch is a text message");
+        };
+        assert_eq!(text.as_str().as_ptr(), shared.as_ptr(), "not copied");
+        let Some(Message::Binary(data)) = message(Encoding::Protobuf, std::slice::from_ref(&push))
+        else {
+            panic!("a protobuf batch is a binary message");
+        };
+        assert_eq!(data.as_ptr(), out.encoded(Encoding::Protobuf).as_ptr());
+    }
+
+    #[test]
+    fn a_batch_is_one_message_of_every_frame() {
+        let items = vec![
+            typing("alice"),
+            Item::Frame(v1::ServerFrame { id: 7, body: None }),
+            typing("bob"),
+        ];
+        let expected: Vec<v1::ServerFrame> = items
+            .iter()
+            .map(|item| match item {
+                Item::Push(out) => out.frame.clone(),
+                Item::Frame(frame) => frame.clone(),
+            })
+            .collect();
+        let Some(Message::Text(text)) = message(Encoding::Json, &items) else {
+            panic!("a JSON batch is a text message");
+        };
+        assert_eq!(text.as_str().lines().count(), 3);
+        let decoded: Vec<v1::ServerFrame> =
+            codec::decode_batch(Encoding::Json, text.as_bytes()).unwrap();
+        assert_eq!(decoded, expected);
+        let Some(Message::Binary(data)) = message(Encoding::Protobuf, &items) else {
+            panic!("a protobuf batch is a binary message");
+        };
+        let decoded: Vec<v1::ServerFrame> = codec::decode_batch(Encoding::Protobuf, &data).unwrap();
+        assert_eq!(decoded, expected);
     }
 }
