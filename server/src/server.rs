@@ -108,7 +108,13 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/realtime", get(ws::upgrade).connect(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(move || async move { metrics.render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                crate::realtime::counters::publish();
+                metrics.render()
+            }),
+        )
         .merge(crate::rest::router())
         .with_state(node);
     http.merge(grpc)

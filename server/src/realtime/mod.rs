@@ -4,6 +4,7 @@
 //! gRPC) are write-only sinks plus a stream of inbound frames. The engine the
 //! node stands on (hub, broker, presence, outbound encoding) is `crate::engine`.
 
+pub mod counters;
 pub mod grpc;
 pub mod session;
 pub mod transport;

@@ -41,6 +41,7 @@ use mkondo_proto::DisconnectCode;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::counters;
 use super::transport::{Inbound, InboundStream, Item, Transport};
 use crate::engine::hub::{Closer, SessionHandle, SessionId, TokenStamp};
 use crate::engine::outbound::Outbound;
@@ -175,7 +176,7 @@ pub async fn run(
                         };
                         let mut replies = Vec::new();
                         for f in frames {
-                            metrics::counter!("mkondo_frames_in_total").increment(1);
+                            counters::frames_in(1);
                             // Boxed: the command futures are large, and held
                             // inline they would make every idle session's task
                             // that large for its whole life (kilobytes each).
@@ -345,7 +346,7 @@ impl Session {
                 }
             }
         };
-        metrics::counter!("mkondo_frames_out_total").increment(n);
+        counters::frames_out(n);
         result.is_ok()
     }
 
