@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_trait::async_trait;
 use bytes::BufMut;
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -108,7 +107,7 @@ impl StreamingService<v1::ClientFrame> for ConnectMethod {
             let (tx, rx) = mpsc::channel(16);
             tokio::spawn(session::run(
                 node,
-                Box::new(GrpcTransport { tx }),
+                GrpcTransport { tx },
                 Box::pin(inbound),
                 from,
                 // Browsers do not speak gRPC: no Origin to check.
@@ -192,13 +191,12 @@ struct GrpcTransport {
     tx: mpsc::Sender<Wire>,
 }
 
-#[async_trait]
 impl Transport for GrpcTransport {
-    async fn write(&mut self, items: Vec<Item>) -> Result<(), ()> {
-        for item in items {
+    async fn write(&mut self, items: &mut Vec<Item>) -> Result<(), ()> {
+        for item in items.drain(..) {
             let wire = match item {
                 Item::Push(out) => Wire::Push(out),
-                Item::Frame(frame) => Wire::Frame(Box::new(frame)),
+                Item::Frame(frame) => Wire::Frame(frame),
             };
             self.tx.send(wire).await.map_err(|_| ())?;
         }

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -91,7 +90,7 @@ async fn serve(
             futures::future::ready(Some(item))
         });
     let transport = WsTransport { sink, encoding };
-    session::run(node, Box::new(transport), Box::pin(inbound), from, origin).await;
+    session::run(node, transport, Box::pin(inbound), from, origin).await;
 }
 
 fn decode(encoding: Encoding, data: &[u8], max: usize, text: bool) -> Inbound {
@@ -164,11 +163,12 @@ struct WsTransport {
     encoding: Encoding,
 }
 
-#[async_trait]
 impl Transport for WsTransport {
-    async fn write(&mut self, items: Vec<Item>) -> Result<(), ()> {
-        let message = message(self.encoding, &items).ok_or(())?;
-        self.sink.send(message).await.map_err(|_| ())
+    async fn write(&mut self, items: &mut Vec<Item>) -> Result<(), ()> {
+        let message = message(self.encoding, items);
+        // The pushes' buffers are shared: the message holds what it needs.
+        items.clear();
+        self.sink.send(message.ok_or(())?).await.map_err(|_| ())
     }
 
     async fn close(&mut self, disconnect: Option<v1::Disconnect>) {
@@ -189,7 +189,7 @@ impl Transport for WsTransport {
             )
         });
         if let Some((push, close)) = frame {
-            let _ = self.write(vec![Item::Frame(push)]).await;
+            let _ = self.write(&mut vec![Item::frame(push)]).await;
             let _ = self.sink.send(Message::Close(Some(close))).await;
         } else {
             let _ = self.sink.send(Message::Close(None)).await;
@@ -234,14 +234,14 @@ mod tests {
     fn a_batch_is_one_message_of_every_frame() {
         let items = vec![
             typing("alice"),
-            Item::Frame(v1::ServerFrame { id: 7, body: None }),
+            Item::frame(v1::ServerFrame { id: 7, body: None }),
             typing("bob"),
         ];
         let expected: Vec<v1::ServerFrame> = items
             .iter()
             .map(|item| match item {
                 Item::Push(out) => out.frame.clone(),
-                Item::Frame(frame) => frame.clone(),
+                Item::Frame(frame) => (**frame).clone(),
             })
             .collect();
         let Some(Message::Text(text)) = message(Encoding::Json, &items) else {

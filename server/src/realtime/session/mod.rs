@@ -53,6 +53,8 @@ use wake::Control;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 const MAX_BATCH: usize = 64;
+/// A session's batch buffer above this capacity is dropped after its write.
+const SMALL_BATCH: usize = 8;
 
 struct Authed {
     app: Arc<str>,
@@ -87,9 +89,9 @@ struct Session {
 }
 
 /// Runs a session to its end. The transport is closed when this returns.
-pub async fn run(
+pub async fn run<T: Transport>(
     node: Arc<Node>,
-    mut transport: Box<dyn Transport>,
+    mut transport: T,
     inbound: InboundStream,
     from: ClientAddr,
     origin: Option<Box<BrowserOrigin>>,
@@ -126,6 +128,8 @@ pub async fn run(
     // One timer for every deadline: the earliest of ping, pong, token expiry
     // and connect; moved only when that changes (a frame, a ping, a refresh).
     let mut timer = pin!(sleep_until(s.next_deadline(connect_deadline)));
+    // What the next write sends, kept between writes: no allocation per push.
+    let mut items: Vec<Item> = Vec::new();
 
     let code: Option<DisconnectCode> = loop {
         let event = poll_fn(|cx| {
@@ -161,10 +165,12 @@ pub async fn run(
             Event::Inbound(None) => break None,
             Event::Inbound(Some(frame)) => {
                 s.pong_deadline = None;
-                let replies = match frame {
+                match frame {
                     Inbound::Frames(frames) => {
                         let _connect_slot = if s.authed.is_none() && frames.iter().any(is_connect) {
-                            let slot = connect_slot(&s.node, &mut inbound).await;
+                            // Boxed, as is every rare await: an inline
+                            // future would enlarge every session's task.
+                            let slot = Box::pin(connect_slot(&s.node, &mut inbound)).await;
                             // It polled the stream with the task's waker.
                             control.raise();
                             match slot {
@@ -174,31 +180,31 @@ pub async fn run(
                         } else {
                             None
                         };
-                        let mut replies = Vec::new();
                         for f in frames {
                             counters::frames_in(1);
                             // Boxed: the command futures are large, and held
                             // inline they would make every idle session's task
                             // that large for its whole life (kilobytes each).
                             if let Some(reply) = Box::pin(s.handle(f)).await {
-                                replies.push(Item::Frame(reply));
+                                items.push(Item::frame(reply));
                             }
                             if s.close_after_reply.is_some() {
                                 break;
                             }
                         }
-                        replies
                     }
-                    Inbound::Rejected { id, error } => match s.take_token() {
-                        Ok(()) => vec![Item::Frame(error_frame(id, &error))],
-                        Err(wait) => vec![Item::Frame(error_frame(id, &Error::rate_limited(wait)))],
-                    },
+                    Inbound::Rejected { id, error } => {
+                        items.push(Item::frame(match s.take_token() {
+                            Ok(()) => error_frame(id, &error),
+                            Err(wait) => error_frame(id, &Error::rate_limited(wait)),
+                        }))
+                    }
                     Inbound::Fatal(why) => {
                         tracing::debug!(session = s.id, %why, "protocol violation");
                         break Some(DisconnectCode::BadProtocol);
                     }
-                };
-                if !replies.is_empty() && !s.write(&mut transport, replies).await {
+                }
+                if !items.is_empty() && !s.write(&mut transport, &mut items).await {
                     break s.closer.code();
                 }
                 if let Some(code) = s.close_after_reply.take() {
@@ -217,8 +223,8 @@ pub async fn run(
                     if s.pong_deadline.is_none() {
                         s.pong_deadline = Some(Instant::now() + limits.pong_timeout);
                     }
-                    let ping = Item::Push(Outbound::push(Push::Ping(v1::ServerPing {})));
-                    if !s.write(&mut transport, vec![ping]).await {
+                    items.push(Item::Push(Outbound::push(Push::Ping(v1::ServerPing {}))));
+                    if !s.write(&mut transport, &mut items).await {
                         break s.closer.code();
                     }
                 } else if s.pong_deadline.is_some_and(|d| d <= now) {
@@ -234,15 +240,16 @@ pub async fn run(
                 control.raise();
             }
             Event::Push(first) => {
-                let mut items = Vec::new();
-                s.admit(first, &mut items).await;
-                for _ in 1..MAX_BATCH {
-                    match queue_rx.try_recv() {
-                        Ok(more) => s.admit(more, &mut items).await,
-                        Err(_) => break,
+                let mut next = Some(first);
+                for _ in 0..MAX_BATCH {
+                    let Some(out) = next.take().or_else(|| queue_rx.try_recv().ok()) else {
+                        break;
+                    };
+                    if let Some(gap) = s.admit(out, &mut items) {
+                        Box::pin(s.fill_gap(gap, &mut items)).await;
                     }
                 }
-                if !items.is_empty() && !s.write(&mut transport, items).await {
+                if !items.is_empty() && !s.write(&mut transport, &mut items).await {
                     break s.closer.code();
                 }
             }
@@ -265,9 +272,16 @@ pub async fn run(
     // Leave the hub first: nothing more is queued for a session that is closing.
     Box::pin(s.leave()).await;
     // The goodbye is best effort: a slow consumer's socket is what is stuck.
-    let closing = transport.close(disconnect);
+    let closing = Box::pin(transport.close(disconnect));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
     metrics::gauge!("mkondo_connections").decrement(1.0);
+}
+
+/// A push that skipped seqs of its conversation: `after` is the last one
+/// delivered.
+struct Gap {
+    after: u64,
+    out: Arc<Outbound>,
 }
 
 /// What woke the session loop.
@@ -322,32 +336,39 @@ impl Session {
     ///
     /// Nearly every write completes at its first poll (the socket's buffer has
     /// room): only one that does not is raced against the close and a timer.
-    async fn write(&mut self, transport: &mut Box<dyn Transport>, items: Vec<Item>) -> bool {
+    async fn write<T: Transport>(&mut self, transport: &mut T, items: &mut Vec<Item>) -> bool {
         if self.closer.is_closed() {
             return false;
         }
         let n = items.len() as u64;
-        let mut write = transport.write(items);
-        let result = match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
-                let deadline = self.node.limits().write_timeout;
-                tokio::select! {
-                    biased;
-                    _ = self.closer.closed() => return false,
-                    result = tokio::time::timeout(deadline, write) => match result {
-                        Ok(result) => result,
-                        Err(_) => {
-                            metrics::counter!("mkondo_write_timeouts_total").increment(1);
-                            self.closer.close(DisconnectCode::SlowConsumer);
-                            return false;
-                        }
-                    },
+        let ok = {
+            let mut write = pin!(transport.write(items));
+            let result = match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                Poll::Ready(result) => result,
+                Poll::Pending => {
+                    let deadline = self.node.limits().write_timeout;
+                    tokio::select! {
+                        biased;
+                        _ = self.closer.closed() => return false,
+                        result = tokio::time::timeout(deadline, write) => match result {
+                            Ok(result) => result,
+                            Err(_) => {
+                                metrics::counter!("mkondo_write_timeouts_total").increment(1);
+                                self.closer.close(DisconnectCode::SlowConsumer);
+                                return false;
+                            }
+                        },
+                    }
                 }
-            }
+            };
+            counters::frames_out(n);
+            result.is_ok()
         };
-        counters::frames_out(n);
-        result.is_ok()
+        // A burst's large buffer is not kept for an idle session's life.
+        if items.capacity() > SMALL_BATCH {
+            *items = Vec::new();
+        }
+        ok
     }
 
     /// The earliest instant the loop must act at: the next ping, the pong's
@@ -365,49 +386,51 @@ impl Session {
     /// fill) and is dropped. A push past a gap brings the missing seqs from the store
     /// first: with several nodes, seq 7 published by one can overtake seq 6 published
     /// by another, and 6 is already committed (7 was allocated after 6's commit).
-    async fn admit(&mut self, out: Arc<Outbound>, ready: &mut Vec<Item>) {
+    ///
+    /// Synchronous: nearly every push is the next seq (or unordered). One past
+    /// a gap is returned, for [`Session::fill_gap`] to add after the missing ones.
+    fn admit(&mut self, out: Arc<Outbound>, ready: &mut Vec<Item>) -> Option<Gap> {
         let Some((conv, seq)) = &out.ordered else {
             ready.push(Item::Push(out));
-            return;
+            return None;
         };
         let seq = *seq;
         // Per push and recipient: no allocation unless the conversation is new.
         let last = match self.delivered.get_mut(conv.as_str()) {
-            Some(last) if seq <= *last => return,
+            Some(last) if seq <= *last => return None,
             Some(last) => std::mem::replace(last, seq),
             None => {
                 self.delivered.insert(conv.clone(), seq);
                 ready.push(Item::Push(out));
-                return;
+                return None;
             }
         };
         if seq > last + 1 {
-            let missing = self.fill_gap(conv, last, seq).await;
-            ready.extend(missing.into_iter().map(Item::Push));
+            return Some(Gap { after: last, out });
         }
         ready.push(Item::Push(out));
+        None
     }
 
-    /// Messages `after+1 .. before-1` of `conv` as pushes, as far as the store has
-    /// them (at most a replay page; the client pages history for a larger hole).
-    async fn fill_gap(&self, conv: &str, after: u64, before: u64) -> Vec<Arc<Outbound>> {
-        let Some(authed) = &self.authed else {
-            return Vec::new();
-        };
-        // Seqs come from the server's own pushes: never past i64::MAX.
-        let (Ok(after), Ok(before)) = (i64::try_from(after), i64::try_from(before)) else {
-            return Vec::new();
-        };
-        match self.node.gap_fill(&authed.app, conv, after, before).await {
-            Ok(messages) => messages
-                .iter()
-                .map(|m| Outbound::push(Push::Message(crate::views::message(m))))
-                .collect(),
-            Err(err) => {
-                tracing::warn!(%err, conv, "filling a gap in the live stream failed");
-                Vec::new()
+    /// Adds the messages between a gap's ends, as far as the store has them
+    /// (at most a replay page; the client pages history for a larger hole),
+    /// then the push that ends it.
+    async fn fill_gap(&self, gap: Gap, ready: &mut Vec<Item>) {
+        let Gap { after, out } = gap;
+        if let (Some(authed), Some((conv, before))) = (&self.authed, &out.ordered) {
+            // Seqs come from the server's own pushes: never past i64::MAX.
+            if let (Ok(after), Ok(before)) = (i64::try_from(after), i64::try_from(*before)) {
+                match self.node.gap_fill(&authed.app, conv, after, before).await {
+                    Ok(messages) => ready.extend(messages.iter().map(|m| {
+                        Item::Push(Outbound::push(Push::Message(crate::views::message(m))))
+                    })),
+                    Err(err) => {
+                        tracing::warn!(%err, conv, "filling a gap in the live stream failed");
+                    }
+                }
             }
         }
+        ready.push(Item::Push(out));
     }
 
     fn handle_for_hub(&self, app: &Arc<str>, user: &Arc<str>, token: &TokenStamp) -> SessionHandle {
