@@ -134,7 +134,10 @@ impl Eq for dyn AppUser + '_ {}
 
 #[derive(Default)]
 pub struct Hub {
-    sessions: DashMap<SessionId, SessionHandle>,
+    /// By the server's own ids, looked up once per delivery: hashed with
+    /// foldhash rather than SipHash. The indexes keyed by names that tenants
+    /// choose keep std's SipHash.
+    sessions: DashMap<SessionId, SessionHandle, foldhash::fast::RandomState>,
     by_user: DashMap<UserKey, HashSet<SessionId>>,
     by_app: DashMap<Arc<str>, HashSet<SessionId>>,
     subscribers: DashMap<(Arc<str>, String), HashSet<SessionId>>,

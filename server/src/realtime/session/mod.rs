@@ -27,7 +27,7 @@ mod message_commands;
 mod social_commands;
 mod wake;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,7 +72,9 @@ struct Session {
     app_state: AppState,
     subscriptions: HashSet<String>,
     /// Last message seq delivered per conversation (the live/replay merge point).
-    delivered: HashMap<String, u64>,
+    /// Looked up for every message push: hashed with foldhash, not SipHash
+    /// (the keys are the session's own conversations).
+    delivered: foldhash::HashMap<String, u64>,
     /// The frames' budget until `connect` succeeds; then the user's, on the node
     /// (shared with the user's other connections and REST requests).
     bucket: Bucket,
@@ -108,7 +110,7 @@ pub async fn run<T: Transport>(
         authed: None,
         app_state: AppState::Foreground,
         subscriptions: HashSet::new(),
-        delivered: HashMap::new(),
+        delivered: foldhash::HashMap::default(),
         bucket: Bucket::full(session_rate(&limits), now.into_std()),
         from,
         origin,
