@@ -55,5 +55,5 @@ echo "== web SDK: mkondo-wasm lints for wasm32; the package in Node and the demo
 cargo clippy --locked -p mkondo-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
 web/tests/run.sh
 
-echo "== benchmarks, smoke: every scenario at tiny sizes, so the tool keeps working"
+echo "== benchmarks, smoke: every scenario but callgrind at tiny sizes, so the tool keeps working"
 scripts/bench.sh --smoke
