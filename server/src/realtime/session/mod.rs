@@ -209,6 +209,9 @@ pub async fn run<T: Transport>(
                 if !items.is_empty() && !s.write(&mut transport, &mut items).await {
                     break s.closer.code();
                 }
+                // Only pushes keep the buffer: a session that gets none
+                // (an idle one, between its pings) holds no allocation.
+                items = Vec::new();
                 if let Some(code) = s.close_after_reply.take() {
                     break Some(code);
                 }
@@ -229,6 +232,7 @@ pub async fn run<T: Transport>(
                     if !s.write(&mut transport, &mut items).await {
                         break s.closer.code();
                     }
+                    items = Vec::new();
                 } else if s.pong_deadline.is_some_and(|d| d <= now) {
                     break Some(DisconnectCode::NoPong);
                 } else if token_deadline.is_some_and(|d| d <= now) {
