@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::events::{self, NewEvent};
 use super::{
     decode_cursor, encode_cursor, now_ms, retrying, unread, Conversation, Kind, Member, Millis,
     Role, Store, Tx, Viewer,
@@ -146,12 +147,24 @@ impl Store {
                 members.push((m.clone(), Role::Member));
             }
         }
+        let mut created = Vec::new();
         if group.create_missing_members {
-            Store::insert_missing_users(&mut tx, app, &group.members, now).await?;
+            created = Store::insert_missing_users(&mut tx, app, &group.members, now).await?;
         }
         for (user, role) in &members {
             insert_member(&mut tx, app, id, user, *role, 0, now).await?;
         }
+        let conversation = conversation_in(&mut tx, app, id)
+            .await?
+            .ok_or_else(Error::internal)?;
+        let mut recorded = created;
+        recorded.push(created_event(
+            app,
+            &conversation,
+            group.creator.as_deref(),
+            now,
+        ));
+        events::record(&mut tx, self.engine, recorded).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -211,6 +224,11 @@ impl Store {
             for user in [a, b] {
                 insert_member(&mut tx, app, &id, user, Role::Member, 0, now).await?;
             }
+            let conversation = conversation_in(&mut tx, app, &id)
+                .await?
+                .ok_or_else(Error::internal)?;
+            let event = created_event(app, &conversation, Some(a), now);
+            events::record(&mut tx, self.engine, vec![event]).await?;
             id
         } else {
             sqlx::query_scalar("SELECT id FROM conversations WHERE app_id = $1 AND direct_key = $2")
@@ -293,6 +311,20 @@ impl Store {
         data: Option<&Value>,
     ) -> Result<()> {
         check_conversation_fields(name, icon_url, data)?;
+        retrying(|| self.update_conversation_once(app, id, name, icon_url, data)).await
+    }
+
+    async fn update_conversation_once(
+        &self,
+        app: &str,
+        id: &str,
+        name: Option<&str>,
+        icon_url: Option<&str>,
+        data: Option<&Value>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, id)]).await?;
         let done = sqlx::query(
             "UPDATE conversations SET name = COALESCE($3, name), icon_url = COALESCE($4, icon_url),
              data = COALESCE($5, data), updated_at = $6 WHERE app_id = $1 AND id = $2",
@@ -302,13 +334,38 @@ impl Store {
         .bind(name)
         .bind(icon_url)
         .bind(data.map(Value::to_string))
-        .bind(now_ms())
-        .execute(&self.writer)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("conversation"));
         }
+        self.record_updated(&mut tx, app, id, None, now).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Records `conversation.updated` with the conversation as it is now in `tx`.
+    pub(crate) async fn record_updated(
+        &self,
+        tx: &mut Tx<'_>,
+        app: &str,
+        conv: &str,
+        by: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let conversation = conversation_in(tx, app, conv)
+            .await?
+            .ok_or_else(|| Error::not_found("conversation"))?;
+        let event = NewEvent::new(
+            app,
+            "conversation.updated",
+            Some(conv),
+            by,
+            now,
+            serde_json::json!({ "conversation": conversation }),
+        );
+        events::record(tx, self.engine, vec![event]).await
     }
 
     /// Every conversation of the app, latest activity first (backend view).
@@ -457,6 +514,7 @@ impl Store {
     ) -> Result<Vec<Member>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         // Locked: a message sent meanwhile comes before or after the join, not during.
         let last_seq: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2{}",
@@ -483,20 +541,13 @@ impl Store {
                 });
             }
         }
+        let recorded = added
+            .iter()
+            .map(|m| member_event(app, conv, "member.added", m, now))
+            .collect();
+        events::record(&mut tx, self.engine, recorded).await?;
         tx.commit().await?;
         Ok(added)
-    }
-
-    pub async fn remove_member(&self, app: &str, conv: &str, user: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
-        )
-        .bind(app)
-        .bind(conv)
-        .bind(user)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a conversation with its members, messages and reactions, in one
@@ -507,6 +558,7 @@ impl Store {
 
     async fn delete_conversation_once(&self, app: &str, conv: &str) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         // The conversation's row first, as every writer takes it: no deadlock
         // with a send that holds it and waits for a member row deleted here.
         sqlx::query(&format!(
@@ -531,6 +583,17 @@ impl Store {
             .bind(conv)
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            let event = NewEvent::new(
+                app,
+                "conversation.deleted",
+                Some(conv),
+                None,
+                now_ms(),
+                serde_json::json!({ "conversation_id": conv }),
+            );
+            events::record(&mut tx, self.engine, vec![event]).await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -571,7 +634,18 @@ impl Store {
         user: &str,
         seq: i64,
     ) -> Result<(i64, i64)> {
+        retrying(|| self.mark_read_once(app, conv, user, seq)).await
+    }
+
+    async fn mark_read_once(
+        &self,
+        app: &str,
+        conv: &str,
+        user: &str,
+        seq: i64,
+    ) -> Result<(i64, i64)> {
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let last_seq: Option<i64> =
             sqlx::query_scalar("SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2")
                 .bind(app)
@@ -582,7 +656,7 @@ impl Store {
             return Err(Error::not_found("conversation"));
         };
         let target = seq.clamp(0, last_seq);
-        sqlx::query(
+        let moved = sqlx::query(
             "UPDATE members SET last_read_seq = $4 WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3 AND last_read_seq < $4",
         )
         .bind(app)
@@ -590,7 +664,9 @@ impl Store {
         .bind(user)
         .bind(target)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
         let read: ReadPosition = sqlx::query_as(
             "SELECT last_read_seq, cleared_seq FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
         )
@@ -600,6 +676,22 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::not_found("conversation"))?;
+        if moved {
+            let event = NewEvent::new(
+                app,
+                "read.moved",
+                Some(conv),
+                Some(user),
+                now_ms(),
+                serde_json::json!({
+                    "conversation_id": conv,
+                    "user_id": user,
+                    "last_read_seq": read.last_read_seq,
+                    "unread_count": unread(last_seq, read.last_read_seq, read.cleared_seq),
+                }),
+            );
+            events::record(&mut tx, self.engine, vec![event]).await?;
+        }
         tx.commit().await?;
         Ok((
             read.last_read_seq,
@@ -630,6 +722,66 @@ async fn insert_member(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// A conversation as the backend's REST view shows it (without a viewer or
+/// its last message), read inside `tx` for an event.
+pub(crate) async fn conversation_in(
+    tx: &mut Tx<'_>,
+    app: &str,
+    id: &str,
+) -> Result<Option<Conversation>> {
+    let sql =
+        format!("SELECT {CONV_COLUMNS} FROM conversations c WHERE c.app_id = $1 AND c.id = $2");
+    let Some(mut conv): Option<Conversation> = sqlx::query_as(&sql)
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT user_id FROM members WHERE app_id = $1 AND conversation_id = $2 ORDER BY user_id",
+    )
+    .bind(app)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    conv.member_count = members.len() as i64;
+    if conv.kind == Kind::Direct {
+        conv.members = members;
+    }
+    Ok(Some(conv))
+}
+
+fn created_event(app: &str, conv: &Conversation, by: Option<&str>, now: i64) -> NewEvent {
+    NewEvent::new(
+        app,
+        "conversation.created",
+        Some(&conv.id),
+        by,
+        now,
+        serde_json::json!({ "conversation": conv }),
+    )
+}
+
+/// `member.added`, `member.removed` or `member.role_changed` for `member`.
+pub(crate) fn member_event(
+    app: &str,
+    conv: &str,
+    kind: &'static str,
+    member: &Member,
+    now: i64,
+) -> NewEvent {
+    NewEvent::new(
+        app,
+        kind,
+        Some(conv),
+        Some(&member.user_id),
+        now,
+        serde_json::json!({ "conversation_id": conv, "member": member }),
+    )
 }
 
 fn new_conversation_id() -> String {

@@ -9,8 +9,8 @@
 //! that each statement reads as rows (`json_each` on SQLite,
 //! `jsonb_array_elements` on PostgreSQL). In order:
 //!
-//! 1. lock the batch's conversations: on PostgreSQL `FOR NO KEY UPDATE` in
-//!    (app, id) order, so two nodes' batches never deadlock; on SQLite `BEGIN
+//! 1. lock the batch's conversations: on PostgreSQL their advisory locks (the
+//!    outbox's order, store/events.rs), then `FOR NO KEY UPDATE` in (app, id) order, so two nodes' batches never deadlock; on SQLite `BEGIN
 //!    IMMEDIATE` takes the one writer lock, which excludes every other write;
 //! 2. read their `last_seq` and members (the recipients, as of this
 //!    transaction, after the lock) and whether a block stands inside a direct
@@ -20,8 +20,9 @@
 //!    blocked, a duplicate, a bad `reply_to` — or its seq, the conversation's
 //!    last plus one;
 //! 5. write what was accepted: `last_seq` of each conversation, the messages,
-//!    the senders' read positions (on SQLite these three are one round trip to
-//!    its worker thread);
+//!    the senders' read positions, a `message.created` event per message in the
+//!    outbox (store/events.rs; on SQLite these four are one round trip to its
+//!    worker thread);
 //! 6. commit, then answer every send.
 //!
 //! A refused send is decided before anything is written, so it never rolls back
@@ -43,6 +44,7 @@ use serde_json::Value;
 use sqlx::{AnyPool, FromRow, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::events::{self, EventList, NewEvent};
 use super::messages::{NewMessage, Sent};
 use super::social::blocked_error;
 use super::{now_ms, retrying, Engine, Message, Millis};
@@ -206,6 +208,10 @@ impl Committer {
             .iter()
             .map(|r| (r.app.as_str(), r.conv.as_str()))
             .collect();
+        // Their advisory locks first, before anything gives the transaction
+        // an id: the events' order per conversation (store/events.rs).
+        let key_list: Vec<(&str, &str)> = keys.iter().copied().collect();
+        events::lock_conversations(&mut tx, sql.engine, &key_list).await?;
         let keys = rows_param(keys.iter().map(|&(app, conv)| ConvKey { app, conv }));
         if let Some(lock) = &sql.lock {
             sqlx::query(lock).bind(&keys).execute(&mut *tx).await?;
@@ -410,6 +416,14 @@ fn decide(
         user: message.sender_id.clone(),
         seq,
     });
+    writes.events.push(NewEvent::new(
+        &r.app,
+        "message.created",
+        Some(&r.conv),
+        Some(&message.sender_id),
+        now,
+        serde_json::json!({ "message": &message }),
+    ));
     if let Some(key) = retry_key {
         earlier.insert(key, message.clone());
     }
@@ -454,6 +468,9 @@ struct Writes {
     conversations: Vec<ConvWrite>,
     messages: Vec<MessageWrite>,
     reads: Vec<ReadWrite>,
+    /// `events`: a `message.created` per message.
+    #[serde(flatten)]
+    events: EventList,
 }
 
 #[derive(Serialize)]
@@ -494,6 +511,7 @@ struct ReadWrite {
 /// parameter and reads a list of it as rows `j` with a JSON object `j.value`
 /// per row (`j.value ->> 'field'` is text, or NULL for null, on both engines).
 struct Sql {
+    engine: Engine,
     /// SQLite: `BEGIN IMMEDIATE`, the write lock from the start. A transaction
     /// that has read cannot wait for the lock to upgrade (SQLite answers busy
     /// at once); one that asks for it first waits up to `busy_timeout`, as when
@@ -504,8 +522,8 @@ struct Sql {
     /// Each conversation's kind, last seq, members and blocked flag.
     read: String,
     retries: String,
-    /// SQLite: one string of three statements (one round trip to its worker
-    /// thread); PostgreSQL: three statements (its protocol takes one per query
+    /// SQLite: one string of four statements (one round trip to its worker
+    /// thread); PostgreSQL: four statements (its protocol takes one per query
     /// with parameters).
     writes: Vec<String>,
 }
@@ -538,8 +556,10 @@ impl Sql {
                     AND members.conversation_id = j.value ->> 'conv' AND members.user_id = j.value ->> 'user'",
                 rows("reads")
             ),
+            events::insert_sql(engine, "events"),
         ];
         Self {
+            engine,
             begin: match engine {
                 Engine::Sqlite => "BEGIN IMMEDIATE",
                 Engine::Postgres => "BEGIN",

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{FromRow, Row};
 
 use super::columns::JsonText;
+use super::events::{self, NewEvent};
 use super::{
     decode_cursor, encode_cursor, now_ms, retrying, DbRow, Message, Millis, Page, Store, Tx,
 };
@@ -271,6 +272,23 @@ impl Store {
     }
 }
 
+/// `message.*` for `message`, its sender's (erased with them).
+pub(crate) fn message_event(
+    app: &str,
+    kind: &'static str,
+    message: &Message,
+    now: i64,
+) -> NewEvent {
+    NewEvent::new(
+        app,
+        kind,
+        Some(&message.conversation_id),
+        Some(&message.sender_id),
+        now,
+        serde_json::json!({ "message": message }),
+    )
+}
+
 /// An edit: absent fields keep their value.
 #[derive(Debug, Clone, Default)]
 pub struct MessageEdit {
@@ -299,6 +317,7 @@ impl Store {
         edit: &MessageEdit,
     ) -> Result<Message> {
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let current = self.locked_message(&mut tx, app, conv, seq).await?;
         if current.deleted_at.is_some() {
             return Err(super::reactions::deleted_error());
@@ -323,15 +342,17 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         let mut edited = [Message {
             text,
             data,
             edited_at: Some(Millis(now)),
             ..current
         }];
-        self.fill_reactions(app, conv, &mut edited).await?;
+        super::reactions::fill_reactions_in(&mut tx, app, conv, &mut edited).await?;
         let [message] = edited;
+        let event = message_event(app, "message.edited", &message, now);
+        events::record(&mut tx, self.engine, vec![event]).await?;
+        tx.commit().await?;
         Ok(message)
     }
 
@@ -350,6 +371,7 @@ impl Store {
         seq: i64,
     ) -> Result<(Message, bool)> {
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let current = self.locked_message(&mut tx, app, conv, seq).await?;
         if current.deleted_at.is_some() {
             return Ok((current, false));
@@ -373,7 +395,6 @@ impl Store {
         .bind(seq)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         let tombstone = Message {
             text: String::new(),
             data: Value::Object(Default::default()),
@@ -381,12 +402,15 @@ impl Store {
             reactions: Vec::new(),
             ..current
         };
+        let event = message_event(app, "message.deleted", &tombstone, now);
+        events::record(&mut tx, self.engine, vec![event]).await?;
+        tx.commit().await?;
         Ok((tombstone, true))
     }
 
     /// A message read inside a write transaction, its row locked until commit (so
     /// the change that follows applies to exactly this version, on any node).
-    async fn locked_message(
+    pub(crate) async fn locked_message(
         &self,
         tx: &mut Tx<'_>,
         app: &str,

@@ -23,6 +23,7 @@
 mod apps;
 mod columns;
 mod conversations;
+pub mod events;
 mod group_commit;
 pub mod messages;
 mod models;

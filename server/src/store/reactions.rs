@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use super::{now_ms, retrying, Message, Reaction, Store};
+use super::events::{self, NewEvent};
+use super::{now_ms, retrying, Message, Reaction, Store, Tx};
 use crate::error::{Error, Result};
 use mkondo_proto::Reason;
 
@@ -40,6 +41,33 @@ struct ReactionRow {
 /// The reactions of some messages, ordered by reaction time (what `attach` expects).
 const REACTIONS: &str = "SELECT conversation_id, seq, emoji, user_id FROM reactions";
 const REACTIONS_ORDER: &str = "ORDER BY created_at, seq, emoji, user_id";
+
+fn range_sql() -> String {
+    format!(
+        "{REACTIONS} WHERE app_id = $1 AND conversation_id = $2 AND seq >= $3 AND seq <= $4
+         {REACTIONS_ORDER}"
+    )
+}
+
+/// [`Store::fill_reactions`] for messages read inside a write transaction.
+pub(crate) async fn fill_reactions_in(
+    tx: &mut Tx<'_>,
+    app: &str,
+    conv: &str,
+    messages: &mut [Message],
+) -> Result<()> {
+    for m in messages.iter_mut() {
+        let rows = sqlx::query_as(&range_sql())
+            .bind(app)
+            .bind(conv)
+            .bind(m.seq)
+            .bind(m.seq)
+            .fetch_all(&mut **tx)
+            .await?;
+        attach(std::slice::from_mut(m), rows);
+    }
+    Ok(())
+}
 
 /// How many distinct emoji a message carries, and how many of one of them.
 #[derive(sqlx::FromRow)]
@@ -86,11 +114,7 @@ impl Store {
         ) else {
             return Ok(());
         };
-        let sql = format!(
-            "{REACTIONS} WHERE app_id = $1 AND conversation_id = $2 AND seq >= $3 AND seq <= $4
-             {REACTIONS_ORDER}"
-        );
-        let rows = sqlx::query_as(&sql)
+        let rows = sqlx::query_as(&range_sql())
             .bind(app)
             .bind(conv)
             .bind(low)
@@ -157,6 +181,7 @@ impl Store {
         user: &str,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         // The message's row stays locked until commit: a concurrent delete
         // (which erases reactions) or another emoji's count waits for this one.
         let deleted: Option<Option<i64>> = sqlx::query_scalar(&format!(
@@ -203,8 +228,44 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        let added = done.rows_affected() > 0;
+        if added {
+            self.record_reacted(&mut tx, app, conv, seq, emoji, user, "added")
+                .await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(added)
+    }
+
+    /// Records `message.reacted`: the message with its reactions as now, and
+    /// the one change.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_reacted(
+        &self,
+        tx: &mut Tx<'_>,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        emoji: &str,
+        user: &str,
+        action: &str,
+    ) -> Result<()> {
+        let mut message = [self.locked_message(tx, app, conv, seq).await?];
+        fill_reactions_in(tx, app, conv, &mut message).await?;
+        let [message] = message;
+        let event = NewEvent::new(
+            app,
+            "message.reacted",
+            Some(conv),
+            Some(user),
+            now_ms(),
+            serde_json::json!({
+                "message": message,
+                "reaction": { "emoji": emoji, "user_id": user, "action": action },
+            }),
+        )
+        .authored_by(&message.sender_id);
+        events::record(tx, self.engine, vec![event]).await
     }
 
     /// Removes `user`'s `emoji` from a message; returns whether there was one.
@@ -217,6 +278,19 @@ impl Store {
         user: &str,
     ) -> Result<bool> {
         check_emoji(emoji)?;
+        retrying(|| self.remove_reaction_once(app, conv, seq, emoji, user)).await
+    }
+
+    async fn remove_reaction_once(
+        &self,
+        app: &str,
+        conv: &str,
+        seq: i64,
+        emoji: &str,
+        user: &str,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let done = sqlx::query(
             "DELETE FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3
              AND emoji = $4 AND user_id = $5",
@@ -226,9 +300,15 @@ impl Store {
         .bind(seq)
         .bind(emoji)
         .bind(user)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let removed = done.rows_affected() > 0;
+        if removed {
+            self.record_reacted(&mut tx, app, conv, seq, emoji, user, "removed")
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 }
 

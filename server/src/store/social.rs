@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::columns::JsonText;
+use super::events::{self, NewEvent};
 use super::{decode_cursor, encode_cursor, now_ms, retrying, Millis, Page, Store};
 use crate::error::{Error, Result};
 
@@ -35,6 +36,17 @@ pub struct Block {
 
 /// A send or a new direct conversation refused because a block stands between
 /// the two users, in either direction.
+fn block_event(app: &str, kind: &'static str, user: &str, other: &str, now: i64) -> NewEvent {
+    NewEvent::new(
+        app,
+        kind,
+        None,
+        Some(user),
+        now,
+        serde_json::json!({ "user_id": user, "blocked_id": other }),
+    )
+}
+
 pub(crate) fn blocked_error() -> Error {
     Error::new(
         mkondo_proto::ErrorCode::Blocked,
@@ -63,16 +75,12 @@ impl Store {
         };
         // Two purges at once may lock the same expired rows in a different
         // order: the one the database picks as a deadlock victim runs again.
-        retrying(|| self.insert_notification_once(app, &n, payload)).await?;
+        retrying(|| self.insert_notification_once(app, &n)).await?;
         Ok(n)
     }
 
-    async fn insert_notification_once(
-        &self,
-        app: &str,
-        n: &Notification,
-        payload: &Value,
-    ) -> Result<()> {
+    async fn insert_notification_once(&self, app: &str, n: &Notification) -> Result<()> {
+        let payload = &n.payload;
         let now = n.created_at.0;
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM notifications WHERE expires_at <= $1")
@@ -91,6 +99,15 @@ impl Store {
         .bind(n.expires_at.0)
         .execute(&mut *tx)
         .await?;
+        let event = NewEvent::new(
+            app,
+            "notification.sent",
+            None,
+            Some(&n.user_id),
+            now,
+            serde_json::json!({ "notification": n }),
+        );
+        events::record(&mut tx, self.engine, vec![event]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -125,46 +142,75 @@ impl Store {
 
     /// Removes `user`'s notification `id`; false when there was none (or it expired).
     pub async fn ack_notification(&self, app: &str, user: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM notifications WHERE app_id = $1 AND user_id = $2 AND id = $3 AND expires_at > $4",
+        let now = now_ms();
+        self.write_with_event(
+            sqlx::query(
+                "DELETE FROM notifications WHERE app_id = $1 AND user_id = $2 AND id = $3 AND expires_at > $4",
+            )
+            .bind(app)
+            .bind(user)
+            .bind(id)
+            .bind(now),
+            NewEvent::new(
+                app,
+                "notification.acknowledged",
+                None,
+                Some(user),
+                now,
+                serde_json::json!({ "notification_id": id, "user_id": user }),
+            ),
         )
-        .bind(app)
-        .bind(user)
-        .bind(id)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
+    }
+
+    /// Runs one write and, when it changed a row, records `event` with it.
+    /// Returns whether it changed a row.
+    async fn write_with_event<'q>(
+        &self,
+        write: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        event: NewEvent,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let changed = write.execute(&mut *tx).await?.rows_affected() > 0;
+        if changed {
+            events::record(&mut tx, self.engine, vec![event]).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     // ----- blocks
 
     /// `user` blocks `other`; false when the block already stood.
     pub async fn block(&self, app: &str, user: &str, other: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO blocks (app_id, user_id, blocked_id, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (app_id, user_id, blocked_id) DO NOTHING",
+        let now = now_ms();
+        self.write_with_event(
+            sqlx::query(
+                "INSERT INTO blocks (app_id, user_id, blocked_id, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (app_id, user_id, blocked_id) DO NOTHING",
+            )
+            .bind(app)
+            .bind(user)
+            .bind(other)
+            .bind(now),
+            block_event(app, "user.blocked", user, other, now),
         )
-        .bind(app)
-        .bind(user)
-        .bind(other)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     /// `user` unblocks `other`; false when there was no block.
     pub async fn unblock(&self, app: &str, user: &str, other: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM blocks WHERE app_id = $1 AND user_id = $2 AND blocked_id = $3",
+        let now = now_ms();
+        self.write_with_event(
+            sqlx::query(
+                "DELETE FROM blocks WHERE app_id = $1 AND user_id = $2 AND blocked_id = $3",
+            )
+            .bind(app)
+            .bind(user)
+            .bind(other),
+            block_event(app, "user.unblocked", user, other, now),
         )
-        .bind(app)
-        .bind(user)
-        .bind(other)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     /// The users `user` blocked, by id.
@@ -243,7 +289,12 @@ impl Store {
     /// moves to `last_seq`, `last_read_seq` at least there. False when `user` is
     /// not a member.
     pub async fn hide_conversation(&self, app: &str, conv: &str, user: &str) -> Result<bool> {
+        retrying(|| self.hide_conversation_once(app, conv, user)).await
+    }
+
+    async fn hide_conversation_once(&self, app: &str, conv: &str, user: &str) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let last_seq: Option<i64> =
             sqlx::query_scalar("SELECT last_seq FROM conversations WHERE app_id = $1 AND id = $2")
                 .bind(app)
@@ -265,8 +316,20 @@ impl Store {
         .bind(last_seq)
         .execute(&mut *tx)
         .await?;
+        let hidden = done.rows_affected() > 0;
+        if hidden {
+            let event = NewEvent::new(
+                app,
+                "conversation.hidden",
+                Some(conv),
+                Some(user),
+                now_ms(),
+                serde_json::json!({ "conversation_id": conv, "user_id": user, "cleared_seq": last_seq }),
+            );
+            events::record(&mut tx, self.engine, vec![event]).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(hidden)
     }
 
     /// Whether `user` hid `conv` at some point (it is out of their list while no

@@ -15,6 +15,9 @@
 
 use serde_json::Value;
 
+use super::conversations::member_event;
+use super::events::{self, NewEvent};
+use super::messages::message_event;
 use super::{now_ms, retrying, Member, Message, Millis, Role, Store, Tx};
 use crate::error::{Error, Result};
 use mkondo_proto::Reason;
@@ -81,6 +84,7 @@ impl Store {
     ) -> Result<(Vec<Member>, Vec<Message>)> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let last_seq = lock_conversation(&mut tx, self.lock(), app, conv)
             .await?
             .ok_or_else(|| Error::not_found("conversation"))?;
@@ -122,6 +126,12 @@ impl Store {
                 m.last_read_seq = last.seq;
             }
         }
+        let mut recorded: Vec<NewEvent> = added
+            .iter()
+            .map(|m| member_event(app, conv, "member.added", m, now))
+            .collect();
+        recorded.extend(notice_events(app, &written, now));
+        events::record(&mut tx, self.engine, recorded).await?;
         tx.commit().await?;
         Ok((added, written))
     }
@@ -148,18 +158,21 @@ impl Store {
     ) -> Result<Option<Message>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         lock_conversation(&mut tx, self.lock(), app, conv).await?;
-        let removed: Option<String> = sqlx::query_scalar(
-            "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3 RETURNING role",
+        let removed: Option<Member> = sqlx::query_as(
+            "DELETE FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3
+             RETURNING user_id, role, joined_at, last_read_seq, cleared_seq, muted",
         )
         .bind(app)
         .bind(conv)
         .bind(user)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(role) = removed else {
+        let Some(member) = removed else {
             return Ok(None);
         };
+        let role = member.role.as_str();
         // Only an owner leaving can leave the group ownerless: a member of a
         // group the backend made (which has no owner) may always leave.
         if change.owners == Owners::KeepOne && role == Role::Owner.as_str() {
@@ -168,6 +181,9 @@ impl Store {
         let by = change.member.filter(|b| *b != user);
         let mut written =
             append_notices(&mut tx, app, conv, std::slice::from_ref(notice), by, now).await?;
+        let mut recorded = vec![member_event(app, conv, "member.removed", &member, now)];
+        recorded.extend(notice_events(app, &written, now));
+        events::record(&mut tx, self.engine, recorded).await?;
         tx.commit().await?;
         Ok(written.pop())
     }
@@ -196,6 +212,7 @@ impl Store {
     ) -> Result<Option<Message>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         let old_name: Option<String> = sqlx::query_scalar(&format!(
             "SELECT name FROM conversations WHERE app_id = $1 AND id = $2{}",
             self.lock()
@@ -224,6 +241,8 @@ impl Store {
             written =
                 append_notices(&mut tx, app, conv, std::slice::from_ref(renamed), by, now).await?;
         }
+        self.record_updated(&mut tx, app, conv, by, now).await?;
+        events::record(&mut tx, self.engine, notice_events(app, &written, now)).await?;
         tx.commit().await?;
         Ok(written.pop())
     }
@@ -263,6 +282,7 @@ impl Store {
     ) -> Result<Option<Option<Message>>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        events::lock_conversations(&mut tx, self.engine, &[(app, conv)]).await?;
         lock_conversation(&mut tx, self.lock(), app, conv).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT role FROM members WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
@@ -298,10 +318,30 @@ impl Store {
                 now,
             )
             .await?;
+            let member: Member = sqlx::query_as(
+                "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
+                 WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3",
+            )
+            .bind(app)
+            .bind(conv)
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut recorded = vec![member_event(app, conv, "member.role_changed", &member, now)];
+            recorded.extend(notice_events(app, &written, now));
+            events::record(&mut tx, self.engine, recorded).await?;
         }
         tx.commit().await?;
         Ok(Some(written.pop()))
     }
+}
+
+/// `message.created` for each system message written.
+fn notice_events(app: &str, written: &[Message], now: i64) -> Vec<NewEvent> {
+    written
+        .iter()
+        .map(|m| message_event(app, "message.created", m, now))
+        .collect()
 }
 
 fn check_patch(patch: &ConversationPatch<'_>) -> Result<()> {

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{decode_cursor, encode_cursor, now_ms, retrying, Page, Store, User};
+use super::events::{self, NewEvent};
+use super::{decode_cursor, encode_cursor, now_ms, retrying, Page, Store, Tx, User};
 use crate::auth;
 use crate::error::{Error, Result};
 
@@ -66,8 +67,18 @@ impl Store {
             ));
         }
         check_patch(patch)?;
+        retrying(|| self.upsert_user_once(app, id, patch)).await
+    }
+
+    async fn upsert_user_once(
+        &self,
+        app: &str,
+        id: &str,
+        patch: &UserPatch,
+    ) -> Result<(User, bool)> {
         let now = now_ms();
         let data = patch.data.as_ref().map(Value::to_string);
+        let mut tx = self.writer.begin().await?;
         let created = sqlx::query(INSERT_USER_UNLESS_EXISTS)
             .bind(app)
             .bind(id)
@@ -75,27 +86,47 @@ impl Store {
             .bind(&patch.avatar_url)
             .bind(&data)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?
             .rows_affected()
             > 0;
-        if !created && (patch.name.is_some() || patch.avatar_url.is_some() || data.is_some()) {
-            self.update_user(app, id, patch).await?;
+        let changes = patch.name.is_some() || patch.avatar_url.is_some() || data.is_some();
+        if !created && changes {
+            update_user_in(&mut tx, app, id, patch, now).await?;
         }
-        let user = self.get_user(app, id).await?.ok_or_else(Error::internal)?;
+        let user = user_in(&mut tx, app, id)
+            .await?
+            .ok_or_else(Error::internal)?;
+        if created || changes {
+            let kind = if created {
+                "user.created"
+            } else {
+                "user.updated"
+            };
+            events::record(
+                &mut tx,
+                self.engine,
+                vec![user_event(app, kind, &user, now)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok((user, created))
     }
 
     /// Creates each of `users` that does not exist yet, empty, inside `tx`: a
     /// write that creates users for a request commits them with it or not at all.
+    /// Returns the `user.created` events for the caller to record after its
+    /// own change's.
     pub(crate) async fn insert_missing_users(
-        tx: &mut super::Tx<'_>,
+        tx: &mut Tx<'_>,
         app: &str,
         users: &[String],
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<Vec<NewEvent>> {
+        let mut created = Vec::new();
         for id in users {
-            sqlx::query(INSERT_USER_UNLESS_EXISTS)
+            let inserted = sqlx::query(INSERT_USER_UNLESS_EXISTS)
                 .bind(app)
                 .bind(id)
                 .bind(None::<String>)
@@ -103,31 +134,39 @@ impl Store {
                 .bind(None::<String>)
                 .bind(now)
                 .execute(&mut **tx)
-                .await?;
+                .await?
+                .rows_affected()
+                > 0;
+            if inserted {
+                let user = user_in(tx, app, id).await?.ok_or_else(Error::internal)?;
+                created.push(user_event(app, "user.created", &user, now));
+            }
         }
-        Ok(())
+        Ok(created)
     }
 
     pub async fn update_user(&self, app: &str, id: &str, patch: &UserPatch) -> Result<User> {
         check_patch(patch)?;
-        let done = sqlx::query(
-            "UPDATE users SET name = COALESCE($3, name), avatar_url = COALESCE($4, avatar_url),
-             data = COALESCE($5, data), updated_at = $6 WHERE app_id = $1 AND id = $2",
-        )
-        .bind(app)
-        .bind(id)
-        .bind(&patch.name)
-        .bind(&patch.avatar_url)
-        .bind(patch.data.as_ref().map(Value::to_string))
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
+        retrying(|| self.update_user_once(app, id, patch)).await
+    }
+
+    async fn update_user_once(&self, app: &str, id: &str, patch: &UserPatch) -> Result<User> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        if !update_user_in(&mut tx, app, id, patch, now).await? {
             return Err(Error::not_found("user"));
         }
-        self.get_user(app, id)
+        let user = user_in(&mut tx, app, id)
             .await?
-            .ok_or_else(|| Error::not_found("user"))
+            .ok_or_else(|| Error::not_found("user"))?;
+        events::record(
+            &mut tx,
+            self.engine,
+            vec![user_event(app, "user.updated", &user, now)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     pub async fn get_user(&self, app: &str, id: &str) -> Result<Option<User>> {
@@ -215,19 +254,45 @@ impl Store {
         id: &str,
         deactivated: bool,
     ) -> Result<Option<User>> {
+        retrying(|| self.set_deactivated_once(app, id, deactivated)).await
+    }
+
+    async fn set_deactivated_once(
+        &self,
+        app: &str,
+        id: &str,
+        deactivated: bool,
+    ) -> Result<Option<User>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE users SET deactivated = $3, updated_at = $4 WHERE app_id = $1 AND id = $2",
         )
         .bind(app)
         .bind(id)
         .bind(i64::from(deactivated))
-        .bind(now_ms())
-        .execute(&self.writer)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        self.get_user(app, id).await
+        let user = user_in(&mut tx, app, id)
+            .await?
+            .ok_or_else(Error::internal)?;
+        let kind = if deactivated {
+            "user.deactivated"
+        } else {
+            "user.reactivated"
+        };
+        events::record(
+            &mut tx,
+            self.engine,
+            vec![user_event(app, kind, &user, now)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(user))
     }
 
     /// Refuses the user's tokens issued (`iat`, ms) before `valid_after`; never
@@ -298,6 +363,18 @@ impl Store {
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
+        // Reads only so far: the conversations' advisory locks come before the
+        // first write (store/events.rs), for the `member.removed` events.
+        let keys: Vec<(&str, &str)> = conversations.iter().map(|c| (app, c.as_str())).collect();
+        events::lock_conversations(&mut tx, self.engine, &keys).await?;
+        let memberships: Vec<super::Member> = sqlx::query_as(
+            "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
+             WHERE app_id = $1 AND user_id = $2 ORDER BY conversation_id",
+        )
+        .bind(app)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
         let by_user = [
             "DELETE FROM members WHERE app_id = $1 AND user_id = $2",
             "DELETE FROM blocks WHERE app_id = $1 AND (user_id = $2 OR blocked_id = $2)",
@@ -347,6 +424,28 @@ impl Store {
         .bind(tokens_before)
         .execute(&mut *tx)
         .await?;
+        // Erasure takes their retained events too: what they did and the
+        // events carrying their messages.
+        if erase {
+            events::erase_user_events(&mut tx, app, id).await?;
+        }
+        let now = now_ms();
+        let mut recorded: Vec<NewEvent> = conversations
+            .iter()
+            .zip(&memberships)
+            .map(|(conv, m)| {
+                super::conversations::member_event(app, conv, "member.removed", m, now)
+            })
+            .collect();
+        recorded.push(NewEvent::new(
+            app,
+            "user.deleted",
+            None,
+            Some(id),
+            now,
+            serde_json::json!({ "user_id": id, "erased": erase }),
+        ));
+        events::record(&mut tx, self.engine, recorded).await?;
         tx.commit().await?;
         Ok(Some(DeletedUser {
             conversations,
@@ -354,4 +453,48 @@ impl Store {
             tokens_valid_after: tokens_before,
         }))
     }
+}
+
+/// The user as stored, read inside `tx`.
+async fn user_in(tx: &mut Tx<'_>, app: &str, id: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = $1 AND id = $2");
+    Ok(sqlx::query_as(&sql)
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// Applies `patch` in `tx`; false when there is no such user.
+async fn update_user_in(
+    tx: &mut Tx<'_>,
+    app: &str,
+    id: &str,
+    patch: &UserPatch,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE users SET name = COALESCE($3, name), avatar_url = COALESCE($4, avatar_url),
+         data = COALESCE($5, data), updated_at = $6 WHERE app_id = $1 AND id = $2",
+    )
+    .bind(app)
+    .bind(id)
+    .bind(&patch.name)
+    .bind(&patch.avatar_url)
+    .bind(patch.data.as_ref().map(Value::to_string))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn user_event(app: &str, kind: &'static str, user: &User, now: i64) -> NewEvent {
+    NewEvent::new(
+        app,
+        kind,
+        None,
+        Some(&user.id),
+        now,
+        serde_json::json!({ "user": user }),
+    )
 }

@@ -44,6 +44,7 @@ pub async fn migrations_apply_once_however_many_nodes_open_the_database(db: Db) 
         "blocks",
         "deleted_users",
         "revocations",
+        "events",
     ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&raw)

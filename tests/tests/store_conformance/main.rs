@@ -17,6 +17,7 @@
 mod behaviour;
 mod concurrency;
 mod decoding;
+mod events;
 
 use mkondo_server::store::messages::HistoryQuery;
 use mkondo_server::store::system_messages::Notice;
@@ -30,6 +31,7 @@ use tempfile::TempDir;
 use behaviour::*;
 use concurrency::*;
 use decoding::*;
+use events::*;
 
 /// One database under test, on either engine.
 pub struct Db {
@@ -137,6 +139,10 @@ conformance!(
     app_settings_and_new_keys_are_per_app,
     a_closed_database_is_unavailable_not_internal,
     a_row_that_does_not_decode_is_internal_not_a_panic,
+    every_change_records_its_event_and_a_refused_one_none,
+    the_feed_never_skips_an_event_under_concurrent_writers,
+    erasing_a_user_takes_their_events,
+    retention_purges_the_oldest_events,
 );
 
 // ----- helpers

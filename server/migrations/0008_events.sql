@@ -1,0 +1,25 @@
+-- The event outbox: one row per change, written in the transaction of the
+-- change (store/events.rs). Read by the feed (`GET /v1/events`), the webhook
+-- deliverer and the push worker, in the order of (xact, pos):
+--   xact  PostgreSQL: the writing transaction's id (`pg_current_xact_id()`), so a
+--         reader serves only rows below the oldest transaction still running and
+--         never skips a row that commits late; SQLite (one writer): 0.
+--   pos   1, 2, … within the transaction (PostgreSQL) or the database (SQLite).
+-- `user_id` is whose change it is and `author_id` whose message it carries, when
+-- another user's: erasing a user deletes the rows naming them in either.
+CREATE TABLE events (
+    id TEXT NOT NULL PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    xact BIGINT NOT NULL,
+    pos BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    conversation_id TEXT,
+    user_id TEXT,
+    author_id TEXT,
+    created_at BIGINT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_position ON events (xact, pos);
+CREATE INDEX events_feed ON events (app_id, xact, pos);
+CREATE INDEX events_user ON events (app_id, user_id);
+CREATE INDEX events_author ON events (app_id, author_id) WHERE author_id IS NOT NULL;

@@ -1,0 +1,425 @@
+//! The event outbox: one row per change, written in the transaction of the
+//! change, so a committed change always has its event and a change that rolled
+//! back has none. The feed (`GET /v1/events`, Admin `StreamEvents`), the webhook
+//! deliverer and the push worker all read it.
+//!
+//! **Order and the gap-safe cursor.** Rows are read in `(xact, pos)` order. On
+//! SQLite, whose one writer commits transactions one after another, `xact` is
+//! 0 and `pos` counts up across the database: position order is commit order.
+//! On PostgreSQL, numbers taken at insert time commit out of order (a
+//! transaction that took 10 may commit after one that took 11), so a reader
+//! trusting "the highest seen" would skip 10 for ever. Instead `xact` is the
+//! writing transaction's id (`pg_current_xact_id()`), `pos` counts within it,
+//! and a reader serves only rows whose transaction is older than every
+//! transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`): no
+//! row can later appear before what was served.
+//!
+//! **Per conversation, commit order.** A transaction gets its id at its first
+//! write. Every transaction that records a conversation's events first takes
+//! that conversation's advisory lock ([`lock_conversations`]), which writes
+//! nothing; the lock is held to commit. So of two transactions changing one
+//! conversation, the second cannot have an id before the first commits: their
+//! events are in commit order, also when one of them (a batch of sends) spans
+//! several conversations.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{Engine, Millis, Store, Tx};
+use crate::error::{Error, Result};
+
+/// Every event type the outbox records. Presence is not among them: it is not
+/// stored, and its webhook events are best-effort (docs/webhooks.md).
+pub const EVENT_TYPES: &[&str] = &[
+    "message.created",
+    "message.edited",
+    "message.deleted",
+    "message.reacted",
+    "member.added",
+    "member.removed",
+    "member.role_changed",
+    "conversation.created",
+    "conversation.updated",
+    "conversation.deleted",
+    "conversation.hidden",
+    "read.moved",
+    "user.created",
+    "user.updated",
+    "user.deactivated",
+    "user.reactivated",
+    "user.deleted",
+    "notification.sent",
+    "notification.acknowledged",
+    "user.blocked",
+    "user.unblocked",
+];
+
+/// A position in the feed: after the event at this position. Opaque on the
+/// wire (`Display`/`FromStr`). [`EventCursor::START`] is before every event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct EventCursor {
+    pub xact: i64,
+    pub pos: i64,
+}
+
+impl EventCursor {
+    pub const START: EventCursor = EventCursor { xact: 0, pos: 0 };
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.xact, self.pos)
+    }
+}
+
+impl std::str::FromStr for EventCursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("invalid event cursor");
+        let (xact, pos) = s.split_once('-').ok_or_else(bad)?;
+        let number = |t: &str| {
+            if t.is_empty() || t.len() > 19 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            t.parse::<i64>().map_err(|_| bad())
+        };
+        Ok(EventCursor {
+            xact: number(xact)?,
+            pos: number(pos)?,
+        })
+    }
+}
+
+/// One event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Stable and unique: `ev_` and a ULID (time-ordered).
+    pub id: String,
+    pub cursor: EventCursor,
+    pub app_id: String,
+    /// The event type, one of [`EVENT_TYPES`].
+    pub kind: String,
+    pub conversation_id: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// The entity as the REST API shows it, e.g. `{"message": {…}}`.
+    pub data: Value,
+}
+
+impl StoredEvent {
+    /// The public JSON of one event, the same in the feed and in a webhook's
+    /// body.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "type": self.kind,
+            "app_id": self.app_id,
+            "conversation_id": self.conversation_id,
+            "created_at": Millis(self.created_at),
+            "cursor": self.cursor.to_string(),
+            "data": self.data,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: String,
+    app_id: String,
+    xact: i64,
+    pos: i64,
+    #[sqlx(rename = "type")]
+    kind: String,
+    conversation_id: Option<String>,
+    created_at: i64,
+    data: String,
+}
+
+impl TryFrom<EventRow> for StoredEvent {
+    type Error = Error;
+    fn try_from(row: EventRow) -> Result<Self> {
+        Ok(StoredEvent {
+            id: row.id,
+            cursor: EventCursor {
+                xact: row.xact,
+                pos: row.pos,
+            },
+            app_id: row.app_id,
+            kind: row.kind,
+            conversation_id: row.conversation_id,
+            created_at: row.created_at,
+            data: serde_json::from_str(&row.data).map_err(|_| Error::internal())?,
+        })
+    }
+}
+
+/// An event to record with a change.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct NewEvent {
+    id: String,
+    app: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    conv: Option<String>,
+    /// Whose change it is (erased with them).
+    user: Option<String>,
+    /// Whose message it carries, when another user's (erased with them too).
+    author: Option<String>,
+    at: i64,
+    /// The entity as JSON text.
+    data: String,
+    /// 1, 2, … in the order recorded within one statement.
+    n: i64,
+}
+
+impl NewEvent {
+    /// `data`: the entity, e.g. `json!({"message": message})`.
+    pub(crate) fn new(
+        app: &str,
+        kind: &'static str,
+        conv: Option<&str>,
+        user: Option<&str>,
+        at: i64,
+        data: Value,
+    ) -> Self {
+        debug_assert!(EVENT_TYPES.contains(&kind), "unknown event type {kind}");
+        NewEvent {
+            id: new_event_id(at),
+            app: app.to_owned(),
+            kind,
+            conv: conv.map(str::to_owned),
+            user: user.map(str::to_owned),
+            author: None,
+            at,
+            data: data.to_string(),
+            n: 0,
+        }
+    }
+
+    /// The event carries a message of `author`, not the acting user.
+    pub(crate) fn authored_by(mut self, author: &str) -> Self {
+        self.author = Some(author.to_owned());
+        self
+    }
+}
+
+/// `ev_` and a ULID of the event's time: ids sort by time, which retention
+/// uses ([`Store::purge_events`]).
+fn new_event_id(at: i64) -> String {
+    let id = ulid::Ulid::from_parts(at.max(0) as u64, rand::random::<u128>());
+    format!("ev_{}", id.to_string().to_lowercase())
+}
+
+/// The events of one statement, numbered in order: `{"events": [...]}`.
+#[derive(Serialize, Default)]
+pub(crate) struct EventList {
+    pub(crate) events: Vec<NewEvent>,
+}
+
+impl EventList {
+    pub(crate) fn push(&mut self, mut event: NewEvent) {
+        event.n = self.events.len() as i64 + 1;
+        self.events.push(event);
+    }
+}
+
+/// The transaction's id on PostgreSQL, 0 on SQLite (see the module's notes).
+fn xact_expr(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "CAST(0 AS BIGINT)",
+        Engine::Postgres => "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)",
+    }
+}
+
+/// The insert of a JSON list of [`NewEvent`]s, `$1`'s `list`, read as rows as
+/// the group commit reads its batch. Positions follow the transaction's (or on
+/// SQLite the database's) last one.
+pub(crate) fn insert_sql(engine: Engine, list: &str) -> String {
+    let rows = match engine {
+        Engine::Sqlite => format!("json_each($1, '$.{list}') AS j"),
+        Engine::Postgres => format!("jsonb_array_elements($1::jsonb -> '{list}') AS j(value)"),
+    };
+    let xact = xact_expr(engine);
+    format!(
+        "WITH base AS MATERIALIZED (
+             SELECT {xact} AS xact, COALESCE(MAX(pos), 0) AS pos FROM events WHERE xact = {xact})
+         INSERT INTO events (id, app_id, xact, pos, type, conversation_id, user_id, author_id, created_at, data)
+         SELECT j.value ->> 'id', j.value ->> 'app', base.xact, base.pos + CAST(j.value ->> 'n' AS BIGINT),
+            j.value ->> 'type', j.value ->> 'conv', j.value ->> 'user', j.value ->> 'author',
+            CAST(j.value ->> 'at' AS BIGINT), j.value ->> 'data'
+         FROM base CROSS JOIN {rows}"
+    )
+}
+
+/// Records `events` in `tx`, after the change they tell.
+pub(crate) async fn record(tx: &mut Tx<'_>, engine: Engine, events: Vec<NewEvent>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut list = EventList::default();
+    for event in events {
+        list.push(event);
+    }
+    let param = serde_json::to_string(&list).map_err(|_| Error::internal())?;
+    sqlx::query(&insert_sql(engine, "events"))
+        .bind(param)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Takes the advisory lock of each conversation (PostgreSQL; nothing on
+/// SQLite, whose writer is one), in a fixed order, before the transaction's
+/// first write: see the module's notes. Held until commit.
+pub(crate) async fn lock_conversations(
+    tx: &mut Tx<'_>,
+    engine: Engine,
+    keys: &[(&str, &str)],
+) -> Result<()> {
+    if engine != Engine::Postgres || keys.is_empty() {
+        return Ok(());
+    }
+    let param = serde_json::to_string(
+        &keys
+            .iter()
+            .map(|(app, conv)| format!("{app}\u{1f}{conv}"))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|_| Error::internal())?;
+    sqlx::query(LOCK_SQL).bind(param).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Locks `$1`, a JSON list of `app \x1f conversation` keys, in key order (the
+/// sorted subquery is scanned in order; duplicates once).
+pub(crate) const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(k) FROM (
+         SELECT DISTINCT hashtextextended(t, 0) AS k FROM jsonb_array_elements_text($1::jsonb) AS t
+         ORDER BY k) AS keys";
+
+impl Store {
+    /// Events of `app` after `after`, in feed order, at most `limit`: only
+    /// those no running transaction can still precede (see the module's
+    /// notes). `types`: None for all.
+    pub async fn events_after(
+        &self,
+        app: &str,
+        after: EventCursor,
+        types: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let horizon = match self.engine {
+            Engine::Sqlite => "9223372036854775807",
+            Engine::Postgres => {
+                "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+            }
+        };
+        let filter = match (types, self.engine) {
+            (None, _) => String::new(),
+            (Some(_), Engine::Sqlite) => " AND type IN (SELECT value FROM json_each($5))".into(),
+            (Some(_), Engine::Postgres) => {
+                " AND type IN (SELECT jsonb_array_elements_text($5::jsonb))".into()
+            }
+        };
+        let sql = format!(
+            "SELECT id, app_id, xact, pos, type, conversation_id, created_at, data FROM events
+             WHERE app_id = $1 AND (xact > $2 OR (xact = $2 AND pos > $3)) AND xact < {horizon}{filter}
+             ORDER BY xact, pos LIMIT $4"
+        );
+        let mut query = sqlx::query_as::<_, EventRow>(&sql)
+            .bind(app)
+            .bind(after.xact)
+            .bind(after.pos)
+            .bind(i64::from(limit));
+        if let Some(types) = types {
+            query = query.bind(serde_json::to_string(types).map_err(|_| Error::internal())?);
+        }
+        query
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(StoredEvent::try_from)
+            .collect()
+    }
+
+    /// One event of `app` by id, if still retained.
+    pub async fn event(&self, app: &str, id: &str) -> Result<Option<StoredEvent>> {
+        sqlx::query_as::<_, EventRow>(
+            "SELECT id, app_id, xact, pos, type, conversation_id, created_at, data FROM events
+             WHERE app_id = $1 AND id = $2",
+        )
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .map(StoredEvent::try_from)
+        .transpose()
+    }
+
+    /// Deletes events recorded before `before` (unix ms), oldest first, at most
+    /// `limit` of them; returns how many went. Ids are time-ordered ULIDs, so
+    /// the oldest are found by the primary key.
+    pub async fn purge_events(&self, before: i64, limit: u32) -> Result<u64> {
+        let bound = ulid::Ulid::from_parts(before.max(0) as u64, 0)
+            .to_string()
+            .to_lowercase();
+        let done = sqlx::query(
+            "DELETE FROM events WHERE id IN (
+                 SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(format!("ev_{bound}"))
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Deletes the retained events of `user` of `app` (theirs, and those carrying
+/// their messages), inside an erasure's transaction.
+pub(crate) async fn erase_user_events(tx: &mut Tx<'_>, app: &str, user: &str) -> Result<()> {
+    for column in ["user_id", "author_id"] {
+        sqlx::query(&format!(
+            "DELETE FROM events WHERE app_id = $1 AND {column} = $2"
+        ))
+        .bind(app)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let c = EventCursor { xact: 7, pos: 42 };
+        assert_eq!(c.to_string().parse::<EventCursor>().unwrap(), c);
+        assert_eq!("0-0".parse::<EventCursor>().unwrap(), EventCursor::START);
+        for bad in [
+            "",
+            "1",
+            "-1-2",
+            "1--2",
+            "a-1",
+            "1-",
+            "99999999999999999999-1",
+            "1-2-3",
+            " 1-2",
+        ] {
+            assert!(bad.parse::<EventCursor>().is_err(), "{bad:?}");
+        }
+        assert!(EventCursor { xact: 1, pos: 1 } > EventCursor { xact: 0, pos: 99 });
+    }
+
+    #[test]
+    fn every_type_is_named_once() {
+        let mut seen = std::collections::HashSet::new();
+        for t in EVENT_TYPES {
+            assert!(seen.insert(t), "{t} twice");
+            assert!(t.contains('.'));
+        }
+    }
+}
