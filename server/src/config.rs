@@ -138,6 +138,11 @@ pub struct ServeArgs {
     /// How often the TLS files' modification times are checked (tests shorten it).
     #[arg(long, env = "MKONDO_TLS_RELOAD_INTERVAL_MS", hide = true)]
     pub tls_reload_interval_ms: Option<u64>,
+    /// How long the event feed keeps events (`GET /v1/events`), in hours:
+    /// default 168 (7 days), at least 1. A webhook endpoint disabled for
+    /// longer loses what fell out of it.
+    #[arg(long, env = "MKONDO_EVENT_RETENTION_HOURS")]
+    pub event_retention_hours: Option<u64>,
 }
 
 /// A secret setting: never printed (`Debug` shows `<redacted>`).
@@ -361,7 +366,12 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `--tls-cert`/`--tls-key`: the port speaks TLS only. `None`: plain HTTP.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// How long the event feed keeps events.
+    pub event_retention: Duration,
 }
+
+/// The event feed's retention by default: 7 days.
+pub const DEFAULT_EVENT_RETENTION_HOURS: u64 = 7 * 24;
 
 /// How often the TLS files are checked for changes by default.
 pub const DEFAULT_TLS_RELOAD_INTERVAL_MS: u64 = 2_000;
@@ -645,6 +655,10 @@ impl ServeArgs {
             warnings.push(warning);
         }
         Ok(Config {
+            event_retention: Duration::from_secs(
+                3600 * pick!(event_retention_hours, DEFAULT_EVENT_RETENTION_HOURS)
+                    .clamp(1, 24 * 3650),
+            ),
             tls,
             broker,
             trusted_proxies,

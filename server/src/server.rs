@@ -42,6 +42,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         let presence = Arc::new(MemoryPresence::default());
         let node = Node::new(store, config, hub, broker, presence);
         tokio::spawn(node.clone().run_typing_sweep());
+        tokio::spawn(node.clone().run_event_retention());
         return Ok(node);
     };
     // Session ids are unique per process only: presence entries carry this too.
@@ -67,6 +68,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     });
     tokio::spawn(node.clone().run_presence_upkeep());
     tokio::spawn(node.clone().run_typing_sweep());
+    tokio::spawn(node.clone().run_event_retention());
     Ok(node)
 }
 

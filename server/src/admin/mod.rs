@@ -9,6 +9,7 @@
 //! domain `mkondo`, metadata `reason`) and in the `mkondo-error-code` metadata.
 
 mod conversations;
+mod events;
 mod messages;
 mod social;
 mod users;
@@ -112,9 +113,10 @@ fn forwarded_for(metadata: &MetadataMap) -> Vec<&str> {
 /// Implements `Admin`: every RPC authenticates, then hands the request to
 /// `area::method(node, app, request)`.
 macro_rules! admin_rpcs {
-    ($($area:ident::$method:ident($req:ty) -> $resp:ty;)*) => {
+    ($($area:ident::$method:ident($req:ty) -> $resp:ty;)* @streams { $($streams:tt)* }) => {
         #[async_trait::async_trait]
         impl Admin for AdminApi {
+            $($streams)*
             $(
                 async fn $method(
                     &self,
@@ -163,6 +165,18 @@ admin_rpcs! {
     social::unblock_user(BlockUserRequest) -> Empty;
     social::list_blocks(UserPageRequest) -> BlockPage;
     social::hide_conversation(HideConversationRequest) -> Conversation;
+    @streams {
+        type StreamEventsStream = events::EventStream;
+
+        async fn stream_events(
+            &self,
+            request: Request<StreamEventsRequest>,
+        ) -> std::result::Result<Response<Self::StreamEventsStream>, Status> {
+            let app = self.authenticate(&request).await?;
+            let stream = events::stream_events(self.node.clone(), app, request.into_inner())?;
+            Ok(Response::new(stream))
+        }
+    }
 }
 
 // ----- decoding helpers shared by the areas

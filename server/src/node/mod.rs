@@ -8,6 +8,7 @@
 
 mod apps;
 mod conversations;
+pub mod events;
 mod floods;
 pub mod lifecycle;
 mod membership;

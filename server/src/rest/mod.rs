@@ -17,6 +17,7 @@ pub mod admin;
 pub mod auth;
 pub mod conversations;
 pub mod cors;
+pub mod events;
 pub mod extract;
 pub mod lifecycle;
 pub mod messages;
@@ -87,6 +88,7 @@ routes! {
     post "/v1/users/{id}/revoke-tokens" => lifecycle::revoke_user_tokens,
     delete "/v1/users/{id}" => lifecycle::delete_user,
     post "/v1/revoke-tokens" => lifecycle::revoke_app_tokens,
+    get "/v1/events" => events::list,
     get "/v1/admin/apps" => admin::list,
     post "/v1/admin/apps" => admin::create,
     patch "/v1/admin/apps/{app}" => admin::update,

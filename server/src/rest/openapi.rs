@@ -22,7 +22,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::{admin, conversations, lifecycle, messages, notifications, presence, social};
-use super::{tokens, users};
+use super::{events, tokens, users};
 
 /// `GET /v1/openapi.json` (no authentication).
 #[utoipa::path(
@@ -78,6 +78,7 @@ pub fn document() -> serde_json::Value {
         (name = "blocks"),
         (name = "presence"),
         (name = "tokens"),
+        (name = "events", description = "The event feed: every change in the app, in order, from a cursor."),
         (name = "admin", description = "The operator API: apps and their keys (operator secret)."),
         (name = "meta"),
     ),
@@ -132,6 +133,7 @@ pub fn document() -> serde_json::Value {
         lifecycle::revoke_user_tokens,
         lifecycle::delete_user,
         lifecycle::revoke_app_tokens,
+        events::list,
         admin::list,
         admin::create,
         admin::update,

@@ -18,6 +18,7 @@ mod cors;
 mod delete_conversation;
 mod durability;
 mod error_format;
+mod events;
 mod floods;
 mod hide;
 mod input_caps;

@@ -321,6 +321,7 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
         "deactivateUser" | "reactivateUser" | "revokeUserTokens" => (id("yan"), "", None),
         "deleteUser" => (id("zed"), "?erase=true", None),
         "revokeAppTokens" => (vec![], "", None),
+        "listEvents" => (vec![], "?limit=5&types=message.created", None),
         "listApps" => (vec![], "", None),
         "createApp" => (vec![], "", Some(json!({"name": "walked app"}))),
         "updateApp" => (app(), "", Some(json!({"auto_create_users": true}))),
