@@ -135,6 +135,21 @@ pub struct ServeArgs {
     /// The private key of --tls-cert, PEM.
     #[arg(long, env = "MKONDO_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Let webhooks and the before-send hook use `http` and reach loopback and
+    /// private addresses (tests, and deployments whose receivers are on a
+    /// private network). Off: only `https` to public addresses.
+    #[arg(long, env = "MKONDO_OUTBOUND_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true")]
+    pub outbound_allow_private: Option<bool>,
+    /// The key sealing the webhook and hook signing secrets in the database:
+    /// base64 of 32 random bytes (`openssl rand -base64 32`), the same on
+    /// every node. Without it (nor --secrets-key-file) a SQLite server keeps
+    /// its own in `<database>.secrets-key`; a PostgreSQL server refuses to
+    /// create webhooks and hooks until one is set.
+    #[arg(long, env = "MKONDO_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<Secret>,
+    /// A file holding the secrets key (base64 of 32 bytes).
+    #[arg(long, env = "MKONDO_SECRETS_KEY_FILE", conflicts_with = "secrets_key")]
+    pub secrets_key_file: Option<PathBuf>,
     /// How often the TLS files' modification times are checked (tests shorten it).
     #[arg(long, env = "MKONDO_TLS_RELOAD_INTERVAL_MS", hide = true)]
     pub tls_reload_interval_ms: Option<u64>,
@@ -368,6 +383,10 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsConfig>,
     /// How long the event feed keeps events.
     pub event_retention: Duration,
+    /// What webhooks and the before-send hook may reach.
+    pub outbound: crate::outbound::OutboundPolicy,
+    /// Where the key sealing their secrets comes from (`outbound::secrets::load`).
+    pub secrets_key: crate::outbound::secrets::KeySource,
 }
 
 /// The event feed's retention by default: 7 days.
@@ -654,12 +673,38 @@ impl ServeArgs {
         if let Some(warning) = postgres_tls_warning(database.expose(), env) {
             warnings.push(warning);
         }
+        if self.secrets_key.is_some() && file.secrets_key_file.is_some()
+            || self.secrets_key_file.is_some() && file.secrets_key.is_some()
+            || file.secrets_key.is_some() && file.secrets_key_file.is_some()
+        {
+            anyhow::bail!("give the secrets key once: --secrets-key-file or --secrets-key");
+        }
+        let secrets_key = match (
+            self.secrets_key_file
+                .clone()
+                .or(file.secrets_key_file.clone()),
+            self.secrets_key.clone().or(file.secrets_key.clone()),
+        ) {
+            (Some(path), _) => crate::outbound::secrets::KeySource::File(path),
+            (None, Some(key)) => {
+                // A bad key stops the start here, not at the first webhook.
+                crate::outbound::secrets::parse_key(key.expose())
+                    .map_err(|e| anyhow::anyhow!("--secrets-key: {e}"))?;
+                crate::outbound::secrets::KeySource::Inline(key)
+            }
+            (None, None) => crate::outbound::secrets::KeySource::Unset,
+        };
+        let outbound = crate::outbound::OutboundPolicy {
+            allow_private: pick!(outbound_allow_private, false),
+        };
         Ok(Config {
             event_retention: Duration::from_secs(
                 3600 * pick!(event_retention_hours, DEFAULT_EVENT_RETENTION_HOURS)
                     .clamp(1, 24 * 3650),
             ),
             tls,
+            outbound,
+            secrets_key,
             broker,
             trusted_proxies,
             warnings,
@@ -703,6 +748,45 @@ mod tests {
         assert_eq!(c.limits.max_connections_per_user, 20);
         assert_eq!(c.limits.replay_limit, 100);
         assert_eq!(c.sqlite_synchronous, crate::store::Synchronous::Full);
+    }
+
+    #[test]
+    fn outbound_settings_default_to_public_https_and_a_key_of_our_own() {
+        use crate::outbound::secrets::KeySource;
+        let c = ServeArgs::default().resolve().unwrap();
+        assert!(!c.outbound.allow_private);
+        assert!(matches!(c.secrets_key, KeySource::Unset));
+        let cli = Cli::parse_from(["mkondo", "--outbound-allow-private"]);
+        assert!(cli.serve.resolve().unwrap().outbound.allow_private);
+        let cli = Cli::parse_from(["mkondo", "--outbound-allow-private", "false"]);
+        assert!(!cli.serve.resolve().unwrap().outbound.allow_private);
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let cli = Cli::parse_from(["mkondo", "--secrets-key", key]);
+        let c = cli.serve.resolve().unwrap();
+        assert!(matches!(c.secrets_key, KeySource::Inline(_)));
+        assert!(!format!("{c:?}").contains(key), "the key is never printed");
+        let cli = Cli::parse_from(["mkondo", "--secrets-key", "c2hvcnQ="]);
+        assert!(cli.serve.resolve().is_err(), "not 32 bytes");
+        let cli = Cli::parse_from(["mkondo", "--secrets-key-file", "/etc/mkondo/key"]);
+        assert!(matches!(
+            cli.serve.resolve().unwrap().secrets_key,
+            KeySource::File(_)
+        ));
+        assert!(
+            Cli::try_parse_from(["mkondo", "--secrets-key", key, "--secrets-key-file", "f"])
+                .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mkondo.toml");
+        std::fs::write(
+            &path,
+            "outbound_allow_private = true\nsecrets_key_file = \"k\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["mkondo", "--config", path.to_str().unwrap()]);
+        let c = cli.serve.resolve().unwrap();
+        assert!(c.outbound.allow_private);
+        assert!(matches!(c.secrets_key, KeySource::File(_)));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod dev;
 pub mod engine;
 pub mod error;
 pub mod node;
+pub mod outbound;
 pub mod realtime;
 pub mod rest;
 pub mod server;

@@ -36,11 +36,19 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let store = Store::open_with(config.database.expose(), &store_options)
         .await
         .map_err(|e| e.context(format!("opening the database {}", config.database)))?;
+    let outbound = crate::outbound::OutboundClient::new(config.outbound.clone())?;
+    let secrets = crate::outbound::secrets::load(&config.secrets_key, config.database.expose())?;
+    if secrets.is_none() {
+        tracing::warn!(
+            "no --secrets-key: webhooks and the before-send hook cannot be set until one is \
+             (the same key on every node)"
+        );
+    }
     let hub = Arc::new(Hub::default());
     let Some(url) = config.broker.redis_url.clone() else {
         let broker = Arc::new(MemoryBroker::new(hub.clone()));
         let presence = Arc::new(MemoryPresence::default());
-        let node = Node::new(store, config, hub, broker, presence);
+        let node = Node::new(store, config, hub, broker, presence, outbound, secrets);
         tokio::spawn(node.clone().run_typing_sweep());
         tokio::spawn(node.clone().run_event_retention());
         return Ok(node);
@@ -60,7 +68,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let broker: Arc<dyn Broker> =
         RedisBroker::start(redis, &prefix, node_id.clone(), hub.clone(), stop.clone()).await?;
     tracing::info!(node = %node_id, %prefix, "using the Redis broker and presence");
-    let node = Node::new(store, config, hub, broker, presence);
+    let node = Node::new(store, config, hub, broker, presence, outbound, secrets);
     let shutdown = node.shutdown_signal();
     tokio::spawn(async move {
         shutdown.cancelled().await;

@@ -73,6 +73,11 @@ pub struct Node {
     typing: TypingMap,
     /// Every app's allowed origins together, for preflights (`origins.rs`).
     origin_union: origins::UnionCache,
+    /// The client for webhooks and the before-send hook (`outbound`).
+    outbound: crate::outbound::OutboundClient,
+    /// Seals the secrets those calls are signed with; `None` on PostgreSQL
+    /// without `--secrets-key` (see [`Node::secrets`]).
+    secrets: Option<crate::outbound::secrets::SecretBox>,
     started: Instant,
 }
 
@@ -83,6 +88,8 @@ impl Node {
         hub: Arc<Hub>,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn PresenceManager>,
+        outbound: crate::outbound::OutboundClient,
+        secrets: Option<crate::outbound::secrets::SecretBox>,
     ) -> Arc<Self> {
         let connect_gate = Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_connects,
@@ -101,12 +108,34 @@ impl Node {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             typing: TypingMap::new(TYPING_TTL_MS),
             origin_union: Default::default(),
+            outbound,
+            secrets,
             started: Instant::now(),
         })
     }
 
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
+    }
+
+    /// The outbound HTTP client (webhooks, the before-send hook).
+    #[allow(dead_code, reason = "the webhooks and the hook call it")]
+    pub(crate) fn outbound(&self) -> &crate::outbound::OutboundClient {
+        &self.outbound
+    }
+
+    /// The box sealing webhook and hook secrets, or `unavailable` telling the
+    /// operator to set `--secrets-key` (PostgreSQL without a key: the nodes
+    /// must share one, so none is made up).
+    #[allow(dead_code, reason = "the webhooks and the hook call it")]
+    pub(crate) fn secrets(&self) -> Result<&crate::outbound::secrets::SecretBox> {
+        self.secrets.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::Unavailable,
+                "this server has no secrets key: the operator must set --secrets-key or \
+                 --secrets-key-file (the same on every node) before webhooks or hooks can be created",
+            )
+        })
     }
 
     pub(crate) fn conversation_lock(&self, app: &str, conv: &str) -> &Mutex<()> {
