@@ -18,12 +18,15 @@ pub enum ErrorCode {
     TooLarge,
     RateLimited,
     Blocked,
+    /// The app's before-send hook refused the message; the error's message is
+    /// the hook's reason.
+    Rejected,
     Unavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         Self::Unauthenticated,
         Self::TokenExpired,
         Self::InvalidToken,
@@ -34,6 +37,7 @@ impl ErrorCode {
         Self::TooLarge,
         Self::RateLimited,
         Self::Blocked,
+        Self::Rejected,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -50,6 +54,7 @@ impl ErrorCode {
             Self::TooLarge => "too_large",
             Self::RateLimited => "rate_limited",
             Self::Blocked => "blocked",
+            Self::Rejected => "rejected",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -67,7 +72,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::Unauthenticated | Self::TokenExpired | Self::InvalidToken => 401,
-            Self::PermissionDenied | Self::Blocked => 403,
+            Self::PermissionDenied | Self::Blocked | Self::Rejected => 403,
             Self::NotFound => 404,
             Self::AlreadyExists => 409,
             Self::TooLarge => 413,
@@ -160,13 +165,16 @@ pub enum Reason {
     /// A browser's `Origin` is not in the app's allowed origins (REST, WebSocket
     /// `connect`), or is foreign to a route browsers may not call.
     OriginNotAllowed,
+    /// The app's before-send hook gave no usable answer (timeout, refused
+    /// address, non-2xx, unreadable body) and the app fails closed.
+    HookFailed,
     /// A reason this build does not know (from a newer server). Never sent.
     Other,
 }
 
 impl Reason {
     /// Every reason the server sends, [`Reason::None`] first.
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 32] = [
         Self::None,
         Self::Revoked,
         Self::UserDeactivated,
@@ -198,6 +206,7 @@ impl Reason {
         Self::Conflict,
         Self::MethodNotAllowed,
         Self::OriginNotAllowed,
+        Self::HookFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -233,6 +242,7 @@ impl Reason {
             Self::Conflict => "conflict",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::OriginNotAllowed => "origin_not_allowed",
+            Self::HookFailed => "hook_failed",
             Self::Other => "other",
         }
     }

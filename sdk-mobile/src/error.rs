@@ -9,7 +9,9 @@ use mkondo_sdk::Error as Core;
 #[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
 pub enum MkondoError {
     /// The server refused the call; `code` is the protocol code (`not_found`,
-    /// `forbidden`, `rate_limited`, …), `reason` a finer stable reason.
+    /// `forbidden`, `rate_limited`, `rejected` — the app's before-send hook
+    /// refused a message, `detail` is its reason — …), `reason` a finer stable
+    /// reason.
     #[error("{code}: {detail}")]
     Server {
         code: String,
@@ -140,6 +142,24 @@ mod tests {
             MkondoError::from(Core::Unsubscribed),
             MkondoError::Cancelled { .. }
         ));
+        // A before-send hook's refusal: final, with the hook's reason as detail.
+        let rejected = Core::Server {
+            code: ErrorCode::parse("rejected"),
+            message: "no spam".into(),
+            temporary: ErrorCode::Rejected.temporary(),
+            retry_after: None,
+            reason: String::new(),
+        };
+        assert_eq!(
+            MkondoError::from(rejected),
+            MkondoError::Server {
+                code: "rejected".into(),
+                detail: "no spam".into(),
+                reason: String::new(),
+                temporary: false,
+                retry_after_ms: None,
+            }
+        );
     }
 
     #[test]

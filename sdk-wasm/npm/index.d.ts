@@ -7,7 +7,7 @@ export { default } from './mkondo.js';
 export type ErrorCode =
   | 'unauthenticated' | 'token_expired' | 'invalid_token' | 'permission_denied'
   | 'not_found' | 'already_exists' | 'invalid_argument' | 'too_large'
-  | 'rate_limited' | 'blocked' | 'unavailable' | 'internal';
+  | 'rate_limited' | 'blocked' | 'rejected' | 'unavailable' | 'internal';
 
 /** The error every rejected promise carries. */
 export declare class MkondoError extends Error {

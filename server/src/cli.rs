@@ -38,6 +38,76 @@ impl std::ops::Deref for DatabaseArg {
     }
 }
 
+/// The before-send hook settings of `mkondo app update` (docs/hooks.md).
+#[derive(Debug, Clone, Args)]
+pub struct HookArgs {
+    /// Set the app's before-send hook: the URL called with every user message
+    /// and edit before it is stored. A new signing secret is printed once.
+    #[arg(long, value_name = "URL")]
+    pub before_send_hook: Option<String>,
+    /// How long the server waits for the hook's answer (10 to 10000 ms, default 1000).
+    #[arg(long, value_name = "MS", requires = "before_send_hook")]
+    pub hook_timeout_ms: Option<u64>,
+    /// With no usable answer in time, store the message anyway (true) or
+    /// refuse it (false, the default).
+    #[arg(long, value_name = "BOOL", requires = "before_send_hook")]
+    pub hook_fail_open: Option<bool>,
+    /// Remove the app's before-send hook.
+    #[arg(long, conflicts_with = "before_send_hook")]
+    pub clear_before_send_hook: bool,
+    /// The servers' secrets key (base64 of 32 bytes), which seals the hook's
+    /// secret; on SQLite without it, the key file beside the database.
+    #[arg(long, env = "MKONDO_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<crate::config::Secret>,
+    #[arg(long, env = "MKONDO_SECRETS_KEY_FILE", conflicts_with = "secrets_key")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Allow an `http` URL or a private address, as the servers'
+    /// --outbound-allow-private does.
+    #[arg(long, env = "MKONDO_OUTBOUND_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true")]
+    pub outbound_allow_private: Option<bool>,
+}
+
+impl HookArgs {
+    /// The hook to write: `Some(None)` removes it, `Some(Some((row, secret)))`
+    /// sets it, checked and sealed as the operator API does.
+    async fn resolve(
+        self,
+        database: &str,
+    ) -> anyhow::Result<Option<Option<(store::hooks::HookRow, String)>>> {
+        use crate::outbound::{secrets, OutboundClient, OutboundPolicy};
+        if self.clear_before_send_hook {
+            return Ok(Some(None));
+        }
+        let Some(url) = self.before_send_hook else {
+            return Ok(None);
+        };
+        let source = match (self.secrets_key_file, self.secrets_key) {
+            (Some(path), _) => secrets::KeySource::File(path),
+            (None, Some(key)) => secrets::KeySource::Inline(key),
+            (None, None) => secrets::KeySource::Unset,
+        };
+        let sealer = secrets::load(&source, database)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "a PostgreSQL database needs the servers' secrets key: give --secrets-key \
+                 or --secrets-key-file (MKONDO_SECRETS_KEY)"
+            )
+        })?;
+        crate::tls::install_provider();
+        let outbound = OutboundClient::new(OutboundPolicy {
+            allow_private: self.outbound_allow_private.unwrap_or(false),
+        })?;
+        let input = crate::node::hooks::HookInput {
+            url,
+            timeout_ms: self.hook_timeout_ms,
+            fail_open: self.hook_fail_open,
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(Some(Some(
+            crate::node::hooks::prepare(input, &outbound, &sealer, now).await?,
+        )))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mkondo",
@@ -115,6 +185,8 @@ pub enum AppCommand {
         /// Whether a valid token for an unknown user creates that user.
         #[arg(long, value_name = "BOOL")]
         auto_create_users: Option<bool>,
+        #[command(flatten)]
+        hook: HookArgs,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -257,6 +329,7 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
             allowed_origins,
             clear_allowed_origins,
             auto_create_users,
+            hook,
             json,
             database,
         } => {
@@ -267,23 +340,32 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                 // database is opened.
                 (false, false) => Some(origins::allow_list(allowed_origins)?),
             };
-            if origins.is_none() && auto_create_users.is_none() {
+            let hook = hook.resolve(&database).await?;
+            if origins.is_none() && auto_create_users.is_none() && hook.is_none() {
                 anyhow::bail!(
-                    "nothing to change: give --allowed-origin, --clear-allowed-origins \
-                     or --auto-create-users"
+                    "nothing to change: give --allowed-origin, --clear-allowed-origins, \
+                     --auto-create-users, --before-send-hook or --clear-before-send-hook"
                 );
             }
             let store = Store::open(&database).await?;
+            let row = hook.as_ref().map(|h| h.as_ref().map(|(row, _)| row));
+            let hook_changed = hook.is_some();
             if !store
-                .update_app_settings(&app, auto_create_users, origins.as_deref())
+                .update_app_settings(&app, auto_create_users, origins.as_deref(), row)
                 .await?
             {
                 anyhow::bail!("app {app} not found");
             }
-            let overview = store
+            let mut overview = store
                 .app_overview(&app)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("app {app} not found"))?;
+            // The new hook's signing secret, shown this once.
+            if let (Some(Some((_, secret))), Some(shown)) =
+                (hook, overview.before_send_hook.as_mut())
+            {
+                shown.secret = Some(secret);
+            }
             if json {
                 print_json(&overview)?;
             } else {
@@ -298,6 +380,26 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                 );
                 if origins.is_some() {
                     println!("running servers apply it to preflights within {} s, to requests and connects at once", origins::UNION_TTL.as_secs());
+                }
+                match &overview.before_send_hook {
+                    Some(h) => {
+                        println!(
+                            "before-send hook: {} (timeout {} ms, fail {})",
+                            h.url,
+                            h.timeout_ms,
+                            if h.fail_open { "open" } else { "closed" }
+                        );
+                        if let Some(secret) = &h.secret {
+                            println!("hook signing secret (shown once): {secret}");
+                        }
+                    }
+                    None => println!("before-send hook: none"),
+                }
+                if hook_changed {
+                    println!(
+                        "running servers apply the hook change within {} s",
+                        crate::node::hooks::CACHE_TTL.as_secs()
+                    );
                 }
             }
             store.close().await;

@@ -217,7 +217,9 @@ impl From<Error> for tonic::Status {
             ErrorCode::Unauthenticated | ErrorCode::TokenExpired | ErrorCode::InvalidToken => {
                 Code::Unauthenticated
             }
-            ErrorCode::PermissionDenied | ErrorCode::Blocked => Code::PermissionDenied,
+            ErrorCode::PermissionDenied | ErrorCode::Blocked | ErrorCode::Rejected => {
+                Code::PermissionDenied
+            }
             ErrorCode::NotFound => Code::NotFound,
             ErrorCode::AlreadyExists => Code::AlreadyExists,
             ErrorCode::InvalidArgument | ErrorCode::TooLarge => Code::InvalidArgument,

@@ -75,6 +75,11 @@ impl ServerOptions {
     pub fn max_token_lifetime_secs(self, secs: i64) -> Self {
         self.flag("--max-token-lifetime-secs", secs)
     }
+    /// Lets webhooks and the before-send hook call `http` URLs on loopback (the
+    /// tests' receivers); without it the server refuses them, as in production.
+    pub fn outbound_allow_private(self) -> Self {
+        self.flag("--outbound-allow-private", true)
+    }
     /// Serves from this database (a `postgres://…` URL or a SQLite path) instead of a
     /// new SQLite file; the apps are created in it with the CLI as usual.
     pub fn database(mut self, url: impl Into<String>) -> Self {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mkondo_proto::{DisconnectCode, ErrorCode, Reason};
 
+use super::hooks::HookInput;
 use super::origins::{self, BrowserOrigin};
 use super::Node;
 use crate::auth::{self, KeyAlg, TokenClaims};
@@ -93,7 +94,7 @@ impl Node {
     pub async fn ensure_demo_app(&self, id: &str) -> Result<DemoApp> {
         if self.store.get_app(id).await?.is_none() {
             let creds = self.store.create_app(id, Some(id)).await?;
-            self.update_app(id, None, Some(vec![origins::ANY.to_owned()]))
+            self.update_app(id, None, Some(vec![origins::ANY.to_owned()]), None)
                 .await?;
             return Ok(DemoApp::Created(creds));
         }
@@ -183,19 +184,28 @@ impl Node {
 
     /// Changes an app's settings: `auto_create_users` (whether a token for a user
     /// the app does not know creates them; the server-wide setting must allow
-    /// it too) and `allowed_origins` (replaced whole; see `origins.rs`). Every
-    /// field is checked before anything is written, and all are written in one
-    /// transaction. Answers the app as listed.
+    /// it too), `allowed_origins` (replaced whole; see `origins.rs`) and the
+    /// before-send hook (`Some(None)` removes it; a new one gets a new signing
+    /// secret, answered this once; see `hooks.rs`). Every field is checked
+    /// before anything is written, and all are written in one transaction.
+    /// Answers the app as listed.
     pub async fn update_app(
         &self,
         app: &str,
         auto_create_users: Option<bool>,
         allowed_origins: Option<Vec<String>>,
+        before_send_hook: Option<Option<HookInput>>,
     ) -> Result<AppOverview> {
         let origins = allowed_origins.map(origins::allow_list).transpose()?;
+        let hook = match before_send_hook {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(input)) => Some(Some(self.prepare_hook(input).await?)),
+        };
+        let row = hook.as_ref().map(|h| h.as_ref().map(|(row, _)| row));
         if !self
             .store
-            .update_app_settings(app, auto_create_users, origins.as_deref())
+            .update_app_settings(app, auto_create_users, origins.as_deref(), row)
             .await?
         {
             return Err(Error::not_found("app"));
@@ -203,10 +213,18 @@ impl Node {
         if origins.is_some() {
             self.origins_changed();
         }
-        self.store
+        if hook.is_some() {
+            self.hook_changed(app);
+        }
+        let mut overview = self
+            .store
             .app_overview(app)
             .await?
-            .ok_or_else(|| Error::not_found("app"))
+            .ok_or_else(|| Error::not_found("app"))?;
+        if let (Some(Some((_, secret))), Some(shown)) = (hook, overview.before_send_hook.as_mut()) {
+            shown.secret = Some(secret);
+        }
+        Ok(overview)
     }
 
     /// A new signing key: HS256 made here (no public key), or a given public key.

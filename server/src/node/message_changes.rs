@@ -78,6 +78,8 @@ impl Node {
             }
             self.refuse_writing_if_blocked(app, conv, me).await?;
         }
+        // Before the ordering lock, as for a send (hooks.rs).
+        let edit = self.before_edit(app, &message, edit).await?;
         let _ordered = self.conversation_lock(app, conv).lock().await;
         let edited = self.store.edit_message(app, conv, seq, &edit).await?;
         self.publish_change(app, &edited, Change::Edited).await?;

@@ -27,6 +27,9 @@ impl Node {
                 return Err(Error::denied("cannot send as another user"));
             }
         }
+        // The app's before-send hook, before the ordering lock: a slow hook
+        // holds up this message only (hooks.rs).
+        let msg = self.before_send(app, conv, msg).await?;
         // Whether the conversation exists, the sender is a member and no block
         // stands in a direct conversation is decided in the send's transaction,
         // under the conversation's row lock: nothing is read before it.

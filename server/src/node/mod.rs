@@ -10,6 +10,7 @@ mod apps;
 mod conversations;
 pub mod events;
 mod floods;
+pub mod hooks;
 pub mod lifecycle;
 mod membership;
 mod message_changes;
@@ -78,6 +79,8 @@ pub struct Node {
     /// Seals the secrets those calls are signed with; `None` on PostgreSQL
     /// without `--secrets-key` (see [`Node::secrets`]).
     secrets: Option<crate::outbound::secrets::SecretBox>,
+    /// The before-send hooks read lately (`hooks.rs`).
+    hooks: hooks::HookCache,
     started: Instant,
 }
 
@@ -110,6 +113,7 @@ impl Node {
             origin_union: Default::default(),
             outbound,
             secrets,
+            hooks: Default::default(),
             started: Instant::now(),
         })
     }
@@ -119,7 +123,7 @@ impl Node {
     }
 
     /// The outbound HTTP client (webhooks, the before-send hook).
-    #[allow(dead_code, reason = "the webhooks and the hook call it")]
+    #[allow(dead_code, reason = "the webhooks call it")]
     pub(crate) fn outbound(&self) -> &crate::outbound::OutboundClient {
         &self.outbound
     }
@@ -127,7 +131,6 @@ impl Node {
     /// The box sealing webhook and hook secrets, or `unavailable` telling the
     /// operator to set `--secrets-key` (PostgreSQL without a key: the nodes
     /// must share one, so none is made up).
-    #[allow(dead_code, reason = "the webhooks and the hook call it")]
     pub(crate) fn secrets(&self) -> Result<&crate::outbound::secrets::SecretBox> {
         self.secrets.as_ref().ok_or_else(|| {
             Error::new(

@@ -20,6 +20,7 @@ use super::lifecycle::Revoked;
 use super::openapi::{E401, E403, E404, E409, E413, E422};
 use crate::auth::KeyAlg;
 use crate::error::{Error, Result};
+use crate::node::hooks::HookInput;
 use crate::node::Node;
 use crate::store::{AppOverview, Millis, Page};
 
@@ -51,6 +52,21 @@ pub struct UpdateApp {
     /// port dropped) and de-duplicated. The server's own origin is always allowed.
     #[schema(max_items = 100, value_type = Option<Vec<super::openapi::AllowedOrigin>>)]
     pub allowed_origins: Option<Vec<String>>,
+    /// Sets the app's before-send hook (a new signing secret is made and
+    /// answered this once, in `before_send_hook.secret`), or `null` to remove
+    /// it. See docs/hooks.md.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<HookInput>, nullable)]
+    pub before_send_hook: Option<Option<HookInput>>,
+}
+
+/// A field given as `null` is `Some(None)`; left out, `None` (with `#[serde(default)]`).
+fn given<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -133,7 +149,7 @@ pub async fn create(
     operation_id = "updateApp",
     tag = "admin",
     summary = "Change an app's settings",
-    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. Fields left out stay as they are.",
+    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. before_send_hook: the URL called with every user message and edit before it is stored (allow, reject, replace; docs/hooks.md), its timeout and failure mode; its signing secret is answered once, in before_send_hook.secret; null removes it. A URL that is not https to a public address is refused (422) unless the server runs with --outbound-allow-private; a server without a secrets key answers 503. Fields left out stay as they are.",
     security(("operator" = [])),
     params(("app" = String, Path, description = "App id.")),
     request_body = UpdateApp,
@@ -152,8 +168,13 @@ pub async fn update(
     Json(body): Json<UpdateApp>,
 ) -> Result<axum::Json<AppOverview>> {
     Ok(axum::Json(
-        node.update_app(&app, body.auto_create_users, body.allowed_origins)
-            .await?,
+        node.update_app(
+            &app,
+            body.auto_create_users,
+            body.allowed_origins,
+            body.before_send_hook,
+        )
+        .await?,
     ))
 }
 

@@ -381,7 +381,8 @@ pub struct E401(pub ErrorBody);
 
 /// permission_denied: the caller may not do this (e.g. a user token on an API
 /// key's route, a member who is not an admin, a deactivated user); or blocked: a
-/// block stands between the two users.
+/// block stands between the two users; or rejected: the app's before-send hook
+/// refused the message (the message is the hook's reason).
 #[derive(ToResponse)]
 pub struct E403(pub ErrorBody);
 

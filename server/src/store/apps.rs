@@ -336,8 +336,40 @@ pub struct AppOverview {
     /// The browser origins its web frontends may call from (REST and WebSocket),
     /// besides the server's own; `*` allows any (development).
     pub allowed_origins: Vec<String>,
+    /// The before-send hook, if the app has one (`node::hooks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_send_hook: Option<HookInfo>,
     pub signing_keys: Vec<KeyInfo>,
     pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// An app's before-send hook as the operator sees it: its signing secret only
+/// in the answer that set it.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = BeforeSendHook)]
+pub struct HookInfo {
+    /// Called with every user message and edit before it is stored.
+    pub url: String,
+    /// How long the server waits for the answer (ms).
+    pub timeout_ms: i64,
+    /// With no usable answer in time: true stores the message as sent, false
+    /// refuses it (`unavailable`, reason `hook_failed`).
+    pub fail_open: bool,
+    /// The secret the calls are signed with (`Mkondo-Signature`), shown this
+    /// once: only in the answer that set the hook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for HookInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookInfo")
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("fail_open", &self.fail_open)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 /// A new API key: the key itself is shown this once; the prefix names it later.
@@ -394,7 +426,14 @@ impl Store {
     }
 
     async fn overview(&self, app: AppRow) -> Result<AppOverview> {
+        let before_send_hook = self.before_send_hook(&app.app_id).await?.map(|h| HookInfo {
+            url: h.url,
+            timeout_ms: h.timeout_ms,
+            fail_open: h.fail_open,
+            secret: None,
+        });
         Ok(AppOverview {
+            before_send_hook,
             signing_keys: self.signing_keys(&app.app_id).await?,
             api_keys: self.api_keys(&app.app_id).await?,
             app_id: app.app_id,
@@ -417,12 +456,14 @@ impl Store {
 
     /// Changes an app's settings in one transaction (a field `None` stays as it
     /// is); false, and nothing changed, when there is no such app. The origins
-    /// are stored as given: `node::origins` checks and normalises them first.
+    /// are stored as given: `node::origins` checks and normalises them first;
+    /// the hook likewise (`node::hooks`): `Some(None)` removes it.
     pub async fn update_app_settings(
         &self,
         app_id: &str,
         auto_create_users: Option<bool>,
         allowed_origins: Option<&[String]>,
+        before_send_hook: Option<Option<&super::hooks::HookRow>>,
     ) -> Result<bool> {
         let origins = allowed_origins
             .map(serde_json::to_string)
@@ -449,6 +490,9 @@ impl Store {
                 .bind(app_id)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(hook) = before_send_hook {
+            super::hooks::write_hook(&mut tx, app_id, hook).await?;
         }
         tx.commit().await?;
         Ok(true)

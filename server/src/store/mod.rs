@@ -25,6 +25,7 @@ mod columns;
 mod conversations;
 pub mod events;
 mod group_commit;
+pub mod hooks;
 pub mod messages;
 mod models;
 pub mod reactions;
@@ -38,7 +39,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use apps::{
-    Announce, ApiKeyInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, KeyInfo, KeyRow, Revocation,
+    Announce, ApiKeyInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, HookInfo, KeyInfo, KeyRow,
+    Revocation,
 };
 pub use conversations::{check_conversation_fields, valid_conversation_id, NewGroup, Page};
 pub use messages::{NewMessage, Sent};

@@ -68,7 +68,7 @@ pub fn error_code(status: &Status) -> String {
 pub fn grpc_code(code: &str) -> Code {
     match code {
         "unauthenticated" | "token_expired" | "invalid_token" => Code::Unauthenticated,
-        "permission_denied" | "blocked" => Code::PermissionDenied,
+        "permission_denied" | "blocked" | "rejected" => Code::PermissionDenied,
         "not_found" => Code::NotFound,
         "already_exists" => Code::AlreadyExists,
         "invalid_argument" | "too_large" => Code::InvalidArgument,

@@ -21,6 +21,7 @@ mod error_format;
 mod events;
 mod floods;
 mod hide;
+mod hooks;
 mod input_caps;
 mod lifecycle;
 mod limits;

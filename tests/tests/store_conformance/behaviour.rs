@@ -524,7 +524,7 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     );
     let origins = ["https://a.example".to_owned(), "*".to_owned()];
     assert!(store
-        .update_app_settings(&a, Some(true), Some(&origins))
+        .update_app_settings(&a, Some(true), Some(&origins), None)
         .await
         .unwrap());
     let app = store.get_app(&a).await.unwrap().unwrap();
@@ -542,13 +542,61 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     assert_eq!(store.allowed_origins(&b).await.unwrap(), Some(vec![]));
     assert_eq!(store.all_allowed_origins().await.unwrap(), origins);
     assert!(store
-        .update_app_settings(&a, Some(false), None)
+        .update_app_settings(&a, Some(false), None, None)
         .await
         .unwrap());
     assert_eq!(store.allowed_origins(&a).await.unwrap().unwrap(), origins);
     assert!(!store
-        .update_app_settings("nope", None, Some(&origins))
+        .update_app_settings("nope", None, Some(&origins), None)
         .await
         .unwrap());
     assert_eq!(store.allowed_origins("nope").await.unwrap(), None);
+
+    // The before-send hook: none by default, set, replaced whole and removed
+    // per app with the other settings; listed without its (sealed) secret.
+    assert!(store.before_send_hook(&a).await.unwrap().is_none());
+    let hook = mkondo_server::store::hooks::HookRow {
+        url: "https://hooks.example/a".to_owned(),
+        secret: "v1:sealed".to_owned(),
+        timeout_ms: 1_000,
+        fail_open: false,
+        updated_at: 1,
+    };
+    assert!(store
+        .update_app_settings(&a, None, None, Some(Some(&hook)))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.before_send_hook(&a).await.unwrap(),
+        Some(hook.clone())
+    );
+    assert!(store.before_send_hook(&b).await.unwrap().is_none());
+    let shown = store.app_overview(&a).await.unwrap().unwrap();
+    let shown = shown.before_send_hook.unwrap();
+    assert_eq!(
+        (shown.url.as_str(), shown.timeout_ms, shown.fail_open),
+        (hook.url.as_str(), 1_000, false)
+    );
+    assert!(shown.secret.is_none());
+    let open = mkondo_server::store::hooks::HookRow {
+        url: "https://hooks.example/b".to_owned(),
+        secret: "v1:other".to_owned(),
+        timeout_ms: 250,
+        fail_open: true,
+        updated_at: 2,
+    };
+    assert!(store
+        .update_app_settings(&a, None, None, Some(Some(&open)))
+        .await
+        .unwrap());
+    assert_eq!(store.before_send_hook(&a).await.unwrap(), Some(open));
+    assert!(store
+        .update_app_settings(&a, None, None, Some(None))
+        .await
+        .unwrap());
+    assert!(store.before_send_hook(&a).await.unwrap().is_none());
+    assert!(!store
+        .update_app_settings("nope", None, None, Some(Some(&hook)))
+        .await
+        .unwrap());
 }
