@@ -49,7 +49,7 @@ struct Args {
     /// Tiny sizes: the whole suite in seconds, failing if any scenario breaks (CI).
     #[arg(long)]
     smoke: bool,
-    /// Scenarios to run, of idle, fanout, direct, storage, storm, sdk,
+    /// Scenarios to run, of idle, fanout, direct, storage, webhooks, storm, sdk,
     /// callgrind (default: all; callgrind never with --smoke).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -237,6 +237,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     r.storage.push(x)
                 });
             }
+        }
+        if wants("webhooks") {
+            let r = bounded(scenarios::webhooks::run(&ctx)).await;
+            step(&mut results, "webhooks", "mkondo", r, |r, x| r.webhooks.push(x));
         }
         if wants("storm") {
             for &w in &storm_wires {

@@ -120,6 +120,18 @@ pub struct Storage {
     pub server_cpu_percent: f64,
 }
 
+/// Events delivered to one webhook receiver, from a backlog.
+#[derive(Debug, Clone, Serialize)]
+pub struct Webhooks {
+    pub conversations: usize,
+    pub events: u64,
+    pub delivered: u64,
+    pub bad_signatures: u64,
+    pub secs: f64,
+    pub per_sec: f64,
+    pub server_cpu_percent: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Storm {
     pub target: String,
@@ -193,6 +205,7 @@ pub struct Results {
     pub fanout: Vec<Fanout>,
     pub direct: Vec<Direct>,
     pub storage: Vec<Storage>,
+    pub webhooks: Vec<Webhooks>,
     pub storm: Vec<Storm>,
     pub sdk: Vec<Sdk>,
     pub callgrind: Vec<Instructions>,
@@ -428,6 +441,23 @@ impl Results {
                     r.latency.p50_ms,
                     r.latency.p99_ms,
                     r.rate_limited,
+                    r.server_cpu_percent
+                );
+            }
+            md.push('\n');
+        }
+        if !self.webhooks.is_empty() {
+            md.push_str("| webhooks | conversations | events delivered | events/s to one receiver | bad signatures | server CPU |\n| --- | --- | --- | --- | --- | --- |\n");
+            for r in &self.webhooks {
+                let _ = writeln!(
+                    md,
+                    "| one receiver | {} | {} of {} in {:.1} s | {:.0} | {} | {:.0}% |",
+                    r.conversations,
+                    r.delivered,
+                    r.events,
+                    r.secs,
+                    r.per_sec,
+                    r.bad_signatures,
                     r.server_cpu_percent
                 );
             }

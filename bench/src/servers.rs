@@ -286,6 +286,26 @@ impl Rest {
         Ok(value)
     }
 
+    pub async fn patch(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let value: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("PATCH {path}: {status} {value}");
+        }
+        Ok(value)
+    }
+
     /// Creates a conversation and returns its id.
     pub async fn conversation(&self, body: serde_json::Value) -> anyhow::Result<String> {
         let v = self.post("/conversations", body).await?;

@@ -9,6 +9,7 @@ pub mod idle;
 pub mod sdk;
 pub mod storage;
 pub mod storm;
+pub mod webhooks;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -40,6 +41,11 @@ pub struct Sizes {
     pub sdk_time: Duration,
     /// Text bytes of a benchmark message.
     pub message_bytes: usize,
+    /// Webhooks: the backlog's events, spread over this many conversations,
+    /// and how long delivery may take.
+    pub webhook_events: usize,
+    pub webhook_conversations: usize,
+    pub webhook_wait: Duration,
 }
 
 impl Sizes {
@@ -60,6 +66,9 @@ impl Sizes {
             sdk_rate: 20.0,
             sdk_time: Duration::from_secs(10),
             message_bytes: 100,
+            webhook_events: 20_000,
+            webhook_conversations: 50,
+            webhook_wait: Duration::from_secs(180),
         }
     }
 
@@ -79,6 +88,9 @@ impl Sizes {
             sdk_rate: 10.0,
             sdk_time: Duration::from_secs(1),
             message_bytes: 100,
+            webhook_events: 40,
+            webhook_conversations: 4,
+            webhook_wait: Duration::from_secs(60),
         }
     }
 }
