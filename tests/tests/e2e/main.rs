@@ -35,6 +35,7 @@ mod operator;
 mod ordering;
 mod ownership;
 mod presence;
+mod receivers;
 mod reflection;
 mod rest;
 mod resume;
