@@ -10,6 +10,7 @@
 
 mod conversations;
 mod events;
+mod hooks;
 mod messages;
 mod social;
 mod users;
@@ -165,6 +166,9 @@ admin_rpcs! {
     social::unblock_user(BlockUserRequest) -> Empty;
     social::list_blocks(UserPageRequest) -> BlockPage;
     social::hide_conversation(HideConversationRequest) -> Conversation;
+    hooks::get_before_send_hook(Empty) -> BeforeSendHook;
+    hooks::set_before_send_hook(SetBeforeSendHookRequest) -> BeforeSendHook;
+    hooks::delete_before_send_hook(Empty) -> Empty;
     @streams {
         type StreamEventsStream = events::EventStream;
 

@@ -35,6 +35,7 @@ use crate::outbound::sign::{signature_header, SIGNATURE_HEADER};
 use crate::outbound::OutboundClient;
 use crate::store::hooks::HookRow;
 use crate::store::messages::{check_new_message, MessageEdit};
+use crate::store::HookInfo;
 use crate::store::{Message, NewMessage};
 
 /// The timeout when none is given.
@@ -403,6 +404,35 @@ impl Node {
     /// Forgets what this node read of an app's hook (after a change here).
     pub(super) fn hook_changed(&self, app: &str) {
         self.hooks.0.remove(app);
+    }
+
+    /// The app's hook as listed (without its secret); `not_found` when it has none.
+    pub async fn before_send_hook(&self, app: &str) -> Result<HookInfo> {
+        let row = self
+            .store
+            .before_send_hook(app)
+            .await?
+            .ok_or_else(|| Error::not_found("before-send hook"))?;
+        Ok(HookInfo {
+            url: row.url,
+            timeout_ms: row.timeout_ms,
+            fail_open: row.fail_open,
+            secret: None,
+        })
+    }
+
+    /// Sets the app's hook (the backend's twin of the operator's
+    /// `update_app`): answered with its new signing secret, this once.
+    pub async fn set_before_send_hook(&self, app: &str, input: HookInput) -> Result<HookInfo> {
+        self.update_app(app, None, None, Some(Some(input)))
+            .await?
+            .before_send_hook
+            .ok_or_else(Error::internal)
+    }
+
+    /// Removes the app's hook; removing none is no error.
+    pub async fn delete_before_send_hook(&self, app: &str) -> Result<()> {
+        self.update_app(app, None, None, Some(None)).await.map(drop)
     }
 
     /// Checks and seals a hook for `update_app`: the row and the secret.

@@ -19,6 +19,7 @@ pub mod conversations;
 pub mod cors;
 pub mod events;
 pub mod extract;
+pub mod hooks;
 pub mod lifecycle;
 pub mod messages;
 pub mod notifications;
@@ -89,6 +90,9 @@ routes! {
     delete "/v1/users/{id}" => lifecycle::delete_user,
     post "/v1/revoke-tokens" => lifecycle::revoke_app_tokens,
     get "/v1/events" => events::list,
+    get "/v1/before-send-hook" => hooks::get,
+    put "/v1/before-send-hook" => hooks::set,
+    delete "/v1/before-send-hook" => hooks::delete,
     get "/v1/admin/apps" => admin::list,
     post "/v1/admin/apps" => admin::create,
     patch "/v1/admin/apps/{app}" => admin::update,

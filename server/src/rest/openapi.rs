@@ -22,7 +22,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::{admin, conversations, lifecycle, messages, notifications, presence, social};
-use super::{events, tokens, users};
+use super::{events, hooks, tokens, users};
 
 /// `GET /v1/openapi.json` (no authentication).
 #[utoipa::path(
@@ -79,6 +79,7 @@ pub fn document() -> serde_json::Value {
         (name = "presence"),
         (name = "tokens"),
         (name = "events", description = "The event feed: every change in the app, in order, from a cursor."),
+        (name = "hooks", description = "The before-send hook: the app's backend allows, rejects or replaces each message before it is stored."),
         (name = "admin", description = "The operator API: apps and their keys (operator secret)."),
         (name = "meta"),
     ),
@@ -134,6 +135,9 @@ pub fn document() -> serde_json::Value {
         lifecycle::delete_user,
         lifecycle::revoke_app_tokens,
         events::list,
+        hooks::get,
+        hooks::set,
+        hooks::delete,
         admin::list,
         admin::create,
         admin::update,

@@ -464,3 +464,115 @@ async fn hook_urls_must_be_public_https_without_the_operator_setting() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_backend_manages_its_hook_over_rest_and_grpc_alike() {
+    use crate::admin_common::admin;
+    use mkondo_proto::v1::SetBeforeSendHookRequest;
+    use pbjson_types::Empty;
+    use reqwest::Method;
+    use tonic::Code;
+
+    let server = TestServer::start(options().outbound_allow_private().unlimited_rate()).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let mut grpc = admin(&server).await;
+    let put = |body: Value| {
+        let api = server.api();
+        async move {
+            api.request(
+                Method::PUT,
+                "/v1/before-send-hook",
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+        }
+    };
+
+    // None yet, on both.
+    api.get("/v1/before-send-hook")
+        .await
+        .expect_error(404, "not_found");
+    let none = grpc.get_before_send_hook(Empty {}).await.unwrap_err();
+    assert_eq!(none.code(), Code::NotFound);
+
+    // Set over REST: the secret once; listed alike on both without it.
+    let set = put(json!({"url": receiver.url(), "timeout_ms": 700}))
+        .await
+        .ok();
+    let first_secret = set["secret"].as_str().unwrap().to_owned();
+    assert!(first_secret.starts_with("whsec_"));
+    let got = api.get("/v1/before-send-hook").await.ok();
+    assert_eq!(
+        got,
+        json!({"url": receiver.url(), "timeout_ms": 700, "fail_open": false})
+    );
+    let twin = grpc
+        .get_before_send_hook(Empty {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            twin.url.as_str(),
+            twin.timeout_ms,
+            twin.fail_open,
+            twin.secret.as_str()
+        ),
+        (receiver.url().as_str(), 700, false, "")
+    );
+
+    // Set over gRPC: replaced whole, a new secret, which the next call is signed with.
+    let again = grpc
+        .set_before_send_hook(SetBeforeSendHookRequest {
+            url: receiver.url(),
+            timeout_ms: None,
+            fail_open: Some(true),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.secret.starts_with("whsec_") && again.secret != first_secret);
+    assert_eq!((again.timeout_ms, again.fail_open), (1000, true));
+    *receiver.secret.lock().unwrap() = Some(again.secret.clone());
+    api.create_users(&["alice", "bob"]).await;
+    let conv = api.create_group("managed", &["alice", "bob"]).await;
+    let refused = api
+        .post(
+            &format!("/v1/conversations/{conv}/messages"),
+            json!({"sender_id": "alice", "text": "reject via the API key"}),
+        )
+        .await
+        .expect_error(403, "rejected");
+    assert_eq!(refused["error"]["message"], "no rejects here");
+    assert_eq!(receiver.verified().len(), 1, "signed with the new secret");
+
+    // The same refusals on both: a bad URL, a user token.
+    put(json!({"url": "ftp://example.com/hook"}))
+        .await
+        .expect_error(422, "invalid_argument");
+    let bad = grpc
+        .set_before_send_hook(SetBeforeSendHookRequest {
+            url: "ftp://example.com/hook".into(),
+            timeout_ms: None,
+            fail_open: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    server
+        .rest_as(&server.app.token("alice"))
+        .get("/v1/before-send-hook")
+        .await
+        .expect_error(403, "permission_denied");
+
+    // Removed over gRPC: gone for REST; removing again is no error.
+    grpc.delete_before_send_hook(Empty {}).await.unwrap();
+    api.get("/v1/before-send-hook")
+        .await
+        .expect_error(404, "not_found");
+    api.delete("/v1/before-send-hook").await.expect(204);
+    api.send(&conv, "alice", "reject? there is no hook", "m-2")
+        .await;
+    assert_eq!(receiver.verified().len(), 1);
+}

@@ -215,6 +215,9 @@ struct Fixture {
     app: String,
     kid: String,
     prefix: String,
+    /// A before-send hook URL nothing listens on: the main app's hook is set
+    /// to it, failing open, so sends stay unaffected.
+    hook_url: String,
 }
 
 /// One call: path parameters, query string, body.
@@ -322,6 +325,12 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
         "deleteUser" => (id("zed"), "?erase=true", None),
         "revokeAppTokens" => (vec![], "", None),
         "listEvents" => (vec![], "?limit=5&types=message.created", None),
+        "getBeforeSendHook" | "deleteBeforeSendHook" => (vec![], "", None),
+        "setBeforeSendHook" => (
+            vec![],
+            "",
+            Some(json!({"url": f.hook_url, "timeout_ms": 500, "fail_open": true})),
+        ),
         "listApps" => (vec![], "", None),
         "createApp" => (vec![], "", Some(json!({"name": "walked app"}))),
         "updateApp" => (app(), "", Some(json!({"auto_create_users": true}))),
@@ -402,7 +411,20 @@ async fn setup(server: &TestServer) -> Fixture {
         .post(&format!("/v1/admin/apps/{app}/api-keys"), json!({}))
         .await
         .ok();
+    let hook_url = format!("http://127.0.0.1:{}/hook", mkondo_tests::free_port());
+    api.request(
+        reqwest::Method::PUT,
+        "/v1/before-send-hook",
+        Some(
+            json!({"url": hook_url, "timeout_ms": 500, "fail_open": true})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await
+    .ok();
     Fixture {
+        hook_url,
         group,
         edit,
         delete,
@@ -423,8 +445,14 @@ async fn setup(server: &TestServer) -> Fixture {
 /// other apps and unrelated users.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_answers_as_its_openapi_document_says() {
-    let server =
-        TestServer::start(ServerOptions::new().operator_secret(SECRET).extra_apps(1)).await;
+    // Loopback hook URLs allowed: the walk sets a before-send hook.
+    let server = TestServer::start(
+        ServerOptions::new()
+            .operator_secret(SECRET)
+            .extra_apps(1)
+            .outbound_allow_private(),
+    )
+    .await;
     let raw = server.rest_anon().get("/v1/openapi.json").await;
     assert_eq!(raw.status, 200, "{}", raw.text);
     let doc = Doc::new(raw.body);
@@ -482,12 +510,18 @@ async fn the_server_answers_as_its_openapi_document_says() {
     }
     assert!(refused >= 100, "only {refused} isolation calls");
 
-    // The walk, app-wide revocation last (it refuses the tokens used before it).
+    // The walk, app-wide revocation last (it refuses the tokens used before it),
+    // the before-send hook's removal just before (reading it needs it there).
     let api = server.api();
     let alice = server.rest_as(&server.app.token("alice"));
     let operator = server.rest_as(SECRET);
     let mut order: Vec<usize> = (0..ops.len()).collect();
-    order.sort_by_key(|&i| ops[i].id == "revokeAppTokens");
+    order.sort_by_key(|&i| {
+        (
+            ops[i].id == "revokeAppTokens",
+            ops[i].id == "deleteBeforeSendHook",
+        )
+    });
     let mut walked = 0;
     for i in order {
         let (op, call) = (&ops[i], &calls[i]);
