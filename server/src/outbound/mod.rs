@@ -234,8 +234,10 @@ fn invalid_url(err: OutboundError) -> Error {
 }
 
 /// reqwest's error, told apart by what the caller can do about it; our
-/// resolver's refusal is found in the error's sources.
+/// resolver's refusal is found in the error's sources. The URL is left out of
+/// the text (it is logged, and a customer's URL may carry a token).
 fn from_reqwest(err: reqwest::Error) -> OutboundError {
+    let err = err.without_url();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(OutboundError::Refused(why)) = e.downcast_ref::<OutboundError>() {

@@ -215,6 +215,24 @@ async fn a_slow_endpoint_times_out() {
 }
 
 #[tokio::test]
+async fn errors_do_not_carry_the_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url: url::Url = format!("http://127.0.0.1:{port}/hook?token=s3cret")
+        .parse()
+        .unwrap();
+    let err = client(true)
+        .post_json(&url, &[], "{}".into(), SECOND)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboundError::Connect(_)), "{err:?}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+#[tokio::test]
 async fn loopback_is_refused_at_the_call_too() {
     let (addr, hits) = receiver().await;
     let strict = client(false);
