@@ -240,7 +240,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         if wants("webhooks") {
             let r = bounded(scenarios::webhooks::run(&ctx)).await;
-            step(&mut results, "webhooks", "mkondo", r, |r, x| r.webhooks.push(x));
+            step(&mut results, "webhooks", "mkondo", r, |r, x| {
+                r.webhooks.push(x)
+            });
         }
         if wants("storm") {
             for &w in &storm_wires {

@@ -76,9 +76,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Webhooks> {
         );
     }
     let bar = crate::client::progress(total, "webhooks: backlog");
-    futures::stream::iter(groups.iter().zip(&users).flat_map(|(g, u)| {
-        (0..per_conv).map(move |k| (g.clone(), u.clone(), k))
-    }))
+    futures::stream::iter(
+        groups
+            .iter()
+            .zip(&users)
+            .flat_map(|(g, u)| (0..per_conv).map(move |k| (g.clone(), u.clone(), k))),
+    )
     .map(|(g, u, k)| {
         let rest = &rest;
         let bar = &bar;
@@ -181,7 +184,7 @@ fn verify(header: &str, secret: &[u8], body: &[u8]) -> bool {
 }
 
 fn hex_decode(s: &str) -> Result<Vec<u8>, ()> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(());
     }
     (0..s.len())
