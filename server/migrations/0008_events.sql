@@ -7,6 +7,9 @@
 --   pos   1, 2, … within the transaction (PostgreSQL) or the database (SQLite).
 -- `user_id` is whose change it is and `author_id` whose message it carries, when
 -- another user's: erasing a user deletes the rows naming them in either.
+-- `message_id`: the message a `message.*` row carries; deleting the message
+-- redacts it in those rows (its text and data gone from the file, as from
+-- `messages`).
 CREATE TABLE events (
     id TEXT NOT NULL PRIMARY KEY,
     app_id TEXT NOT NULL,
@@ -16,6 +19,7 @@ CREATE TABLE events (
     conversation_id TEXT,
     user_id TEXT,
     author_id TEXT,
+    message_id TEXT,
     created_at BIGINT NOT NULL,
     data TEXT NOT NULL
 );
@@ -23,3 +27,4 @@ CREATE UNIQUE INDEX events_position ON events (xact, pos);
 CREATE INDEX events_feed ON events (app_id, xact, pos);
 CREATE INDEX events_user ON events (app_id, user_id);
 CREATE INDEX events_author ON events (app_id, author_id) WHERE author_id IS NOT NULL;
+CREATE INDEX events_message ON events (app_id, message_id) WHERE message_id IS NOT NULL;

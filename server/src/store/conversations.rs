@@ -584,6 +584,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() > 0 {
+            events::redact_conversation(&mut tx, self.engine, app, conv).await?;
             let event = NewEvent::new(
                 app,
                 "conversation.deleted",

@@ -165,6 +165,8 @@ pub(crate) struct NewEvent {
     user: Option<String>,
     /// Whose message it carries, when another user's (erased with them too).
     author: Option<String>,
+    /// The message it carries (redacted when the message is deleted).
+    message: Option<String>,
     at: i64,
     /// The entity as JSON text.
     data: String,
@@ -190,6 +192,7 @@ impl NewEvent {
             conv: conv.map(str::to_owned),
             user: user.map(str::to_owned),
             author: None,
+            message: None,
             at,
             data: data.to_string(),
             n: 0,
@@ -199,6 +202,12 @@ impl NewEvent {
     /// The event carries a message of `author`, not the acting user.
     pub(crate) fn authored_by(mut self, author: &str) -> Self {
         self.author = Some(author.to_owned());
+        self
+    }
+
+    /// The event carries the message `id`.
+    pub(crate) fn carrying(mut self, id: &str) -> Self {
+        self.message = Some(id.to_owned());
         self
     }
 }
@@ -243,10 +252,10 @@ pub(crate) fn insert_sql(engine: Engine, list: &str) -> String {
     format!(
         "WITH base AS MATERIALIZED (
              SELECT {xact} AS xact, COALESCE(MAX(pos), 0) AS pos FROM events WHERE xact = {xact})
-         INSERT INTO events (id, app_id, xact, pos, type, conversation_id, user_id, author_id, created_at, data)
+         INSERT INTO events (id, app_id, xact, pos, type, conversation_id, user_id, author_id, message_id, created_at, data)
          SELECT j.value ->> 'id', j.value ->> 'app', base.xact, base.pos + CAST(j.value ->> 'n' AS BIGINT),
             j.value ->> 'type', j.value ->> 'conv', j.value ->> 'user', j.value ->> 'author',
-            CAST(j.value ->> 'at' AS BIGINT), j.value ->> 'data'
+            j.value ->> 'message', CAST(j.value ->> 'at' AS BIGINT), j.value ->> 'data'
          FROM base CROSS JOIN {rows}"
     )
 }
@@ -372,6 +381,59 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Replaces the message a deleted message's retained events carry with its
+/// tombstone, inside the delete's transaction: its text and data leave the
+/// outbox as they leave `messages`.
+pub(crate) async fn redact_message(
+    tx: &mut Tx<'_>,
+    engine: Engine,
+    app: &str,
+    message_id: &str,
+    tombstone: &Value,
+) -> Result<()> {
+    let set = match engine {
+        Engine::Sqlite => "json_set(data, '$.message', json($3))",
+        Engine::Postgres => {
+            "CAST(jsonb_set(CAST(data AS jsonb), '{message}', CAST($3 AS jsonb)) AS TEXT)"
+        }
+    };
+    sqlx::query(&format!(
+        "UPDATE events SET data = {set} WHERE app_id = $1 AND message_id = $2"
+    ))
+    .bind(app)
+    .bind(message_id)
+    .bind(tombstone.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Empties the text and data of every message the retained events of a
+/// deleted conversation carry.
+pub(crate) async fn redact_conversation(
+    tx: &mut Tx<'_>,
+    engine: Engine,
+    app: &str,
+    conv: &str,
+) -> Result<()> {
+    let set = match engine {
+        Engine::Sqlite => "json_set(data, '$.message.text', '', '$.message.data', json('{}'))",
+        Engine::Postgres => {
+            "CAST(jsonb_set(jsonb_set(CAST(data AS jsonb), '{message,text}', '\"\"'), \
+             '{message,data}', '{}') AS TEXT)"
+        }
+    };
+    sqlx::query(&format!(
+        "UPDATE events SET data = {set}
+         WHERE app_id = $1 AND conversation_id = $2 AND message_id IS NOT NULL"
+    ))
+    .bind(app)
+    .bind(conv)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Deletes the retained events of `user` of `app` (theirs, and those carrying

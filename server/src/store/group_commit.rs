@@ -44,7 +44,7 @@ use serde_json::Value;
 use sqlx::{AnyPool, FromRow, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::events::{self, EventList, NewEvent};
+use super::events::{self, EventList};
 use super::messages::{NewMessage, Sent};
 use super::social::blocked_error;
 use super::{now_ms, retrying, Engine, Message, Millis};
@@ -416,13 +416,11 @@ fn decide(
         user: message.sender_id.clone(),
         seq,
     });
-    writes.events.push(NewEvent::new(
+    writes.events.push(super::messages::message_event(
         &r.app,
         "message.created",
-        Some(&r.conv),
-        Some(&message.sender_id),
+        &message,
         now,
-        serde_json::json!({ "message": &message }),
     ));
     if let Some(key) = retry_key {
         earlier.insert(key, message.clone());

@@ -287,6 +287,7 @@ pub(crate) fn message_event(
         now,
         serde_json::json!({ "message": message }),
     )
+    .carrying(&message.id)
 }
 
 /// An edit: absent fields keep their value.
@@ -402,6 +403,8 @@ impl Store {
             reactions: Vec::new(),
             ..current
         };
+        let body = serde_json::to_value(&tombstone).map_err(|_| Error::internal())?;
+        events::redact_message(&mut tx, self.engine, app, &tombstone.id, &body).await?;
         let event = message_event(app, "message.deleted", &tombstone, now);
         events::record(&mut tx, self.engine, vec![event]).await?;
         tx.commit().await?;

@@ -264,7 +264,8 @@ impl Store {
                 "reaction": { "emoji": emoji, "user_id": user, "action": action },
             }),
         )
-        .authored_by(&message.sender_id);
+        .authored_by(&message.sender_id)
+        .carrying(&message.id);
         events::record(tx, self.engine, vec![event]).await
     }
 

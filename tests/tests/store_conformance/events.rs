@@ -240,18 +240,22 @@ pub async fn every_change_records_its_event_and_a_refused_one_none(db: Db) {
     assert!(before.windows(2).all(|w| w[0].cursor < w[1].cursor));
     let created = &before[5];
     assert_eq!(created.conversation_id.as_deref(), Some(group.as_str()));
-    assert_eq!(created.data["message"]["text"], "hello");
     assert_eq!(created.data["message"]["seq"], sent.seq);
-    assert_eq!(before[6].data["message"]["text"], "hello!");
+    assert_eq!(created.data["message"]["id"], sent.id.as_str());
+    // The message was deleted later: its events carry the tombstone now.
+    assert_eq!(created.data["message"]["text"], "");
+    assert_eq!(before[6].data["message"]["text"], "");
+    assert!(before[6].data["message"]["deleted_at"].is_string());
     assert_eq!(
         before[7].data["reaction"],
         json!({"emoji": "👍", "user_id": "bob", "action": "added"})
     );
     assert_eq!(
-        before[7].data["message"]["reactions"][0]["user_ids"],
-        json!(["bob"])
+        before[7].data["message"]["reactions"],
+        json!([]),
+        "the tombstone's"
     );
-    assert_eq!(before[8].data["message"]["reactions"], json!([]));
+    assert_eq!(before[8].data["reaction"]["action"], "removed");
     assert_eq!(before[9].data["last_read_seq"], sent.seq);
     assert_eq!(before[13].data["member"]["role"], "admin");
     assert_eq!(before[17].data["conversation"]["name"], "Renamed");
@@ -424,4 +428,51 @@ pub async fn retention_purges_the_oldest_events(db: Db) {
     let left = feed(&store, &app).await;
     assert_eq!(types(&left), ["user.created"]);
     assert_eq!(left[0].data["user"]["id"], "cat");
+}
+
+pub async fn deleting_a_message_or_conversation_redacts_its_events(db: Db) {
+    let store = db.open().await;
+    let app = new_app(&store, "redact").await;
+    new_users(&store, &app, &["ann", "bob"]).await;
+    let group = new_group(&store, &app, None, &["ann", "bob"]).await;
+    let seq = send(&store, &app, &group, "ann", "first secret").await;
+    store
+        .edit_message(
+            &app,
+            &group,
+            seq,
+            &MessageEdit {
+                text: Some("second secret".into()),
+                data: Some(json!({"also": "secret data"})),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .add_reaction(&app, &group, seq, "🔥", "bob")
+        .await
+        .unwrap();
+    let kept = send(&store, &app, &group, "bob", "kept words").await;
+    store.delete_message(&app, &group, seq).await.unwrap();
+    let events = feed_until(&store, &app, 8).await;
+    let text = serde_json::to_string(&events.iter().map(|e| &e.data).collect::<Vec<_>>()).unwrap();
+    for secret in ["first secret", "second secret", "secret data"] {
+        assert!(!text.contains(secret), "{secret} is still in the outbox");
+    }
+    assert!(text.contains("kept words"));
+    // The events stay, with the tombstone.
+    let created = events
+        .iter()
+        .find(|e| e.kind == "message.created" && e.data["message"]["seq"] == seq)
+        .unwrap();
+    assert!(created.data["message"]["deleted_at"].is_string());
+    assert_eq!(created.data["message"]["text"], "");
+    // A deleted conversation takes its messages' text out of the outbox.
+    store.delete_conversation(&app, &group).await.unwrap();
+    let events = feed_until(&store, &app, 9).await;
+    assert_eq!(events.len(), 9);
+    let text = serde_json::to_string(&events.iter().map(|e| &e.data).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("kept words"));
+    assert_eq!(events.last().unwrap().kind, "conversation.deleted");
+    let _ = kept;
 }

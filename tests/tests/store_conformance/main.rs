@@ -143,6 +143,7 @@ conformance!(
     the_feed_never_skips_an_event_under_concurrent_writers,
     erasing_a_user_takes_their_events,
     retention_purges_the_oldest_events,
+    deleting_a_message_or_conversation_redacts_its_events,
 );
 
 // ----- helpers
