@@ -158,6 +158,19 @@ pub struct ServeArgs {
     /// longer loses what fell out of it.
     #[arg(long, env = "MKONDO_EVENT_RETENTION_HOURS")]
     pub event_retention_hours: Option<u64>,
+    /// A webhook endpoint failing continuously this long is disabled (default 24 h).
+    #[arg(long, env = "MKONDO_WEBHOOK_GIVE_UP_SECS")]
+    pub webhook_give_up_secs: Option<u64>,
+    /// The first retry delay of a failed webhook delivery (default 1 s); later
+    /// ones double, jittered, up to --webhook-retry-max-ms.
+    #[arg(long, env = "MKONDO_WEBHOOK_RETRY_MIN_MS")]
+    pub webhook_retry_min_ms: Option<u64>,
+    /// The longest delay between two attempts of a webhook stream (default 1 h).
+    #[arg(long, env = "MKONDO_WEBHOOK_RETRY_MAX_MS")]
+    pub webhook_retry_max_ms: Option<u64>,
+    /// How long a webhook POST may take before it counts as failed (default 10 s).
+    #[arg(long, env = "MKONDO_WEBHOOK_TIMEOUT_MS")]
+    pub webhook_timeout_ms: Option<u64>,
 }
 
 /// A secret setting: never printed (`Debug` shows `<redacted>`).
@@ -387,6 +400,31 @@ pub struct Config {
     pub outbound: crate::outbound::OutboundPolicy,
     /// Where the key sealing their secrets comes from (`outbound::secrets::load`).
     pub secrets_key: crate::outbound::secrets::KeySource,
+    pub webhooks: WebhookConfig,
+}
+
+/// How webhooks are delivered (`node::webhook_worker`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Failing continuously this long disables an endpoint.
+    pub give_up: Duration,
+    /// Backoff between attempts of a failing stream: jittered exponential from
+    /// `retry_min` to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// One POST's time limit.
+    pub timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            give_up: Duration::from_secs(24 * 3600),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The event feed's retention by default: 7 days.
@@ -673,6 +711,16 @@ impl ServeArgs {
         if let Some(warning) = postgres_tls_warning(database.expose(), env) {
             warnings.push(warning);
         }
+        let wd = WebhookConfig::default();
+        let retry_min = ms(pick!(webhook_retry_min_ms, wd.retry_min.as_millis() as u64).max(10));
+        let webhooks = WebhookConfig {
+            give_up: Duration::from_secs(pick!(webhook_give_up_secs, wd.give_up.as_secs()).max(1)),
+            retry_min,
+            retry_max: ms(pick!(webhook_retry_max_ms, wd.retry_max.as_millis() as u64)
+                .min(wd.retry_max.as_millis() as u64))
+            .max(retry_min),
+            timeout: ms(pick!(webhook_timeout_ms, wd.timeout.as_millis() as u64).clamp(100, 60_000)),
+        };
         if self.secrets_key.is_some() && file.secrets_key_file.is_some()
             || self.secrets_key_file.is_some() && file.secrets_key.is_some()
             || file.secrets_key.is_some() && file.secrets_key_file.is_some()
@@ -698,6 +746,7 @@ impl ServeArgs {
             allow_private: pick!(outbound_allow_private, false),
         };
         Ok(Config {
+            webhooks,
             event_retention: Duration::from_secs(
                 3600 * pick!(event_retention_hours, DEFAULT_EVENT_RETENTION_HOURS)
                     .clamp(1, 24 * 3650),

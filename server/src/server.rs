@@ -51,6 +51,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         let node = Node::new(store, config, hub, broker, presence, outbound, secrets);
         tokio::spawn(node.clone().run_typing_sweep());
         tokio::spawn(node.clone().run_event_retention());
+        tokio::spawn(node.clone().run_webhooks());
         return Ok(node);
     };
     // Session ids are unique per process only: presence entries carry this too.
@@ -77,6 +78,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     tokio::spawn(node.clone().run_presence_upkeep());
     tokio::spawn(node.clone().run_typing_sweep());
     tokio::spawn(node.clone().run_event_retention());
+    tokio::spawn(node.clone().run_webhooks());
     Ok(node)
 }
 

@@ -20,6 +20,8 @@ mod presence;
 pub mod requests;
 mod sessions;
 pub mod social;
+mod webhook_worker;
+pub mod webhooks;
 
 pub use apps::{DemoApp, NotReady};
 pub use floods::{Bucket, ClientAddr, Rate};
@@ -123,7 +125,6 @@ impl Node {
     }
 
     /// The outbound HTTP client (webhooks, the before-send hook).
-    #[allow(dead_code, reason = "the webhooks call it")]
     pub(crate) fn outbound(&self) -> &crate::outbound::OutboundClient {
         &self.outbound
     }

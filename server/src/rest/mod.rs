@@ -28,6 +28,7 @@ pub mod presence;
 pub mod social;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 pub use auth::{Caller, Principal};
 
@@ -93,6 +94,15 @@ routes! {
     get "/v1/before-send-hook" => hooks::get,
     put "/v1/before-send-hook" => hooks::set,
     delete "/v1/before-send-hook" => hooks::delete,
+    post "/v1/webhooks" => webhooks::create,
+    get "/v1/webhooks" => webhooks::list,
+    get "/v1/webhooks/{id}" => webhooks::get,
+    patch "/v1/webhooks/{id}" => webhooks::update,
+    delete "/v1/webhooks/{id}" => webhooks::delete,
+    post "/v1/webhooks/{id}/rotate-secret" => webhooks::rotate_secret,
+    get "/v1/webhooks/{id}/attempts" => webhooks::attempts,
+    post "/v1/webhooks/{id}/redeliver" => webhooks::redeliver,
+    post "/v1/webhooks/{id}/test" => webhooks::test,
     get "/v1/admin/apps" => admin::list,
     post "/v1/admin/apps" => admin::create,
     patch "/v1/admin/apps/{app}" => admin::update,

@@ -22,7 +22,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::{admin, conversations, lifecycle, messages, notifications, presence, social};
-use super::{events, hooks, tokens, users};
+use super::{events, hooks, tokens, users, webhooks};
 
 /// `GET /v1/openapi.json` (no authentication).
 #[utoipa::path(
@@ -80,11 +80,12 @@ pub fn document() -> serde_json::Value {
         (name = "tokens"),
         (name = "events", description = "The event feed: every change in the app, in order, from a cursor."),
         (name = "hooks", description = "The before-send hook: the app's backend allows, rejects or replaces each message before it is stored."),
+        (name = "webhooks", description = "Endpoints that receive the app's events as signed POSTs (docs/webhooks.md)."),
         (name = "admin", description = "The operator API: apps and their keys (operator secret)."),
         (name = "meta"),
     ),
     components(
-        schemas(ErrorBody, UserId, ConversationId, AllowedOrigin, messages::MessageKind),
+        schemas(ErrorBody, UserId, ConversationId, AllowedOrigin, messages::MessageKind, webhooks::WebhookId),
         responses(E401, E403, E404, E409, E413, E422),
     ),
     paths(
@@ -138,6 +139,15 @@ pub fn document() -> serde_json::Value {
         hooks::get,
         hooks::set,
         hooks::delete,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::rotate_secret,
+        webhooks::attempts,
+        webhooks::redeliver,
+        webhooks::test,
         admin::list,
         admin::create,
         admin::update,

@@ -32,6 +32,7 @@ pub mod reactions;
 pub mod social;
 pub mod system_messages;
 pub mod users;
+pub mod webhooks;
 
 use std::{future::Future, time::Duration};
 
