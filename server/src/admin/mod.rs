@@ -14,6 +14,7 @@ mod hooks;
 mod messages;
 mod social;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -169,6 +170,15 @@ admin_rpcs! {
     hooks::get_before_send_hook(Empty) -> BeforeSendHook;
     hooks::set_before_send_hook(SetBeforeSendHookRequest) -> BeforeSendHook;
     hooks::delete_before_send_hook(Empty) -> Empty;
+    webhooks::create_webhook(CreateWebhookRequest) -> WebhookWithSecret;
+    webhooks::list_webhooks(PageRequest) -> WebhookPage;
+    webhooks::get_webhook(WebhookIdRequest) -> Webhook;
+    webhooks::update_webhook(UpdateWebhookRequest) -> Webhook;
+    webhooks::delete_webhook(WebhookIdRequest) -> Empty;
+    webhooks::rotate_webhook_secret(WebhookIdRequest) -> WebhookWithSecret;
+    webhooks::list_webhook_attempts(WebhookPageRequest) -> WebhookAttemptPage;
+    webhooks::redeliver_webhook_event(RedeliverWebhookEventRequest) -> Empty;
+    webhooks::test_webhook(WebhookIdRequest) -> WebhookTestResult;
     @streams {
         type StreamEventsStream = events::EventStream;
 
