@@ -38,6 +38,9 @@ const TICK: Duration = Duration::from_millis(250);
 const COPY_BATCH: u32 = 500;
 /// Streams delivered at once by one node.
 const CONCURRENT_STREAMS: usize = 32;
+/// Streams one node claims per tick: the rest are left to the next tick, or
+/// to other nodes, so several nodes share an endpoint's conversations.
+const CLAIMS_PER_TICK: usize = 8;
 /// Events of a stream read at a time.
 const STREAM_BATCH: u32 = 50;
 /// Attempts kept per endpoint.
@@ -124,7 +127,7 @@ impl Node {
         busy: &Busy,
         tasks: &tokio_util::task::TaskTracker,
     ) -> Result<()> {
-        let free = slots.available_permits();
+        let free = slots.available_permits().min(CLAIMS_PER_TICK);
         if free == 0 {
             return Ok(());
         }
