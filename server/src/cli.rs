@@ -14,7 +14,9 @@ use crate::node::origins;
 use crate::store::{self, Announce, Store};
 
 mod run;
+mod webhook;
 pub use run::main;
+pub use webhook::WebhookCommand;
 
 /// `--database` of the commands that work on the database directly.
 #[derive(Debug, Clone, Args)]
@@ -129,6 +131,11 @@ pub enum Command {
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+    /// Manage an app's webhook endpoints (docs/webhooks.md).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
     },
     /// Mint a user token signed with the app's newest HS256 key (development and tests).
     Token {

@@ -82,6 +82,26 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     Ok(node)
 }
 
+/// A node for a command-line tool (`mkondo webhook …`): the configured
+/// database, in-memory engines, no listener and no background task.
+pub async fn tool_node(config: Config) -> anyhow::Result<Arc<Node>> {
+    let store_options = crate::store::StoreOptions {
+        max_connections: 2,
+        sqlite_synchronous: config.sqlite_synchronous,
+    };
+    let store = Store::open_with(config.database.expose(), &store_options)
+        .await
+        .map_err(|e| e.context(format!("opening the database {}", config.database)))?;
+    let outbound = crate::outbound::OutboundClient::new(config.outbound.clone())?;
+    let secrets = crate::outbound::secrets::load(&config.secrets_key, config.database.expose())?;
+    let hub = Arc::new(Hub::default());
+    let broker = Arc::new(MemoryBroker::new(hub.clone()));
+    let presence = Arc::new(MemoryPresence::default());
+    Ok(Node::new(
+        store, config, hub, broker, presence, outbound, secrets,
+    ))
+}
+
 fn metrics_handle() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE

@@ -25,6 +25,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args, false).await,
         Command::Dev(args) => serve(args, true).await,
         Command::App { command } => cli::run_app_command(command).await,
+        Command::Webhook { command } => cli::webhook::run(command).await,
         Command::Token {
             app,
             user,

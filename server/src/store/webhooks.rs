@@ -188,20 +188,27 @@ pub fn stream_of(event: &StoredEvent) -> &str {
 }
 
 impl Store {
-    /// The feed's end for `app`: where a new endpoint starts.
+    /// The feed's end for `app`, as a reader may see it now (below every
+    /// running transaction on PostgreSQL, as `events_after` reads): where a
+    /// new endpoint starts, so it receives what commits after its creation.
     pub async fn events_head(&self, app: &str) -> Result<EventCursor> {
-        const PAGE: u32 = 1000;
-        let mut at = EventCursor::START;
-        loop {
-            let page = self.events_after(app, at, None, PAGE).await?;
-            match page.last() {
-                Some(e) => at = e.cursor,
-                None => return Ok(at),
+        let horizon = match self.engine {
+            Engine::Sqlite => "9223372036854775807",
+            Engine::Postgres => {
+                "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
             }
-            if page.len() < PAGE as usize {
-                return Ok(at);
-            }
-        }
+        };
+        let sql = format!(
+            "SELECT xact, pos FROM events WHERE app_id = $1 AND xact < {horizon} \
+             ORDER BY xact DESC, pos DESC LIMIT 1"
+        );
+        let head: Option<(i64, i64)> = sqlx::query_as(&sql)
+            .bind(app)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(head
+            .map(|(xact, pos)| EventCursor { xact, pos })
+            .unwrap_or(EventCursor::START))
     }
 
     /// Inserts an endpoint unless the app has `cap` already.
