@@ -12,12 +12,14 @@
 //! `main.rs` holds the harness (one `Db` per engine, the `conformance!` macro
 //! that runs each scenario on both); the scenarios are in `concurrency.rs` (races
 //! between writers, migrations, failures), `behaviour.rs` (what one writer sees)
-//! and `decoding.rs` (rows that do not decode).
+//! and `decoding.rs` (rows that do not decode); `events.rs` and `webhooks.rs`
+//! the event outbox and webhook delivery state.
 
 mod behaviour;
 mod concurrency;
 mod decoding;
 mod events;
+mod webhooks;
 
 use mkondo_server::store::messages::HistoryQuery;
 use mkondo_server::store::system_messages::Notice;
@@ -32,6 +34,7 @@ use behaviour::*;
 use concurrency::*;
 use decoding::*;
 use events::*;
+use webhooks::*;
 
 /// One database under test, on either engine.
 pub struct Db {
@@ -144,6 +147,7 @@ conformance!(
     erasing_a_user_takes_their_events,
     retention_purges_the_oldest_events,
     deleting_a_message_or_conversation_redacts_its_events,
+    webhook_events_are_copied_and_streams_leased_exactly_once,
 );
 
 // ----- helpers
