@@ -28,6 +28,7 @@ mod revocation;
 mod server;
 mod services;
 pub mod tls;
+pub mod webhook_receiver;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -49,3 +49,4 @@ mod session;
 mod signal;
 mod tls;
 mod unread;
+mod webhooks;
