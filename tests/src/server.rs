@@ -688,11 +688,20 @@ async fn add_key_in(db: &str, app_id: &str, alg: &str, public_pem: &Path) -> Str
     str_field(&v, &["kid"])
 }
 
+/// The secrets key of test servers on PostgreSQL: base64 of 32 bytes.
+pub const TEST_SECRETS_KEY: &str = "bWtvbmRvLXRlc3RzLXNlY3JldHMta2V5LTMyLWJ5dGU=";
+
 async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running, SocketAddr) {
     let mut cmd = Command::new(mkondo_bin());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", db]);
     for (name, value) in &opts.flags {
         cmd.args([name, value]);
+    }
+    // Nodes on PostgreSQL share a secrets key (webhook secrets are sealed with
+    // it); on SQLite the server makes its own beside the database.
+    let keyed = opts.flags.iter().any(|(n, _)| n.starts_with("--secrets-key"));
+    if db.starts_with("postgres") && !keyed {
+        cmd.env("MKONDO_SECRETS_KEY", TEST_SECRETS_KEY);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

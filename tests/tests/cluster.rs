@@ -778,3 +778,100 @@ async fn the_rest_rate_limit_is_per_node() {
     }
     drop(redis);
 }
+
+/// Two nodes deliver one endpoint's events from one PostgreSQL database: every
+/// event once per conversation stream, in seq order, never two requests of one
+/// conversation in progress at once (the receiver checks), and both nodes
+/// delivered some.
+#[tokio::test]
+#[cfg_attr(
+    not(has_services),
+    ignore = "PostgreSQL/Redis not installed: apt-get install postgresql redis-server"
+)]
+async fn two_nodes_share_webhook_delivery_without_racing_a_stream() {
+    use mkondo_tests::webhook_receiver::{Answer, Receiver};
+    let redis = RedisServer::start().await;
+    let db = fresh_postgres().await;
+    let opts = ServerOptions::new()
+        .unlimited_rate()
+        .database(&db)
+        .flag("--broker", redis.url())
+        .flag("--outbound-allow-private", "true")
+        .flag("--webhook-retry-min-ms", 100)
+        .flag("--webhook-retry-max-ms", 500);
+    let first = TestServer::start(opts).await;
+    let second = first.join().await;
+    let api = first.api();
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Slow(Duration::from_millis(20)));
+    let created = api
+        .post(
+            "/v1/webhooks",
+            serde_json::json!({"url": receiver.url, "event_types": ["message.created"]}),
+        )
+        .await
+        .expect(201);
+    receiver.set_secrets(&[created["secret"].as_str().unwrap()]);
+    api.create_users(&["alice", "bob"]).await;
+    let mut convs = Vec::new();
+    for i in 0..16 {
+        convs.push(api.create_group(&format!("g{i}"), &["alice", "bob"]).await);
+    }
+    const PER_CONV: usize = 8;
+    for round in 0..PER_CONV {
+        for (i, conv) in convs.iter().enumerate() {
+            let node = if i % 2 == 0 { &first } else { &second };
+            node.api()
+                .send(
+                    conv,
+                    "alice",
+                    &format!("r{round}"),
+                    &format!("c-{i}-{round}"),
+                )
+                .await;
+        }
+    }
+    let total = convs.len() * PER_CONV;
+    let got = receiver
+        .wait_until(WAIT * 3, "every message delivered", |d| {
+            d.iter()
+                .filter(|d| d.accepted())
+                .map(|d| &d.id)
+                .collect::<BTreeSet<_>>()
+                .len()
+                == total
+        })
+        .await;
+    receiver.assert_all_valid();
+    assert_eq!(
+        receiver.overlaps(),
+        Vec::<String>::new(),
+        "no stream delivered twice at once"
+    );
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    for d in got.iter().filter(|d| d.accepted()) {
+        assert!(seen.insert(d.id.clone()), "{} delivered twice", d.id);
+        let conv = d.conversation.clone().unwrap();
+        let seq = d.body["data"]["message"]["seq"].as_u64().unwrap();
+        if let Some(before) = last.insert(conv.clone(), seq) {
+            assert!(seq > before, "{conv}: seq {seq} after {before}");
+        }
+    }
+    let delivered = |node: &TestServer| {
+        let node = node.rest_anon();
+        async move {
+            let text = node.get("/metrics").await.text;
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("mkondo_webhook_deliveries_total{") && l.contains("delivered")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    let (a, b) = (delivered(&first).await, delivered(&second).await);
+    assert_eq!(a + b, total as f64, "each event once");
+    assert!(a > 0.0 && b > 0.0, "both nodes delivered: {a} and {b}");
+    drop(redis);
+}
