@@ -218,6 +218,12 @@ struct Fixture {
     /// A before-send hook URL nothing listens on: the main app's hook is set
     /// to it, failing open, so sends stay unaffected.
     hook_url: String,
+    /// A webhook endpoint to read, change, test and redeliver to; one to
+    /// delete; where new ones point; an event of the feed to redeliver.
+    webhook: String,
+    doomed_webhook: String,
+    webhook_url: String,
+    event_id: String,
 }
 
 /// One call: path parameters, query string, body.
@@ -331,6 +337,14 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
             "",
             Some(json!({"url": f.hook_url, "timeout_ms": 500, "fail_open": true})),
         ),
+        "createWebhook" => (vec![], "", Some(json!({"url": f.webhook_url}))),
+        "listWebhooks" => (vec![], "?limit=5", None),
+        "getWebhook" | "rotateWebhookSecret" | "listWebhookAttempts" | "testWebhook" => {
+            (id(&f.webhook), "", None)
+        }
+        "updateWebhook" => (id(&f.webhook), "", Some(json!({"description": "walked"}))),
+        "deleteWebhook" => (id(&f.doomed_webhook), "", None),
+        "redeliverWebhookEvent" => (id(&f.webhook), "", Some(json!({"event_id": f.event_id}))),
         "listApps" => (vec![], "", None),
         "createApp" => (vec![], "", Some(json!({"name": "walked app"}))),
         "updateApp" => (app(), "", Some(json!({"auto_create_users": true}))),
@@ -362,7 +376,7 @@ async fn send(rest: &Rest, op: &Op, call: &Call) -> Resp {
     rest.request(method, &format!("{path}{query}"), body).await
 }
 
-async fn setup(server: &TestServer) -> Fixture {
+async fn setup(server: &TestServer, webhook_url: &str) -> Fixture {
     let api = server.api();
     api.create_users(&[
         "alice", "bob", "carol", "dave", "erin", "frank", "yan", "zed", "mallory",
@@ -423,8 +437,21 @@ async fn setup(server: &TestServer) -> Fixture {
     )
     .await
     .ok();
+    let mut webhooks = Vec::new();
+    for _ in 0..2 {
+        let created = api
+            .post("/v1/webhooks", json!({"url": webhook_url}))
+            .await
+            .expect(201);
+        webhooks.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let events = api.get("/v1/events?limit=1").await.ok();
     Fixture {
         hook_url,
+        webhook: webhooks[0].clone(),
+        doomed_webhook: webhooks[1].clone(),
+        webhook_url: webhook_url.to_owned(),
+        event_id: events["events"][0]["id"].as_str().unwrap().to_owned(),
         group,
         edit,
         delete,
@@ -457,7 +484,8 @@ async fn the_server_answers_as_its_openapi_document_says() {
     assert_eq!(raw.status, 200, "{}", raw.text);
     let doc = Doc::new(raw.body);
     assert!(doc.doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    let fixture = setup(&server).await;
+    let receiver = mkondo_tests::webhook_receiver::Receiver::start().await;
+    let fixture = setup(&server, &receiver.url).await;
     let ops = doc.operations();
     assert!(ops.len() >= 50, "only {} operations", ops.len());
     let calls: Vec<Call> = ops

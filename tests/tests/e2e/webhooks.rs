@@ -306,7 +306,9 @@ async fn a_failing_receiver_gets_every_event_in_order_once_it_recovers() {
 /// database: every event arrives; duplicates only ever repeat an event id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_survive_a_sigkill() {
-    let mut server = TestServer::start(options()).await;
+    // On PostgreSQL the killed process's leases must expire first (three POST
+    // timeouts); on SQLite the next process releases them when it starts.
+    let mut server = TestServer::start(options().flag("--webhook-timeout-ms", 2_000)).await;
     let api = server.api();
     let receiver = Receiver::start().await;
     receiver.answer(Answer::Slow(Duration::from_millis(300)));

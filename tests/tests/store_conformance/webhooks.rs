@@ -82,7 +82,10 @@ pub async fn webhook_events_are_copied_and_streams_leased_exactly_once(db: Db) {
     while let Some(n) = copiers.join_next().await {
         copied += n.unwrap();
     }
-    assert_eq!(copied, 6, "each event copied once, the one before the endpoint never");
+    assert_eq!(
+        copied, 6,
+        "each event copied once, the one before the endpoint never"
+    );
     let raw = db.raw().await;
     let pending = sqlx::query("SELECT stream, event_id FROM webhook_pending WHERE webhook_id = $1")
         .bind(&hook)
@@ -121,7 +124,10 @@ pub async fn webhook_events_are_copied_and_streams_leased_exactly_once(db: Db) {
         winners.extend(won.unwrap());
     }
     assert_eq!(winners.len(), 2, "one lease per stream: {winners:?}");
-    assert!(store.due_webhook_streams(now, 10).await.unwrap().is_empty(), "leased");
+    assert!(
+        store.due_webhook_streams(now, 10).await.unwrap().is_empty(),
+        "leased"
+    );
 
     // The first stream's owner fails past the give-up time: disabled once.
     let (stream, owner) = &winners[0];
@@ -144,8 +150,17 @@ pub async fn webhook_events_are_copied_and_streams_leased_exactly_once(db: Db) {
     assert!(disabled);
     let row = store.webhook(&app, &hook).await.unwrap().unwrap();
     assert_eq!(row.disabled_reason.as_deref(), Some("gave up"));
-    assert!(store.active_webhooks().await.unwrap().iter().all(|w| w.id != hook));
-    assert_eq!(copy_once(store).await, 0, "a disabled endpoint copies nothing");
+    assert!(store
+        .active_webhooks()
+        .await
+        .unwrap()
+        .iter()
+        .all(|w| w.id != hook));
+    assert_eq!(
+        copy_once(store).await,
+        0,
+        "a disabled endpoint copies nothing"
+    );
 
     // Re-enabled: its streams are due at once (the failed one too).
     let patch = WebhookPatch {
@@ -159,10 +174,7 @@ pub async fn webhook_events_are_copied_and_streams_leased_exactly_once(db: Db) {
     let due_again = store.due_webhook_streams(later, 10).await.unwrap();
     assert_eq!(due_again.len(), 2, "both due once the other lease expired");
     assert!(row.cursor() > EventCursor::START, "the position moved");
-    let attempts = store
-        .webhook_attempts(&app, &hook, None, 10)
-        .await
-        .unwrap();
+    let attempts = store.webhook_attempts(&app, &hook, None, 10).await.unwrap();
     assert_eq!(attempts.items.len(), 1);
     assert_eq!(attempts.items[0].status_code, Some(500));
 }
