@@ -699,7 +699,10 @@ async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running,
     }
     // Nodes on PostgreSQL share a secrets key (webhook secrets are sealed with
     // it); on SQLite the server makes its own beside the database.
-    let keyed = opts.flags.iter().any(|(n, _)| n.starts_with("--secrets-key"));
+    let keyed = opts
+        .flags
+        .iter()
+        .any(|(n, _)| n.starts_with("--secrets-key"));
     if db.starts_with("postgres") && !keyed {
         cmd.env("MKONDO_SECRETS_KEY", TEST_SECRETS_KEY);
     }

@@ -235,7 +235,7 @@ fn check(
         .enumerate()
         .filter(|(_, s)| {
             let expected = hex::encode(hmac_sha256(s, &signed));
-            v1.iter().any(|given| *given == expected)
+            v1.contains(&expected)
         })
         .map(|(i, _)| i)
         .collect();

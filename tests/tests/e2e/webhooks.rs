@@ -237,7 +237,6 @@ async fn every_event_type_arrives_signed_and_equals_the_feed() {
     assert_feed_order_per_conversation(&events, &got);
 }
 
-
 /// Sends `n` messages round-robin over `convs`, answering their feed ids afterwards.
 async fn send_many(api: &Rest, convs: &[String], n: usize, tag: &str) {
     for i in 0..n {
