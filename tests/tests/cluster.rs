@@ -796,7 +796,7 @@ async fn two_nodes_share_webhook_delivery_without_racing_a_stream() {
         .unlimited_rate()
         .database(&db)
         .flag("--broker", redis.url())
-        .flag("--outbound-allow-private", "true")
+        .outbound_allow_private()
         .flag("--webhook-retry-min-ms", 100)
         .flag("--webhook-retry-max-ms", 500);
     let first = TestServer::start(opts).await;

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 /// A server that may POST to loopback, with retries shrunk.
 fn options() -> ServerOptions {
     ServerOptions::new()
-        .flag("--outbound-allow-private", "true")
+        .outbound_allow_private()
         .flag("--webhook-retry-min-ms", 100)
         .flag("--webhook-retry-max-ms", 1_000)
 }
