@@ -44,6 +44,7 @@ pub use rest::{json_u64, seq_of, urlencode, Resp, Rest};
 pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_DEADLINE};
 pub use server::{
     mkondo_bin, proc_status_kib, App, AsymmetricKey, Claims, ServerOptions, TestServer,
+    TEST_SECRETS_KEY,
 };
 pub use services::{fresh_postgres, fresh_postgres_tls, redis_url};
 

@@ -11,6 +11,7 @@ mod admin_common;
 mod admin_grpc;
 mod admin_grpc_conversations;
 mod admin_grpc_messages;
+mod admin_grpc_webhooks;
 mod auth;
 mod blocks;
 mod chat;

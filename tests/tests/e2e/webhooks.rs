@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use mkondo_server::store::events::EVENT_TYPES;
 use mkondo_tests::webhook_receiver::{Answer, Delivery, Receiver};
-use mkondo_tests::{seq_of, urlencode, Rest, ServerOptions, TestServer, Transport, WAIT};
+use mkondo_tests::{
+    seq_of, urlencode, Rest, ServerOptions, TestServer, Transport, TEST_SECRETS_KEY, WAIT,
+};
 use serde_json::{json, Value};
 
 /// A server that may POST to loopback, with retries shrunk.
@@ -623,6 +625,93 @@ async fn endpoints_belong_to_their_app_and_inputs_are_checked() {
         .expect_error(404, "not_found");
     receiver.assert_all_valid();
     api.delete(&format!("/v1/webhooks/{id}")).await.expect(204);
+    api.get(&format!("/v1/webhooks/{id}"))
+        .await
+        .expect_error(404, "not_found");
+}
+
+/// `mkondo webhook …` on the server's database: the same checks as the API
+/// (private addresses need the setting), a secret printed once that the
+/// running server signs with, and the endpoint managed to its deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_endpoints_the_server_delivers_to() {
+    let server = TestServer::start(options()).await;
+    let receiver = Receiver::start().await;
+    let app = server.app.app_id.clone();
+    // The CLI takes the server's settings: on PostgreSQL, its secrets key.
+    let on_postgres = std::env::var("MKONDO_TEST_STORE").as_deref() == Ok("postgres");
+    let settings: &[&str] = if on_postgres {
+        &[
+            "--secrets-key",
+            TEST_SECRETS_KEY,
+            "--outbound-allow-private",
+        ]
+    } else {
+        &["--outbound-allow-private"]
+    };
+    let cli = |args: &[&str]| {
+        let all: Vec<String> = ["webhook"]
+            .iter()
+            .chain(args)
+            .chain(settings)
+            .map(|a| a.to_string())
+            .collect();
+        let server = &server;
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            server.cli(&all).await
+        }
+    };
+    let url = receiver.url.as_str();
+    let create = [
+        "create",
+        "--app",
+        &app,
+        "--url",
+        url,
+        "--event-type",
+        "message.created",
+        "--json",
+    ];
+    let mut without: Vec<&str> = ["webhook"].iter().chain(&create).copied().collect();
+    if on_postgres {
+        without.extend(["--secrets-key", TEST_SECRETS_KEY]);
+    }
+    let (ok, _, stderr) = server.cli_result(&without).await;
+    assert!(
+        !ok && stderr.contains("url"),
+        "loopback without the setting: {stderr}"
+    );
+    let created: Value = serde_json::from_str(&cli(&create).await).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    receiver.set_secrets(&[created["secret"].as_str().unwrap()]);
+    let listed = cli(&["list", "--app", &app]).await;
+    assert!(
+        listed.contains(&id) && !listed.contains("whsec_"),
+        "{listed}"
+    );
+
+    // The running server delivers with the secret the CLI printed.
+    let api = server.api();
+    let convs = three_groups(&api).await;
+    send_many(&api, &convs, 2, "cli").await;
+    receiver
+        .wait_until(WAIT, "two deliveries", |d| {
+            d.iter().filter(|d| d.accepted()).count() >= 2
+        })
+        .await;
+    receiver.assert_all_valid();
+
+    let tested: Value =
+        serde_json::from_str(&cli(&["test", "--app", &app, "--id", &id, "--json"]).await).unwrap();
+    assert_eq!(tested["delivered"], true, "{tested}");
+    let attempts = cli(&["attempts", "--app", &app, "--id", &id]).await;
+    assert!(attempts.contains("message.created"), "{attempts}");
+    let rotated: Value =
+        serde_json::from_str(&cli(&["rotate-secret", "--app", &app, "--id", &id, "--json"]).await)
+            .unwrap();
+    assert_ne!(rotated["secret"], created["secret"]);
+    cli(&["delete", "--app", &app, "--id", &id]).await;
     api.get(&format!("/v1/webhooks/{id}"))
         .await
         .expect_error(404, "not_found");
