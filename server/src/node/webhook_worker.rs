@@ -246,7 +246,6 @@ impl Node {
                     tracing::warn!(
                         app = %s.app_id,
                         webhook = %s.webhook_id,
-                        url = %hook.url,
                         "webhooks: an endpoint failed continuously past the give-up time and \
                          was disabled; re-enable it with PATCH /v1/webhooks/{{id}}"
                     );

@@ -771,10 +771,12 @@ async fn insert_attempt(
     webhook: &str,
     a: &AttemptRecord<'_>,
 ) -> Result<()> {
+    // Not for an endpoint deleted while its attempt was in flight.
     sqlx::query(
         "INSERT INTO webhook_attempts (app_id, webhook_id, id, event_id, event_type, attempt, \
          attempted_at, status_code, error, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+         WHERE EXISTS (SELECT 1 FROM webhooks WHERE app_id = $1 AND id = $2)",
     )
     .bind(app)
     .bind(webhook)
