@@ -12,7 +12,9 @@
 //!   successful attempt.
 //!
 //! Secrets are stored as the node sealed them; this module never sees them in
-//! the clear.
+//! the clear. Reads go to the reader pool (on SQLite they never wait for the
+//! one writer): a stale read only makes a claim or a compare-and-set miss,
+//! and the next tick reads again.
 
 use serde::Serialize;
 
@@ -266,7 +268,7 @@ impl Store {
         Ok(sqlx::query_as(&sql)
             .bind(app)
             .bind(id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
@@ -450,7 +452,7 @@ impl Store {
     /// Every active endpoint of every app.
     pub async fn active_webhooks(&self) -> Result<Vec<WebhookRow>> {
         let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled_at IS NULL");
-        Ok(sqlx::query_as(&sql).fetch_all(&self.writer).await?)
+        Ok(sqlx::query_as(&sql).fetch_all(&self.reader).await?)
     }
 
     /// Copies `events` (read after `from`) into the endpoint's pending rows and
@@ -499,7 +501,7 @@ impl Store {
         )
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -542,7 +544,7 @@ impl Store {
         .bind(&s.webhook_id)
         .bind(&s.stream)
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
