@@ -68,6 +68,7 @@ pub struct UpdateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct Redeliver {
     /// An event of the feed (`GET /v1/events`), within its retention.
+    #[schema(min_length = 1, max_length = 64)]
     pub event_id: String,
 }
 
