@@ -5,7 +5,7 @@ use mkondo_proto::v1::*;
 use pbjson_types::Empty;
 
 use super::{owned, page, timestamp};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::node::webhooks::{self as hooks, WebhookChanges, WebhookInput};
 use crate::node::Node;
 use crate::store::webhooks::{self as stored, WebhookStatus};
@@ -68,11 +68,17 @@ pub(super) async fn update_webhook(
     app: &str,
     req: UpdateWebhookRequest,
 ) -> Result<Webhook> {
+    let enabled = match (req.enable, req.disable) {
+        (true, true) => return Err(Error::invalid("give enable or disable, not both")),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
     let changes = WebhookChanges {
         url: req.url,
         event_types: req.replace_event_types.then_some(req.event_types),
         description: req.description,
-        enabled: req.enable.then_some(true),
+        enabled,
     };
     Ok(view(&node.update_webhook(app, &req.id, changes).await?))
 }

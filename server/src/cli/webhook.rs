@@ -58,6 +58,9 @@ pub enum WebhookCommand {
         /// Re-enable a disabled endpoint: delivery resumes where it stopped.
         #[arg(long)]
         enable: bool,
+        /// Disable the endpoint: nothing is delivered until it is re-enabled.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -196,6 +199,7 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
             all_event_types,
             description,
             enable,
+            disable,
             json,
             settings,
         } => {
@@ -208,7 +212,11 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
                 url,
                 event_types,
                 description,
-                enabled: enable.then_some(true),
+                enabled: match (enable, disable) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
             };
             let node = crate::server::tool_node(settings.resolve()?).await?;
             let updated = node.update_webhook(&app, &id, changes).await;

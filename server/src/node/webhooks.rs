@@ -58,7 +58,9 @@ pub struct WebhookInput {
     pub description: Option<String>,
 }
 
-/// Changes to an endpoint; `enabled: Some(true)` re-activates a disabled one.
+/// Changes to an endpoint; `enabled` re-activates a disabled one (`true`) or
+/// disables an active one (`false`: nothing is delivered, its position in the
+/// feed stays, and re-enabling it delivers what happened meanwhile).
 #[derive(Debug, Clone, Default)]
 pub struct WebhookChanges {
     pub url: Option<String>,
@@ -129,11 +131,6 @@ impl Node {
         check_webhook_id(id)?;
         let event_types = changes.event_types.map(check_event_types).transpose()?;
         let description = changes.description.map(check_description).transpose()?;
-        if changes.enabled == Some(false) {
-            return Err(Error::invalid(
-                "enabled: only true (re-enable) can be given; delete an endpoint to stop it",
-            ));
-        }
         let url = match changes.url {
             Some(url) => Some(self.check_webhook_url(&url).await?),
             None => None,
@@ -142,7 +139,7 @@ impl Node {
             url,
             event_types,
             description,
-            enable: changes.enabled == Some(true),
+            enabled: changes.enabled,
         };
         let row = self
             .store

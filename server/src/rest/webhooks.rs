@@ -60,7 +60,9 @@ pub struct UpdateWebhook {
     pub event_types: Option<Vec<String>>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
-    /// `true` re-enables a disabled endpoint: delivery resumes where it stopped.
+    /// `false` disables the endpoint (nothing is delivered; its place in the
+    /// feed is kept); `true` re-enables a disabled one: delivery resumes where
+    /// it stopped, with what happened meanwhile.
     pub enabled: Option<bool>,
 }
 
@@ -165,7 +167,7 @@ pub async fn get(
     operation_id = "updateWebhook",
     tag = "webhooks",
     summary = "Change a webhook endpoint",
-    description = "Changes the URL, event types or description (absent fields are kept); `enabled: true` re-enables a disabled endpoint, which resumes delivery where it stopped.",
+    description = "Changes the URL, event types or description (absent fields are kept). `enabled: false` disables the endpoint; `enabled: true` re-enables a disabled one, which resumes delivery where it stopped (within the feed's retention).",
     security(("api_key" = [])),
     params(("id" = WebhookId, Path, description = "Webhook id.")),
     request_body = UpdateWebhook,

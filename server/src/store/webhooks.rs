@@ -157,14 +157,19 @@ pub struct NewWebhook {
     pub start: EventCursor,
 }
 
-/// Fields to change, checked by the node; `enable` re-activates a disabled endpoint.
+/// Fields to change, checked by the node. `enabled`: `Some(true)`
+/// re-activates a disabled endpoint, `Some(false)` disables an active one
+/// (with `DISABLED_BY_APP` as its reason).
 #[derive(Default)]
 pub struct WebhookPatch {
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
     pub description: Option<String>,
-    pub enable: bool,
+    pub enabled: Option<bool>,
 }
+
+/// The reason of an endpoint the app disabled itself.
+pub const DISABLED_BY_APP: &str = "disabled by the app";
 
 /// A stream ready to deliver, as the worker found it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -328,23 +333,38 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        if patch.enable {
-            sqlx::query(
-                "UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL, \
-                 failing_since = NULL WHERE app_id = $1 AND id = $2",
-            )
-            .bind(app)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE webhook_streams SET next_attempt_at = 0, failures = 0 \
-                 WHERE app_id = $1 AND webhook_id = $2",
-            )
-            .bind(app)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        match patch.enabled {
+            Some(true) => {
+                sqlx::query(
+                    "UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL, \
+                     failing_since = NULL WHERE app_id = $1 AND id = $2",
+                )
+                .bind(app)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE webhook_streams SET next_attempt_at = 0, failures = 0 \
+                     WHERE app_id = $1 AND webhook_id = $2",
+                )
+                .bind(app)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(false) => {
+                sqlx::query(
+                    "UPDATE webhooks SET disabled_at = $3, disabled_reason = $4 \
+                     WHERE app_id = $1 AND id = $2 AND disabled_at IS NULL",
+                )
+                .bind(app)
+                .bind(id)
+                .bind(now_ms())
+                .bind(DISABLED_BY_APP)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {}
         }
         tx.commit().await?;
         self.webhook(app, id).await

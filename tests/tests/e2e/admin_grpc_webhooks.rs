@@ -137,6 +137,29 @@ async fn webhooks_over_grpc_match_rest_and_deliver() {
     );
     assert!(updated.event_types.is_empty());
     assert_eq!(updated.description, "all types");
+    let disabled = ok(
+        "UpdateWebhook disable",
+        grpc.update_webhook(UpdateWebhookRequest {
+            id: hook.id.clone(),
+            disable: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(
+        (disabled.status.as_str(), disabled.disabled_reason.as_str()),
+        ("disabled", "disabled by the app")
+    );
+    let both = grpc
+        .update_webhook(UpdateWebhookRequest {
+            id: hook.id.clone(),
+            enable: true,
+            disable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&both), "invalid_argument");
 
     // Another app's key sees none of it.
     let mut other = admin_as(&server, Some(&server.other_apps[0].api_key)).await;

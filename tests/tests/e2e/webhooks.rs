@@ -741,3 +741,35 @@ async fn the_cli_manages_endpoints_the_server_delivers_to() {
         .await
         .expect_error(404, "not_found");
 }
+
+/// The app disables its endpoint: nothing is delivered meanwhile, and
+/// re-enabled it receives what happened, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_the_app_disables_keeps_its_place() {
+    let server = TestServer::start(options()).await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&api, &receiver, &["message.created"]).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let paused = api
+        .patch(&format!("/v1/webhooks/{id}"), json!({"enabled": false}))
+        .await
+        .ok();
+    assert_eq!(paused["status"], "disabled");
+    assert_eq!(paused["disabled_reason"], "disabled by the app");
+    let convs = three_groups(&api).await;
+    send_many(&api, &convs, 9, "paused").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(receiver.deliveries().is_empty(), "nothing while disabled");
+    api.patch(&format!("/v1/webhooks/{id}"), json!({"enabled": true}))
+        .await
+        .ok();
+    let messages: Vec<Value> = feed(&api, None)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "message.created")
+        .collect();
+    let got = receiver.wait_for_ids(&ids(&messages), WAIT).await;
+    receiver.assert_all_valid();
+    assert_eq!(assert_seqs_in_order(&got), 9);
+}

@@ -164,7 +164,7 @@ pub async fn webhook_events_are_copied_and_streams_leased_exactly_once(db: Db) {
 
     // Re-enabled: its streams are due at once (the failed one too).
     let patch = WebhookPatch {
-        enable: true,
+        enabled: Some(true),
         ..Default::default()
     };
     store.update_webhook(&app, &hook, &patch).await.unwrap();
