@@ -83,6 +83,8 @@ pub struct Node {
     secrets: Option<crate::outbound::secrets::SecretBox>,
     /// The before-send hooks read lately (`hooks.rs`).
     hooks: hooks::HookCache,
+    /// Presence changes waiting for the webhook worker (opt-in, best-effort).
+    presence_changes: webhook_worker::PresenceQueue,
     started: Instant,
 }
 
@@ -116,6 +118,7 @@ impl Node {
             outbound,
             secrets,
             hooks: Default::default(),
+            presence_changes: Default::default(),
             started: Instant::now(),
         })
     }

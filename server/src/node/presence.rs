@@ -199,6 +199,7 @@ impl Node {
             status,
             last_seen: Some(store::now_ms()),
         };
+        self.queue_presence_webhook(app, &presence);
         self.publish(
             app,
             Target {

@@ -45,6 +45,10 @@ const CLAIMS_PER_TICK: usize = 8;
 const STREAM_BATCH: u32 = 50;
 /// Attempts kept per endpoint.
 const ATTEMPTS_KEPT: u32 = 1_000;
+/// Presence changes a node keeps for the next tick at most; past it, new
+/// ones are dropped (presence webhooks are best-effort).
+const PRESENCE_QUEUE: usize = 10_000;
+const PRESENCE_CHANGED: &str = "presence.changed";
 const USER_AGENT: &str = concat!("Mkondo-Webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// The streams this node is delivering now, by (app, endpoint, stream).
@@ -72,7 +76,79 @@ impl Outcome {
     }
 }
 
+/// Presence changes announced on this node, waiting for the next tick: sent
+/// once to the endpoints whose `event_types` name `presence.changed` (opt-in:
+/// not stored, not in the feed, not retried).
+#[derive(Default)]
+pub(super) struct PresenceQueue(Mutex<Vec<PresenceChange>>);
+
+struct PresenceChange {
+    app: String,
+    at: i64,
+    data: serde_json::Value,
+}
+
 impl Node {
+    /// Queues a presence change for the presence webhooks (best-effort: a
+    /// full queue drops it, a crash loses it, a failed POST is not retried).
+    pub(crate) fn queue_presence_webhook(
+        &self,
+        app: &str,
+        presence: &crate::engine::presence::UserPresence,
+    ) {
+        let mut queue = self.presence_changes.0.lock().expect("presence queue");
+        if queue.len() >= PRESENCE_QUEUE {
+            metrics::counter!("mkondo_webhook_presence_dropped_total").increment(1);
+            return;
+        }
+        let at = now_ms();
+        queue.push(PresenceChange {
+            app: app.to_owned(),
+            at,
+            data: serde_json::json!({ "presence": {
+                "user_id": presence.user_id,
+                "status": presence.status.as_str(),
+                "last_seen": crate::store::Millis(presence.last_seen.unwrap_or(at)),
+            }}),
+        });
+    }
+
+    /// Posts the queued presence changes to the endpoints that asked for them.
+    async fn post_presence_changes(self: &Arc<Self>, tasks: &tokio_util::task::TaskTracker) {
+        let changes = std::mem::take(&mut *self.presence_changes.0.lock().expect("presence queue"));
+        if changes.is_empty() {
+            return;
+        }
+        let hooks = match self.store.active_webhooks().await {
+            Ok(hooks) => hooks,
+            Err(err) => {
+                tracing::debug!(%err, "webhooks: presence changes dropped");
+                return;
+            }
+        };
+        let wanted: Vec<&WebhookRow> = hooks
+            .iter()
+            .filter(|h| h.event_types.iter().any(|t| t == PRESENCE_CHANGED))
+            .collect();
+        for change in changes {
+            for hook in wanted.iter().filter(|h| h.app_id == change.app) {
+                let event = StoredEvent {
+                    id: format!("ev_{}", ulid::Ulid::new().to_string().to_lowercase()),
+                    cursor: Default::default(),
+                    app_id: change.app.clone(),
+                    kind: PRESENCE_CHANGED.to_owned(),
+                    conversation_id: None,
+                    created_at: change.at,
+                    data: change.data.clone(),
+                };
+                let (node, hook) = (self.clone(), (*hook).clone());
+                tasks.spawn(async move {
+                    let _ = node.post_webhook_event(&hook, &event).await;
+                });
+            }
+        }
+    }
+
     /// The delivery task (started by the composition root); ends on shutdown,
     /// leaving unfinished streams to their lease.
     pub async fn run_webhooks(self: Arc<Self>) {
@@ -98,6 +174,7 @@ impl Node {
             if let Err(err) = self.start_due_streams(&owner, &slots, &busy, &tasks).await {
                 tracing::warn!(%err, "webhooks: finding due streams failed; retrying");
             }
+            self.post_presence_changes(&tasks).await;
         }
         tasks.close();
         let _ = tokio::time::timeout(self.config.webhooks.timeout, tasks.wait()).await;

@@ -16,7 +16,7 @@ use super::requests::{distinct, PageRequest};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::outbound::secrets;
-use crate::store::events::{StoredEvent, EVENT_TYPES};
+use crate::store::events::{StoredEvent, EVENT_TYPES, OPT_IN_TYPES};
 use crate::store::webhooks::{NewWebhook, Webhook, WebhookAttempt, WebhookPatch, WebhookRow};
 use crate::store::{now_ms, Page};
 
@@ -269,8 +269,9 @@ fn check_webhook_id(id: &str) -> Result<()> {
 }
 
 fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
-    let types = distinct(types, EVENT_TYPES.len(), "event_types")?;
-    if let Some(bad) = types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+    let known = |t: &str| EVENT_TYPES.contains(&t) || OPT_IN_TYPES.contains(&t);
+    let types = distinct(types, EVENT_TYPES.len() + OPT_IN_TYPES.len(), "event_types")?;
+    if let Some(bad) = types.iter().find(|t| !known(t)) {
         return Err(Error::invalid(format!(
             "event_types: unknown event type {bad:?}"
         )));
@@ -299,7 +300,7 @@ mod tests {
             vec![known.clone()]
         );
         assert!(check_event_types(vec!["nope.nope".into()]).is_err());
-        let too_many = vec![known; EVENT_TYPES.len() + 1];
+        let too_many = vec![known; EVENT_TYPES.len() + OPT_IN_TYPES.len() + 1];
         assert!(check_event_types(too_many).is_err());
     }
 

@@ -54,6 +54,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "user.unblocked",
 ];
 
+/// Event types that are not stored: no feed, no retries. A webhook endpoint
+/// receives them only when its `event_types` name them (an endpoint with no
+/// types gets every stored type, not these), once and best-effort: presence
+/// changes, which are not in the database and change too often to keep.
+pub const OPT_IN_TYPES: &[&str] = &["presence.changed"];
+
 /// A position in the feed: after the event at this position. Opaque on the
 /// wire (`Display`/`FromStr`). [`EventCursor::START`] is before every event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]

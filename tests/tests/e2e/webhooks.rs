@@ -773,3 +773,56 @@ async fn an_endpoint_the_app_disables_keeps_its_place() {
     receiver.assert_all_valid();
     assert_eq!(assert_seqs_in_order(&got), 9);
 }
+
+/// Presence is opt-in and best-effort: an endpoint naming `presence.changed`
+/// gets each change once, signed like any event, outside the feed; an
+/// endpoint with every (stored) type does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_changes_go_to_the_endpoints_that_ask_for_them() {
+    let server = TestServer::start(options()).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob"]).await;
+    let presence = Receiver::start().await;
+    let everything = Receiver::start().await;
+    subscribe(&api, &presence, &["presence.changed"]).await;
+    subscribe(&api, &everything, &[]).await;
+
+    let (alice, _) = server.client(Transport::WsJson, "alice").await;
+    let online = presence
+        .wait_until(WAIT, "alice online", |got| {
+            got.iter().any(|d| {
+                d.body["data"]["presence"]["user_id"] == "alice"
+                    && d.body["data"]["presence"]["status"] == "online"
+            })
+        })
+        .await;
+    let d = online
+        .iter()
+        .find(|d| d.body["data"]["presence"]["status"] == "online")
+        .unwrap();
+    assert!(d.accepted() && d.verified_with == [0], "signed: {d:?}");
+    assert_eq!(d.kind, "presence.changed");
+    assert_eq!(d.conversation, None);
+    assert!(d.body["id"].as_str().unwrap().starts_with("ev_"));
+    drop(alice);
+    presence
+        .wait_until(WAIT, "alice offline", |got| {
+            got.iter()
+                .any(|d| d.body["data"]["presence"]["status"] == "offline")
+        })
+        .await;
+    // Not in the feed; the endpoint with every stored type got none of it.
+    let events = feed(&api, None).await;
+    assert!(events.iter().all(|e| e["type"] != "presence.changed"));
+    api.create_users(&["carol"]).await;
+    everything
+        .wait_until(WAIT, "carol's creation", |got| {
+            got.iter()
+                .any(|d| d.kind == "user.created" && d.body["data"]["user"]["id"] == "carol")
+        })
+        .await;
+    assert!(everything
+        .deliveries()
+        .iter()
+        .all(|d| d.kind != "presence.changed"));
+}
