@@ -4,7 +4,9 @@
 --   xact  PostgreSQL: the writing transaction's id (`pg_current_xact_id()`), so a
 --         reader serves only rows below the oldest transaction still running and
 --         never skips a row that commits late; SQLite (one writer): 0.
---   pos   1, 2, … within the transaction (PostgreSQL) or the database (SQLite).
+--   pos   1, 2, … within the transaction (PostgreSQL) or the database (SQLite,
+--         from `event_positions`, which never goes back: deleting the newest
+--         events — retention, erasure — must not hand their positions out again).
 -- `user_id` is whose change it is and `author_id` whose message it carries, when
 -- another user's: erasing a user deletes the rows naming them in either.
 -- `message_id`: the message a `message.*` row carries; deleting the message
@@ -28,3 +30,11 @@ CREATE INDEX events_feed ON events (app_id, xact, pos);
 CREATE INDEX events_user ON events (app_id, user_id);
 CREATE INDEX events_author ON events (app_id, author_id) WHERE author_id IS NOT NULL;
 CREATE INDEX events_message ON events (app_id, message_id) WHERE message_id IS NOT NULL;
+
+-- SQLite's last event position (one row). PostgreSQL does not use it: there a
+-- position's transaction id is never reused.
+CREATE TABLE event_positions (
+    id BIGINT PRIMARY KEY,
+    last BIGINT NOT NULL
+);
+INSERT INTO event_positions (id, last) VALUES (1, 0);

@@ -73,3 +73,6 @@ CREATE TABLE webhook_attempts (
     duration_ms BIGINT NOT NULL,
     PRIMARY KEY (app_id, webhook_id, id)
 );
+
+-- Retention keeps an event while an active endpoint still owes it.
+CREATE INDEX webhook_pending_event ON webhook_pending (event_id);

@@ -89,6 +89,12 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         self.code == ErrorCode::Unavailable && self.reason == Reason::Conflict
     }
+
+    /// What a write that found the world changed under it answers, so that
+    /// `store::retrying` runs it again.
+    pub fn conflict() -> Self {
+        Self::new(ErrorCode::Unavailable, "concurrent change, retry").with_reason(Reason::Conflict)
+    }
 }
 
 /// What a database error means to a client: worth retrying (a conflict with a

@@ -104,7 +104,9 @@ function main() {
       }
       if (typeof event?.id !== 'string') return answer(res, 400, 'not an event');
       if (firstTime(event.id)) {
-        // Processing goes here. This example prints the event.
+        // Processing goes here. This example prints the event. Where processing
+        // can fail, record the id only once it succeeded, and keep the ids in
+        // your database rather than in memory.
         process.stdout.write(`${JSON.stringify(event)}\n`);
       }
       // A repeat is answered 200 too, so the server stops sending it.

@@ -92,7 +92,9 @@ def make_handler(secret, seen):
             except (ValueError, KeyError, TypeError):
                 return self.answer(400, "not an event")
             if seen.first_time(event_id):
-                # Processing goes here. This example prints the event.
+                # Processing goes here. This example prints the event. Where
+                # processing can fail, record the id only once it succeeded,
+                # and keep the ids in your database rather than in memory.
                 sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
                 sys.stdout.flush()
             # A repeat is answered 200 too, so the server stops sending it.

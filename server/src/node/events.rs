@@ -66,11 +66,10 @@ impl Node {
             Some(_) => return Err(Error::invalid(format!("limit: at most {MAX_EVENT_PAGE}"))),
         };
         let types = event_types(request.types)?;
-        let events = self
+        let (events, next) = self
             .store
-            .events_after(app, after, types.as_deref(), limit)
+            .events_scan(app, after, types.as_deref(), limit)
             .await?;
-        let next = events.last().map_or(after, |e| e.cursor);
         Ok(FeedPage { events, next })
     }
 

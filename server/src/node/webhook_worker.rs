@@ -48,6 +48,8 @@ const ATTEMPTS_KEPT: u32 = 1_000;
 /// Presence changes a node keeps for the next tick at most; past it, new
 /// ones are dropped (presence webhooks are best-effort).
 const PRESENCE_QUEUE: usize = 10_000;
+/// Presence POSTs in flight at once on one node, all endpoints together.
+const PRESENCE_IN_FLIGHT: usize = 64;
 const PRESENCE_CHANGED: &str = "presence.changed";
 const USER_AGENT: &str = concat!("Mkondo-Webhooks/", env!("CARGO_PKG_VERSION"));
 
@@ -79,8 +81,21 @@ impl Outcome {
 /// Presence changes announced on this node, waiting for the next tick: sent
 /// once to the endpoints whose `event_types` name `presence.changed` (opt-in:
 /// not stored, not in the feed, not retried).
-#[derive(Default)]
-pub(super) struct PresenceQueue(Mutex<Vec<PresenceChange>>);
+pub(super) struct PresenceQueue {
+    changes: Mutex<Vec<PresenceChange>>,
+    /// POSTs of presence changes in flight on this node: beyond
+    /// [`PRESENCE_IN_FLIGHT`], changes are dropped rather than queued.
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for PresenceQueue {
+    fn default() -> Self {
+        Self {
+            changes: Mutex::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(PRESENCE_IN_FLIGHT)),
+        }
+    }
+}
 
 struct PresenceChange {
     app: String,
@@ -96,7 +111,11 @@ impl Node {
         app: &str,
         presence: &crate::engine::presence::UserPresence,
     ) {
-        let mut queue = self.presence_changes.0.lock().expect("presence queue");
+        let mut queue = self
+            .presence_changes
+            .changes
+            .lock()
+            .expect("presence queue");
         if queue.len() >= PRESENCE_QUEUE {
             metrics::counter!("mkondo_webhook_presence_dropped_total").increment(1);
             return;
@@ -115,7 +134,13 @@ impl Node {
 
     /// Posts the queued presence changes to the endpoints that asked for them.
     async fn post_presence_changes(self: &Arc<Self>, tasks: &tokio_util::task::TaskTracker) {
-        let changes = std::mem::take(&mut *self.presence_changes.0.lock().expect("presence queue"));
+        let changes = std::mem::take(
+            &mut *self
+                .presence_changes
+                .changes
+                .lock()
+                .expect("presence queue"),
+        );
         if changes.is_empty() {
             return;
         }
@@ -141,9 +166,14 @@ impl Node {
                     created_at: change.at,
                     data: change.data.clone(),
                 };
+                let Ok(permit) = self.presence_changes.in_flight.clone().try_acquire_owned() else {
+                    metrics::counter!("mkondo_webhook_presence_dropped_total").increment(1);
+                    continue;
+                };
                 let (node, hook) = (self.clone(), (*hook).clone());
                 tasks.spawn(async move {
                     let _ = node.post_webhook_event(&hook, &event).await;
+                    drop(permit);
                 });
             }
         }
@@ -183,15 +213,27 @@ impl Node {
     /// Step 1: every active endpoint's new events into its streams.
     async fn copy_webhook_events(&self) -> Result<()> {
         for hook in self.store.active_webhooks().await? {
-            let from = hook.cursor();
-            let types = (!hook.event_types.is_empty()).then_some(hook.event_types.as_slice());
-            let events = self
-                .store
-                .events_after(&hook.app_id, from, types, COPY_BATCH)
-                .await?;
-            if !events.is_empty() {
-                self.store.copy_webhook_events(&hook, from, &events).await?;
+            // One endpoint's failure does not hold the others back.
+            if let Err(err) = self.copy_for(&hook).await {
+                tracing::warn!(%err, webhook = %hook.id, "webhooks: reading the event feed failed; retrying");
             }
+        }
+        Ok(())
+    }
+
+    /// One endpoint's new events into its streams; its position moves past
+    /// the rows of other types too.
+    async fn copy_for(&self, hook: &WebhookRow) -> Result<()> {
+        let from = hook.cursor();
+        let types = (!hook.event_types.is_empty()).then_some(hook.event_types.as_slice());
+        let (events, to) = self
+            .store
+            .events_scan(&hook.app_id, from, types, COPY_BATCH)
+            .await?;
+        if to != from {
+            self.store
+                .copy_webhook_events(hook, from, to, &events)
+                .await?;
         }
         Ok(())
     }
@@ -276,7 +318,17 @@ impl Node {
                     continue;
                 };
                 let attempted_at = now_ms();
-                let outcome = self.post_webhook_event(&hook, &event).await?;
+                // A secret that cannot be opened (the server key changed) is a
+                // failed attempt like any other: backed off, logged, and past
+                // the give-up time the endpoint is disabled.
+                let outcome = match self.post_webhook_event(&hook, &event).await {
+                    Ok(outcome) => outcome,
+                    Err(err) => Outcome {
+                        status: None,
+                        error: Some(format!("not sent: {err}")),
+                        duration: Duration::ZERO,
+                    },
+                };
                 let record = AttemptRecord {
                     event_id: &event.id,
                     event_type: &event.kind,

@@ -322,6 +322,7 @@ fn is_refused_v4(ip: Ipv4Addr) -> bool {
         || (a == 192 && b == 168)            // private
         || (a == 192 && b == 0 && c == 0)    // IETF protocol assignments
         || (a == 192 && b == 0 && c == 2)    // TEST-NET-1
+        || (a == 192 && b == 88 && c == 99)  // 6to4 relay anycast (deprecated)
         || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
         || (a == 198 && b == 51 && c == 100) // TEST-NET-2
         || (a == 203 && b == 0 && c == 113)  // TEST-NET-3
@@ -359,6 +360,9 @@ fn is_refused_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xfe00) == 0xfc00         // unique-local fc00::/7
         || (s[0] & 0xff00) == 0xff00         // multicast ff00::/8
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] == 0x2001 && s[1] == 0)     // Teredo 2001::/32 (tunnels to any IPv4)
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
+        || (s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0) // IPv4-translated ::ffff:0:0:0/96
         || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
 }
 

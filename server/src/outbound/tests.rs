@@ -47,6 +47,11 @@ fn every_non_public_range_is_refused() {
         "64:ff9b::7f00:1",
         "2002:7f00:1::",
         "::127.0.0.1",
+        "192.88.99.1",
+        "2001::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "64:ff9b:1::a00:1",
+        "::ffff:0:7f00:1",
     ] {
         let ip: IpAddr = ip.parse().unwrap();
         assert!(is_refused(ip), "{ip} must be refused");

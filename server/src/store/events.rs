@@ -174,8 +174,10 @@ pub(crate) struct NewEvent {
     /// The message it carries (redacted when the message is deleted).
     message: Option<String>,
     at: i64,
-    /// The entity as JSON text.
-    data: String,
+    /// The entity, written into the statement's JSON parameter as an object
+    /// (not a string of JSON to unescape): `j.value ->> 'data'` reads it back
+    /// as JSON text for the TEXT column.
+    data: Value,
     /// 1, 2, … in the order recorded within one statement.
     n: i64,
 }
@@ -200,7 +202,7 @@ impl NewEvent {
             author: None,
             message: None,
             at,
-            data: data.to_string(),
+            data,
             n: 0,
         }
     }
@@ -246,24 +248,44 @@ fn xact_expr(engine: Engine) -> &'static str {
     }
 }
 
-/// The insert of a JSON list of [`NewEvent`]s, `$1`'s `list`, read as rows as
-/// the group commit reads its batch. Positions follow the transaction's (or on
-/// SQLite the database's) last one.
-pub(crate) fn insert_sql(engine: Engine, list: &str) -> String {
+/// The statements that insert a JSON list of [`NewEvent`]s, `$1`'s `list`,
+/// read as rows as the group commit reads its batch. Positions follow the
+/// transaction's last one (PostgreSQL) or `event_positions` (SQLite), which the
+/// second statement moves on.
+pub(crate) fn insert_sql(engine: Engine, list: &str) -> Vec<String> {
     let rows = match engine {
         Engine::Sqlite => format!("json_each($1, '$.{list}') AS j"),
         Engine::Postgres => format!("jsonb_array_elements($1::jsonb -> '{list}') AS j(value)"),
     };
-    let xact = xact_expr(engine);
-    format!(
-        "WITH base AS MATERIALIZED (
-             SELECT {xact} AS xact, COALESCE(MAX(pos), 0) AS pos FROM events WHERE xact = {xact})
+    let base = match engine {
+        Engine::Sqlite => {
+            "SELECT CAST(0 AS BIGINT) AS xact, last AS pos FROM event_positions WHERE id = 1"
+                .to_owned()
+        }
+        Engine::Postgres => {
+            let xact = xact_expr(engine);
+            format!(
+                "SELECT {xact} AS xact, COALESCE(MAX(pos), 0) AS pos FROM events WHERE xact = {xact}"
+            )
+        }
+    };
+    let insert = format!(
+        "WITH base AS MATERIALIZED ({base})
          INSERT INTO events (id, app_id, xact, pos, type, conversation_id, user_id, author_id, message_id, created_at, data)
          SELECT j.value ->> 'id', j.value ->> 'app', base.xact, base.pos + CAST(j.value ->> 'n' AS BIGINT),
             j.value ->> 'type', j.value ->> 'conv', j.value ->> 'user', j.value ->> 'author',
             j.value ->> 'message', CAST(j.value ->> 'at' AS BIGINT), j.value ->> 'data'
          FROM base CROSS JOIN {rows}"
-    )
+    );
+    match engine {
+        Engine::Sqlite => vec![
+            insert,
+            format!(
+                "UPDATE event_positions SET last = last + json_array_length($1, '$.{list}') WHERE id = 1"
+            ),
+        ],
+        Engine::Postgres => vec![insert],
+    }
 }
 
 /// Records `events` in `tx`, after the change they tell.
@@ -276,10 +298,12 @@ pub(crate) async fn record(tx: &mut Tx<'_>, engine: Engine, events: Vec<NewEvent
         list.push(event);
     }
     let param = serde_json::to_string(&list).map_err(|_| Error::internal())?;
-    sqlx::query(&insert_sql(engine, "events"))
-        .bind(param)
-        .execute(&mut **tx)
-        .await?;
+    for statement in insert_sql(engine, "events") {
+        sqlx::query(&statement)
+            .bind(&param)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -322,12 +346,7 @@ impl Store {
         types: Option<&[String]>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let horizon = match self.engine {
-            Engine::Sqlite => "9223372036854775807",
-            Engine::Postgres => {
-                "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
-            }
-        };
+        let horizon = self.horizon();
         let filter = match (types, self.engine) {
             (None, _) => String::new(),
             (Some(_), Engine::Sqlite) => " AND type IN (SELECT value FROM json_each($5))".into(),
@@ -356,6 +375,73 @@ impl Store {
             .collect()
     }
 
+    /// Like [`Store::events_after`], and how far it looked: with a type
+    /// filter, the rows of other types it passed over count as read, so a
+    /// reader asking for a rare type moves on instead of scanning the same
+    /// rows again. Returns the matching events (at most `limit`) and the
+    /// position to ask from next (`after` when nothing new was committed).
+    pub async fn events_scan(
+        &self,
+        app: &str,
+        after: EventCursor,
+        types: Option<&[String]>,
+        limit: u32,
+    ) -> Result<(Vec<StoredEvent>, EventCursor)> {
+        let Some(types) = types else {
+            let events = self.events_after(app, after, None, limit).await?;
+            let next = events.last().map_or(after, |e| e.cursor);
+            return Ok((events, next));
+        };
+        // Rows passed over are read once: type and position only.
+        let scan = limit.saturating_mul(10).clamp(100, 10_000);
+        let sql = format!(
+            "SELECT xact, pos, type FROM events
+             WHERE app_id = $1 AND (xact > $2 OR (xact = $2 AND pos > $3)) AND xact < {}
+             ORDER BY xact, pos LIMIT $4",
+            self.horizon()
+        );
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(&sql)
+            .bind(app)
+            .bind(after.xact)
+            .bind(after.pos)
+            .bind(i64::from(scan))
+            .fetch_all(&self.reader)
+            .await?;
+        let mut next = after;
+        let mut wanted = 0u32;
+        for (xact, pos, kind) in &rows {
+            if types.iter().any(|t| t == kind) {
+                if wanted == limit {
+                    break;
+                }
+                wanted += 1;
+            }
+            next = EventCursor {
+                xact: *xact,
+                pos: *pos,
+            };
+        }
+        let events = if wanted == 0 {
+            Vec::new()
+        } else {
+            self.events_after(app, after, Some(types), wanted).await?
+        };
+        // A row deleted between the two reads (retention, erasure) may let a
+        // later one be served: never stay behind what was served.
+        let next = events.last().map_or(next, |e| e.cursor.max(next));
+        Ok((events, next))
+    }
+
+    /// The gap-safe horizon: rows of transactions below it are all committed.
+    fn horizon(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "9223372036854775807",
+            Engine::Postgres => {
+                "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+            }
+        }
+    }
+
     /// One event of `app` by id, if still retained.
     pub async fn event(&self, app: &str, id: &str) -> Result<Option<StoredEvent>> {
         sqlx::query_as::<_, EventRow>(
@@ -371,15 +457,20 @@ impl Store {
     }
 
     /// Deletes events recorded before `before` (unix ms), oldest first, at most
-    /// `limit` of them; returns how many went. Ids are time-ordered ULIDs, so
-    /// the oldest are found by the primary key.
+    /// `limit` of them, except those an active webhook endpoint still owes
+    /// (retries outlast no retention: none is lost); returns how many went.
+    /// Ids are time-ordered ULIDs, so the oldest are found by the primary key.
     pub async fn purge_events(&self, before: i64, limit: u32) -> Result<u64> {
         let bound = ulid::Ulid::from_parts(before.max(0) as u64, 0)
             .to_string()
             .to_lowercase();
         let done = sqlx::query(
             "DELETE FROM events WHERE id IN (
-                 SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2)",
+                 SELECT e.id FROM events e WHERE e.id < $1 AND NOT EXISTS (
+                     SELECT 1 FROM webhook_pending p JOIN webhooks w
+                         ON w.app_id = p.app_id AND w.id = p.webhook_id
+                     WHERE p.event_id = e.id AND w.disabled_at IS NULL)
+                 ORDER BY e.id LIMIT $2)",
         )
         .bind(format!("ev_{bound}"))
         .bind(i64::from(limit))

@@ -21,7 +21,7 @@
 //!    last plus one;
 //! 5. write what was accepted: `last_seq` of each conversation, the messages,
 //!    the senders' read positions, a `message.created` event per message in the
-//!    outbox (store/events.rs; on SQLite these four are one round trip to its
+//!    outbox (store/events.rs; on SQLite these five are one round trip to its
 //!    worker thread);
 //! 6. commit, then answer every send.
 //!
@@ -520,7 +520,7 @@ struct Sql {
     /// Each conversation's kind, last seq, members and blocked flag.
     read: String,
     retries: String,
-    /// SQLite: one string of four statements (one round trip to its worker
+    /// SQLite: one string of five statements (one round trip to its worker
     /// thread); PostgreSQL: four statements (its protocol takes one per query
     /// with parameters).
     writes: Vec<String>,
@@ -554,8 +554,10 @@ impl Sql {
                     AND members.conversation_id = j.value ->> 'conv' AND members.user_id = j.value ->> 'user'",
                 rows("reads")
             ),
-            events::insert_sql(engine, "events"),
-        ];
+        ]
+        .into_iter()
+        .chain(events::insert_sql(engine, "events"))
+        .collect::<Vec<_>>();
         Self {
             engine,
             begin: match engine {
@@ -602,7 +604,7 @@ impl Sql {
             ),
             writes: match engine {
                 Engine::Sqlite => vec![writes.join(";\n")],
-                Engine::Postgres => writes.into(),
+                Engine::Postgres => writes,
             },
         }
     }

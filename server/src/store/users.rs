@@ -367,14 +367,27 @@ impl Store {
         // first write (store/events.rs), for the `member.removed` events.
         let keys: Vec<(&str, &str)> = conversations.iter().map(|c| (app, c.as_str())).collect();
         events::lock_conversations(&mut tx, self.engine, &keys).await?;
-        let memberships: Vec<super::Member> = sqlx::query_as(
-            "SELECT user_id, role, joined_at, last_read_seq, cleared_seq, muted FROM members
-             WHERE app_id = $1 AND user_id = $2 ORDER BY conversation_id",
+        // Read again under the locks: a join in between would otherwise
+        // lose its `member.removed` (the transaction runs again instead).
+        let rows = sqlx::query(
+            "SELECT conversation_id, user_id, role, joined_at, last_read_seq, cleared_seq, muted
+             FROM members WHERE app_id = $1 AND user_id = $2 ORDER BY conversation_id",
         )
         .bind(app)
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
+        let mut memberships: Vec<(String, super::Member)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            use sqlx::{FromRow, Row};
+            memberships.push((
+                row.try_get("conversation_id")?,
+                super::Member::from_row(row)?,
+            ));
+        }
+        if memberships.iter().map(|(c, _)| c).ne(conversations.iter()) {
+            return Err(Error::conflict());
+        }
         let by_user = [
             "DELETE FROM members WHERE app_id = $1 AND user_id = $2",
             "DELETE FROM blocks WHERE app_id = $1 AND (user_id = $2 OR blocked_id = $2)",
@@ -430,9 +443,8 @@ impl Store {
             events::erase_user_events(&mut tx, app, id).await?;
         }
         let now = now_ms();
-        let mut recorded: Vec<NewEvent> = conversations
+        let mut recorded: Vec<NewEvent> = memberships
             .iter()
-            .zip(&memberships)
             .map(|(conv, m)| {
                 super::conversations::member_event(app, conv, "member.removed", m, now)
             })

@@ -398,6 +398,13 @@ impl Store {
     /// Deletes an endpoint with everything it still owed and its attempt log.
     pub async fn delete_webhook(&self, app: &str, id: &str) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        // The endpoint's row first: a copier's position update waits for it
+        // (PostgreSQL) and then finds no endpoint, so nothing is left behind.
+        let done = sqlx::query("DELETE FROM webhooks WHERE app_id = $1 AND id = $2")
+            .bind(app)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         for table in ["webhook_pending", "webhook_streams", "webhook_attempts"] {
             let sql = format!("DELETE FROM {table} WHERE app_id = $1 AND webhook_id = $2");
             sqlx::query(&sql)
@@ -406,11 +413,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let done = sqlx::query("DELETE FROM webhooks WHERE app_id = $1 AND id = $2")
-            .bind(app)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -476,18 +478,19 @@ impl Store {
     }
 
     /// Copies `events` (read after `from`) into the endpoint's pending rows and
-    /// moves its position to the last of them, in one transaction, if the
-    /// position is still `from` and the endpoint active. False when another
-    /// node moved it first (nothing written).
+    /// moves its position to `to` (the last event, or past rows of other
+    /// types), in one transaction, if the position is still `from` and the
+    /// endpoint active. False when another node moved it first (nothing written).
     pub async fn copy_webhook_events(
         &self,
         hook: &WebhookRow,
         from: EventCursor,
+        to: EventCursor,
         events: &[StoredEvent],
     ) -> Result<bool> {
-        let Some(last) = events.last() else {
+        if to == from {
             return Ok(true);
-        };
+        }
         let mut tx = self.writer.begin().await?;
         let moved = sqlx::query(
             "UPDATE webhooks SET cursor_xact = $3, cursor_pos = $4 WHERE app_id = $1 AND id = $2 \
@@ -495,8 +498,8 @@ impl Store {
         )
         .bind(&hook.app_id)
         .bind(&hook.id)
-        .bind(last.cursor.xact)
-        .bind(last.cursor.pos)
+        .bind(to.xact)
+        .bind(to.pos)
         .bind(from.xact)
         .bind(from.pos)
         .execute(&mut *tx)
@@ -580,6 +583,22 @@ impl Store {
         lease_until: i64,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        // The lease first: a node that lost it changes nothing (the event
+        // stays pending for the stream's new holder).
+        let held = sqlx::query(
+            "UPDATE webhook_streams SET failures = 0, lease_until = $5 \
+             WHERE app_id = $1 AND webhook_id = $2 AND stream = $3 AND lease_owner = $4",
+        )
+        .bind(&s.app_id)
+        .bind(&s.webhook_id)
+        .bind(&s.stream)
+        .bind(owner)
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await?;
+        if held.rows_affected() != 1 {
+            return Ok(false);
+        }
         sqlx::query(
             "DELETE FROM webhook_pending WHERE app_id = $1 AND webhook_id = $2 AND stream = $3 \
              AND cursor_xact = $4 AND cursor_pos = $5",
@@ -600,19 +619,8 @@ impl Store {
         .bind(&s.webhook_id)
         .execute(&mut *tx)
         .await?;
-        let held = sqlx::query(
-            "UPDATE webhook_streams SET failures = 0, lease_until = $5 \
-             WHERE app_id = $1 AND webhook_id = $2 AND stream = $3 AND lease_owner = $4",
-        )
-        .bind(&s.app_id)
-        .bind(&s.webhook_id)
-        .bind(&s.stream)
-        .bind(owner)
-        .bind(lease_until)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(held.rows_affected() == 1)
+        Ok(true)
     }
 
     /// Records a failed attempt: the stream waits until `next_attempt_at` (its
@@ -700,6 +708,17 @@ impl Store {
     /// event meanwhile makes it again), else released for the next round.
     pub async fn release_webhook_stream(&self, s: &DueStream, owner: &str) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        // The endpoint's row first, which a copier's position update holds
+        // until it commits: the check below then sees what it copied (on
+        // PostgreSQL; SQLite's one writer already serializes them).
+        sqlx::query(&format!(
+            "SELECT id FROM webhooks WHERE app_id = $1 AND id = $2{}",
+            self.lock()
+        ))
+        .bind(&s.app_id)
+        .bind(&s.webhook_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let deleted = sqlx::query(
             "DELETE FROM webhook_streams WHERE app_id = $1 AND webhook_id = $2 AND stream = $3 \
              AND lease_owner = $4 AND NOT EXISTS (SELECT 1 FROM webhook_pending p \

@@ -428,6 +428,21 @@ pub async fn retention_purges_the_oldest_events(db: Db) {
     let left = feed(&store, &app).await;
     assert_eq!(types(&left), ["user.created"]);
     assert_eq!(left[0].data["user"]["id"], "cat");
+    // Everything purged, then a new event: a reader at the old end gets it.
+    let end = left[0].cursor;
+    let tomorrow = mkondo_server::store::now_ms() + 86_400_000;
+    assert_eq!(store.purge_events(tomorrow, 100).await.unwrap(), 1);
+    new_users(&store, &app, &["dan"]).await;
+    let mut after = Vec::new();
+    for _ in 0..500 {
+        after = store.events_after(&app, end, None, 100).await.unwrap();
+        if !after.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(types(&after), ["user.created"]);
+    assert!(after[0].cursor > end);
 }
 
 pub async fn deleting_a_message_or_conversation_redacts_its_events(db: Db) {

@@ -40,7 +40,12 @@ async fn copy_once(store: &Store) -> usize {
             .await
             .unwrap();
         if store
-            .copy_webhook_events(&hook, from, &events)
+            .copy_webhook_events(
+                &hook,
+                from,
+                events.last().map_or(from, |e| e.cursor),
+                &events,
+            )
             .await
             .unwrap()
         {
