@@ -23,6 +23,10 @@ use mkondo_proto::v1::{
     StartDirectRequest, SubscribeRequest, SubscribeResult, TypingPush, TypingRequest,
     UnsubscribeRequest, User,
 };
+use mkondo_proto::v1::{
+    Device, DeviceResult, DevicesRequest, DevicesResult, DoNotDisturbRequest, DoNotDisturbResult,
+    MuteRequest, RegisterDeviceRequest, UnregisterDeviceRequest,
+};
 use mkondo_proto::DisconnectCode;
 use serde_json::json;
 
@@ -544,6 +548,60 @@ fn client_ack_notification() {
     );
 }
 
+const FCM_TOKEN: &str = "dQw4w9WgXcQ:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx";
+
+#[test]
+fn client_register_device() {
+    client(
+        "client_register_device",
+        45,
+        Command::RegisterDevice(RegisterDeviceRequest {
+            provider: "fcm".into(),
+            token: FCM_TOKEN.into(),
+            ..Default::default()
+        }),
+    );
+}
+
+#[test]
+fn client_unregister_device() {
+    client(
+        "client_unregister_device",
+        46,
+        Command::UnregisterDevice(UnregisterDeviceRequest {
+            device: FCM_TOKEN.into(),
+        }),
+    );
+}
+
+#[test]
+fn client_devices() {
+    client("client_devices", 47, Command::Devices(DevicesRequest {}));
+}
+
+#[test]
+fn client_mute() {
+    client(
+        "client_mute",
+        48,
+        Command::Mute(MuteRequest {
+            conversation_id: GROUP.into(),
+            muted: true,
+        }),
+    );
+}
+
+#[test]
+fn client_do_not_disturb() {
+    client(
+        "client_do_not_disturb",
+        49,
+        Command::DoNotDisturb(DoNotDisturbRequest {
+            until: at(8 * 3600),
+        }),
+    );
+}
+
 #[test]
 fn client_ping() {
     client("client_ping", 27, Command::Ping(PingRequest {}));
@@ -725,6 +783,55 @@ fn reply_presence() {
         21,
         reply::Result::Presence(PresenceResult {
             presence: vec![online("bob"), offline("carol", 1800)],
+        }),
+    );
+}
+
+#[test]
+fn reply_device() {
+    reply(
+        "reply_device",
+        45,
+        reply::Result::Device(DeviceResult {
+            device: Some(Device {
+                id: "dev_01JV5D7T2H6M0P4S8V1X3Z5B7C".into(),
+                provider: "fcm".into(),
+                token: FCM_TOKEN.into(),
+                created_at: at(0),
+                updated_at: at(0),
+                ..Default::default()
+            }),
+        }),
+    );
+}
+
+#[test]
+fn reply_devices() {
+    reply(
+        "reply_devices",
+        47,
+        reply::Result::Devices(DevicesResult {
+            devices: vec![Device {
+                id: "dev_01JV5D7T2H6M0P4S8V1X3Z5B7C".into(),
+                provider: "webpush".into(),
+                token: "https://push.example.net/send/abc".into(),
+                p256dh: "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM".into(),
+                auth: "tBHItJI5svbpez7KI4CCXg".into(),
+                created_at: at(0),
+                updated_at: at(0),
+                ..Default::default()
+            }],
+        }),
+    );
+}
+
+#[test]
+fn reply_do_not_disturb() {
+    reply(
+        "reply_do_not_disturb",
+        49,
+        reply::Result::DoNotDisturb(DoNotDisturbResult {
+            until: at(8 * 3600),
         }),
     );
 }

@@ -56,6 +56,83 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
+/// A device's push credential, as its platform hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushCredential {
+    /// An APNs device token (hex). `topic`: the app's bundle id (`None`: the
+    /// one the app configured on the server); `sandbox`: a development build.
+    Apns {
+        token: String,
+        topic: Option<String>,
+        sandbox: bool,
+    },
+    /// A PushKit (VoIP) token, for call invitations sent over `signal`.
+    ApnsVoip {
+        token: String,
+        topic: Option<String>,
+        sandbox: bool,
+    },
+    /// An FCM registration token (`onNewToken`).
+    Fcm { token: String },
+    /// A Web Push subscription: `endpoint` and its `p256dh` and `auth` keys
+    /// (base64url, as `PushSubscription.toJSON()` gives them).
+    WebPush {
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+}
+
+impl PushCredential {
+    /// The credential itself: what unregisters it.
+    pub fn token(&self) -> &str {
+        match self {
+            Self::Apns { token, .. } | Self::ApnsVoip { token, .. } | Self::Fcm { token } => token,
+            Self::WebPush { endpoint, .. } => endpoint,
+        }
+    }
+
+    fn request(&self) -> v1::RegisterDeviceRequest {
+        let apns = |provider: &str, token: &str, topic: &Option<String>, sandbox: bool| {
+            v1::RegisterDeviceRequest {
+                provider: provider.into(),
+                token: token.into(),
+                topic: topic.clone().unwrap_or_default(),
+                sandbox,
+                ..Default::default()
+            }
+        };
+        match self {
+            Self::Apns {
+                token,
+                topic,
+                sandbox,
+            } => apns("apns", token, topic, *sandbox),
+            Self::ApnsVoip {
+                token,
+                topic,
+                sandbox,
+            } => apns("apns_voip", token, topic, *sandbox),
+            Self::Fcm { token } => v1::RegisterDeviceRequest {
+                provider: "fcm".into(),
+                token: token.clone(),
+                ..Default::default()
+            },
+            Self::WebPush {
+                endpoint,
+                p256dh,
+                auth,
+            } => v1::RegisterDeviceRequest {
+                provider: "webpush".into(),
+                token: endpoint.clone(),
+                p256dh: p256dh.clone(),
+                auth: auth.clone(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 fn unexpected<T>(reply: Reply) -> Result<T> {
     Err(Error::Server {
         code: mkondo_proto::ErrorCode::Internal,
@@ -360,6 +437,63 @@ impl Client {
             notification_id: notification_id.into(),
         });
         self.request(command, true, ok)
+    }
+
+    /// Registers this device's push credential for the user; call it again
+    /// whenever the platform hands over a new one (FCM `onNewToken`,
+    /// `pushsubscriptionchange`, a new APNs token). [`Client::sign_out`]
+    /// unregisters what was registered through this client.
+    pub fn register_device(&self, credential: &PushCredential) -> Call<v1::Device> {
+        self.remember_device(credential.token());
+        let command = Command::RegisterDevice(credential.request());
+        self.request(command, true, |r| match r {
+            Reply::Device(v1::DeviceResult { device: Some(d) }) => Ok(d),
+            other => unexpected(other),
+        })
+    }
+
+    /// Removes one of the user's devices, by its id (`dev_…`) or its
+    /// credential (the token or Web Push endpoint).
+    pub fn unregister_device(&self, device: &str) -> Call<()> {
+        self.forget_device(device);
+        let command = Command::UnregisterDevice(v1::UnregisterDeviceRequest {
+            device: device.into(),
+        });
+        self.request(command, true, ok)
+    }
+
+    /// The user's registered devices, most recently registered first.
+    pub fn devices(&self) -> Call<Vec<v1::Device>> {
+        self.request(Command::Devices(v1::DevicesRequest {}), true, |r| match r {
+            Reply::Devices(d) => Ok(d.devices),
+            other => unexpected(other),
+        })
+    }
+
+    /// Mutes (or unmutes) a conversation: no push for it, unread still
+    /// counted. Every session of the user gets `conversation_updated`.
+    pub fn mute(&self, conversation_id: &str, muted: bool) -> Call<v1::Conversation> {
+        let command = Command::Mute(v1::MuteRequest {
+            conversation_id: conversation_id.into(),
+            muted,
+        });
+        self.request(command, true, conversation)
+    }
+
+    /// "Do not disturb until" `until_ms` (milliseconds since the epoch; at
+    /// most a year ahead): no push before then. `None` turns it off. Resolves
+    /// with the setting now (`None`: off).
+    pub fn set_do_not_disturb(&self, until_ms: Option<i64>) -> Call<Option<i64>> {
+        let command = Command::DoNotDisturb(v1::DoNotDisturbRequest {
+            until: until_ms.map(mkondo_proto::convert::millis_to_timestamp),
+        });
+        self.request(command, true, |r| match r {
+            Reply::DoNotDisturb(d) => Ok(d
+                .until
+                .as_ref()
+                .map(mkondo_proto::convert::timestamp_to_millis)),
+            other => unexpected(other),
+        })
     }
 
     /// A round trip to the server.

@@ -39,6 +39,8 @@ struct Inner {
     cache: Arc<Mutex<Cache>>,
     state: watch::Receiver<ConnectionState>,
     shut: Arc<AtomicBool>,
+    /// Push credentials registered through this client: `sign_out` removes them.
+    devices: Mutex<Vec<String>>,
 }
 
 impl Client {
@@ -121,6 +123,7 @@ impl Client {
                 cache,
                 state: state_rx,
                 shut,
+                devices: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -145,6 +148,44 @@ impl Client {
     pub fn shutdown(&self) {
         self.inner.shut.store(true, Ordering::SeqCst);
         self.input(Input::Shutdown);
+    }
+
+    /// Signs the user out of this device: unregisters every push credential
+    /// registered through this client (so the device is not woken for them
+    /// any more), then shuts the client down. The client shuts down even when
+    /// an unregister fails (offline, say); the error is returned so the app
+    /// can tell its backend, which can remove the device over REST.
+    pub async fn sign_out(&self) -> Result<()> {
+        let devices = std::mem::take(&mut *self.inner.devices.lock().unwrap());
+        let mut outcome = Ok(());
+        for device in devices {
+            match self.unregister_device(&device).await {
+                Ok(()) => {}
+                // Removed already (by the backend, or moved to another user).
+                Err(Error::Server {
+                    code: mkondo_proto::ErrorCode::NotFound,
+                    ..
+                }) => {}
+                Err(e) => {
+                    if outcome.is_ok() {
+                        outcome = Err(e);
+                    }
+                }
+            }
+        }
+        self.shutdown();
+        outcome
+    }
+
+    pub(crate) fn remember_device(&self, token: &str) {
+        let mut devices = self.inner.devices.lock().unwrap();
+        if !devices.iter().any(|d| d == token) {
+            devices.push(token.to_owned());
+        }
+    }
+
+    pub(crate) fn forget_device(&self, token: &str) {
+        self.inner.devices.lock().unwrap().retain(|d| d != token);
     }
 
     /// The network came back (`true`: retry now instead of waiting) or went away.

@@ -40,7 +40,7 @@ pub mod session;
 pub mod transport;
 
 pub use cache::Cache;
-pub use calls::{HistoryQuery, NewGroup, NewMessage};
+pub use calls::{HistoryQuery, NewGroup, NewMessage, PushCredential};
 pub use client::{Call, Client};
 pub use config::{Config, TokenError, TokenProvider, TransportKind};
 pub use driver::EventListener;

@@ -349,6 +349,41 @@ impl Client {
         Ok(self.inner.ack_notification(&notification_id).await?)
     }
 
+    /// Registers this device's push credential for the user; call it again
+    /// whenever the platform hands over a new one (token rotation).
+    pub async fn register_device(&self, credential: PushCredential) -> Result<Device> {
+        let device = self.inner.register_device(&credential.into()).await?;
+        Ok(device.into())
+    }
+
+    /// Removes a device by its id (`dev_…`) or its credential (the token).
+    pub async fn unregister_device(&self, device: String) -> Result<()> {
+        Ok(self.inner.unregister_device(&device).await?)
+    }
+
+    /// The user's push devices, most recently registered first.
+    pub async fn devices(&self) -> Result<Vec<Device>> {
+        let list = self.inner.devices().await?;
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    /// Mutes (or unmutes) a conversation: no push for it, unread still counted.
+    pub async fn mute(&self, conversation_id: String, muted: bool) -> Result<Conversation> {
+        Ok(self.inner.mute(&conversation_id, muted).await?.into())
+    }
+
+    /// "Do not disturb until" `until_ms` (ms since the epoch, at most a year
+    /// ahead); `None` turns it off. Returns the setting now (`None`: off).
+    pub async fn set_do_not_disturb(&self, until_ms: Option<i64>) -> Result<Option<i64>> {
+        Ok(self.inner.set_do_not_disturb(until_ms).await?)
+    }
+
+    /// Unregisters every device registered through this client, then shuts
+    /// it down (also when an unregister fails; that error is returned).
+    pub async fn sign_out(&self) -> Result<()> {
+        Ok(self.inner.sign_out().await?)
+    }
+
     /// A round trip to the server.
     pub async fn ping(&self) -> Result<()> {
         Ok(self.inner.ping().await?)

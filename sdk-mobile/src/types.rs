@@ -524,3 +524,93 @@ impl ClientEvent {
         })
     }
 }
+
+/// A device's push credential, as the platform hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PushCredential {
+    /// An APNs device token (hex) from `didRegisterForRemoteNotificationsWithDeviceToken`.
+    /// `topic`: the bundle id (`None`: the one set on the server); `sandbox`: a
+    /// development build.
+    Apns {
+        token: String,
+        topic: Option<String>,
+        sandbox: bool,
+    },
+    /// A PushKit (VoIP) token, for call invitations sent over `signal`.
+    ApnsVoip {
+        token: String,
+        topic: Option<String>,
+        sandbox: bool,
+    },
+    /// An FCM registration token (`onNewToken`).
+    Fcm { token: String },
+    /// A Web Push subscription (endpoint and its base64url keys).
+    WebPush {
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+}
+
+impl From<PushCredential> for mkondo_sdk::PushCredential {
+    fn from(c: PushCredential) -> Self {
+        match c {
+            PushCredential::Apns {
+                token,
+                topic,
+                sandbox,
+            } => Self::Apns {
+                token,
+                topic,
+                sandbox,
+            },
+            PushCredential::ApnsVoip {
+                token,
+                topic,
+                sandbox,
+            } => Self::ApnsVoip {
+                token,
+                topic,
+                sandbox,
+            },
+            PushCredential::Fcm { token } => Self::Fcm { token },
+            PushCredential::WebPush {
+                endpoint,
+                p256dh,
+                auth,
+            } => Self::WebPush {
+                endpoint,
+                p256dh,
+                auth,
+            },
+        }
+    }
+}
+
+/// A registered push device.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Device {
+    /// `dev_` and a ULID.
+    pub id: String,
+    /// `apns`, `apns_voip`, `fcm` or `webpush`.
+    pub provider: String,
+    pub token: String,
+    pub topic: String,
+    pub sandbox: bool,
+    pub created_at_ms: Option<i64>,
+    pub updated_at_ms: Option<i64>,
+}
+
+impl From<v1::Device> for Device {
+    fn from(d: v1::Device) -> Self {
+        Self {
+            created_at_ms: ms(d.created_at.as_ref()),
+            updated_at_ms: ms(d.updated_at.as_ref()),
+            id: d.id,
+            provider: d.provider,
+            token: d.token,
+            topic: d.topic,
+            sandbox: d.sandbox,
+        }
+    }
+}

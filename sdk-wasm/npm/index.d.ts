@@ -63,6 +63,15 @@ export interface MemberJoined { conversationId: string; member?: Member; user?: 
 export interface MemberLeft { conversationId: string; userId: string; removed?: boolean }
 export interface Notification { id: string; payload?: object; createdAt?: string; expiresAt?: string }
 export interface SignalPush { conversationId: string; fromUserId: string; payload: string }
+/** A registered push device (`client.devices()`). */
+export interface Device {
+  id: string; provider: 'apns' | 'apns_voip' | 'fcm' | 'webpush'; token: string;
+  p256dh?: string; auth?: string; topic?: string; sandbox?: boolean; createdAt?: string; updatedAt?: string;
+}
+/** `PushSubscription.toJSON()`, for `client.registerDevice()`. */
+export interface PushSubscriptionJSON { endpoint: string; keys: { p256dh: string; auth: string } }
+/** A native push token, for `client.registerDevice()` from a wrapper app. */
+export interface PushToken { provider: 'fcm' | 'apns' | 'apns_voip'; token: string; topic?: string; sandbox?: boolean }
 
 /** `client.sendMessage(conversationId, text, options?)`. */
 export interface SendOptions {

@@ -503,6 +503,79 @@ impl JsClient {
         promise(self.core.ack_notification(notification_id), unit)
     }
 
+    /// Registers this device for push: a `PushSubscription` (or its
+    /// `toJSON()`), or `{provider: 'fcm' | 'apns' | 'apns_voip', token, topic?,
+    /// sandbox?}`. Call it again on `pushsubscriptionchange`.
+    #[wasm_bindgen(js_name = registerDevice, unchecked_return_type = "Promise<import('./index.js').Device>")]
+    pub fn register_device(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "PushSubscription | import('./index.js').PushSubscriptionJSON | import('./index.js').PushToken"
+        )]
+        credential: JsValue,
+    ) -> Promise {
+        match from_js(&credential).and_then(|v| convert::push_credential(v.as_ref())) {
+            Ok(c) => promise(self.core.register_device(&c), json),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Removes a device by its id (`dev_…`) or its credential (the token, or
+    /// the subscription's `endpoint`).
+    #[wasm_bindgen(js_name = unregisterDevice, unchecked_return_type = "Promise<void>")]
+    pub fn unregister_device(&self, device: &str) -> Promise {
+        promise(self.core.unregister_device(device), unit)
+    }
+
+    /// The user's push devices, most recently registered first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Device[]>")]
+    pub fn devices(&self) -> Promise {
+        promise(self.core.devices(), json)
+    }
+
+    /// Mutes (or unmutes) a conversation: no push, unread still counted.
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Conversation>")]
+    pub fn mute(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        muted: bool,
+    ) -> Promise {
+        promise(self.core.mute(conversation_id, muted), json)
+    }
+
+    /// "Do not disturb until" a `Date` or a time in ms (at most a year ahead);
+    /// `null` turns it off. Resolves with the setting now (ms, or `null`).
+    #[wasm_bindgen(js_name = setDoNotDisturb, unchecked_return_type = "Promise<number | null>")]
+    pub fn set_do_not_disturb(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Date | number | null")] until: JsValue,
+    ) -> Promise {
+        let until = if until.is_null() || until.is_undefined() {
+            None
+        } else if let Some(date) = until.dyn_ref::<js_sys::Date>() {
+            Some(date.get_time())
+        } else if let Some(ms) = until.as_f64() {
+            Some(ms)
+        } else {
+            return rejected(invalid("until: a Date, a time in ms, or null"));
+        };
+        if until.is_some_and(|ms| !ms.is_finite() || ms.fract() != 0.0) {
+            return rejected(invalid("until: a whole number of ms"));
+        }
+        promise(
+            self.core.set_do_not_disturb(until.map(|ms| ms as i64)),
+            |until| until.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64)),
+        )
+    }
+
+    /// Unregisters every device registered through this client, then shuts it
+    /// down (even when an unregister fails, which rejects the promise).
+    #[wasm_bindgen(js_name = signOut, unchecked_return_type = "Promise<void>")]
+    pub fn sign_out(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move { core.sign_out().await }, unit)
+    }
+
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn ping(&self) -> Promise {
         promise(self.core.ping(), unit)

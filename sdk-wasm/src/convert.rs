@@ -118,6 +118,53 @@ pub(crate) fn from_js(value: &JsValue) -> Result<Option<serde_json::Value>, JsVa
         .map_err(|e| invalid(e.to_string()))
 }
 
+/// A push credential from JavaScript: a `PushSubscription`'s JSON
+/// (`{endpoint, keys: {p256dh, auth}}`) or `{provider, token, topic?, sandbox?}`.
+pub(crate) fn push_credential(
+    value: Option<&serde_json::Value>,
+) -> Result<mkondo_sdk::PushCredential, JsValue> {
+    use mkondo_sdk::PushCredential;
+    let text = |v: &serde_json::Value, key: &str| -> Result<String, JsValue> {
+        v.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| invalid(format!("{key}: a string is required")))
+    };
+    let value = value.ok_or_else(|| invalid("a push subscription or token is required"))?;
+    if let Some(keys) = value.get("keys") {
+        return Ok(PushCredential::WebPush {
+            endpoint: text(value, "endpoint")?,
+            p256dh: text(keys, "p256dh")?,
+            auth: text(keys, "auth")?,
+        });
+    }
+    let token = text(value, "token")?;
+    let topic = value
+        .get("topic")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let sandbox = value
+        .get("sandbox")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    match text(value, "provider")?.as_str() {
+        "fcm" => Ok(PushCredential::Fcm { token }),
+        "apns" => Ok(PushCredential::Apns {
+            token,
+            topic,
+            sandbox,
+        }),
+        "apns_voip" => Ok(PushCredential::ApnsVoip {
+            token,
+            topic,
+            sandbox,
+        }),
+        other => Err(invalid(format!(
+            "provider: fcm, apns or apns_voip (or pass a PushSubscription), not {other:?}"
+        ))),
+    }
+}
+
 pub(crate) fn subscription_state(s: SubscriptionState) -> &'static str {
     match s {
         SubscriptionState::Unsubscribed => "unsubscribed",

@@ -116,3 +116,23 @@ pub fn notification(n: &Notification) -> v1::Notification {
         expires_at: ts(n.expires_at),
     }
 }
+
+pub fn device(d: &crate::store::devices::Device) -> v1::Device {
+    v1::Device {
+        id: d.id.clone(),
+        provider: d.provider.clone(),
+        token: d.token.clone(),
+        p256dh: d.p256dh.clone(),
+        auth: d.auth.clone(),
+        topic: d.topic.clone(),
+        sandbox: d.sandbox,
+        created_at: ts(d.created_at),
+        updated_at: ts(d.updated_at),
+    }
+}
+
+pub fn do_not_disturb(until: Option<i64>) -> v1::DoNotDisturbResult {
+    v1::DoNotDisturbResult {
+        until: until.map(millis_to_timestamp),
+    }
+}

@@ -609,6 +609,11 @@ fn command_name(command: &Command) -> &'static str {
         Command::Unblock(_) => "unblock",
         Command::Signal(_) => "signal",
         Command::AckNotification(_) => "ack_notification",
+        Command::RegisterDevice(_) => "register_device",
+        Command::UnregisterDevice(_) => "unregister_device",
+        Command::Devices(_) => "devices",
+        Command::Mute(_) => "mute",
+        Command::DoNotDisturb(_) => "do_not_disturb",
         Command::Ping(_) => "ping",
         Command::Pong(_) => "pong",
     }

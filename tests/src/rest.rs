@@ -152,6 +152,11 @@ impl Rest {
         .await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::PUT, path, Some(serde_json::to_vec(&body).unwrap()))
+            .await
+    }
+
     pub async fn delete(&self, path: &str) -> Resp {
         self.request(Method::DELETE, path, None).await
     }

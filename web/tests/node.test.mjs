@@ -74,3 +74,57 @@ test('two Node clients chat through the package', async () => {
     await stopServer(server);
   }
 });
+
+test('push devices, mute, do not disturb and sign-out through the package', async () => {
+  const wasm = await readFile(new URL(import.meta.resolve('@mkondo/sdk/mkondo_bg.wasm')));
+  await init({ module_or_path: wasm });
+  // Web Push endpoints must be https to public addresses unless the operator
+  // allows private ones, as tests do (nothing is sent here).
+  const server = await startServer(join(mkdtempSync(join(tmpdir(), 'mkondo-node-')), 'db'), '127.0.0.1:0', [
+    '--outbound-allow-private',
+  ]);
+  const url = `http://${server.addr}`;
+  const { conversation_id: conv } = await devToken(server.addr, 'ana', 'ben');
+  const token = async () => (await devToken(server.addr, 'ana')).token;
+  const phone = await Client.create({ url, tokenProvider: token });
+  const laptop = await Client.create({ url, tokenProvider: token });
+  const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
+  const key = new Uint8Array(65).fill(9);
+  key[0] = 4;
+  const subscription = {
+    endpoint: `http://127.0.0.1:9/push/${'x'.repeat(8)}`,
+    keys: { p256dh: b64url(key), auth: b64url(new Uint8Array(16).fill(3)) },
+  };
+  try {
+    await Promise.all([phone.waitForState('connected'), laptop.waitForState('connected')]);
+    const device = await phone.registerDevice(subscription);
+    assert.match(device.id, /^dev_/);
+    assert.equal(device.provider, 'webpush');
+    assert.equal(device.token, subscription.endpoint);
+    assert.equal((await phone.registerDevice(subscription)).id, device.id, 'a subscription registered again stays one device');
+    await phone.registerDevice({ provider: 'fcm', token: 'node-fcm-token' });
+    assert.deepEqual((await laptop.devices()).map((d) => d.provider).sort(), ['fcm', 'webpush']);
+    await assert.rejects(phone.registerDevice({ provider: 'sms', token: 't' }), (e) => e instanceof MkondoError && e.code === 'invalid_argument');
+    await assert.rejects(
+      phone.registerDevice({ ...subscription, keys: { ...subscription.keys, auth: 'short' } }),
+      (e) => e instanceof MkondoError && e.code === 'invalid_argument',
+    );
+
+    const updated = next(laptop, 'conversationUpdated', (c) => c.id === conv);
+    assert.equal((await phone.mute(conv, true)).muted, true);
+    assert.equal((await updated).muted, true, "the user's other client sees the mute");
+
+    const until = new Date(Date.now() + 3_600_000);
+    assert.equal(await phone.setDoNotDisturb(until), until.getTime());
+    assert.equal(await phone.setDoNotDisturb(null), null);
+    await assert.rejects(phone.setDoNotDisturb(1.5), (e) => e instanceof MkondoError && e.code === 'invalid_argument');
+
+    await phone.signOut();
+    assert.deepEqual(await laptop.devices(), [], "sign-out removed the phone's devices");
+    await assert.rejects(phone.ping(), (e) => e instanceof MkondoError);
+  } finally {
+    phone.shutdown();
+    laptop.shutdown();
+    await stopServer(server);
+  }
+});

@@ -4,7 +4,7 @@
 // directive as unused and the check fails.
 import init, {
   Client, MkondoError,
-  type ConnectionState, type Conversation, type ErrorCode, type Message, type Presence,
+  type ConnectionState, type Conversation, type Device, type ErrorCode, type Message, type Presence,
 } from '@mkondo/sdk';
 
 await init();
@@ -72,6 +72,19 @@ c.setAppState('hidden');
 console.log(c.user.id);
 // @ts-expect-error: a cached conversation has no `nam`
 console.log(c.cachedConversations()[0]?.nam);
+// Push: a browser subscription, or a native token; the devices come back typed.
+declare const sub: PushSubscription;
+const device: Device = await c.registerDevice(sub);
+await c.registerDevice({ provider: 'fcm', token: 't' });
+await c.registerDevice({ endpoint: 'https://push.example', keys: { p256dh: 'k', auth: 'a' } });
+console.log(device.provider === 'webpush', (await c.devices())[0]?.token);
+// @ts-expect-error: not a provider
+await c.registerDevice({ provider: 'sms', token: 't' });
+const muted: Conversation = await c.mute('x', true);
+const until: number | null = await c.setDoNotDisturb(new Date());
+console.log(muted.muted, until);
+await c.unregisterDevice(device.id);
+await c.signOut();
 try {
   await c.history('x', {});
 } catch (e) {

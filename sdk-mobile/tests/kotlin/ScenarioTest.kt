@@ -237,6 +237,30 @@ suspend fun chatOverTls(plain: Server) {
     }
 }
 
+suspend fun pushDevices(s: Server) {
+    val (phone, _) = connected(s, "alice")
+    val (laptop, _) = connected(s, "alice")
+    val group = phone.createGroup(NewGroup(name = "team", members = listOf("bob")))
+    val fcm = PushCredential.Fcm(token = "kt-fcm-token")
+    val device = phone.registerDevice(fcm)
+    expect(device.id.startsWith("dev_") && device.provider == "fcm", "registered: $device")
+    expect(phone.registerDevice(fcm).id == device.id, "a rotated credential stays one device")
+    phone.registerDevice(PushCredential.Apns(token = "0f".repeat(32), topic = "com.example.chat", sandbox = true))
+    expect(laptop.devices().map { it.provider }.sorted() == listOf("apns", "fcm"), "both listed")
+    try {
+        phone.registerDevice(PushCredential.WebPush(endpoint = "http://127.0.0.1/push", p256dh = "x", auth = "y"))
+        throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "invalid_argument", "code ${e.code}") }
+    expect(phone.mute(group.id, true).muted, "muted")
+    val until = System.currentTimeMillis() + 3_600_000
+    expect(phone.setDoNotDisturb(until) == until, "do not disturb set")
+    expect(phone.setDoNotDisturb(null) == null, "do not disturb off")
+    phone.signOut()
+    expect(laptop.devices().isEmpty(), "sign-out removed the phone's devices")
+    try { phone.ping(); throw AssertionError("no error") } catch (e: MkondoException.Cancelled) { }
+    laptop.shutdown()
+}
+
 fun main() {
     val tests = listOf(
         "chat over TLS given only the CA" to ::chatOverTls,
@@ -245,6 +269,7 @@ fun main() {
         "server restart recovered" to ::restartRecovered,
         "token refresh through a Kotlin provider" to ::tokenRefresh,
         "concurrent calls" to ::concurrentCalls,
+        "push devices, mute, do not disturb, sign-out" to ::pushDevices,
     )
     var passed = 0
     var failed = 0

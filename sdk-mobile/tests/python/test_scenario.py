@@ -206,3 +206,38 @@ def test_token_refresh_through_python_provider(server):
         client.shutdown()
 
     asyncio.run(run())
+
+
+def test_push_devices_mute_do_not_disturb_and_sign_out(server):
+    async def run():
+        phone, _ = await connected(server, "alice")
+        laptop, _ = await connected(server, "alice")
+        group = await phone.create_group(mkondo.NewGroup(name="team", members=["bob"]))
+
+        fcm = mkondo.PushCredential.FCM(token="py-fcm-token")
+        device = await phone.register_device(fcm)
+        assert device.id.startswith("dev_") and device.provider == "fcm"
+        again = await phone.register_device(fcm)
+        assert again.id == device.id, "a rotated credential registered again stays one device"
+        apns = mkondo.PushCredential.APNS(token="0f" * 32, topic="com.example.chat", sandbox=True)
+        await phone.register_device(apns)
+        listed = await laptop.devices()
+        assert sorted(d.provider for d in listed) == ["apns", "fcm"]
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await phone.register_device(mkondo.PushCredential.WEB_PUSH(
+                endpoint="http://127.0.0.1/push", p256dh="x", auth="y"))
+        assert err.value.code == "invalid_argument"
+
+        muted = await phone.mute(group.id, True)
+        assert muted.muted and muted.id == group.id
+        until = int(time.time() * 1000) + 3_600_000
+        assert await phone.set_do_not_disturb(until) == until
+        assert await phone.set_do_not_disturb(None) is None
+
+        await phone.sign_out()
+        assert await laptop.devices() == [], "sign-out removed the phone's devices"
+        with pytest.raises(mkondo.MkondoError.Cancelled):
+            await phone.ping()
+        laptop.shutdown()
+
+    asyncio.run(run())

@@ -9,6 +9,7 @@
 //! domain `mkondo`, metadata `reason`) and in the `mkondo-error-code` metadata.
 
 mod conversations;
+mod devices;
 mod events;
 mod hooks;
 mod messages;
@@ -179,6 +180,11 @@ admin_rpcs! {
     webhooks::list_webhook_attempts(WebhookPageRequest) -> WebhookAttemptPage;
     webhooks::redeliver_webhook_event(RedeliverWebhookEventRequest) -> Empty;
     webhooks::test_webhook(WebhookIdRequest) -> WebhookTestResult;
+    devices::list_devices(UserIdRequest) -> DevicesResult;
+    devices::register_device(RegisterDeviceForUserRequest) -> Device;
+    devices::delete_device(DeleteDeviceRequest) -> Empty;
+    devices::mute_conversation(MuteConversationRequest) -> Conversation;
+    devices::set_do_not_disturb(SetDoNotDisturbRequest) -> DoNotDisturbResult;
     @streams {
         type StreamEventsStream = events::EventStream;
 

@@ -8,6 +8,7 @@
 
 mod apps;
 mod conversations;
+pub mod devices;
 pub mod events;
 mod floods;
 pub mod hooks;

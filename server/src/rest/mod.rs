@@ -17,6 +17,7 @@ pub mod admin;
 pub mod auth;
 pub mod conversations;
 pub mod cors;
+pub mod devices;
 pub mod events;
 pub mod extract;
 pub mod hooks;
@@ -84,6 +85,12 @@ routes! {
     delete "/v1/me/blocks/{user}" => social::unblock_mine,
     post "/v1/users/{id}/conversations/{conversation}/hide" => social::hide,
     post "/v1/me/conversations/{id}/hide" => social::hide_mine,
+    post "/v1/users/{id}/devices" => devices::register,
+    get "/v1/users/{id}/devices" => devices::list,
+    delete "/v1/users/{id}/devices/{device}" => devices::delete,
+    put "/v1/users/{id}/conversations/{conversation}/mute" => devices::mute,
+    get "/v1/users/{id}/do-not-disturb" => devices::get_dnd,
+    put "/v1/users/{id}/do-not-disturb" => devices::set_dnd,
     get "/v1/presence" => presence::get,
     post "/v1/users/{id}/deactivate" => lifecycle::deactivate,
     post "/v1/users/{id}/reactivate" => lifecycle::reactivate,

@@ -22,7 +22,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::{admin, conversations, lifecycle, messages, notifications, presence, social};
-use super::{events, hooks, tokens, users, webhooks};
+use super::{devices, events, hooks, tokens, users, webhooks};
 
 /// `GET /v1/openapi.json` (no authentication).
 #[utoipa::path(
@@ -76,6 +76,7 @@ pub fn document() -> serde_json::Value {
         (name = "messages", description = "History, sending, edits, deletes, reactions."),
         (name = "notifications"),
         (name = "blocks"),
+        (name = "devices", description = "Push devices, muted conversations and \"do not disturb\": what decides whether a user is pushed."),
         (name = "presence"),
         (name = "tokens"),
         (name = "events", description = "The event feed: every change in the app, in order, from a cursor."),
@@ -129,6 +130,12 @@ pub fn document() -> serde_json::Value {
         social::unblock_mine,
         social::hide,
         social::hide_mine,
+        devices::register,
+        devices::list,
+        devices::delete,
+        devices::mute,
+        devices::get_dnd,
+        devices::set_dnd,
         presence::get,
         lifecycle::deactivate,
         lifecycle::reactivate,

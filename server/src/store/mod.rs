@@ -23,6 +23,7 @@
 mod apps;
 mod columns;
 mod conversations;
+pub mod devices;
 pub mod events;
 mod group_commit;
 pub mod hooks;

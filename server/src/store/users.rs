@@ -392,6 +392,7 @@ impl Store {
             "DELETE FROM members WHERE app_id = $1 AND user_id = $2",
             "DELETE FROM blocks WHERE app_id = $1 AND (user_id = $2 OR blocked_id = $2)",
             "DELETE FROM notifications WHERE app_id = $1 AND user_id = $2",
+            "DELETE FROM push_devices WHERE app_id = $1 AND user_id = $2",
         ];
         for sql in by_user {
             sqlx::query(sql)

@@ -17,6 +17,7 @@ mod blocks;
 mod chat;
 mod cors;
 mod delete_conversation;
+mod devices;
 mod durability;
 mod error_format;
 mod events;

@@ -6,11 +6,15 @@ use std::time::Duration;
 use crate::sdk_common::{client, connected, kind};
 use mkondo_sdk::{
     Config, ConnectionState, Error, ErrorCode, Event, HistoryQuery, NewGroup, NewMessage,
-    SubscriptionState,
+    PushCredential, SubscriptionState,
 };
 use mkondo_tests::{per_transport, ServerOptions, TestServer, Transport};
 
-per_transport!(chat_and_calls, message_changes_and_social_calls);
+per_transport!(
+    chat_and_calls,
+    message_changes_and_social_calls,
+    push_devices_mute_and_sign_out
+);
 
 fn config(server: &TestServer, transport: Transport, user: &str) -> Config {
     Config::new(format!("http://{}", server.addr), kind(transport))
@@ -279,4 +283,100 @@ async fn message_changes_and_social_calls(transport: Transport) {
         })
         .await;
     bob.ack_notification(&id).await.unwrap();
+}
+
+/// The push surface through the SDK: a device registered (re-registering a
+/// rotated credential keeps one device per credential), listed, a conversation
+/// muted (the other client sees `muted` in its cache), "do not disturb" set and
+/// cleared, and sign-out removing what this client registered (checked over
+/// REST) and shutting the client down.
+async fn push_devices_mute_and_sign_out(transport: Transport) {
+    let server = TestServer::start(ServerOptions::new().unlimited_rate()).await;
+    let api = server.api();
+    api.create_users(&["alice", "bob"]).await;
+    let group = api.create_group("team", &["alice", "bob"]).await;
+    let (phone, _) = client(config(&server, transport, "alice"));
+    let (laptop, _) = client(config(&server, transport, "alice"));
+    connected(&phone).await;
+    connected(&laptop).await;
+
+    let fcm = PushCredential::Fcm {
+        token: "fcm-token-1".into(),
+    };
+    let device = phone.register_device(&fcm).await.unwrap();
+    assert!(device.id.starts_with("dev_"));
+    assert_eq!(
+        (device.provider.as_str(), device.token.as_str()),
+        ("fcm", "fcm-token-1")
+    );
+    let apns = PushCredential::Apns {
+        token: "0f".repeat(32),
+        topic: Some("com.example.chat".into()),
+        sandbox: true,
+    };
+    phone.register_device(&apns).await.unwrap();
+    let again = phone.register_device(&fcm).await.unwrap();
+    assert_eq!(again.id, device.id);
+    let listed = laptop.devices().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0].id, device.id, "most recently registered first");
+    let err = phone
+        .register_device(&PushCredential::WebPush {
+            endpoint: "https://127.0.0.1/push".into(),
+            p256dh: "x".into(),
+            auth: "y".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Server {
+                code: ErrorCode::InvalidArgument,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let muted = phone.mute(&group, true).await.unwrap();
+    assert!(muted.muted);
+    mkondo_tests::poll_until(mkondo_tests::WAIT, "muted in the laptop's cache", || {
+        let seen = laptop
+            .cached_conversations()
+            .iter()
+            .any(|c| c.id == group && c.muted);
+        async move { seen.then_some(()) }
+    })
+    .await;
+
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    assert_eq!(
+        phone.set_do_not_disturb(Some(until)).await.unwrap(),
+        Some(until)
+    );
+    assert_eq!(phone.set_do_not_disturb(None).await.unwrap(), None);
+
+    // A device registered by the laptop is the laptop's to sign out.
+    laptop
+        .register_device(&PushCredential::Fcm {
+            token: "fcm-laptop".into(),
+        })
+        .await
+        .unwrap();
+    phone.sign_out().await.unwrap();
+    let left = api.get("/v1/users/alice/devices").await.ok();
+    let tokens: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["fcm-laptop"], "{left}");
+    let err = phone.ping().await.unwrap_err();
+    assert!(matches!(err, Error::Shutdown), "{err:?}");
 }

@@ -385,7 +385,12 @@ impl Session {
             | Command::Block(_)
             | Command::Unblock(_)
             | Command::Signal(_)
-            | Command::AckNotification(_)) => self.social_command(&app, &me, command).await,
+            | Command::AckNotification(_)
+            | Command::RegisterDevice(_)
+            | Command::UnregisterDevice(_)
+            | Command::Devices(_)
+            | Command::Mute(_)
+            | Command::DoNotDisturb(_)) => self.social_command(&app, &me, command).await,
         }
     }
 

@@ -1,11 +1,15 @@
-//! Commands between people: hide (delete chat), block, unblock, signal, and
-//! acknowledging notifications. Each is one call to the node, which holds the
-//! rules and the fan-out (REST calls the same functions).
+//! Commands between people: hide (delete chat), block, unblock, signal,
+//! acknowledging notifications, and what decides whether the user is pushed:
+//! their devices, muting a conversation, "do not disturb". Each is one call to
+//! the node, which holds the rules and the fan-out (REST calls the same
+//! functions).
 
+use mkondo_proto::convert::timestamp_to_millis;
 use mkondo_proto::v1::{self, client_frame::Command, reply::Result as R};
 
 use super::Session;
 use crate::error::{Error, Result};
+use crate::views;
 
 impl Session {
     pub(super) async fn social_command(
@@ -31,6 +35,34 @@ impl Session {
             }
             Command::AckNotification(req) => {
                 node.ack_notification(app, me, &req.notification_id).await?;
+            }
+            Command::RegisterDevice(req) => {
+                let device = node.register_device(app, me, req.into()).await?;
+                return Ok(R::Device(v1::DeviceResult {
+                    device: Some(views::device(&device)),
+                }));
+            }
+            Command::UnregisterDevice(req) => {
+                node.unregister_device(app, me, &req.device).await?;
+            }
+            Command::Devices(_) => {
+                let devices = node.devices(app, me).await?;
+                return Ok(R::Devices(v1::DevicesResult {
+                    devices: devices.iter().map(views::device).collect(),
+                }));
+            }
+            Command::Mute(req) => {
+                let c = node
+                    .set_muted(app, me, &req.conversation_id, req.muted)
+                    .await?;
+                return Ok(R::Conversation(v1::ConversationResult {
+                    conversation: Some(node.conversation_view(app, me, &c).await?),
+                }));
+            }
+            Command::DoNotDisturb(req) => {
+                let until = req.until.as_ref().map(timestamp_to_millis);
+                let until = node.set_do_not_disturb(app, me, until).await?;
+                return Ok(R::DoNotDisturb(views::do_not_disturb(until)));
             }
             _ => return Err(Error::invalid("unexpected command")),
         }
