@@ -220,7 +220,7 @@ impl Node {
 
 fn check_apns_token(token: &str) -> Result<String> {
     if !APNS_TOKEN_HEX_LEN.contains(&token.len())
-        || token.len() % 2 != 0
+        || !token.len().is_multiple_of(2)
         || !token.bytes().all(|b| b.is_ascii_hexdigit())
     {
         return Err(Error::invalid(

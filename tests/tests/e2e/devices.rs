@@ -357,7 +357,7 @@ async fn the_admin_api_manages_devices_mute_and_do_not_disturb() {
         grpc.list_devices(v1::UserIdRequest { id: "alice".into() })
             .await,
     );
-    assert_eq!(listed.devices, [device.clone()]);
+    assert_eq!(listed.devices, std::slice::from_ref(&device));
     let rest = api.get("/v1/users/alice/devices").await.ok();
     assert_eq!(
         rest["items"][0]["id"],

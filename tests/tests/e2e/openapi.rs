@@ -222,6 +222,8 @@ struct Fixture {
     /// delete; where new ones point; an event of the feed to redeliver.
     webhook: String,
     doomed_webhook: String,
+    /// A push device of alice's to remove.
+    device: String,
     webhook_url: String,
     event_id: String,
 }
@@ -326,6 +328,23 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
             None,
         ),
         "hideMyConversation" => (id(&f.hide), "", None),
+        "registerDevice" => (
+            id("alice"),
+            "",
+            Some(json!({"provider": "apns", "token": "0f".repeat(32), "topic": "com.example.chat"})),
+        ),
+        "listDevices" | "getDoNotDisturb" => (id("alice"), "", None),
+        "deleteDevice" => (
+            vec![("id", "alice".into()), ("device", f.device.clone())],
+            "",
+            None,
+        ),
+        "muteConversation" => (
+            vec![("id", "alice".into()), ("conversation", f.group.clone())],
+            "",
+            Some(json!({"muted": true})),
+        ),
+        "setDoNotDisturb" => (id("alice"), "", Some(json!({"until": null}))),
         "getPresence" => (vec![], "?users=alice,bob", None),
         "deactivateUser" | "reactivateUser" | "revokeUserTokens" => (id("yan"), "", None),
         "deleteUser" => (id("zed"), "?erase=true", None),
@@ -446,7 +465,15 @@ async fn setup(server: &TestServer, webhook_url: &str) -> Fixture {
         webhooks.push(created["id"].as_str().unwrap().to_owned());
     }
     let events = api.get("/v1/events?limit=1").await.ok();
+    let device = api
+        .post(
+            "/v1/users/alice/devices",
+            json!({"provider": "fcm", "token": "openapi-doomed-device"}),
+        )
+        .await
+        .expect(201);
     Fixture {
+        device: device["id"].as_str().unwrap().to_owned(),
         hook_url,
         webhook: webhooks[0].clone(),
         doomed_webhook: webhooks[1].clone(),
