@@ -20,10 +20,17 @@ pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The longest reason text kept from an answer.
 const MAX_REASON_CHARS: usize = 200;
 
+/// A transport error without its URL: a Web Push endpoint is a capability
+/// (whoever knows it can push) and an APNs URL holds the device token, and
+/// errors end up in logs.
+pub(crate) fn transport(error: reqwest::Error) -> Error {
+    Error::Transport(error.without_url())
+}
+
 /// Reads up to [`MAX_ANSWER_BYTES`] of a response's body.
 pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Bytes> {
     let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await? {
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
         let room = MAX_ANSWER_BYTES - body.len();
         if chunk.len() >= room {
             body.extend_from_slice(&chunk[..room]);

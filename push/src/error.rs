@@ -21,7 +21,9 @@ pub enum Error {
     /// fixed. `status` is the HTTP status; `reason` the provider's words.
     #[error("the provider refused the credentials ({status}): {reason}")]
     Unauthorized { status: u16, reason: String },
-    /// No answer: connection, TLS, timeout, or a body cut short.
+    /// No answer: connection, TLS, timeout, or a body cut short. APNs and
+    /// Web Push errors carry no URL (it holds a device token or a
+    /// subscription's capability).
     #[error("transport: {0}")]
     Transport(#[from] reqwest::Error),
     /// An answer this crate cannot read (a token endpoint's 200 without a

@@ -413,6 +413,10 @@ async fn apns_needs_http2_and_never_falls_back_to_http1() {
         Err(Error::Transport(e)) => {
             let text = format!("{e:?}");
             assert!(text.contains("UserUnsupportedVersion"), "{text}");
+            assert!(
+                !text.contains(&device(1)),
+                "the URL (device token) is logged: {text}"
+            );
         }
         other => panic!("a connection without h2 must fail, got {other:?}"),
     }

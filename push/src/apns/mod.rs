@@ -29,7 +29,7 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 use url::Url;
 
-use crate::answer::{read_capped, reason_text, retry_after};
+use crate::answer::{read_capped, reason_text, retry_after, transport};
 use crate::{Error, Outcome, Result};
 
 pub use notification::{
@@ -138,7 +138,7 @@ impl ApnsClient {
         if let Some(collapse) = &n.collapse_id {
             request = request.header("apns-collapse-id", collapse);
         }
-        let response = request.send().await?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = read_capped(response).await?;

@@ -28,7 +28,9 @@ use p256::PublicKey;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
 use url::Url;
 
-use crate::answer::{decode_b64url, read_capped, reason_text, retry_after, unix_seconds};
+use crate::answer::{
+    decode_b64url, read_capped, reason_text, retry_after, transport, unix_seconds,
+};
 use crate::{Error, Outcome, Result};
 
 pub use ece::{MAX_PLAINTEXT, RECORD_SIZE};
@@ -217,7 +219,7 @@ impl WebPushClient {
         if let Some(topic) = &message.topic {
             request = request.header("Topic", topic);
         }
-        let response = request.send().await?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = read_capped(response).await?;
