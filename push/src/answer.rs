@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{Error, Result};
+use crate::{Error, Outcome, Result};
 
 /// The most of an answer's body read; the rest is dropped.
 pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -21,14 +21,59 @@ pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const MAX_REASON_CHARS: usize = 200;
 
 /// A transport error without its URL: a Web Push endpoint is a capability
-/// (whoever knows it can push) and an APNs URL holds the device token, and
+/// (whoever knows it can push), an APNs URL holds the device token, and
 /// errors end up in logs.
-pub(crate) fn transport(error: reqwest::Error) -> Error {
+fn transport(error: reqwest::Error) -> Error {
     Error::Transport(error.without_url())
 }
 
+/// A provider's reply: its status, its headers and at most
+/// [`MAX_ANSWER_BYTES`] of its body.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Sends a request and reads the reply.
+pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Reply> {
+    let mut response = request.send().await.map_err(transport)?;
+    let status = response.status().as_u16();
+    let headers = std::mem::take(response.headers_mut());
+    let body = read_capped(response).await?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// What one request got, before a client's one resend with a new
+/// credential: an outcome, or a refusal of the credentials.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Verdict {
+    Done(Outcome),
+    Unauthorized { status: u16, reason: String },
+}
+
+impl Verdict {
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Verdict::Done(outcome) => outcome.label(),
+            Verdict::Unauthorized { .. } => "unauthorized",
+        }
+    }
+
+    pub(crate) fn into_result(self) -> Result<Outcome> {
+        match self {
+            Verdict::Done(outcome) => Ok(outcome),
+            Verdict::Unauthorized { status, reason } => Err(Error::Unauthorized { status, reason }),
+        }
+    }
+}
+
 /// Reads up to [`MAX_ANSWER_BYTES`] of a response's body.
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Bytes> {
+async fn read_capped(mut response: reqwest::Response) -> Result<Bytes> {
     let mut body = BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
         let room = MAX_ANSWER_BYTES - body.len();

@@ -21,9 +21,9 @@ pub enum Error {
     /// fixed. `status` is the HTTP status; `reason` the provider's words.
     #[error("the provider refused the credentials ({status}): {reason}")]
     Unauthorized { status: u16, reason: String },
-    /// No answer: connection, TLS, timeout, or a body cut short. APNs and
-    /// Web Push errors carry no URL (it holds a device token or a
-    /// subscription's capability).
+    /// No answer: connection, TLS, timeout, or a body cut short. It carries
+    /// no URL (an APNs URL holds a device token, a Web Push endpoint is a
+    /// capability).
     #[error("transport: {0}")]
     Transport(#[from] reqwest::Error),
     /// An answer this crate cannot read (a token endpoint's 200 without a

@@ -90,15 +90,9 @@ impl Provider {
         answer.json().await.unwrap()
     }
 
+    /// Queues answers (see tests/push-providers/common.py).
     async fn script(&self, script: Value) {
-        let answer = self
-            .control
-            .post(format!("{}/_script", self.url))
-            .json(&script)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 204);
+        self.post("/_script", script).await;
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {

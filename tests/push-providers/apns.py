@@ -40,19 +40,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from common import State, control, lifespan, listen, read_request, respond, retry_after_header, run
+from common import Refusal, Server, listen, respond, retry_after_header, run
 
 PUSH_TYPES = {"alert", "background", "voip", "location", "complication", "fileprovider", "mdm",
               "liveactivity", "pushtotalk", "widgets", "controls"}
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TOKEN = re.compile(r"^/3/device/([0-9a-fA-F]+)$")
-
-
-class Refusal(Exception):
-    def __init__(self, status, reason):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def make_tls(directory):
@@ -110,21 +103,15 @@ def make_tls(directory):
     return ca.public_bytes(serialization.Encoding.PEM), certfile, keyfile
 
 
-class Apns:
+class Apns(Server):
     def __init__(self, public_key, key_id, team_id, bundle_id):
+        super().__init__()
         self.public_key = public_key
         self.key_id = key_id
         self.team_id = team_id
         self.bundle_id = bundle_id
-        self.state = State()
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        request = await read_request(scope, receive)
-        if await control(request, send, self.state):
-            return
+    async def handle(self, request, send):
         match = TOKEN.match(request.path)
         record = {"path": request.path, "http_version": request.http_version,
                   "headers": {k: v for k, v in request.headers.items() if k != "authorization"},

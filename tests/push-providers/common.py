@@ -63,6 +63,34 @@ class State:
         self.scripts.clear()
 
 
+class Refusal(Exception):
+    """A check failed: answer ``status`` with the provider's ``reason``."""
+
+    def __init__(self, status, reason):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Server:
+    """An ASGI app: the lifespan protocol, the control endpoints, then the
+    provider's own ``handle(request, send)``."""
+
+    def __init__(self):
+        self.state = State()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        request = await read_request(scope, receive)
+        if not await control(request, send, self.state):
+            await self.handle(request, send)
+
+    async def handle(self, request, send):
+        raise NotImplementedError
+
+
 class Request:
     """An ASGI HTTP request read whole."""
 

@@ -39,7 +39,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common import State, control, lifespan, listen, read_request, respond, retry_after_header, run
+from common import Server, listen, respond, retry_after_header, run
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -65,22 +65,16 @@ def google_error(status, message, error_code=None):
     return {"error": error}
 
 
-class Fcm:
+class Fcm(Server):
     def __init__(self, account, public_key, expires_in):
+        super().__init__()
         self.account = account
         self.public_key = public_key
         self.expires_in = expires_in
         self.tokens = {}  # access token -> expiry (Unix seconds)
-        self.state = State()
         self.sent = 0
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        request = await read_request(scope, receive)
-        if await control(request, send, self.state):
-            return
+    async def handle(self, request, send):
         if request.path == "/_revoke" and request.method == "POST":
             self.tokens.clear()
             await respond(send, 204)

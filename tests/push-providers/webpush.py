@@ -32,19 +32,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common import (State, b64url, b64url_decode, control, lifespan, listen, read_request, respond,
-                    retry_after_header, run)
+from common import (Refusal, Server, b64url, b64url_decode, listen, respond, retry_after_header,
+                    run)
 
 PUSH = re.compile(r"^/push/([A-Za-z0-9_-]+)$")
 TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 URGENCY = {"very-low", "low", "normal", "high"}
-
-
-class Refusal(Exception):
-    def __init__(self, status, reason):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def parse_vapid(header):
@@ -63,20 +56,14 @@ def parse_vapid(header):
     return params
 
 
-class WebPush:
+class WebPush(Server):
     def __init__(self, origin):
+        super().__init__()
         self.origin = origin
         self.subscriptions = {}
-        self.state = State()
         self.delivered = 0
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        request = await read_request(scope, receive)
-        if await control(request, send, self.state):
-            return
+    async def handle(self, request, send):
         if request.path == "/_subscriptions" and request.method == "POST":
             await self.subscribe(request, send)
             return

@@ -14,10 +14,10 @@
 //! Answers: 200 accepted (with the `apns-id`); 410, or 400 `BadDeviceToken`
 //! or `DeviceTokenNotForTopic`, the device is gone; 403
 //! `ExpiredProviderToken` or `InvalidProviderToken` makes a new token and
-//! sends once more, and any 403 left is [`Error::Unauthorized`] (every 403
-//! reason is about the app's key, not the push); 429 and 5xx are worth a
-//! retry (after `Retry-After` if APNs sent one); anything else refuses this
-//! push with APNs's `reason`.
+//! sends once more, and any 403 left is [`crate::Error::Unauthorized`]
+//! (every 403 reason is about the app's key, not the push); 429 and 5xx are
+//! worth a retry (after `Retry-After` if APNs sent one); anything else
+//! refuses this push with APNs's `reason`.
 
 mod notification;
 mod token;
@@ -29,8 +29,8 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 use url::Url;
 
-use crate::answer::{read_capped, reason_text, retry_after, transport};
-use crate::{Error, Outcome, Result};
+use crate::answer::{exchange, reason_text, retry_after, Verdict};
+use crate::{Outcome, Result};
 
 pub use notification::{
     new_apns_id, validate_bundle_id, validate_device_token, Alert, ApnsNotification, ApnsPayload,
@@ -49,13 +49,6 @@ pub struct ApnsClient {
     base: Url,
     key: ApnsKey,
     tokens: token::TokenCache,
-}
-
-/// What one request got: an outcome, or a refusal of our credentials.
-#[derive(Debug, PartialEq)]
-enum Answer {
-    Done(Outcome),
-    Unauthorized { reason: String },
 }
 
 #[derive(Deserialize)]
@@ -88,8 +81,8 @@ impl ApnsClient {
         let token = self
             .tokens
             .get(&self.key, Instant::now(), SystemTime::now())?;
-        let answer = match self.post(notification, &payload, &token).await? {
-            Answer::Unauthorized { reason }
+        let verdict = match self.post(notification, &payload, &token).await? {
+            Verdict::Unauthorized { reason, .. }
                 if reason == "ExpiredProviderToken" || reason == "InvalidProviderToken" =>
             {
                 tracing::info!(
@@ -104,18 +97,12 @@ impl ApnsClient {
                     .get(&self.key, Instant::now(), SystemTime::now())?;
                 self.post(notification, &payload, &token).await?
             }
-            answer => answer,
+            verdict => verdict,
         };
-        match answer {
-            Answer::Done(outcome) => Ok(outcome),
-            Answer::Unauthorized { reason } => Err(Error::Unauthorized {
-                status: 403,
-                reason,
-            }),
-        }
+        verdict.into_result()
     }
 
-    async fn post(&self, n: &ApnsNotification, payload: &[u8], token: &str) -> Result<Answer> {
+    async fn post(&self, n: &ApnsNotification, payload: &[u8], token: &str) -> Result<Verdict> {
         let url = format!(
             "{}/3/device/{}",
             self.base.as_str().trim_end_matches('/'),
@@ -138,35 +125,41 @@ impl ApnsClient {
         if let Some(collapse) = &n.collapse_id {
             request = request.header("apns-collapse-id", collapse);
         }
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = read_capped(response).await?;
-        let answer = answer(status, &headers, &body, &n.apns_id, SystemTime::now());
+        let reply = exchange(request).await?;
+        let verdict = verdict(
+            reply.status,
+            &reply.headers,
+            &reply.body,
+            &n.apns_id,
+            SystemTime::now(),
+        );
         tracing::debug!(
             provider = "apns",
             apns_id = %n.apns_id,
-            status,
-            outcome = match &answer {
-                Answer::Done(o) => o.label(),
-                Answer::Unauthorized { .. } => "unauthorized",
-            },
+            status = reply.status,
+            outcome = verdict.label(),
             "push answered"
         );
-        Ok(answer)
+        Ok(verdict)
     }
 }
 
 /// Reads APNs's answer to a push ("Handling notification responses from
 /// APNs": the status, `apns-id`, and a JSON body with a `reason`).
-fn answer(status: u16, headers: &HeaderMap, body: &[u8], apns_id: &str, now: SystemTime) -> Answer {
+fn verdict(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    apns_id: &str,
+    now: SystemTime,
+) -> Verdict {
     let reason = serde_json::from_slice::<ErrorBody>(body)
         .ok()
         .and_then(|b| b.reason)
         .map(|r| reason_text(r.as_bytes()))
         .unwrap_or_else(|| reason_text(body));
     match status {
-        200 => Answer::Done(Outcome::Accepted {
+        200 => Verdict::Done(Outcome::Accepted {
             id: Some(
                 headers
                     .get("apns-id")
@@ -175,16 +168,16 @@ fn answer(status: u16, headers: &HeaderMap, body: &[u8], apns_id: &str, now: Sys
                     .to_owned(),
             ),
         }),
-        410 => Answer::Done(Outcome::Gone { reason }),
+        410 => Verdict::Done(Outcome::Gone { reason }),
         400 if reason == "BadDeviceToken" || reason == "DeviceTokenNotForTopic" => {
-            Answer::Done(Outcome::Gone { reason })
+            Verdict::Done(Outcome::Gone { reason })
         }
-        403 => Answer::Unauthorized { reason },
-        429 | 500..=599 => Answer::Done(Outcome::Retry {
+        403 => Verdict::Unauthorized { status, reason },
+        429 | 500..=599 => Verdict::Done(Outcome::Retry {
             after: retry_after(headers, now),
             reason: format!("{status} {reason}").trim().to_owned(),
         }),
-        _ => Answer::Done(Outcome::Rejected { status, reason }),
+        _ => Verdict::Done(Outcome::Rejected { status, reason }),
     }
 }
 
@@ -216,8 +209,8 @@ mod tests {
         let mut echoed = HeaderMap::new();
         echoed.insert("apns-id", HeaderValue::from_static(ID));
         assert_eq!(
-            answer(200, &echoed, b"", ID, now),
-            Answer::Done(Outcome::Accepted {
+            verdict(200, &echoed, b"", ID, now),
+            Verdict::Done(Outcome::Accepted {
                 id: Some(ID.into())
             })
         );
@@ -229,38 +222,39 @@ mod tests {
         for (status, body) in gone {
             assert!(
                 matches!(
-                    answer(status, &none, &body, ID, now),
-                    Answer::Done(Outcome::Gone { .. })
+                    verdict(status, &none, &body, ID, now),
+                    Verdict::Done(Outcome::Gone { .. })
                 ),
                 "{status}"
             );
         }
         assert_eq!(
-            answer(403, &none, &reason("ExpiredProviderToken"), ID, now),
-            Answer::Unauthorized {
+            verdict(403, &none, &reason("ExpiredProviderToken"), ID, now),
+            Verdict::Unauthorized {
+                status: 403,
                 reason: "ExpiredProviderToken".into()
             }
         );
         let mut later = HeaderMap::new();
         later.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         for status in [429, 500, 503] {
-            match answer(status, &later, &reason("ServiceUnavailable"), ID, now) {
-                Answer::Done(Outcome::Retry { after, .. }) => {
+            match verdict(status, &later, &reason("ServiceUnavailable"), ID, now) {
+                Verdict::Done(Outcome::Retry { after, .. }) => {
                     assert_eq!(after, Some(Duration::from_secs(2)))
                 }
                 other => panic!("{status}: {other:?}"),
             }
         }
         assert_eq!(
-            answer(413, &none, &reason("PayloadTooLarge"), ID, now),
-            Answer::Done(Outcome::Rejected {
+            verdict(413, &none, &reason("PayloadTooLarge"), ID, now),
+            Verdict::Done(Outcome::Rejected {
                 status: 413,
                 reason: "PayloadTooLarge".into()
             })
         );
         assert_eq!(
-            answer(400, &none, &reason("BadCollapseId"), ID, now),
-            Answer::Done(Outcome::Rejected {
+            verdict(400, &none, &reason("BadCollapseId"), ID, now),
+            Verdict::Done(Outcome::Rejected {
                 status: 400,
                 reason: "BadCollapseId".into()
             })

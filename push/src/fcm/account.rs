@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::answer::{read_capped, reason_text, retry_after, unix_seconds};
+use crate::answer::{exchange, reason_text, retry_after, unix_seconds};
 use crate::{Error, Outcome, Result};
 
 /// Google's token endpoint, for an account file without `token_uri`.
@@ -156,18 +156,14 @@ pub(crate) enum Fetched {
 /// Asks the token endpoint for an access token.
 pub(crate) async fn fetch(http: &reqwest::Client, account: &ServiceAccount) -> Result<Fetched> {
     let assertion = account.assertion(SystemTime::now())?;
-    let response = http
+    let request = http
         .post(account.token_uri.clone())
-        .form(&[("grant_type", GRANT_TYPE), ("assertion", &assertion)])
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = read_capped(response).await?;
-    let fetched = token_answer(status, &headers, &body, Instant::now());
+        .form(&[("grant_type", GRANT_TYPE), ("assertion", &assertion)]);
+    let reply = exchange(request).await?;
+    let fetched = token_answer(reply.status, &reply.headers, &reply.body, Instant::now());
     tracing::debug!(
         provider = "fcm",
-        status,
+        status = reply.status,
         ok = matches!(fetched, Ok(Fetched::Token(_))),
         "access token requested"
     );

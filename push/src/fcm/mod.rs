@@ -13,10 +13,10 @@
 //! accepted (the message's `name`); 404, or `UNREGISTERED` / `NOT_FOUND` as
 //! `error.details[].errorCode` or `error.status`, the token is gone; 401
 //! drops the cached access token, fetches another and sends once more, and a
-//! second 401 is [`Error::Unauthorized`]; 403 `SENDER_ID_MISMATCH` refuses
-//! the push (the token belongs to another Firebase project: removing it
-//! would be wrong when the app was given the wrong account), any other 403
-//! is [`Error::Unauthorized`]; 429, 5xx, `UNAVAILABLE`, `INTERNAL` and
+//! second 401 is [`crate::Error::Unauthorized`]; 403 `SENDER_ID_MISMATCH`
+//! refuses the push (the token belongs to another Firebase project: removing
+//! it would be wrong when the app was given the wrong account), any other
+//! 403 is `Unauthorized` too; 429, 5xx, `UNAVAILABLE`, `INTERNAL` and
 //! `QUOTA_EXCEEDED` are worth a retry (after `Retry-After`); anything else
 //! refuses the push.
 
@@ -30,8 +30,8 @@ use reqwest::header::{HeaderMap, AUTHORIZATION};
 use serde::Deserialize;
 use url::Url;
 
-use crate::answer::{read_capped, reason_text, retry_after};
-use crate::{Error, Outcome, Result};
+use crate::answer::{exchange, reason_text, retry_after, Verdict};
+use crate::{Outcome, Result};
 
 pub use account::{ServiceAccount, DEFAULT_TOKEN_URI, SCOPE};
 pub use message::{
@@ -48,13 +48,6 @@ pub struct FcmClient {
     base: Url,
     account: ServiceAccount,
     token: tokio::sync::Mutex<Option<account::AccessToken>>,
-}
-
-/// What one send got: an outcome, or a refusal of our credentials.
-#[derive(Debug, PartialEq)]
-enum Answer {
-    Done(Outcome),
-    Unauthorized { status: u16, reason: String },
 }
 
 impl FcmClient {
@@ -80,8 +73,8 @@ impl FcmClient {
             Ok(token) => token,
             Err(busy) => return Ok(busy),
         };
-        let answer = match self.post(&body, &token).await? {
-            Answer::Unauthorized {
+        let verdict = match self.post(&body, &token).await? {
+            Verdict::Unauthorized {
                 status: 401,
                 reason,
             } => {
@@ -92,12 +85,9 @@ impl FcmClient {
                 };
                 self.post(&body, &token).await?
             }
-            answer => answer,
+            verdict => verdict,
         };
-        match answer {
-            Answer::Done(outcome) => Ok(outcome),
-            Answer::Unauthorized { status, reason } => Err(Error::Unauthorized { status, reason }),
-        }
+        verdict.into_result()
     }
 
     /// The access token to use: the cached one unless it is near expiry or
@@ -122,33 +112,26 @@ impl FcmClient {
         }
     }
 
-    async fn post(&self, body: &serde_json::Value, token: &str) -> Result<Answer> {
+    async fn post(&self, body: &serde_json::Value, token: &str) -> Result<Verdict> {
         let url = format!(
             "{}/v1/projects/{}/messages:send",
             self.base.as_str().trim_end_matches('/'),
             self.account.project_id()
         );
-        let response = self
+        let request = self
             .http
             .post(url)
             .header(AUTHORIZATION, format!("Bearer {token}"))
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = read_capped(response).await?;
-        let answer = answer(status, &headers, &body, SystemTime::now());
+            .json(body);
+        let reply = exchange(request).await?;
+        let verdict = verdict(reply.status, &reply.headers, &reply.body, SystemTime::now());
         tracing::debug!(
             provider = "fcm",
-            status,
-            outcome = match &answer {
-                Answer::Done(o) => o.label(),
-                Answer::Unauthorized { .. } => "unauthorized",
-            },
+            status = reply.status,
+            outcome = verdict.label(),
             "push answered"
         );
-        Ok(answer)
+        Ok(verdict)
     }
 }
 
@@ -187,12 +170,12 @@ struct ErrorDetail {
 }
 
 /// Reads FCM's answer to a send.
-fn answer(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) -> Answer {
+fn verdict(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) -> Verdict {
     if status == 200 {
         let id = serde_json::from_slice::<Sent>(body)
             .ok()
             .and_then(|s| s.name);
-        return Answer::Done(Outcome::Accepted { id });
+        return Verdict::Done(Outcome::Accepted { id });
     }
     let error = serde_json::from_slice::<ErrorBody>(body)
         .unwrap_or_default()
@@ -212,25 +195,25 @@ fn answer(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) -> Ans
         None => reason_text(body),
     };
     if status == 404 || is("UNREGISTERED") || is("NOT_FOUND") {
-        Answer::Done(Outcome::Gone { reason })
+        Verdict::Done(Outcome::Gone { reason })
     } else if status == 401 {
-        Answer::Unauthorized { status, reason }
+        Verdict::Unauthorized { status, reason }
     } else if status == 403 && is("SENDER_ID_MISMATCH") {
-        Answer::Done(Outcome::Rejected { status, reason })
+        Verdict::Done(Outcome::Rejected { status, reason })
     } else if status == 403 {
-        Answer::Unauthorized { status, reason }
+        Verdict::Unauthorized { status, reason }
     } else if status == 429
         || (500..=599).contains(&status)
         || is("UNAVAILABLE")
         || is("INTERNAL")
         || is("QUOTA_EXCEEDED")
     {
-        Answer::Done(Outcome::Retry {
+        Verdict::Done(Outcome::Retry {
             after: retry_after(headers, now),
             reason,
         })
     } else {
-        Answer::Done(Outcome::Rejected { status, reason })
+        Verdict::Done(Outcome::Rejected { status, reason })
     }
 }
 
@@ -258,10 +241,10 @@ mod tests {
     fn answers_map_to_outcomes() {
         let now = SystemTime::now();
         let none = HeaderMap::new();
-        let ok = answer(200, &none, br#"{"name":"projects/p/messages/1"}"#, now);
+        let ok = verdict(200, &none, br#"{"name":"projects/p/messages/1"}"#, now);
         assert_eq!(
             ok,
-            Answer::Done(Outcome::Accepted {
+            Verdict::Done(Outcome::Accepted {
                 id: Some("projects/p/messages/1".into())
             })
         );
@@ -274,36 +257,36 @@ mod tests {
             (404, b"not json".to_vec()),
         ];
         for (status, body) in gone {
-            match answer(status, &none, &body, now) {
-                Answer::Done(Outcome::Gone { .. }) => {}
+            match verdict(status, &none, &body, now) {
+                Verdict::Done(Outcome::Gone { .. }) => {}
                 other => panic!("{status}: {other:?}"),
             }
         }
-        match answer(
+        match verdict(
             404,
             &none,
             &fcm_error(404, "NOT_FOUND", Some("UNREGISTERED")),
             now,
         ) {
-            Answer::Done(Outcome::Gone { reason }) => assert_eq!(reason, "UNREGISTERED: m"),
+            Verdict::Done(Outcome::Gone { reason }) => assert_eq!(reason, "UNREGISTERED: m"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            answer(401, &none, &fcm_error(401, "UNAUTHENTICATED", None), now),
-            Answer::Unauthorized { status: 401, .. }
+            verdict(401, &none, &fcm_error(401, "UNAUTHENTICATED", None), now),
+            Verdict::Unauthorized { status: 401, .. }
         ));
         assert!(matches!(
-            answer(403, &none, &fcm_error(403, "PERMISSION_DENIED", None), now),
-            Answer::Unauthorized { status: 403, .. }
+            verdict(403, &none, &fcm_error(403, "PERMISSION_DENIED", None), now),
+            Verdict::Unauthorized { status: 403, .. }
         ));
         assert!(matches!(
-            answer(
+            verdict(
                 403,
                 &none,
                 &fcm_error(403, "PERMISSION_DENIED", Some("SENDER_ID_MISMATCH")),
                 now
             ),
-            Answer::Done(Outcome::Rejected { status: 403, .. })
+            Verdict::Done(Outcome::Rejected { status: 403, .. })
         ));
         let mut later = HeaderMap::new();
         later.insert(RETRY_AFTER, HeaderValue::from_static("30"));
@@ -315,21 +298,21 @@ mod tests {
             (503, fcm_error(503, "UNAVAILABLE", Some("UNAVAILABLE"))),
             (500, fcm_error(500, "INTERNAL", Some("INTERNAL"))),
         ] {
-            match answer(status, &later, &body, now) {
-                Answer::Done(Outcome::Retry { after, .. }) => {
+            match verdict(status, &later, &body, now) {
+                Verdict::Done(Outcome::Retry { after, .. }) => {
                     assert_eq!(after, Some(Duration::from_secs(30)))
                 }
                 other => panic!("{status}: {other:?}"),
             }
         }
         assert!(matches!(
-            answer(
+            verdict(
                 400,
                 &none,
                 &fcm_error(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT")),
                 now
             ),
-            Answer::Done(Outcome::Rejected { status: 400, .. })
+            Verdict::Done(Outcome::Rejected { status: 400, .. })
         ));
     }
 }

@@ -28,9 +28,7 @@ use p256::PublicKey;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
 use url::Url;
 
-use crate::answer::{
-    decode_b64url, read_capped, reason_text, retry_after, transport, unix_seconds,
-};
+use crate::answer::{decode_b64url, exchange, reason_text, retry_after, unix_seconds};
 use crate::{Error, Outcome, Result};
 
 pub use ece::{MAX_PLAINTEXT, RECORD_SIZE};
@@ -219,10 +217,8 @@ impl WebPushClient {
         if let Some(topic) = &message.topic {
             request = request.header("Topic", topic);
         }
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = read_capped(response).await?;
+        let reply = exchange(request).await?;
+        let (status, headers, body) = (reply.status, reply.headers, reply.body);
         let outcome = match status {
             200..=299 => Outcome::Accepted {
                 id: headers
