@@ -331,7 +331,9 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
         "registerDevice" => (
             id("alice"),
             "",
-            Some(json!({"provider": "apns", "token": "0f".repeat(32), "topic": "com.example.chat"})),
+            Some(
+                json!({"provider": "apns", "token": "0f".repeat(32), "topic": "com.example.chat"}),
+            ),
         ),
         "listDevices" | "getDoNotDisturb" => (id("alice"), "", None),
         "deleteDevice" => (
