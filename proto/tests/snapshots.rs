@@ -821,6 +821,7 @@ fn reply_devices() {
                 updated_at: at(0),
                 ..Default::default()
             }],
+            web_push_key: "BDd3_hVL9fZi9Ybo2UUzA284WG5FZR30_95YeZJsiApwXKpNcF1rRPF3foIiBHXRdJI2Qhumhf6_LFTeZaNndIo".into(),
         }),
     );
 }

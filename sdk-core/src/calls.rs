@@ -470,6 +470,16 @@ impl Client {
         })
     }
 
+    /// The app's VAPID public key (base64url), for
+    /// `pushManager.subscribe({applicationServerKey})`; `None` when the app
+    /// has not configured Web Push.
+    pub fn web_push_key(&self) -> Call<Option<String>> {
+        self.request(Command::Devices(v1::DevicesRequest {}), true, |r| match r {
+            Reply::Devices(d) => Ok(Some(d.web_push_key).filter(|k| !k.is_empty())),
+            other => unexpected(other),
+        })
+    }
+
     /// Mutes (or unmutes) a conversation: no push for it, unread still
     /// counted. Every session of the user gets `conversation_updated`.
     pub fn mute(&self, conversation_id: &str, muted: bool) -> Call<v1::Conversation> {

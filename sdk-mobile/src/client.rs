@@ -367,6 +367,11 @@ impl Client {
         Ok(list.into_iter().map(Into::into).collect())
     }
 
+    /// The app's VAPID public key (base64url), `None` without Web Push.
+    pub async fn web_push_key(&self) -> Result<Option<String>> {
+        Ok(self.inner.web_push_key().await?)
+    }
+
     /// Mutes (or unmutes) a conversation: no push for it, unread still counted.
     pub async fn mute(&self, conversation_id: String, muted: bool) -> Result<Conversation> {
         Ok(self.inner.mute(&conversation_id, muted).await?.into())

@@ -533,6 +533,16 @@ impl JsClient {
         promise(self.core.devices(), json)
     }
 
+    /// The app's VAPID public key (base64url) for
+    /// `registration.pushManager.subscribe({userVisibleOnly: true,
+    /// applicationServerKey})`, or `null` when the app has no Web Push.
+    #[wasm_bindgen(js_name = webPushKey, unchecked_return_type = "Promise<string | null>")]
+    pub fn web_push_key(&self) -> Promise {
+        promise(self.core.web_push_key(), |key| {
+            key.map_or(JsValue::NULL, |k| JsValue::from_str(&k))
+        })
+    }
+
     /// Mutes (or unmutes) a conversation: no push, unread still counted.
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Conversation>")]
     pub fn mute(

@@ -69,31 +69,127 @@ pub struct HookArgs {
     pub outbound_allow_private: Option<bool>,
 }
 
+/// The push settings of `mkondo app update` (docs/push.md). Keys are sealed
+/// with the secrets key the hook flags name.
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// APNs token auth: the `.p8` key file from the Apple developer account
+    /// (with --apns-key-id, --apns-team-id and --apns-topic).
+    #[arg(long, value_name = "FILE", requires_all = ["apns_key_id", "apns_team_id", "apns_topic"])]
+    pub apns_key_file: Option<PathBuf>,
+    #[arg(long, value_name = "ID", requires = "apns_key_file")]
+    pub apns_key_id: Option<String>,
+    #[arg(long, value_name = "ID", requires = "apns_key_file")]
+    pub apns_team_id: Option<String>,
+    /// The app's bundle id (`apns-topic` when a device names none).
+    #[arg(long, value_name = "BUNDLE_ID", requires = "apns_key_file")]
+    pub apns_topic: Option<String>,
+    /// Remove the app's APNs credentials.
+    #[arg(long, conflicts_with = "apns_key_file")]
+    pub clear_apns: bool,
+    /// FCM HTTP v1: the service account's JSON key file.
+    #[arg(long, value_name = "FILE")]
+    pub fcm_service_account_file: Option<PathBuf>,
+    /// Remove the app's FCM credentials.
+    #[arg(long, conflicts_with = "fcm_service_account_file")]
+    pub clear_fcm: bool,
+    /// Web Push (VAPID): the contact push services may reach (`mailto:…` or
+    /// `https://…`). A key pair is made unless --web-push-private-key-file
+    /// names one (the 32-byte P-256 scalar, base64url).
+    #[arg(long, value_name = "SUBJECT")]
+    pub web_push_subject: Option<String>,
+    #[arg(long, value_name = "FILE", requires = "web_push_subject")]
+    pub web_push_private_key_file: Option<PathBuf>,
+    /// Remove the app's Web Push key (browsers' subscriptions stop working).
+    #[arg(long, conflicts_with = "web_push_subject")]
+    pub clear_web_push: bool,
+    /// What a message push shows: full (its text), generic ("New message") or
+    /// none (no alert text).
+    #[arg(long, value_name = "MODE", value_parser = ["full", "generic", "none"])]
+    pub push_preview: Option<String>,
+}
+
+impl PushArgs {
+    /// The change, as the operator API takes it; `None` when nothing is given.
+    fn input(self) -> anyhow::Result<Option<crate::node::push_settings::PushInput>> {
+        use crate::node::push_settings::{ApnsInput, FcmInput, PushInput, WebPushInput};
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+        };
+        let apns = match (self.clear_apns, &self.apns_key_file) {
+            (true, _) => Some(None),
+            (false, Some(path)) => Some(Some(ApnsInput {
+                key: read(path)?,
+                key_id: self.apns_key_id.unwrap_or_default(),
+                team_id: self.apns_team_id.unwrap_or_default(),
+                topic: self.apns_topic.unwrap_or_default(),
+            })),
+            (false, None) => None,
+        };
+        let fcm = match (self.clear_fcm, &self.fcm_service_account_file) {
+            (true, _) => Some(None),
+            (false, Some(path)) => Some(Some(FcmInput {
+                service_account: serde_json::from_str(&read(path)?)
+                    .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?,
+            })),
+            (false, None) => None,
+        };
+        let web_push = match (self.clear_web_push, self.web_push_subject) {
+            (true, _) => Some(None),
+            (false, Some(subject)) => Some(Some(WebPushInput {
+                subject,
+                private_key: match &self.web_push_private_key_file {
+                    Some(path) => Some(read(path)?.trim().to_owned()),
+                    None => None,
+                },
+            })),
+            (false, None) => None,
+        };
+        if apns.is_none() && fcm.is_none() && web_push.is_none() && self.push_preview.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(PushInput {
+            apns,
+            fcm,
+            web_push,
+            preview: self.push_preview,
+        }))
+    }
+}
+
 impl HookArgs {
+    /// The servers' secrets key, as these flags (or, on SQLite, the key file
+    /// beside the database) give it.
+    fn sealer(&self, database: &str) -> anyhow::Result<crate::outbound::secrets::SecretBox> {
+        use crate::outbound::secrets;
+        let source = match (&self.secrets_key_file, &self.secrets_key) {
+            (Some(path), _) => secrets::KeySource::File(path.clone()),
+            (None, Some(key)) => secrets::KeySource::Inline(key.clone()),
+            (None, None) => secrets::KeySource::Unset,
+        };
+        secrets::load(&source, database)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "a PostgreSQL database needs the servers' secrets key: give --secrets-key \
+                 or --secrets-key-file (MKONDO_SECRETS_KEY)"
+            )
+        })
+    }
+
     /// The hook to write: `Some(None)` removes it, `Some(Some((row, secret)))`
     /// sets it, checked and sealed as the operator API does.
     async fn resolve(
         self,
         database: &str,
     ) -> anyhow::Result<Option<Option<(store::hooks::HookRow, String)>>> {
-        use crate::outbound::{secrets, OutboundClient, OutboundPolicy};
+        use crate::outbound::{OutboundClient, OutboundPolicy};
         if self.clear_before_send_hook {
             return Ok(Some(None));
         }
-        let Some(url) = self.before_send_hook else {
+        let Some(url) = self.before_send_hook.clone() else {
             return Ok(None);
         };
-        let source = match (self.secrets_key_file, self.secrets_key) {
-            (Some(path), _) => secrets::KeySource::File(path),
-            (None, Some(key)) => secrets::KeySource::Inline(key),
-            (None, None) => secrets::KeySource::Unset,
-        };
-        let sealer = secrets::load(&source, database)?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "a PostgreSQL database needs the servers' secrets key: give --secrets-key \
-                 or --secrets-key-file (MKONDO_SECRETS_KEY)"
-            )
-        })?;
+        let sealer = self.sealer(database)?;
         crate::tls::install_provider();
         let outbound = OutboundClient::new(OutboundPolicy {
             allow_private: self.outbound_allow_private.unwrap_or(false),
@@ -194,6 +290,8 @@ pub enum AppCommand {
         auto_create_users: Option<bool>,
         #[command(flatten)]
         hook: HookArgs,
+        #[command(flatten)]
+        push: PushArgs,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -337,6 +435,7 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
             clear_allowed_origins,
             auto_create_users,
             hook,
+            push,
             json,
             database,
         } => {
@@ -347,18 +446,48 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                 // database is opened.
                 (false, false) => Some(origins::allow_list(allowed_origins)?),
             };
+            let push = push.input()?;
+            // Sealing needs the secrets key only when a credential is set.
+            let sets_credentials = push.as_ref().is_some_and(|p| {
+                matches!(p.apns, Some(Some(_)))
+                    || matches!(p.fcm, Some(Some(_)))
+                    || matches!(p.web_push, Some(Some(_)))
+            });
+            let push_sealer = if sets_credentials {
+                Some(hook.sealer(&database)?)
+            } else {
+                None
+            };
             let hook = hook.resolve(&database).await?;
-            if origins.is_none() && auto_create_users.is_none() && hook.is_none() {
+            if origins.is_none() && auto_create_users.is_none() && hook.is_none() && push.is_none()
+            {
                 anyhow::bail!(
                     "nothing to change: give --allowed-origin, --clear-allowed-origins, \
-                     --auto-create-users, --before-send-hook or --clear-before-send-hook"
+                     --auto-create-users, --before-send-hook, --clear-before-send-hook or a \
+                     push setting (--apns-key-file, --fcm-service-account-file, \
+                     --web-push-subject, --push-preview, --clear-…)"
                 );
             }
             let store = Store::open(&database).await?;
+            let push = match push {
+                Some(input) => Some(crate::node::push_settings::prepare(
+                    store.push_settings(&app).await?,
+                    input,
+                    push_sealer.as_ref(),
+                    chrono::Utc::now().timestamp_millis(),
+                )?),
+                None => None,
+            };
             let row = hook.as_ref().map(|h| h.as_ref().map(|(row, _)| row));
             let hook_changed = hook.is_some();
             if !store
-                .update_app_settings(&app, auto_create_users, origins.as_deref(), row)
+                .update_app_settings(
+                    &app,
+                    auto_create_users,
+                    origins.as_deref(),
+                    row,
+                    push.as_ref(),
+                )
                 .await?
             {
                 anyhow::bail!("app {app} not found");
@@ -401,6 +530,21 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                         }
                     }
                     None => println!("before-send hook: none"),
+                }
+                if let Some(p) = &overview.push {
+                    let apns = p.apns.as_ref().map_or("not set".to_owned(), |a| {
+                        format!("key {} of team {}, topic {}", a.key_id, a.team_id, a.topic)
+                    });
+                    let fcm = p.fcm.as_ref().map_or("not set".to_owned(), |f| {
+                        format!("project {} ({})", f.project_id, f.client_email)
+                    });
+                    let web = p.web_push.as_ref().map_or("not set".to_owned(), |w| {
+                        format!("public key {} ({})", w.public_key, w.subject)
+                    });
+                    println!(
+                        "push: APNs {apns}; FCM {fcm}; Web Push {web}; preview {}",
+                        p.preview
+                    );
                 }
                 if hook_changed {
                     println!(

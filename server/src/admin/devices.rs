@@ -20,6 +20,7 @@ pub(super) async fn list_devices(
     let devices = node.devices(app, &req.id).await?;
     Ok(DevicesResult {
         devices: devices.iter().map(views::device).collect(),
+        web_push_key: node.web_push_key(app).await?.unwrap_or_default(),
     })
 }
 

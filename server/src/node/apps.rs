@@ -9,6 +9,7 @@ use mkondo_proto::{DisconnectCode, ErrorCode, Reason};
 
 use super::hooks::HookInput;
 use super::origins::{self, BrowserOrigin};
+use super::push_settings::PushInput;
 use super::Node;
 use crate::auth::{self, KeyAlg, TokenClaims};
 use crate::config::Limits;
@@ -94,7 +95,7 @@ impl Node {
     pub async fn ensure_demo_app(&self, id: &str) -> Result<DemoApp> {
         if self.store.get_app(id).await?.is_none() {
             let creds = self.store.create_app(id, Some(id)).await?;
-            self.update_app(id, None, Some(vec![origins::ANY.to_owned()]), None)
+            self.update_app(id, None, Some(vec![origins::ANY.to_owned()]), None, None)
                 .await?;
             return Ok(DemoApp::Created(creds));
         }
@@ -186,7 +187,8 @@ impl Node {
     /// the app does not know creates them; the server-wide setting must allow
     /// it too), `allowed_origins` (replaced whole; see `origins.rs`) and the
     /// before-send hook (`Some(None)` removes it; a new one gets a new signing
-    /// secret, answered this once; see `hooks.rs`). Every field is checked
+    /// secret, answered this once; see `hooks.rs`) and the push settings
+    /// (each provider set or removed; see `push_settings.rs`). Every field is checked
     /// before anything is written, and all are written in one transaction.
     /// Answers the app as listed.
     pub async fn update_app(
@@ -195,6 +197,7 @@ impl Node {
         auto_create_users: Option<bool>,
         allowed_origins: Option<Vec<String>>,
         before_send_hook: Option<Option<HookInput>>,
+        push: Option<PushInput>,
     ) -> Result<AppOverview> {
         let origins = allowed_origins.map(origins::allow_list).transpose()?;
         let hook = match before_send_hook {
@@ -202,10 +205,20 @@ impl Node {
             Some(None) => Some(None),
             Some(Some(input)) => Some(Some(self.prepare_hook(input).await?)),
         };
+        let push = match push {
+            Some(input) => Some(self.prepare_push_settings(app, input).await?),
+            None => None,
+        };
         let row = hook.as_ref().map(|h| h.as_ref().map(|(row, _)| row));
         if !self
             .store
-            .update_app_settings(app, auto_create_users, origins.as_deref(), row)
+            .update_app_settings(
+                app,
+                auto_create_users,
+                origins.as_deref(),
+                row,
+                push.as_ref(),
+            )
             .await?
         {
             return Err(Error::not_found("app"));

@@ -424,7 +424,7 @@ impl Node {
     /// Sets the app's hook (the backend's twin of the operator's
     /// `update_app`): answered with its new signing secret, this once.
     pub async fn set_before_send_hook(&self, app: &str, input: HookInput) -> Result<HookInfo> {
-        self.update_app(app, None, None, Some(Some(input)))
+        self.update_app(app, None, None, Some(Some(input)), None)
             .await?
             .before_send_hook
             .ok_or_else(Error::internal)
@@ -432,7 +432,9 @@ impl Node {
 
     /// Removes the app's hook; removing none is no error.
     pub async fn delete_before_send_hook(&self, app: &str) -> Result<()> {
-        self.update_app(app, None, None, Some(None)).await.map(drop)
+        self.update_app(app, None, None, Some(None), None)
+            .await
+            .map(drop)
     }
 
     /// Checks and seals a hook for `update_app`: the row and the secret.

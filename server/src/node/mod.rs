@@ -18,6 +18,7 @@ mod message_changes;
 mod messages;
 pub mod origins;
 mod presence;
+pub mod push_settings;
 pub mod requests;
 mod sessions;
 pub mod social;

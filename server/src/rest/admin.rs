@@ -21,6 +21,7 @@ use super::openapi::{E401, E403, E404, E409, E413, E422};
 use crate::auth::KeyAlg;
 use crate::error::{Error, Result};
 use crate::node::hooks::HookInput;
+use crate::node::push_settings::PushInput;
 use crate::node::Node;
 use crate::store::{AppOverview, Millis, Page};
 
@@ -58,6 +59,10 @@ pub struct UpdateApp {
     #[serde(default, deserialize_with = "given")]
     #[schema(value_type = Option<HookInput>, nullable)]
     pub before_send_hook: Option<Option<HookInput>>,
+    /// The push providers' credentials and what a push shows (docs/push.md):
+    /// each provider set, or removed with `null`; the others stay. Keys are
+    /// sealed with the server's secrets key and never answered back.
+    pub push: Option<PushInput>,
 }
 
 /// A field given as `null` is `Some(None)`; left out, `None` (with `#[serde(default)]`).
@@ -149,7 +154,7 @@ pub async fn create(
     operation_id = "updateApp",
     tag = "admin",
     summary = "Change an app's settings",
-    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. before_send_hook: the URL called with every user message and edit before it is stored (allow, reject, replace; docs/hooks.md), its timeout and failure mode; its signing secret is answered once, in before_send_hook.secret; null removes it. A URL that is not https to a public address is refused (422) unless the server runs with --outbound-allow-private; a server without a secrets key answers 503. Fields left out stay as they are.",
+    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. before_send_hook: the URL called with every user message and edit before it is stored (allow, reject, replace; docs/hooks.md), its timeout and failure mode; its signing secret is answered once, in before_send_hook.secret; null removes it. A URL that is not https to a public address is refused (422) unless the server runs with --outbound-allow-private; a server without a secrets key answers 503. push: the APNs key (.p8, key id, team id, bundle id), the FCM service account's JSON key, the Web Push VAPID key (made here unless given) and the preview mode; each credential is parsed when set (422 if it cannot sign) and never answered back; null removes a provider. Fields left out stay as they are.",
     security(("operator" = [])),
     params(("app" = String, Path, description = "App id.")),
     request_body = UpdateApp,
@@ -173,6 +178,7 @@ pub async fn update(
             body.auto_create_users,
             body.allowed_origins,
             body.before_send_hook,
+            body.push,
         )
         .await?,
     ))

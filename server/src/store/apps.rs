@@ -339,8 +339,71 @@ pub struct AppOverview {
     /// The before-send hook, if the app has one (`node::hooks`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before_send_hook: Option<HookInfo>,
+    /// The push providers it configured (never their keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushInfo>,
     pub signing_keys: Vec<KeyInfo>,
     pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// An app's push settings as the operator sees them: which providers are set,
+/// with what identifies their credentials, never the keys.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushSettings)]
+pub struct PushInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apns: Option<ApnsInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<FcmInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_push: Option<WebPushInfo>,
+    /// What a message push shows: `full` (its text), `generic` ("New
+    /// message") or `none` (no alert text).
+    pub preview: String,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ApnsInfo {
+    pub key_id: String,
+    pub team_id: String,
+    /// The bundle id pushes go to when a device names none.
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct FcmInfo {
+    pub project_id: String,
+    pub client_email: String,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct WebPushInfo {
+    /// The VAPID public key (base64url, uncompressed P-256): the web SDK's
+    /// `applicationServerKey`.
+    pub public_key: String,
+    /// The contact pushes are signed with (`mailto:` or `https:`).
+    pub subject: String,
+}
+
+impl From<&super::push_settings::PushSettingsRow> for PushInfo {
+    fn from(row: &super::push_settings::PushSettingsRow) -> Self {
+        Self {
+            apns: (!row.apns_key.is_empty()).then(|| ApnsInfo {
+                key_id: row.apns_key_id.clone(),
+                team_id: row.apns_team_id.clone(),
+                topic: row.apns_topic.clone(),
+            }),
+            fcm: (!row.fcm_service_account.is_empty()).then(|| FcmInfo {
+                project_id: row.fcm_project_id.clone(),
+                client_email: row.fcm_client_email.clone(),
+            }),
+            web_push: (!row.vapid_private_key.is_empty()).then(|| WebPushInfo {
+                public_key: row.vapid_public_key.clone(),
+                subject: row.vapid_subject.clone(),
+            }),
+            preview: row.preview.clone(),
+        }
+    }
 }
 
 /// An app's before-send hook as the operator sees it: its signing secret only
@@ -432,7 +495,12 @@ impl Store {
             fail_open: h.fail_open,
             secret: None,
         });
+        let push = self
+            .push_settings(&app.app_id)
+            .await?
+            .map(|row| PushInfo::from(&row));
         Ok(AppOverview {
+            push,
             before_send_hook,
             signing_keys: self.signing_keys(&app.app_id).await?,
             api_keys: self.api_keys(&app.app_id).await?,
@@ -457,13 +525,15 @@ impl Store {
     /// Changes an app's settings in one transaction (a field `None` stays as it
     /// is); false, and nothing changed, when there is no such app. The origins
     /// are stored as given: `node::origins` checks and normalises them first;
-    /// the hook likewise (`node::hooks`): `Some(None)` removes it.
+    /// the hook likewise (`node::hooks`): `Some(None)` removes it; the push
+    /// settings are written whole (`node::push_settings` merges them).
     pub async fn update_app_settings(
         &self,
         app_id: &str,
         auto_create_users: Option<bool>,
         allowed_origins: Option<&[String]>,
         before_send_hook: Option<Option<&super::hooks::HookRow>>,
+        push: Option<&super::push_settings::PushSettingsRow>,
     ) -> Result<bool> {
         let origins = allowed_origins
             .map(serde_json::to_string)
@@ -493,6 +563,9 @@ impl Store {
         }
         if let Some(hook) = before_send_hook {
             super::hooks::write_hook(&mut tx, app_id, hook).await?;
+        }
+        if let Some(push) = push {
+            super::push_settings::write_push_settings(&mut tx, app_id, push).await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -29,6 +29,7 @@ mod group_commit;
 pub mod hooks;
 pub mod messages;
 mod models;
+pub mod push_settings;
 pub mod reactions;
 pub mod social;
 pub mod system_messages;
@@ -41,8 +42,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use apps::{
-    Announce, ApiKeyInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, HookInfo, KeyInfo, KeyRow,
-    Revocation,
+    Announce, ApiKeyInfo, ApnsInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, FcmInfo,
+    HookInfo, KeyInfo, KeyRow, PushInfo, Revocation, WebPushInfo,
 };
 pub use conversations::{check_conversation_fields, valid_conversation_id, NewGroup, Page};
 pub use messages::{NewMessage, Sent};

@@ -49,6 +49,7 @@ impl Session {
                 let devices = node.devices(app, me).await?;
                 return Ok(R::Devices(v1::DevicesResult {
                     devices: devices.iter().map(views::device).collect(),
+                    web_push_key: node.web_push_key(app).await?.unwrap_or_default(),
                 }));
             }
             Command::Mute(req) => {
