@@ -524,7 +524,7 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     );
     let origins = ["https://a.example".to_owned(), "*".to_owned()];
     assert!(store
-        .update_app_settings(&a, Some(true), Some(&origins), None)
+        .update_app_settings(&a, Some(true), Some(&origins), None, None)
         .await
         .unwrap());
     let app = store.get_app(&a).await.unwrap().unwrap();
@@ -542,12 +542,12 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     assert_eq!(store.allowed_origins(&b).await.unwrap(), Some(vec![]));
     assert_eq!(store.all_allowed_origins().await.unwrap(), origins);
     assert!(store
-        .update_app_settings(&a, Some(false), None, None)
+        .update_app_settings(&a, Some(false), None, None, None)
         .await
         .unwrap());
     assert_eq!(store.allowed_origins(&a).await.unwrap().unwrap(), origins);
     assert!(!store
-        .update_app_settings("nope", None, Some(&origins), None)
+        .update_app_settings("nope", None, Some(&origins), None, None)
         .await
         .unwrap());
     assert_eq!(store.allowed_origins("nope").await.unwrap(), None);
@@ -563,7 +563,7 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
         updated_at: 1,
     };
     assert!(store
-        .update_app_settings(&a, None, None, Some(Some(&hook)))
+        .update_app_settings(&a, None, None, Some(Some(&hook)), None)
         .await
         .unwrap());
     assert_eq!(
@@ -586,17 +586,17 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
         updated_at: 2,
     };
     assert!(store
-        .update_app_settings(&a, None, None, Some(Some(&open)))
+        .update_app_settings(&a, None, None, Some(Some(&open)), None)
         .await
         .unwrap());
     assert_eq!(store.before_send_hook(&a).await.unwrap(), Some(open));
     assert!(store
-        .update_app_settings(&a, None, None, Some(None))
+        .update_app_settings(&a, None, None, Some(None), None)
         .await
         .unwrap());
     assert!(store.before_send_hook(&a).await.unwrap().is_none());
     assert!(!store
-        .update_app_settings("nope", None, None, Some(Some(&hook)))
+        .update_app_settings("nope", None, None, Some(Some(&hook)), None)
         .await
         .unwrap());
 }
