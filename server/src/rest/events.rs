@@ -23,8 +23,12 @@ pub struct FeedParams {
     /// absent: from the oldest event retained.
     #[param(pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
     pub after: Option<String>,
-    /// Comma-separated event types to return (others are skipped); absent: all.
-    #[param(pattern = "^[a-z_]+\\.[a-z_]+(,[a-z_]+\\.[a-z_]+){0,63}$")]
+    /// Comma-separated event types to return (others are skipped), at most
+    /// 64; absent: all. The pattern lists the feed's types (a unit test keeps
+    /// it equal to `EVENT_TYPES`).
+    #[param(
+        pattern = "^(message\\.created|message\\.edited|message\\.deleted|message\\.reacted|member\\.added|member\\.removed|member\\.role_changed|conversation\\.created|conversation\\.updated|conversation\\.deleted|conversation\\.hidden|read\\.moved|user\\.created|user\\.updated|user\\.deactivated|user\\.reactivated|user\\.deleted|notification\\.sent|notification\\.acknowledged|user\\.blocked|user\\.unblocked)(,(message\\.created|message\\.edited|message\\.deleted|message\\.reacted|member\\.added|member\\.removed|member\\.role_changed|conversation\\.created|conversation\\.updated|conversation\\.deleted|conversation\\.hidden|read\\.moved|user\\.created|user\\.updated|user\\.deactivated|user\\.reactivated|user\\.deleted|notification\\.sent|notification\\.acknowledged|user\\.blocked|user\\.unblocked)){0,63}$"
+    )]
     pub types: Option<String>,
     /// 1 to 1000; absent: 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -115,4 +119,20 @@ pub async fn list(
             .collect(),
         next_cursor: page.next.to_string(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::events::EVENT_TYPES;
+
+    /// The document's pattern for `types` names exactly the feed's types, so
+    /// a schema-valid request is never refused for an unknown type.
+    #[test]
+    fn the_documented_types_are_the_feeds() {
+        let params = <super::FeedParams as utoipa::IntoParams>::into_params(|| None);
+        let types = params.iter().find(|p| p.name == "types").unwrap();
+        let schema = serde_json::to_value(&types.schema).unwrap();
+        let one = format!("({})", EVENT_TYPES.join("|").replace('.', "\\."));
+        assert_eq!(schema["pattern"], format!("^{one}(,{one}){{0,63}}$"));
+    }
 }
