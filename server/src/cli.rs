@@ -193,6 +193,8 @@ impl HookArgs {
         crate::tls::install_provider();
         let outbound = OutboundClient::new(OutboundPolicy {
             allow_private: self.outbound_allow_private.unwrap_or(false),
+            // Checking a URL makes no call: no CA is needed.
+            extra_ca: None,
         })?;
         let input = crate::node::hooks::HookInput {
             url,

@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// private network). Off: only `https` to public addresses.
     #[arg(long, env = "MKONDO_OUTBOUND_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true")]
     pub outbound_allow_private: Option<bool>,
+    /// Extra CA certificates (PEM) trusted for webhook, hook and push calls
+    /// besides the system's: the private CA of receivers on your own network,
+    /// or a test's. Read at start.
+    #[arg(long, env = "MKONDO_OUTBOUND_CA", value_name = "FILE")]
+    pub outbound_ca: Option<PathBuf>,
     /// The key sealing the webhook and hook signing secrets in the database:
     /// base64 of 32 random bytes (`openssl rand -base64 32`), the same on
     /// every node. Without it (nor --secrets-key-file) a SQLite server keeps
@@ -744,6 +749,7 @@ impl ServeArgs {
         };
         let outbound = crate::outbound::OutboundPolicy {
             allow_private: pick!(outbound_allow_private, false),
+            extra_ca: self.outbound_ca.clone().or(file.outbound_ca.clone()),
         };
         Ok(Config {
             webhooks,

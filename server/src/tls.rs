@@ -238,14 +238,20 @@ fn stamps(config: &TlsConfig) -> Stamps {
     [stamp(&config.cert), stamp(&config.key)]
 }
 
+/// The certificates of a PEM file given by the `flag` setting: at least one.
+pub fn read_certificates(path: &Path, flag: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{flag} {}: no PEM certificate in it", path.display());
+    }
+    Ok(certs)
+}
+
 /// Reads a PEM certificate chain and private key and checks that they belong together.
 pub fn load_certified_key(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!("--tls-cert {}: no PEM certificate in it", cert.display());
-    }
+    let chain = read_certificates(cert, "--tls-cert")?;
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| anyhow::anyhow!("--tls-key {}: {e}", key.display()))?;
     let provider = rustls::crypto::CryptoProvider::get_default()

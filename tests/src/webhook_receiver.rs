@@ -100,6 +100,55 @@ impl Receiver {
         }
     }
 
+    /// The same receiver over HTTPS with `cert` (for `localhost`), at
+    /// `https://localhost:PORT/hook`: the server must trust the certificate's
+    /// CA (`--outbound-ca`) to reach it.
+    pub async fn start_tls(cert: &crate::tls::ServerCert) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        crate::tls::install_provider();
+        let chain = CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let shared: Arc<Mutex<Shared>> = Default::default();
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends here.
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        Receiver {
+            url: format!("https://localhost:{port}/hook"),
+            shared,
+            task,
+        }
+    }
+
     /// The secrets signatures are checked against (index = `verified_with`).
     pub fn set_secrets(&self, secrets: &[&str]) {
         self.shared.lock().unwrap().secrets =

@@ -17,7 +17,8 @@
 //! - a response is read up to [`MAX_RESPONSE_BYTES`], then refused.
 //!
 //! TLS is rustls with ring, the workspace's one provider, verifying against
-//! the platform's trust store (rustls-platform-verifier: the system's bundle).
+//! the platform's trust store (rustls-platform-verifier: the system's bundle),
+//! plus the operator's `--outbound-ca` certificates when given.
 //! This module knows nothing of the node: it is engine-level, like `engine/`.
 
 pub mod secrets;
@@ -43,6 +44,9 @@ pub struct OutboundPolicy {
     /// `--outbound-allow-private`: `http`, and loopback and private addresses,
     /// for tests and deployments whose receivers are on a private network.
     pub allow_private: bool,
+    /// `--outbound-ca`: a PEM file of CA certificates trusted besides the
+    /// system's (a private CA's receivers, a test's).
+    pub extra_ca: Option<std::path::PathBuf>,
 }
 
 /// Why an outbound call did not get an answer.
@@ -87,11 +91,21 @@ impl std::fmt::Debug for OutboundClient {
 impl OutboundClient {
     pub fn new(policy: OutboundPolicy) -> anyhow::Result<Self> {
         use rustls_platform_verifier::BuilderVerifierExt;
-        let tls =
-            rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::ring_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_platform_verifier()?
-                .with_no_client_auth();
+        let provider = Arc::new(crate::tls::ring_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let tls = match &policy.extra_ca {
+            None => builder.with_platform_verifier()?.with_no_client_auth(),
+            Some(path) => {
+                let roots = crate::tls::read_certificates(path, "--outbound-ca")?;
+                let verifier =
+                    rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider)?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_no_client_auth()
+            }
+        };
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::none())

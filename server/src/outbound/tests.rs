@@ -77,7 +77,11 @@ fn every_non_public_range_is_refused() {
 
 fn client(allow_private: bool) -> OutboundClient {
     crate::tls::install_provider();
-    OutboundClient::new(OutboundPolicy { allow_private }).unwrap()
+    OutboundClient::new(OutboundPolicy {
+        allow_private,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 #[tokio::test]

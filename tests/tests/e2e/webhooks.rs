@@ -826,3 +826,50 @@ async fn presence_changes_go_to_the_endpoints_that_ask_for_them() {
         .iter()
         .all(|d| d.kind != "presence.changed"));
 }
+
+/// Over HTTPS, the server verifies the receiver's certificate: a receiver
+/// whose certificate comes from a CA the server does not trust gets nothing
+/// (the test event reports the TLS failure); with `--outbound-ca` naming that
+/// CA, the test event and a real message arrive, signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_are_verified_against_the_system_and_the_extra_ca() {
+    let ca = mkondo_tests::tls::TestCa::new("Mkondo receivers' CA");
+    let receiver = Receiver::start_tls(&ca.server_cert(&["localhost"], 7)).await;
+    assert!(receiver.url.starts_with("https://localhost:"), "{}", receiver.url);
+
+    let untrusting = TestServer::start(options()).await;
+    let api = untrusting.api();
+    let hook = subscribe(&api, &receiver, &[]).await;
+    let id = hook["id"].as_str().unwrap();
+    let tested = api
+        .post(&format!("/v1/webhooks/{id}/test"), json!({}))
+        .await
+        .ok();
+    assert_eq!(tested["delivered"], false, "{tested}");
+    assert!(tested["status_code"].is_null(), "{tested}");
+    assert!(receiver.deliveries().is_empty(), "no request got through");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("receivers-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let trusting = TestServer::start(options().flag("--outbound-ca", ca_file.display())).await;
+    let api = trusting.api();
+    let hook = subscribe(&api, &receiver, &["message.created"]).await;
+    let id = hook["id"].as_str().unwrap();
+    let tested = api
+        .post(&format!("/v1/webhooks/{id}/test"), json!({}))
+        .await
+        .ok();
+    assert_eq!(tested["delivered"], true, "{tested}");
+    api.create_users(&["alice", "bob"]).await;
+    let group = api.create_group("tls", &["alice", "bob"]).await;
+    api.send(&group, "alice", "over https", "tls-1").await;
+    let got = receiver
+        .wait_until(WAIT, "the message over https", |d| {
+            d.iter().any(|d| d.kind == "message.created")
+        })
+        .await;
+    let message = got.iter().find(|d| d.kind == "message.created").unwrap();
+    assert_eq!(message.body["data"]["message"]["text"], "over https", "{:?}", message.body);
+    receiver.assert_all_valid();
+}
