@@ -6,10 +6,9 @@
 //! private ones).
 
 use base64::Engine as _;
-use mkondo_proto::v1::{self, push::Push};
+use mkondo_proto::v1;
 
 use super::{Actor, Node};
-use crate::engine::broker::Target;
 use crate::error::{Error, Result};
 use crate::store::devices::{Device, NewDevice};
 use crate::store::Conversation;
@@ -112,21 +111,7 @@ impl Node {
         if !self.store.set_muted(app, conv, user, muted).await? {
             return Err(self.not_member_error());
         }
-        let c = self
-            .visible_conversation(app, Actor::User(user), conv)
-            .await?;
-        self.publish(
-            app,
-            Target {
-                users: vec![user.to_owned()],
-                ..Default::default()
-            },
-            Push::ConversationUpdated(v1::ConversationUpdated {
-                conversation: Some(self.conversation_view(app, user, &c).await?),
-            }),
-        )
-        .await?;
-        Ok(c)
+        self.own_view_changed(app, user, conv).await
     }
 
     /// `user`'s "do not disturb until" (ms since the epoch), if set and not past.

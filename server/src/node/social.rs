@@ -191,6 +191,17 @@ impl Node {
         if !self.store.hide_conversation(app, conv, user).await? {
             return Err(self.not_member_error());
         }
+        self.own_view_changed(app, user, conv).await
+    }
+
+    /// After a change to `user`'s own membership of `conv` (hidden, muted):
+    /// the conversation as they now see it, told to every session of theirs.
+    pub(crate) async fn own_view_changed(
+        &self,
+        app: &str,
+        user: &str,
+        conv: &str,
+    ) -> Result<Conversation> {
         let c = self
             .visible_conversation(app, Actor::User(user), conv)
             .await?;
