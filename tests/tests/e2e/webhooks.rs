@@ -835,7 +835,11 @@ async fn presence_changes_go_to_the_endpoints_that_ask_for_them() {
 async fn https_receivers_are_verified_against_the_system_and_the_extra_ca() {
     let ca = mkondo_tests::tls::TestCa::new("Mkondo receivers' CA");
     let receiver = Receiver::start_tls(&ca.server_cert(&["localhost"], 7)).await;
-    assert!(receiver.url.starts_with("https://localhost:"), "{}", receiver.url);
+    assert!(
+        receiver.url.starts_with("https://localhost:"),
+        "{}",
+        receiver.url
+    );
 
     let untrusting = TestServer::start(options()).await;
     let api = untrusting.api();
@@ -870,6 +874,10 @@ async fn https_receivers_are_verified_against_the_system_and_the_extra_ca() {
         })
         .await;
     let message = got.iter().find(|d| d.kind == "message.created").unwrap();
-    assert_eq!(message.body["data"]["message"]["text"], "over https", "{:?}", message.body);
+    assert_eq!(
+        message.body["data"]["message"]["text"], "over https",
+        "{:?}",
+        message.body
+    );
     receiver.assert_all_valid();
 }
