@@ -61,9 +61,13 @@ impl Node {
             Some(cursor) => cursor.parse()?,
         };
         let limit = match request.limit {
-            None | Some(0) => DEFAULT_EVENT_PAGE,
-            Some(n) if n <= MAX_EVENT_PAGE => n,
-            Some(_) => return Err(Error::invalid(format!("limit: at most {MAX_EVENT_PAGE}"))),
+            None => DEFAULT_EVENT_PAGE,
+            Some(n) if (1..=MAX_EVENT_PAGE).contains(&n) => n,
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "limit must be 1 to {MAX_EVENT_PAGE}"
+                )))
+            }
         };
         let types = event_types(request.types)?;
         let (events, next) = self

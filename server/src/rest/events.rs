@@ -20,8 +20,8 @@ use crate::node::Node;
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// The `cursor` of the last event processed (or a page's `next_cursor`);
-    /// absent: from the oldest event retained.
-    #[param(pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
+    /// absent or empty: from the oldest event retained.
+    #[param(pattern = "^([0-9]{1,19}-[0-9]{1,19})?$")]
     pub after: Option<String>,
     /// Comma-separated event types to return (others are skipped), at most
     /// 64; absent: all. The pattern lists the feed's types (a unit test keeps

@@ -122,6 +122,7 @@ async fn the_feed_pages_every_change_in_order_and_resumes_from_a_cursor() {
         "/v1/events?after=1-2-3",
         "/v1/events?types=message.exploded",
         "/v1/events?limit=1001",
+        "/v1/events?limit=0",
     ] {
         api.get(bad).await.expect_error(422, "invalid_argument");
     }
