@@ -15,12 +15,9 @@ use crate::store::Conversation;
 
 /// The providers a device can register with.
 pub const PROVIDERS: [&str; 4] = ["apns", "apns_voip", "fcm", "webpush"];
-/// The longest FCM registration token accepted (they are ~160 characters today).
-pub const MAX_FCM_TOKEN_LEN: usize = 4096;
-/// APNs device tokens in hex: 32 bytes today, up to 100 in Apple's documentation.
-pub const APNS_TOKEN_HEX_LEN: std::ops::RangeInclusive<usize> = 64..=200;
-/// The longest APNs topic (a bundle id).
-pub const MAX_TOPIC_LEN: usize = 255;
+/// The longest device id or credential `unregister_device` takes (an FCM
+/// token's maximum; a Web Push endpoint is at most 2048 bytes).
+pub const MAX_FCM_TOKEN_LEN: usize = mkondo_push::fcm::MAX_TOKEN_LEN;
 /// The latest "do not disturb until" accepted: a year ahead.
 pub const MAX_DND_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 
@@ -182,15 +179,9 @@ impl Node {
                 input.token.clone()
             }
         };
-        if input.topic.len() > MAX_TOPIC_LEN
-            || !input
-                .topic
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Err(Error::invalid(
-                "topic must be a bundle id: at most 255 letters, digits, '.', '_' or '-'",
-            ));
+        if !input.topic.is_empty() {
+            // The worker's APNs client takes the same bundle ids.
+            mkondo_push::apns::validate_bundle_id(&input.topic).map_err(invalid)?;
         }
         Ok(NewDevice {
             provider: input.provider,
@@ -203,30 +194,20 @@ impl Node {
     }
 }
 
+/// Tokens are checked by the provider clients that will send to them
+/// (mkondo-push), so a device that registers is one the worker can push to.
 fn check_apns_token(token: &str) -> Result<String> {
-    if !APNS_TOKEN_HEX_LEN.contains(&token.len())
-        || !token.len().is_multiple_of(2)
-        || !token.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return Err(Error::invalid(
-            "an APNs device token is 64 to 200 hex digits",
-        ));
-    }
+    mkondo_push::apns::validate_device_token(token).map_err(invalid)?;
     Ok(token.to_ascii_lowercase())
 }
 
 fn check_fcm_token(token: &str) -> Result<String> {
-    if token.is_empty()
-        || token.len() > MAX_FCM_TOKEN_LEN
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b))
-    {
-        return Err(Error::invalid(
-            "an FCM registration token is 1 to 4096 letters, digits, ':', '_' or '-'",
-        ));
-    }
+    mkondo_push::fcm::validate_registration_token(token).map_err(invalid)?;
     Ok(token.to_owned())
+}
+
+fn invalid(e: mkondo_push::Error) -> Error {
+    Error::invalid(e.to_string())
 }
 
 /// A Web Push key: base64url (padding allowed) of exactly `len` bytes.

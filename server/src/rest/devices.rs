@@ -35,9 +35,10 @@ pub struct RegisterDevice {
     /// Web Push: the subscription's auth secret, base64url (16 bytes).
     #[serde(default)]
     pub auth: String,
-    /// APNs: the bundle id (`apns-topic`); empty for the app's.
+    /// APNs: the bundle id (`apns-topic`: letters, digits, `-` and `.`);
+    /// empty for the app's.
     #[serde(default)]
-    #[schema(max_length = 255)]
+    #[schema(max_length = 155)]
     pub topic: String,
     /// APNs: a development build's token (the sandbox environment).
     #[serde(default)]
