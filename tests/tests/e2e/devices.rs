@@ -8,7 +8,9 @@
 use crate::admin_common::{admin, error_code, ok};
 use mkondo_proto::convert::millis_to_timestamp;
 use mkondo_proto::v1::reply::Result as R;
-use mkondo_tests::{per_transport, v1, Client, Command, PushKind, TestServer, Transport, WAIT};
+use mkondo_tests::{
+    per_transport, v1, Client, Command, PushKind, ServerOptions, TestServer, Transport, WAIT,
+};
 use serde_json::json;
 
 per_transport!(
@@ -61,10 +63,11 @@ async fn unregister(client: &Client, device: &str) -> Result<(), v1::Error> {
 
 /// Alice registers an FCM token; again (rotation) keeps its id. Bob registers
 /// the same token: it moves to him (Alice has none). Her token cannot read or
-/// remove Bob's devices over REST; the backend can. Unregistering by the token
-/// works once, then `not_found`.
+/// remove Bob's devices over REST; the backend can; another app's backend can
+/// neither see nor move nor remove them. Unregistering by the token works
+/// once, then `not_found`.
 async fn a_credential_belongs_to_one_user_and_moves(transport: Transport) {
-    let server = TestServer::start_default().await;
+    let server = TestServer::start(ServerOptions::new().extra_apps(1)).await;
     let api = server.api();
     api.create_users(&["alice", "bob"]).await;
     let (alice, _) = server.client(transport, "alice").await;
@@ -97,6 +100,31 @@ async fn a_credential_belongs_to_one_user_and_moves(transport: Transport) {
     let listed = api.get("/v1/users/bob/devices").await.ok();
     assert_eq!(listed["items"][0]["id"], first.id.as_str(), "{listed}");
     assert_eq!(listed["items"][0]["token"], FCM);
+
+    // Another app is another world: the same token registered there for a
+    // user of the same name neither moves nor shows this app's device.
+    let other = server.rest_as(&server.other_apps[0].api_key);
+    other.create_users(&["bob"]).await;
+    let theirs = other
+        .post(
+            "/v1/users/bob/devices",
+            json!({"provider": "fcm", "token": FCM}),
+        )
+        .await
+        .expect(201);
+    assert_ne!(theirs["id"], first.id.as_str(), "a device of its own");
+    assert_eq!(devices(&bob).await.len(), 1, "still bob's here");
+    let listed = other.get("/v1/users/bob/devices").await.ok();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    other
+        .delete(&format!("/v1/users/bob/devices/{}", first.id))
+        .await
+        .expect_error(404, "not_found");
+    assert_eq!(
+        devices(&bob).await.len(),
+        1,
+        "not removable from another app"
+    );
 
     unregister(&bob, FCM).await.unwrap();
     assert!(devices(&bob).await.is_empty());
