@@ -13,7 +13,7 @@
 //!   key).
 //! - Each provider is set or removed (`null`) on its own; the others stay.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
 use mkondo_proto::ErrorCode;
@@ -35,15 +35,15 @@ pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 #[schema(as = PushSettingsInput)]
 pub struct PushInput {
     /// APNs token authentication (a `.p8` key from the Apple developer account).
-    #[serde(default, deserialize_with = "given")]
+    #[serde(default, deserialize_with = "crate::node::requests::given")]
     #[schema(value_type = Option<ApnsInput>, nullable)]
     pub apns: Option<Option<ApnsInput>>,
     /// FCM HTTP v1: a service account's JSON key.
-    #[serde(default, deserialize_with = "given")]
+    #[serde(default, deserialize_with = "crate::node::requests::given")]
     #[schema(value_type = Option<FcmInput>, nullable)]
     pub fcm: Option<Option<FcmInput>>,
     /// Web Push (VAPID): a key pair is generated unless `private_key` is given.
-    #[serde(default, deserialize_with = "given")]
+    #[serde(default, deserialize_with = "crate::node::requests::given")]
     #[schema(value_type = Option<WebPushInput>, nullable)]
     pub web_push: Option<Option<WebPushInput>>,
     /// What a message push shows: `full` (its text, the default), `generic`
@@ -107,15 +107,6 @@ impl std::fmt::Debug for WebPushInput {
             .field("subject", &self.subject)
             .finish_non_exhaustive()
     }
-}
-
-/// A field given as `null` is `Some(None)`; left out, `None` (with `#[serde(default)]`).
-fn given<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The app's push settings after `input`: `current` (the stored ones, if

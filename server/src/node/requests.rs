@@ -567,6 +567,17 @@ impl Node {
     }
 }
 
+/// A field given as `null` is `Some(None)`; left out, `None` (with
+/// `#[serde(default, deserialize_with = "given")]`): "remove it" and "leave
+/// it" told apart, for settings changed in part.
+pub fn given<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::distinct;

@@ -56,22 +56,13 @@ pub struct UpdateApp {
     /// Sets the app's before-send hook (a new signing secret is made and
     /// answered this once, in `before_send_hook.secret`), or `null` to remove
     /// it. See docs/hooks.md.
-    #[serde(default, deserialize_with = "given")]
+    #[serde(default, deserialize_with = "crate::node::requests::given")]
     #[schema(value_type = Option<HookInput>, nullable)]
     pub before_send_hook: Option<Option<HookInput>>,
     /// The push providers' credentials and what a push shows (docs/push.md):
     /// each provider set, or removed with `null`; the others stay. Keys are
     /// sealed with the server's secrets key and never answered back.
     pub push: Option<PushInput>,
-}
-
-/// A field given as `null` is `Some(None)`; left out, `None` (with `#[serde(default)]`).
-fn given<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

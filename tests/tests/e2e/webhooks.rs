@@ -39,6 +39,14 @@ async fn subscribe(api: &Rest, receiver: &Receiver, types: &[&str]) -> Value {
     created
 }
 
+/// `POST /v1/webhooks/{id}/test` for `hook`: the test event's outcome.
+async fn test_event(api: &Rest, hook: &Value) -> Value {
+    let id = hook["id"].as_str().unwrap();
+    api.post(&format!("/v1/webhooks/{id}/test"), json!({}))
+        .await
+        .ok()
+}
+
 /// Every event of the feed after `after` (the feed's paging followed to its end).
 async fn feed(api: &Rest, after: Option<&str>) -> Vec<Value> {
     let mut events = Vec::new();
@@ -465,11 +473,7 @@ async fn private_addresses_are_refused_without_the_operator_setting() {
     let allowed = TestServer::start(options()).await;
     let api = allowed.api();
     let hook = subscribe(&api, &receiver, &[]).await;
-    let id = hook["id"].as_str().unwrap();
-    let tested = api
-        .post(&format!("/v1/webhooks/{id}/test"), json!({}))
-        .await
-        .ok();
+    let tested = test_event(&api, &hook).await;
     assert_eq!(tested["delivered"], true, "{tested}");
     assert_eq!(tested["status_code"], 200);
     let d = receiver
@@ -844,11 +848,7 @@ async fn https_receivers_are_verified_against_the_system_and_the_extra_ca() {
     let untrusting = TestServer::start(options()).await;
     let api = untrusting.api();
     let hook = subscribe(&api, &receiver, &[]).await;
-    let id = hook["id"].as_str().unwrap();
-    let tested = api
-        .post(&format!("/v1/webhooks/{id}/test"), json!({}))
-        .await
-        .ok();
+    let tested = test_event(&api, &hook).await;
     assert_eq!(tested["delivered"], false, "{tested}");
     assert!(tested["status_code"].is_null(), "{tested}");
     assert!(receiver.deliveries().is_empty(), "no request got through");
@@ -859,11 +859,7 @@ async fn https_receivers_are_verified_against_the_system_and_the_extra_ca() {
     let trusting = TestServer::start(options().flag("--outbound-ca", ca_file.display())).await;
     let api = trusting.api();
     let hook = subscribe(&api, &receiver, &["message.created"]).await;
-    let id = hook["id"].as_str().unwrap();
-    let tested = api
-        .post(&format!("/v1/webhooks/{id}/test"), json!({}))
-        .await
-        .ok();
+    let tested = test_event(&api, &hook).await;
     assert_eq!(tested["delivered"], true, "{tested}");
     api.create_users(&["alice", "bob"]).await;
     let group = api.create_group("tls", &["alice", "bob"]).await;
