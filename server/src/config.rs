@@ -176,6 +176,34 @@ pub struct ServeArgs {
     /// How long a webhook POST may take before it counts as failed (default 10 s).
     #[arg(long, env = "MKONDO_WEBHOOK_TIMEOUT_MS")]
     pub webhook_timeout_ms: Option<u64>,
+    /// APNs for production tokens (default Apple's, https://api.push.apple.com).
+    #[arg(long, env = "MKONDO_APNS_URL")]
+    pub apns_url: Option<String>,
+    /// APNs for sandbox (development) tokens (default
+    /// https://api.sandbox.push.apple.com).
+    #[arg(long, env = "MKONDO_APNS_SANDBOX_URL")]
+    pub apns_sandbox_url: Option<String>,
+    /// The FCM HTTP v1 API (default https://fcm.googleapis.com). The OAuth2
+    /// token endpoint is the service account's `token_uri`.
+    #[arg(long, env = "MKONDO_FCM_URL")]
+    pub fcm_url: Option<String>,
+    /// Pushes of one conversation within this window collapse: the first goes
+    /// at once, the later ones are held to the window's end and replace it
+    /// as one push (default 3000 ms; 0 pushes every message).
+    #[arg(long, env = "MKONDO_PUSH_COLLAPSE_WINDOW_MS")]
+    pub push_collapse_window_ms: Option<u64>,
+    /// How long one call to a push provider may take (default 10 s); a node
+    /// holds a push it is sending three times as long.
+    #[arg(long, env = "MKONDO_PUSH_TIMEOUT_MS")]
+    pub push_timeout_ms: Option<u64>,
+    /// How long a push is worth sending: retries stop and providers drop it
+    /// after this (default 24 h).
+    #[arg(long, env = "MKONDO_PUSH_TTL_SECS")]
+    pub push_ttl_secs: Option<u64>,
+    /// The first retry delay of a push the provider could not take (default
+    /// 1 s; a `Retry-After` answer sets it); later ones double up to 10 min.
+    #[arg(long, env = "MKONDO_PUSH_RETRY_MIN_MS", hide = true)]
+    pub push_retry_min_ms: Option<u64>,
 }
 
 /// A secret setting: never printed (`Debug` shows `<redacted>`).
@@ -406,6 +434,7 @@ pub struct Config {
     /// Where the key sealing their secrets comes from (`outbound::secrets::load`).
     pub secrets_key: crate::outbound::secrets::KeySource,
     pub webhooks: WebhookConfig,
+    pub push: PushConfig,
 }
 
 /// How webhooks are delivered (`node::webhook_worker`).
@@ -430,6 +459,47 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// How pushes are delivered (`node::push_worker`).
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    pub apns_url: url::Url,
+    pub apns_sandbox_url: url::Url,
+    pub fcm_url: url::Url,
+    pub collapse_window: Duration,
+    pub timeout: Duration,
+    pub ttl: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        let url = |s: &str| url::Url::parse(s).expect("a valid default URL");
+        Self {
+            apns_url: url(mkondo_push::apns::PRODUCTION_URL),
+            apns_sandbox_url: url(mkondo_push::apns::SANDBOX_URL),
+            fcm_url: url(mkondo_push::fcm::FCM_URL),
+            collapse_window: Duration::from_secs(3),
+            timeout: Duration::from_secs(10),
+            ttl: Duration::from_secs(24 * 3600),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A push provider's base URL: `http(s)` and absolute, or the default.
+fn provider_url(flag: &str, given: Option<String>, default: url::Url) -> anyhow::Result<url::Url> {
+    let Some(text) = given else {
+        return Ok(default);
+    };
+    let url = url::Url::parse(&text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        anyhow::bail!("{flag}: an http(s) URL with a host, like {default}");
+    }
+    Ok(url)
 }
 
 /// The event feed's retention by default: 7 days.
@@ -751,8 +821,41 @@ impl ServeArgs {
             allow_private: pick!(outbound_allow_private, false),
             extra_ca: self.outbound_ca.clone().or(file.outbound_ca.clone()),
         };
+        let pd = PushConfig::default();
+        let push_retry_min = ms(pick!(push_retry_min_ms, pd.retry_min.as_millis() as u64).max(10));
+        let push = PushConfig {
+            apns_url: provider_url(
+                "--apns-url",
+                self.apns_url.clone().or(file.apns_url.clone()),
+                pd.apns_url,
+            )?,
+            apns_sandbox_url: provider_url(
+                "--apns-sandbox-url",
+                self.apns_sandbox_url
+                    .clone()
+                    .or(file.apns_sandbox_url.clone()),
+                pd.apns_sandbox_url,
+            )?,
+            fcm_url: provider_url(
+                "--fcm-url",
+                self.fcm_url.clone().or(file.fcm_url.clone()),
+                pd.fcm_url,
+            )?,
+            collapse_window: ms(pick!(
+                push_collapse_window_ms,
+                pd.collapse_window.as_millis() as u64
+            )
+            .min(60_000)),
+            timeout: ms(pick!(push_timeout_ms, pd.timeout.as_millis() as u64).clamp(100, 60_000)),
+            ttl: Duration::from_secs(
+                pick!(push_ttl_secs, pd.ttl.as_secs()).clamp(60, 28 * 24 * 3600),
+            ),
+            retry_min: push_retry_min,
+            retry_max: pd.retry_max.max(push_retry_min),
+        };
         Ok(Config {
             webhooks,
+            push,
             event_retention: Duration::from_secs(
                 3600 * pick!(event_retention_hours, DEFAULT_EVENT_RETENTION_HOURS)
                     .clamp(1, 24 * 3650),

@@ -113,7 +113,7 @@ class Apns(Server):
 
     async def handle(self, request, send):
         match = TOKEN.match(request.path)
-        record = {"path": request.path, "http_version": request.http_version,
+        record = {"at": time.time(), "path": request.path, "http_version": request.http_version,
                   "headers": {k: v for k, v in request.headers.items() if k != "authorization"},
                   "errors": []}
         self.state.received.append(record)
@@ -228,7 +228,7 @@ class Apns(Server):
 
     async def answer(self, send, record, request):
         apns_id = request.header("apns-id") or str(uuid.uuid4())
-        scripted = self.state.next_answer(record["device_token"]) or {"status": 200}
+        scripted = await self.state.take(record["device_token"], {"status": 200})
         status = scripted["status"]
         record["answer"] = status
         headers = [("apns-id", apns_id)] + retry_after_header(scripted)

@@ -9,7 +9,8 @@ protocol, every server has control endpoints:
   and what it answered (``errors`` lists the checks that failed);
 - ``POST /_script``: ``{"<key>": [{"status": 503, "retry_after": 2}, ...]}``
   queues the next answers for a device token, registration token or
-  subscription id (``"*"`` for any), taken one per request, in order;
+  subscription id (``"*"`` for any), taken one per request, in order; an
+  answer with ``"delay": seconds`` is held that long before it is sent;
 - ``POST /_reset``: forgets the log and the scripts.
 
 A request that fails a check is answered with the provider's refusal for it,
@@ -51,6 +52,14 @@ class State:
             if queue:
                 return queue.pop(0)
         return None
+
+    async def take(self, key, default):
+        """The next scripted answer for ``key`` or ``default``, after its
+        ``delay`` if it has one."""
+        answer = self.next_answer(key) or default
+        if answer.get("delay"):
+            await asyncio.sleep(float(answer["delay"]))
+        return answer
 
     def script(self, body):
         for key, answers in body.items():

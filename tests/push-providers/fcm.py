@@ -133,7 +133,7 @@ class Fcm(Server):
                                   "token_type": "Bearer"})
 
     async def send(self, request, send, project):
-        record = {"kind": "send", "errors": []}
+        record = {"at": time.time(), "kind": "send", "errors": []}
         self.state.received.append(record)
         authorization = request.header("authorization") or ""
         scheme, _, token = authorization.partition(" ")
@@ -158,7 +158,7 @@ class Fcm(Server):
             await respond(send, 400, google_error(400, str(e), "INVALID_ARGUMENT"))
             return
         record["message"] = message
-        scripted = self.state.next_answer(message.get("token")) or {"status": 200}
+        scripted = await self.state.take(message.get("token"), {"status": 200})
         status = scripted["status"]
         record["answer"] = status
         if status == 200:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the loopback push providers' Python venv (requirements.txt, from
 # PyPI) under the Cargo target directory, only when requirements.txt changed
-# since it was made, and prints the venv's python. push/tests/providers.rs
+# since it was made, and prints the venv's python. The push tests
 # runs it when MKONDO_PUSH_PYTHON is not set.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

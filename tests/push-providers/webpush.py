@@ -86,7 +86,7 @@ class WebPush(Server):
                                   "keys": {"p256dh": b64url(public), "auth": b64url(auth)}})
 
     async def push(self, request, send, sub_id):
-        record = {"subscription": sub_id, "errors": [],
+        record = {"at": time.time(), "subscription": sub_id, "errors": [],
                   "headers": {k: v for k, v in request.headers.items() if k != "authorization"}}
         self.state.received.append(record)
         subscription = self.subscriptions.get(sub_id)
@@ -114,7 +114,7 @@ class WebPush(Server):
             record["answer"] = refusal.status
             await respond(send, refusal.status, refusal.reason.encode())
             return
-        scripted = self.state.next_answer(sub_id) or {"status": 201}
+        scripted = await self.state.take(sub_id, {"status": 201})
         status = scripted["status"]
         record["answer"] = status
         if status == 201:

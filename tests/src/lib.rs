@@ -22,6 +22,7 @@ mod client;
 mod cluster;
 mod commands;
 mod proxy;
+pub mod push_providers;
 mod raw;
 mod rest;
 mod revocation;

@@ -8,6 +8,13 @@ const me = second ? 'bob' : 'alice';
 const peer = second ? 'alice' : 'bob';
 const $ = (id) => document.getElementById(id);
 
+// The service worker shows push notifications (sw.js). Registering it asks
+// the user nothing; the demo never asks for notification permission (an app
+// asks from a click: a prompt on load is blocked or resented).
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('/sw.js').catch((e) => console.error('service worker:', e));
+}
+
 let conversationId = null;
 async function fetchToken() {
   const res = await fetch('/dev/token', {
@@ -86,6 +93,20 @@ async function markRead(client) {
   }
 }
 
+// Once the user has allowed notifications, the page keeps the server's copy
+// of the push subscription current: on load (the browser may have replaced it
+// while no page was open) and when the worker reports
+// `pushsubscriptionchange`. Registering the same subscription again is a no-op.
+async function registerPush(client) {
+  if (!('serviceWorker' in navigator) || window.Notification?.permission !== 'granted') return;
+  const key = await client.webPushKey();
+  if (!key) return; // the app has no Web Push key (`mkondo app update --web-push-subject`)
+  const registration = await navigator.serviceWorker.ready;
+  const subscription = await registration.pushManager.getSubscription()
+    ?? await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  await client.registerDevice(subscription);
+}
+
 async function main() {
   $('me').textContent = `Signed in as ${me}`;
   $('call-link').href = second ? '/call.html?as=bob' : '/call.html';
@@ -132,6 +153,10 @@ async function main() {
   await fetchToken(); // learns the conversation before the first connect
   client.subscribe(conversationId).then((r) => (r.presence ?? []).forEach(renderPresence)).catch(() => {});
   client.connect();
+  registerPush(client).catch((e) => console.error('push:', e));
+  navigator.serviceWorker?.addEventListener('message', (e) => {
+    if (e.data?.type === 'mkondo:pushsubscriptionchange') registerPush(client).catch((err) => console.error('push:', err));
+  });
 
   $('composer').addEventListener('input', () => {
     if (typingTimer) return;

@@ -3,9 +3,9 @@
 # wasm-bindgen-test suite in headless Chromium and in Node (web/tests/wasm.sh,
 # which restarts the server mid-suite), checks the package's TypeScript types, and
 # runs the Node test of the package, the Playwright tests of the two-window
-# demo, of browser origins (CORS, WebSocket Origin) and of TLS, all against a
-# real `mkondo dev`. Installs what is missing (Debian chromium, chromedriver
-# and certutil, npm playwright-core), skips what is there.
+# demo and its push service worker, of browser origins (CORS, WebSocket Origin)
+# and of TLS, all against a real `mkondo dev`. Installs what is missing (Debian
+# chromium, chromedriver and certutil, npm playwright-core), skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -47,6 +47,8 @@ echo "== @mkondo/sdk in Node (by package name)"
 node --experimental-websocket --test web/tests/node.test.mjs
 echo "== the two-window demo in headless Chromium (Playwright)"
 node --test web/tests/demo.test.mjs
+echo "== the demo's service worker shows Web Push messages (DevTools-delivered pushes)"
+node --test web/tests/push.test.mjs
 echo "== the package over TLS in headless Chromium trusting a test CA (an NSS database)"
 node --test web/tests/tls.test.mjs
 echo "== browser origins: fetch and WebSocket from another origin (Playwright)"

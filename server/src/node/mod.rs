@@ -19,6 +19,7 @@ mod messages;
 pub mod origins;
 mod presence;
 pub mod push_settings;
+mod push_worker;
 pub mod requests;
 mod sessions;
 pub mod social;
@@ -87,6 +88,8 @@ pub struct Node {
     hooks: hooks::HookCache,
     /// Presence changes waiting for the webhook worker (opt-in, best-effort).
     presence_changes: webhook_worker::PresenceQueue,
+    /// The push worker's clients and wake-up (`push_worker.rs`).
+    push: push_worker::PushState,
     started: Instant,
 }
 
@@ -121,6 +124,7 @@ impl Node {
             secrets,
             hooks: Default::default(),
             presence_changes: Default::default(),
+            push: Default::default(),
             started: Instant::now(),
         })
     }

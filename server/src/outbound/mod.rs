@@ -77,6 +77,8 @@ pub struct OutboundResponse {
 #[derive(Clone)]
 pub struct OutboundClient {
     client: reqwest::Client,
+    /// The same TLS settings, kept to build the push client (ALPN `h2`).
+    tls: rustls::ClientConfig,
     policy: OutboundPolicy,
 }
 
@@ -106,18 +108,29 @@ impl OutboundClient {
                     .with_no_client_auth()
             }
         };
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: policy.allow_private,
-            }))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("Mkondo/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client, policy })
+        let client = guarded_builder(&policy, tls.clone()).build()?;
+        Ok(Self {
+            client,
+            tls,
+            policy,
+        })
+    }
+
+    /// A client for the push providers, with the same guards and trust: it
+    /// offers HTTP/2 by ALPN (APNs speaks nothing else; FCM and push services
+    /// take either), and every call ends within `timeout`. Web Push endpoints
+    /// come from users: they were checked when registered (`check_url`), the
+    /// resolver checks names again at each call, and the worker checks an
+    /// IP-literal host with [`OutboundClient::check_parsed`] before each send.
+    pub fn push_client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        let mut tls = self.tls.clone();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(guarded_builder(&self.policy, tls)
+            .timeout(timeout)
+            // Providers answer many pushes on one connection: keep it.
+            .pool_idle_timeout(Duration::from_secs(300))
+            .http2_keep_alive_interval(Duration::from_secs(60))
+            .build()?)
     }
 
     pub fn policy(&self) -> &OutboundPolicy {
@@ -156,7 +169,7 @@ impl OutboundClient {
         Ok(parsed)
     }
 
-    fn check_parsed(&self, url: &url::Url) -> Result<(), OutboundError> {
+    pub(crate) fn check_parsed(&self, url: &url::Url) -> Result<(), OutboundError> {
         match url.scheme() {
             "https" => {}
             "http" if self.policy.allow_private => {}
@@ -234,6 +247,21 @@ impl OutboundClient {
             .await
             .unwrap_or(Err(OutboundError::Timeout))
     }
+}
+
+/// reqwest with the guards every outbound call has: our TLS settings, no
+/// redirects, no proxies, our resolver.
+fn guarded_builder(policy: &OutboundPolicy, tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: policy.allow_private,
+        }))
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("Mkondo/", env!("CARGO_PKG_VERSION")))
 }
 
 fn refused(why: impl Into<String>) -> OutboundError {

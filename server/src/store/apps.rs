@@ -565,7 +565,7 @@ impl Store {
             super::hooks::write_hook(&mut tx, app_id, hook).await?;
         }
         if let Some(push) = push {
-            super::push_settings::write_push_settings(&mut tx, app_id, push).await?;
+            super::push_settings::write_push_settings(&mut tx, self.engine, app_id, push).await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -480,6 +480,34 @@ impl Store {
     }
 }
 
+/// The query of an app's feed head (`$1`: the app), as a reader may see it
+/// now: below every running transaction on PostgreSQL, as `events_after`
+/// reads.
+pub(crate) fn head_sql(engine: Engine) -> String {
+    let horizon = match engine {
+        Engine::Sqlite => "9223372036854775807",
+        Engine::Postgres => "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)",
+    };
+    format!(
+        "SELECT xact, pos FROM events WHERE app_id = $1 AND xact < {horizon} \
+         ORDER BY xact DESC, pos DESC LIMIT 1"
+    )
+}
+
+pub(crate) fn cursor_or_start(head: Option<(i64, i64)>) -> EventCursor {
+    head.map(|(xact, pos)| EventCursor { xact, pos })
+        .unwrap_or(EventCursor::START)
+}
+
+/// The feed head of `app` read inside a transaction (see [`head_sql`]).
+pub(crate) async fn head_in(tx: &mut Tx<'_>, engine: Engine, app: &str) -> Result<EventCursor> {
+    let head: Option<(i64, i64)> = sqlx::query_as(&head_sql(engine))
+        .bind(app)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(cursor_or_start(head))
+}
+
 /// Replaces the message a deleted message's retained events carry with its
 /// tombstone, inside the delete's transaction: its text and data leave the
 /// outbox as they leave `messages`.
@@ -504,6 +532,12 @@ pub(crate) async fn redact_message(
     .bind(tombstone.to_string())
     .execute(&mut **tx)
     .await?;
+    // Its pushes not sent yet carry its text.
+    sqlx::query("DELETE FROM push_sends WHERE app_id = $1 AND message_id = $2")
+        .bind(app)
+        .bind(message_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -530,20 +564,28 @@ pub(crate) async fn redact_conversation(
     .bind(conv)
     .execute(&mut **tx)
     .await?;
+    sqlx::query("DELETE FROM push_sends WHERE app_id = $1 AND conversation_id = $2")
+        .bind(app)
+        .bind(conv)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Deletes the retained events of `user` of `app` (theirs, and those carrying
-/// their messages), inside an erasure's transaction.
+/// their messages) and the pushes not sent yet to them or of their messages,
+/// inside an erasure's transaction.
 pub(crate) async fn erase_user_events(tx: &mut Tx<'_>, app: &str, user: &str) -> Result<()> {
-    for column in ["user_id", "author_id"] {
-        sqlx::query(&format!(
-            "DELETE FROM events WHERE app_id = $1 AND {column} = $2"
-        ))
-        .bind(app)
-        .bind(user)
-        .execute(&mut **tx)
-        .await?;
+    for table in ["events", "push_sends"] {
+        for column in ["user_id", "author_id"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE app_id = $1 AND {column} = $2"
+            ))
+            .bind(app)
+            .bind(user)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }

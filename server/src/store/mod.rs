@@ -29,6 +29,7 @@ mod group_commit;
 pub mod hooks;
 pub mod messages;
 mod models;
+pub mod push_queue;
 pub mod push_settings;
 pub mod reactions;
 pub mod social;

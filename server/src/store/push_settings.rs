@@ -53,15 +53,19 @@ impl Store {
 }
 
 /// Writes an app's push settings whole, inside an app-settings transaction
-/// (`Store::update_app_settings`).
+/// (`Store::update_app_settings`). The first write also sets where the push
+/// worker starts in the app's event feed: its head now, so the app's history
+/// is not pushed.
 pub(super) async fn write_push_settings(
     tx: &mut super::Tx<'_>,
+    engine: super::Engine,
     app_id: &str,
     row: &PushSettingsRow,
 ) -> Result<()> {
+    let head = super::events::head_in(tx, engine, app_id).await?;
     sqlx::query(&format!(
-        "INSERT INTO push_settings (app_id, {COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        "INSERT INTO push_settings (app_id, {COLUMNS}, cursor_xact, cursor_pos)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (app_id) DO UPDATE SET
              apns_key = excluded.apns_key, apns_key_id = excluded.apns_key_id,
              apns_team_id = excluded.apns_team_id, apns_topic = excluded.apns_topic,
@@ -84,6 +88,8 @@ pub(super) async fn write_push_settings(
     .bind(&row.vapid_subject)
     .bind(&row.preview)
     .bind(row.updated_at)
+    .bind(head.xact)
+    .bind(head.pos)
     .execute(&mut **tx)
     .await?;
     Ok(())

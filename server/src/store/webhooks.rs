@@ -199,23 +199,11 @@ impl Store {
     /// running transaction on PostgreSQL, as `events_after` reads): where a
     /// new endpoint starts, so it receives what commits after its creation.
     pub async fn events_head(&self, app: &str) -> Result<EventCursor> {
-        let horizon = match self.engine {
-            Engine::Sqlite => "9223372036854775807",
-            Engine::Postgres => {
-                "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
-            }
-        };
-        let sql = format!(
-            "SELECT xact, pos FROM events WHERE app_id = $1 AND xact < {horizon} \
-             ORDER BY xact DESC, pos DESC LIMIT 1"
-        );
-        let head: Option<(i64, i64)> = sqlx::query_as(&sql)
+        let head: Option<(i64, i64)> = sqlx::query_as(&super::events::head_sql(self.engine))
             .bind(app)
             .fetch_optional(&self.reader)
             .await?;
-        Ok(head
-            .map(|(xact, pos)| EventCursor { xact, pos })
-            .unwrap_or(EventCursor::START))
+        Ok(super::events::cursor_or_start(head))
     }
 
     /// Inserts an endpoint unless the app has `cap` already.

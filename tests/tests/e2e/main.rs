@@ -37,6 +37,7 @@ mod operator;
 mod ordering;
 mod ownership;
 mod presence;
+mod push;
 mod push_settings;
 mod receivers;
 mod reflection;

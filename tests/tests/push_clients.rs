@@ -4,13 +4,9 @@
 //! starts its server as a child process, drives a client, and asserts on
 //! what the server recorded.
 //!
-//! The servers run in a Python venv: `MKONDO_PUSH_PYTHON` names its python,
-//! else tests/push-providers/venv.sh makes it (from PyPI) and says where.
+//! The loopback servers: `mkondo_tests::push_providers`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mkondo_push::apns::{
@@ -19,108 +15,9 @@ use mkondo_push::apns::{
 use mkondo_push::fcm::{AndroidConfig, FcmClient, FcmMessage, FcmNotification, ServiceAccount};
 use mkondo_push::webpush::{Subscription, Urgency, VapidKey, WebPushClient, WebPushMessage};
 use mkondo_push::{Error, Outcome};
+use mkondo_tests::push_providers::{assert_no_errors, tls_client, Provider};
 use serde_json::{json, Value};
 use url::Url;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The venv's python: `MKONDO_PUSH_PYTHON`, or what venv.sh prints.
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        if let Some(python) = std::env::var_os("MKONDO_PUSH_PYTHON") {
-            return PathBuf::from(python);
-        }
-        let script = root().join("tests/push-providers/venv.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("running tests/push-providers/venv.sh");
-        assert!(
-            out.status.success(),
-            "tests/push-providers/venv.sh failed (it needs python3 and PyPI)"
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-}
-
-/// A loopback provider: a child process, killed on drop.
-struct Provider {
-    child: Child,
-    url: String,
-    control: reqwest::Client,
-}
-
-impl Provider {
-    fn start(script: &str, args: &[&str], control: reqwest::Client) -> Provider {
-        let mut child = Command::new(python())
-            .arg(root().join("tests/push-providers").join(script))
-            .args(args)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            // Held open: the server stops when it closes (this process died).
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {script}: {e}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let first: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("{script} printed {line:?} instead of its address"));
-        Provider {
-            child,
-            url: first["url"].as_str().unwrap().to_owned(),
-            control,
-        }
-    }
-
-    async fn received(&self) -> Vec<Value> {
-        let answer = self
-            .control
-            .get(format!("{}/_received", self.url))
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success());
-        answer.json().await.unwrap()
-    }
-
-    /// Queues answers (see tests/push-providers/common.py).
-    async fn script(&self, script: Value) {
-        self.post("/_script", script).await;
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let answer = self
-            .control
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success(), "{path}: {}", answer.status());
-        answer.json().await.unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Every request the server logged passed its checks.
-fn assert_no_errors(received: &[Value]) {
-    for r in received {
-        assert_eq!(r["errors"], json!([]), "the server refused: {r:#}");
-    }
-}
 
 // ---------------------------------------------------------------- APNs
 
@@ -130,35 +27,6 @@ const BUNDLE: &str = "com.example.chat";
 
 fn device(n: u8) -> String {
     format!("{n:02x}").repeat(32)
-}
-
-/// A client as the server builds one for APNs: its own rustls config
-/// (ring, the workspace's provider), the loopback CA as the only root, ALPN
-/// `h2` alone.
-// ring's provider is deprecated for want of post-quantum key exchange; it
-// is the workspace's choice (ARCHITECTURE.md, "Choices").
-#[allow(deprecated)]
-fn h2_client(ca_pem: &[u8], alpn_h2: bool) -> reqwest::Client {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    if alpn_h2 {
-        config.alpn_protocols = vec![b"h2".to_vec()];
-    }
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 struct ApnsSetup {
@@ -188,7 +56,7 @@ fn start_apns() -> ApnsSetup {
     ];
     let mut server = Provider::start("apns.py", &args, reqwest::Client::new());
     let ca = std::fs::read(&ca).unwrap();
-    let http = h2_client(&ca, true);
+    let http = tls_client(&ca, true);
     server.control = http.clone();
     let p8 = std::fs::read_to_string(&p8).unwrap();
     let key = ApnsKey::from_p8(&p8, KEY_ID, TEAM_ID).unwrap();
@@ -402,7 +270,11 @@ async fn apns_answers_map_to_gone_retry_rejected_and_a_token_refresh() {
 async fn apns_needs_http2_and_never_falls_back_to_http1() {
     let ApnsSetup { server, ca, p8, .. } = start_apns();
     let key = ApnsKey::from_p8(&p8, KEY_ID, TEAM_ID).unwrap();
-    let http1 = ApnsClient::new(h2_client(&ca, false), Url::parse(&server.url).unwrap(), key);
+    let http1 = ApnsClient::new(
+        tls_client(&ca, false),
+        Url::parse(&server.url).unwrap(),
+        key,
+    );
     match http1.send(&alert(&device(1))).await {
         Err(Error::Transport(e)) => {
             let text = format!("{e:?}");

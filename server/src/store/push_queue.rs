@@ -1,0 +1,581 @@
+//! The push worker's queue (migration 0013), from the event outbox to each
+//! device. Invariants `node::push_worker` relies on:
+//!
+//! - An app's feed position moves only in the transaction that copies the
+//!   messages and notifications it passes into `push_jobs` (compare-and-set
+//!   from the position read): a crash loses none, two nodes never copy one
+//!   range twice.
+//! - A stream (a conversation's pushes) is fanned out by whoever holds its
+//!   lease; the jobs it fanned out leave in the transaction that writes their
+//!   `push_sends` rows, so a crash before that commit fans them out again.
+//! - A send leaves `push_sends` only after the provider answered it (or it
+//!   expired). A node that dies after the provider accepted it and before the
+//!   delete leaves it to be sent again when its lease ends, with the same id
+//!   and collapse id.
+
+use std::collections::HashMap;
+
+use super::columns::Flag;
+use super::events::EventCursor;
+use super::{now_ms, Engine, Store};
+use crate::error::Result;
+
+/// `push_streams.next_at` of a stream with no job: never due.
+pub const IDLE: i64 = i64::MAX;
+/// Rows per multi-row INSERT (PostgreSQL binds at most 65,535 values).
+const INSERT_CHUNK: usize = 500;
+
+/// An app that has push settings, and where its worker stands in the feed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PushApp {
+    pub app_id: String,
+    pub cursor_xact: i64,
+    pub cursor_pos: i64,
+}
+
+impl PushApp {
+    pub fn cursor(&self) -> EventCursor {
+        EventCursor {
+            xact: self.cursor_xact,
+            pos: self.cursor_pos,
+        }
+    }
+}
+
+/// A message or notification to push, as the copier queues it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub stream: String,
+    pub event_id: String,
+    pub seq: i64,
+    pub created_at: i64,
+}
+
+/// A stream ready to fan out.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueStream {
+    pub app_id: String,
+    pub stream: String,
+    pub last_sent_at: i64,
+}
+
+/// The newest job of a stream: the one its next push tells of.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub event_id: String,
+    pub seq: i64,
+}
+
+/// A member who may be pushed a message, with one of their devices: not the
+/// author, not muted, not in do-not-disturb, not read that far.
+#[derive(Clone, sqlx::FromRow)]
+pub struct Recipient {
+    pub user_id: String,
+    pub device_id: String,
+    pub provider: String,
+    pub token: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub topic: String,
+    #[sqlx(try_from = "Flag")]
+    pub sandbox: bool,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient")
+            .field("user_id", &self.user_id)
+            .field("device_id", &self.device_id)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One push to one device, as the fan-out writes it and the sender reads it.
+#[derive(Clone, sqlx::FromRow)]
+pub struct Send {
+    pub app_id: String,
+    /// A UUID, the same on every attempt (the `apns-id`).
+    pub id: String,
+    pub device_id: String,
+    pub user_id: String,
+    pub conversation_id: String,
+    pub message_id: String,
+    pub author_id: String,
+    pub provider: String,
+    pub token: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub topic: String,
+    #[sqlx(try_from = "Flag")]
+    pub sandbox: bool,
+    pub collapse_id: String,
+    /// JSON: what the push shows (`node::push_worker::Payload`).
+    pub payload: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub attempts: i64,
+}
+
+impl std::fmt::Debug for Send {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential and the payload (a message's text) stay out of logs.
+        f.debug_struct("Send")
+            .field("app_id", &self.app_id)
+            .field("id", &self.id)
+            .field("device_id", &self.device_id)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+const SEND_COLUMNS: &str = "app_id, id, device_id, user_id, conversation_id, message_id, \
+    author_id, provider, token, p256dh, auth, topic, sandbox, collapse_id, payload, created_at, \
+    expires_at, attempts";
+
+impl Store {
+    /// The apps with push settings and their feed positions.
+    pub async fn push_apps(&self) -> Result<Vec<PushApp>> {
+        Ok(
+            sqlx::query_as("SELECT app_id, cursor_xact, cursor_pos FROM push_settings")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Moves `app`'s position from `from` to `to` and queues `jobs` (what
+    /// lies between) in one transaction; false when another node moved it
+    /// first (nothing is written).
+    pub async fn copy_push_jobs(
+        &self,
+        app: &str,
+        from: EventCursor,
+        to: EventCursor,
+        jobs: &[NewJob],
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE push_settings SET cursor_xact = $4, cursor_pos = $5 \
+             WHERE app_id = $1 AND cursor_xact = $2 AND cursor_pos = $3",
+        )
+        .bind(app)
+        .bind(from.xact)
+        .bind(from.pos)
+        .bind(to.xact)
+        .bind(to.pos)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for job in jobs {
+            sqlx::query(
+                "INSERT INTO push_jobs (app_id, stream, event_id, seq, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(app)
+            .bind(&job.stream)
+            .bind(&job.event_id)
+            .bind(job.seq)
+            .bind(job.created_at)
+            .execute(&mut *tx)
+            .await?;
+            // A new stream is due now; an idle one becomes due (the worker
+            // holds it back to the end of its collapse window); one already
+            // due or waiting keeps its time.
+            sqlx::query(&format!(
+                "INSERT INTO push_streams (app_id, stream) VALUES ($1, $2) \
+                 ON CONFLICT (app_id, stream) DO UPDATE SET next_at = \
+                 CASE WHEN push_streams.next_at = {IDLE} THEN 0 ELSE push_streams.next_at END"
+            ))
+            .bind(app)
+            .bind(&job.stream)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Streams due now whose lease is free, oldest due first.
+    pub async fn due_push_streams(&self, now: i64, limit: u32) -> Result<Vec<DueStream>> {
+        Ok(sqlx::query_as(
+            "SELECT app_id, stream, last_sent_at FROM push_streams \
+             WHERE next_at <= $1 AND lease_until < $1 ORDER BY next_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Takes a stream's lease if it is free; false when another node has it.
+    pub async fn claim_push_stream(
+        &self,
+        s: &DueStream,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE push_streams SET lease_owner = $3, lease_until = $4 \
+             WHERE app_id = $1 AND stream = $2 AND lease_until < $5 AND next_at <= $5",
+        )
+        .bind(&s.app_id)
+        .bind(&s.stream)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The newest job of a stream (by seq, then time), if any.
+    pub async fn newest_push_job(&self, app: &str, stream: &str) -> Result<Option<Job>> {
+        Ok(sqlx::query_as(
+            "SELECT event_id, seq FROM push_jobs WHERE app_id = $1 AND stream = $2 \
+             ORDER BY seq DESC, created_at DESC LIMIT 1",
+        )
+        .bind(app)
+        .bind(stream)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    /// Holds a claimed stream back until `next_at` (its collapse window) and
+    /// releases its lease.
+    pub async fn defer_push_stream(
+        &self,
+        app: &str,
+        stream: &str,
+        owner: &str,
+        next_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE push_streams SET next_at = $4, lease_owner = NULL, lease_until = 0 \
+             WHERE app_id = $1 AND stream = $2 AND lease_owner = $3",
+        )
+        .bind(app)
+        .bind(stream)
+        .bind(owner)
+        .bind(next_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The members of `conv` a message with `seq` by `author` may be pushed
+    /// to, one row per device: not the author, not muted, not in
+    /// do-not-disturb at `now`, not read up to `seq` (on another device), and
+    /// not blocking the author.
+    pub async fn push_recipients(
+        &self,
+        app: &str,
+        conv: &str,
+        author: &str,
+        seq: i64,
+        now: i64,
+    ) -> Result<Vec<Recipient>> {
+        Ok(sqlx::query_as(
+            "SELECT d.user_id, d.id AS device_id, d.provider, d.token, d.p256dh, d.auth, \
+                    d.topic, d.sandbox \
+             FROM members m \
+             JOIN push_devices d ON d.app_id = m.app_id AND d.user_id = m.user_id \
+             JOIN users u ON u.app_id = m.app_id AND u.id = m.user_id \
+             WHERE m.app_id = $1 AND m.conversation_id = $2 AND m.user_id <> $3 \
+               AND m.muted = 0 AND m.last_read_seq < $4 AND u.deactivated = 0 \
+               AND (u.dnd_until IS NULL OR u.dnd_until <= $5) \
+               AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.app_id = m.app_id \
+                               AND b.user_id = m.user_id AND b.blocked_id = $3) \
+             ORDER BY d.user_id, d.id",
+        )
+        .bind(app)
+        .bind(conv)
+        .bind(author)
+        .bind(seq)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// A conversation's kind and name and its author's name: a push's title.
+    pub async fn push_names(
+        &self,
+        app: &str,
+        conv: &str,
+        author: &str,
+    ) -> Result<(String, String, String)> {
+        let (kind, name): (String, String) =
+            sqlx::query_as("SELECT kind, name FROM conversations WHERE app_id = $1 AND id = $2")
+                .bind(app)
+                .bind(conv)
+                .fetch_optional(&self.reader)
+                .await?
+                .unwrap_or_default();
+        let author_name: Option<String> =
+            sqlx::query_scalar("SELECT name FROM users WHERE app_id = $1 AND id = $2")
+                .bind(app)
+                .bind(author)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok((kind, name, author_name.unwrap_or_default()))
+    }
+
+    /// `user`'s devices if they may be pushed at `now` (active, not in
+    /// do-not-disturb): a notification's recipients.
+    pub async fn push_user_devices(
+        &self,
+        app: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<Recipient>> {
+        Ok(sqlx::query_as(
+            "SELECT d.user_id, d.id AS device_id, d.provider, d.token, d.p256dh, d.auth, \
+                    d.topic, d.sandbox \
+             FROM push_devices d JOIN users u ON u.app_id = d.app_id AND u.id = d.user_id \
+             WHERE d.app_id = $1 AND d.user_id = $2 AND u.deactivated = 0 \
+               AND (u.dnd_until IS NULL OR u.dnd_until <= $3) \
+             ORDER BY d.id",
+        )
+        .bind(app)
+        .bind(user)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Each user's total unread: the sum of their conversations' unread
+    /// counts (muted ones included; a hidden conversation with nothing new
+    /// counts 0, as in their list), read from the members' read positions
+    /// now, not added up push by push.
+    pub async fn total_unread(&self, app: &str, users: &[String]) -> Result<HashMap<String, i64>> {
+        let mut totals = HashMap::with_capacity(users.len());
+        for chunk in users.chunks(INSERT_CHUNK) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT m.user_id, CAST(SUM(CASE \
+                     WHEN c.last_seq > m.last_read_seq AND c.last_seq > m.cleared_seq THEN \
+                         c.last_seq - CASE WHEN m.last_read_seq > m.cleared_seq \
+                                           THEN m.last_read_seq ELSE m.cleared_seq END \
+                     ELSE 0 END) AS BIGINT) \
+                 FROM members m JOIN conversations c \
+                   ON c.app_id = m.app_id AND c.id = m.conversation_id \
+                 WHERE m.app_id = $1 AND m.user_id IN ({}) GROUP BY m.user_id",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(app);
+            for user in chunk {
+                query = query.bind(user);
+            }
+            totals.extend(query.fetch_all(&self.reader).await?);
+        }
+        Ok(totals)
+    }
+
+    /// Writes a fan-out's sends, removes the jobs it covered (`seq` up to
+    /// `upto`), and sets the stream's window, in one transaction; false (and
+    /// nothing written) when the lease was lost meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_push_fan_out(
+        &self,
+        app: &str,
+        stream: &str,
+        owner: &str,
+        upto: &Job,
+        sends: &[Send],
+        now: i64,
+        window_ms: i64,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM push_jobs \
+             WHERE app_id = $1 AND stream = $2 AND seq > $3",
+        )
+        .bind(app)
+        .bind(stream)
+        .bind(upto.seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        let next_at = if remaining > 0 { now + window_ms } else { IDLE };
+        let kept = sqlx::query(
+            "UPDATE push_streams SET last_sent_at = $4, next_at = $5, lease_owner = NULL, \
+             lease_until = 0 WHERE app_id = $1 AND stream = $2 AND lease_owner = $3",
+        )
+        .bind(app)
+        .bind(stream)
+        .bind(owner)
+        .bind(now)
+        .bind(next_at)
+        .execute(&mut *tx)
+        .await?;
+        if kept.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM push_jobs WHERE app_id = $1 AND stream = $2 AND seq <= $3")
+            .bind(app)
+            .bind(stream)
+            .bind(upto.seq)
+            .execute(&mut *tx)
+            .await?;
+        insert_sends(&mut tx, sends).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Queues sends made outside the outbox (a call's VoIP push).
+    pub async fn queue_push_sends(&self, sends: &[Send]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_sends(&mut tx, sends).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes the lease of up to `limit` sends due now, oldest due first.
+    pub async fn claim_push_sends(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Send>> {
+        let sql = format!(
+            "UPDATE push_sends SET lease_owner = $1, lease_until = $2 \
+             WHERE lease_until < $3 AND next_at <= $3 AND (app_id, id) IN ( \
+                 SELECT app_id, id FROM push_sends WHERE next_at <= $3 AND lease_until < $3 \
+                 ORDER BY next_at LIMIT $4{}) \
+             RETURNING {SEND_COLUMNS}",
+            match self.engine {
+                Engine::Sqlite => "",
+                // Another node's claim in flight is passed over, not waited for.
+                Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            }
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?)
+    }
+
+    /// The provider answered (or the push expired): the send is done.
+    pub async fn push_done(&self, app: &str, id: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM push_sends WHERE app_id = $1 AND id = $2 AND lease_owner = $3")
+            .bind(app)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The device's credential is dead: the send is done and the device
+    /// removed, unless it was registered again since (a new row, or the same
+    /// credential updated after the send was queued).
+    pub async fn push_gone(&self, send: &Send, owner: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM push_sends WHERE app_id = $1 AND id = $2 AND lease_owner = $3")
+            .bind(&send.app_id)
+            .bind(&send.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM push_devices WHERE app_id = $1 AND id = $2 AND token = $3 \
+             AND updated_at <= $4",
+        )
+        .bind(&send.app_id)
+        .bind(&send.device_id)
+        .bind(&send.token)
+        .bind(send.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tries the send again at `next_at`, counting the attempt.
+    pub async fn push_retry(&self, app: &str, id: &str, owner: &str, next_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE push_sends SET attempts = attempts + 1, next_at = $4, lease_owner = NULL, \
+             lease_until = 0 WHERE app_id = $1 AND id = $2 AND lease_owner = $3",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(owner)
+        .bind(next_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets idle streams whose collapse window ended long ago.
+    pub async fn sweep_push_streams(&self, before: i64) -> Result<()> {
+        sqlx::query(&format!(
+            "DELETE FROM push_streams WHERE next_at = {IDLE} AND last_sent_at < $1 \
+             AND lease_until < $2"
+        ))
+        .bind(before)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Sends and jobs waiting now (the queue's depth, for metrics and tests).
+    pub async fn push_queue_depth(&self) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT CAST(COUNT(*) AS BIGINT) FROM push_jobs), \
+                    (SELECT CAST(COUNT(*) AS BIGINT) FROM push_sends)",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+}
+
+async fn insert_sends(tx: &mut super::Tx<'_>, sends: &[Send]) -> Result<()> {
+    const COLUMNS: usize = 19;
+    for chunk in sends.chunks(INSERT_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let marks: Vec<String> = (1..=COLUMNS)
+                    .map(|c| format!("${}", r * COLUMNS + c))
+                    .collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO push_sends (app_id, id, device_id, user_id, conversation_id, message_id, \
+             author_id, provider, token, p256dh, auth, topic, sandbox, collapse_id, payload, \
+             created_at, expires_at, attempts, next_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for s in chunk {
+            query = query
+                .bind(&s.app_id)
+                .bind(&s.id)
+                .bind(&s.device_id)
+                .bind(&s.user_id)
+                .bind(&s.conversation_id)
+                .bind(&s.message_id)
+                .bind(&s.author_id)
+                .bind(&s.provider)
+                .bind(&s.token)
+                .bind(&s.p256dh)
+                .bind(&s.auth)
+                .bind(&s.topic)
+                .bind(i64::from(s.sandbox))
+                .bind(&s.collapse_id)
+                .bind(&s.payload)
+                .bind(s.created_at)
+                .bind(s.expires_at)
+                .bind(s.attempts)
+                .bind(0i64);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
