@@ -533,6 +533,8 @@ fn client_signal() {
             to_user_id: "bob".into(),
             payload: r#"{"type":"offer","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n..."}"#
                 .into(),
+            // A call invitation: a VoIP push too, if the callee is not in the foreground.
+            ring: true,
         }),
     );
 }

@@ -424,10 +424,29 @@ impl Client {
 
     /// Relays an opaque payload (WebRTC set-up) to one member, live only.
     pub fn send_signal(&self, conversation_id: &str, to_user_id: &str, payload: &str) -> Call<()> {
+        self.signal(conversation_id, to_user_id, payload, false)
+    }
+
+    /// A call invitation: relayed live like [`Client::send_signal`], and, when
+    /// none of the recipient's sessions is in the foreground, sent as a VoIP
+    /// push to their PushKit devices (with the payload when it is at most
+    /// 3 KiB; docs/push.md).
+    pub fn ring(&self, conversation_id: &str, to_user_id: &str, payload: &str) -> Call<()> {
+        self.signal(conversation_id, to_user_id, payload, true)
+    }
+
+    fn signal(
+        &self,
+        conversation_id: &str,
+        to_user_id: &str,
+        payload: &str,
+        ring: bool,
+    ) -> Call<()> {
         let command = Command::Signal(v1::SignalRequest {
             conversation_id: conversation_id.into(),
             to_user_id: to_user_id.into(),
             payload: payload.into(),
+            ring,
         });
         self.request(command, false, ok)
     }

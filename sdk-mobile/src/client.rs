@@ -345,6 +345,19 @@ impl Client {
         Ok(call.await?)
     }
 
+    /// A call invitation: relayed live like `send_signal`, and as a VoIP push
+    /// to the recipient's PushKit devices when none of their sessions is in
+    /// the foreground.
+    pub async fn ring(
+        &self,
+        conversation_id: String,
+        to_user_id: String,
+        payload: String,
+    ) -> Result<()> {
+        let call = self.inner.ring(&conversation_id, &to_user_id, &payload);
+        Ok(call.await?)
+    }
+
     pub async fn ack_notification(&self, notification_id: String) -> Result<()> {
         Ok(self.inner.ack_notification(&notification_id).await?)
     }

@@ -495,6 +495,19 @@ impl JsClient {
         )
     }
 
+    /// A call invitation: relayed live like `sendSignal`, and as a VoIP push
+    /// to the recipient's PushKit devices when none of their sessions is in
+    /// the foreground.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn ring(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = toUserId)] to_user_id: &str,
+        payload: &str,
+    ) -> Promise {
+        promise(self.core.ring(conversation_id, to_user_id, payload), unit)
+    }
+
     #[wasm_bindgen(js_name = ackNotification, unchecked_return_type = "Promise<void>")]
     pub fn ack_notification(
         &self,

@@ -143,3 +143,59 @@ pub fn tls_client(ca_pem: &[u8], alpn_h2: bool) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// The key id, team id and bundle id the loopback APNs is started with.
+pub const APNS_KEY_ID: &str = "ABC123DEFG";
+pub const APNS_TEAM_ID: &str = "DEF123GHIJ";
+pub const APNS_BUNDLE: &str = "com.example.chat";
+
+/// The loopback APNs and what it made at start: the app's `.p8` key and the
+/// CA its TLS certificate chains to (also in `ca_file`, for a server's
+/// `--outbound-ca`), in a directory kept as long as this lives.
+pub struct LoopbackApns {
+    /// Its control client trusts the CA and speaks HTTP/2, as APNs needs.
+    pub server: Provider,
+    pub p8: String,
+    pub ca: Vec<u8>,
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopbackApns {
+    pub fn start() -> LoopbackApns {
+        let dir = tempfile::tempdir().unwrap();
+        let p8 = dir.path().join("AuthKey.p8");
+        let ca_file = dir.path().join("ca.pem");
+        let args = [
+            "--p8-out",
+            p8.to_str().unwrap(),
+            "--ca-out",
+            ca_file.to_str().unwrap(),
+            "--key-id",
+            APNS_KEY_ID,
+            "--team-id",
+            APNS_TEAM_ID,
+            "--bundle-id",
+            APNS_BUNDLE,
+        ];
+        // The files exist once it printed its address; the control client,
+        // which trusts the CA, comes after.
+        let mut server = Provider::start("apns.py", &args, reqwest::Client::new());
+        let ca = std::fs::read(&ca_file).unwrap();
+        server.control = tls_client(&ca, true);
+        LoopbackApns {
+            server,
+            p8: std::fs::read_to_string(&p8).unwrap(),
+            ca,
+            ca_file,
+            _dir: dir,
+        }
+    }
+}
+
+impl std::ops::Deref for LoopbackApns {
+    type Target = Provider;
+    fn deref(&self) -> &Provider {
+        &self.server
+    }
+}

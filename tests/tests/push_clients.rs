@@ -15,57 +15,36 @@ use mkondo_push::apns::{
 use mkondo_push::fcm::{AndroidConfig, FcmClient, FcmMessage, FcmNotification, ServiceAccount};
 use mkondo_push::webpush::{Subscription, Urgency, VapidKey, WebPushClient, WebPushMessage};
 use mkondo_push::{Error, Outcome};
-use mkondo_tests::push_providers::{assert_no_errors, tls_client, Provider};
+use mkondo_tests::push_providers::{
+    assert_no_errors, tls_client, LoopbackApns, Provider, APNS_BUNDLE as BUNDLE,
+    APNS_KEY_ID as KEY_ID, APNS_TEAM_ID as TEAM_ID,
+};
 use serde_json::{json, Value};
 use url::Url;
 
 // ---------------------------------------------------------------- APNs
-
-const KEY_ID: &str = "ABC123DEFG";
-const TEAM_ID: &str = "DEF123GHIJ";
-const BUNDLE: &str = "com.example.chat";
 
 fn device(n: u8) -> String {
     format!("{n:02x}").repeat(32)
 }
 
 struct ApnsSetup {
-    server: Provider,
+    server: LoopbackApns,
     client: ApnsClient,
     ca: Vec<u8>,
     p8: String,
 }
 
 fn start_apns() -> ApnsSetup {
-    let dir = tempfile::tempdir().unwrap();
-    let p8 = dir.path().join("AuthKey.p8");
-    let ca = dir.path().join("ca.pem");
-    // The CA exists once the server printed its address: the control
-    // client (the APNs client itself, which trusts that CA) comes after.
-    let args = [
-        "--p8-out",
-        p8.to_str().unwrap(),
-        "--ca-out",
-        ca.to_str().unwrap(),
-        "--key-id",
-        KEY_ID,
-        "--team-id",
-        TEAM_ID,
-        "--bundle-id",
-        BUNDLE,
-    ];
-    let mut server = Provider::start("apns.py", &args, reqwest::Client::new());
-    let ca = std::fs::read(&ca).unwrap();
-    let http = tls_client(&ca, true);
-    server.control = http.clone();
-    let p8 = std::fs::read_to_string(&p8).unwrap();
-    let key = ApnsKey::from_p8(&p8, KEY_ID, TEAM_ID).unwrap();
-    let client = ApnsClient::new(http, Url::parse(&server.url).unwrap(), key);
+    let apns = LoopbackApns::start();
+    let key = ApnsKey::from_p8(&apns.p8, KEY_ID, TEAM_ID).unwrap();
+    let http = tls_client(&apns.ca, true);
+    let client = ApnsClient::new(http, Url::parse(&apns.server.url).unwrap(), key);
     ApnsSetup {
-        server,
         client,
-        ca,
-        p8,
+        ca: apns.ca.clone(),
+        p8: apns.p8.clone(),
+        server: apns,
     }
 }
 

@@ -110,6 +110,10 @@ test('push devices, mute, do not disturb and sign-out through the package', asyn
       (e) => e instanceof MkondoError && e.code === 'invalid_argument',
     );
 
+    // A call invitation reaches the server: a callee not in the conversation
+    // is refused like any signal.
+    await assert.rejects(phone.ring(conv, 'nobody', '{"type":"offer"}'), (e) => e instanceof MkondoError && e.code === 'not_found');
+
     const updated = next(laptop, 'conversationUpdated', (c) => c.id === conv);
     assert.equal((await phone.mute(conv, true)).muted, true);
     assert.equal((await updated).muted, true, "the user's other client sees the mute");

@@ -83,6 +83,9 @@ await c.registerDevice({ provider: 'sms', token: 't' });
 const muted: Conversation = await c.mute('x', true);
 const until: number | null = await c.setDoNotDisturb(new Date());
 console.log(muted.muted, until);
+await c.ring('x', 'bob', '{"type":"offer"}');
+// @ts-expect-error: the payload is a string
+await c.ring('x', 'bob', { type: 'offer' });
 await c.unregisterDevice(device.id);
 await c.signOut();
 try {

@@ -251,6 +251,12 @@ suspend fun pushDevices(s: Server) {
         phone.registerDevice(PushCredential.WebPush(endpoint = "http://127.0.0.1/push", p256dh = "x", auth = "y"))
         throw AssertionError("no error")
     } catch (e: MkondoException.Server) { expect(e.code == "invalid_argument", "code ${e.code}") }
+    // A call invitation reaches the server through the binding: a callee who
+    // is not in the conversation is refused like any signal.
+    try {
+        phone.ring(group.id, "nobody", "{\"type\":\"offer\"}")
+        throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "not_found", "code ${e.code}") }
     expect(phone.mute(group.id, true).muted, "muted")
     val until = System.currentTimeMillis() + 3_600_000
     expect(phone.setDoNotDisturb(until) == until, "do not disturb set")

@@ -228,6 +228,12 @@ def test_push_devices_mute_do_not_disturb_and_sign_out(server):
                 endpoint="http://127.0.0.1/push", p256dh="x", auth="y"))
         assert err.value.code == "invalid_argument"
 
+        # A call invitation reaches the server through the binding: a callee
+        # who is not in the conversation is refused like any signal.
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await phone.ring(group.id, "nobody", '{"type":"offer"}')
+        assert err.value.code == "not_found"
+
         muted = await phone.mute(group.id, True)
         assert muted.muted and muted.id == group.id
         until = int(time.time() * 1000) + 3_600_000

@@ -26,7 +26,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder as _;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -62,6 +61,11 @@ const MAX_BODY_CHARS: usize = 1_000;
 const MAX_CUSTOM_BYTES: usize = 1_024;
 /// What a push says instead of the text when the app's preview is `generic`.
 const GENERIC_BODY: &str = "New message";
+/// The largest signal payload a VoIP push carries (APNs takes 5 KB for VoIP).
+const MAX_CALL_PAYLOAD: usize = 3 * 1024;
+/// How long a call's VoIP push is worth delivering: a ring older than this
+/// rings for a call long given up.
+const CALL_TTL_MS: i64 = 60_000;
 /// How long the settings of an app are trusted before they are read again.
 const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
@@ -349,6 +353,77 @@ impl Node {
             })
             .collect();
         Ok(sends)
+    }
+
+    /// A call invitation for `to`: a VoIP push to each of their PushKit
+    /// devices when none of their sessions is in the foreground (they get
+    /// the live signal then) and the app has APNs. Durable once queued; a
+    /// failure to queue is logged, the live signal goes anyway.
+    pub(crate) async fn ring(&self, app: &str, from: &str, conv: &str, to: &str, payload: &str) {
+        let queued = async {
+            let Some(clients) = self.push_clients(app).await? else {
+                return Ok(0);
+            };
+            if clients.apns.is_none() {
+                return Ok(0);
+            }
+            let now = now_ms();
+            let devices: Vec<Recipient> = self
+                .store
+                .push_user_devices(app, to, now)
+                .await?
+                .into_iter()
+                .filter(|d| d.provider == "apns_voip")
+                .collect();
+            let devices = self.not_in_foreground(app, devices).await;
+            if devices.is_empty() {
+                return Ok(0);
+            }
+            let (_, _, from_name) = self.store.push_names(app, conv, from).await?;
+            let mut mkondo = json!({
+                "type": "call",
+                "app_id": app,
+                "conversation_id": conv,
+                "from_user_id": from,
+                "from_name": from_name,
+            });
+            if payload.len() <= MAX_CALL_PAYLOAD {
+                mkondo["payload"] = payload.into();
+            } else {
+                mkondo["payload_omitted"] = true.into();
+            }
+            let context = Context {
+                conversation_id: conv.to_owned(),
+                message_id: String::new(),
+                author_id: from.to_owned(),
+                collapse_id: collapse_id(&format!("call:{conv}")),
+                title: None,
+                body: None,
+                mkondo,
+            };
+            let payload = Payload {
+                title: None,
+                body: None,
+                badge: 0,
+                thread_id: conv.to_owned(),
+                voip: true,
+                mkondo: context.mkondo.clone(),
+            };
+            let sends: Vec<Send> = devices
+                .into_iter()
+                .map(|d| new_send(app, d, &context, &payload, now, now + CALL_TTL_MS))
+                .collect();
+            self.store.queue_push_sends(&sends).await?;
+            Ok::<_, Error>(sends.len())
+        };
+        match queued.await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("mkondo_push_queued_total").increment(n as u64);
+                self.push.wake.notify_one();
+            }
+            Err(err) => tracing::warn!(%err, app, "push: a call's VoIP push could not be queued"),
+        }
     }
 
     /// Recipients without a session in the foreground, on any node: a user
@@ -660,7 +735,9 @@ impl Node {
         after: Option<Duration>,
         now: i64,
     ) -> (&'static str, Result<()>) {
-        let delay = retry_delay(&self.config.push, send.attempts).max(after.unwrap_or_default());
+        let config = &self.config.push;
+        let delay = crate::outbound::retry_delay(config.retry_min, config.retry_max, send.attempts)
+            .max(after.unwrap_or_default());
         let next_at = now + delay.as_millis() as i64;
         if next_at >= send.expires_at {
             return (
@@ -956,22 +1033,6 @@ fn web_push_message(send: &Send, payload: &Payload, ttl: Duration) -> WebPushMes
         urgency: Urgency::High,
         topic: Some(send.collapse_id.clone()),
     }
-}
-
-/// The wait after a send's `attempts + 1`th failure: jittered exponential.
-fn retry_delay(config: &crate::config::PushConfig, attempts: i64) -> Duration {
-    let mut backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(config.retry_min)
-        .with_max_delay(config.retry_max)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build();
-    let n = usize::try_from(attempts).unwrap_or(0).min(64);
-    backoff
-        .nth(n)
-        .unwrap_or(config.retry_max)
-        .min(config.retry_max)
 }
 
 #[cfg(test)]

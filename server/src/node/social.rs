@@ -222,7 +222,8 @@ impl Node {
     // ----- signaling
 
     /// Relays `payload` from `from` to `to`'s connected devices; both must be
-    /// members of `conv` and have no block between them.
+    /// members of `conv` and have no block between them. `ring`: a call
+    /// invitation, also sent as a VoIP push when `to` is not in the foreground.
     pub async fn signal(
         &self,
         app: &str,
@@ -230,6 +231,7 @@ impl Node {
         conv: &str,
         to: &str,
         payload: String,
+        ring: bool,
     ) -> Result<()> {
         if payload.len() > MAX_SIGNAL_PAYLOAD_BYTES {
             return Err(Error::too_large("signal payload is larger than 64 KiB"));
@@ -251,6 +253,9 @@ impl Node {
         }
         self.refuse_blocked(app, from, to).await?;
         metrics::counter!("mkondo_signals_total").increment(1);
+        if ring {
+            self.ring(app, from, conv, to, &payload).await;
+        }
         self.publish(
             app,
             Target {

@@ -24,8 +24,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder as _;
-
 use super::Node;
 use crate::error::Result;
 use crate::outbound::sign;
@@ -454,21 +452,8 @@ impl Node {
     }
 }
 
-/// The wait after the `failures + 1`th failure in a row: jittered exponential
-/// from the minimum, capped at the maximum.
 fn retry_delay(config: &crate::config::WebhookConfig, failures: i64) -> Duration {
-    let mut backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(config.retry_min)
-        .with_max_delay(config.retry_max)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build();
-    let n = usize::try_from(failures).unwrap_or(0).min(64);
-    backoff
-        .nth(n)
-        .unwrap_or(config.retry_max)
-        .min(config.retry_max)
+    crate::outbound::retry_delay(config.retry_min, config.retry_max, failures)
 }
 
 #[cfg(test)]

@@ -249,6 +249,22 @@ impl OutboundClient {
     }
 }
 
+/// The wait before trying again a call that failed `failures + 1` times in a
+/// row (webhooks, pushes): backon's jittered exponential from `min`, doubling,
+/// capped at `max`.
+pub fn retry_delay(min: Duration, max: Duration, failures: i64) -> Duration {
+    use backon::BackoffBuilder as _;
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let n = usize::try_from(failures).unwrap_or(0).min(64);
+    backoff.nth(n).unwrap_or(max).min(max)
+}
+
 /// reqwest with the guards every outbound call has: our TLS settings, no
 /// redirects, no proxies, our resolver.
 fn guarded_builder(policy: &OutboundPolicy, tls: rustls::ClientConfig) -> reqwest::ClientBuilder {

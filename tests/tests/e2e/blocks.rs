@@ -31,6 +31,7 @@ async fn signal(client: &Client, conv: &str, to: &str) -> Result<(), v1::Error> 
         conversation_id: conv.to_owned(),
         to_user_id: to.to_owned(),
         payload: r#"{"type":"offer","sdp":"v=0"}"#.to_owned(),
+        ring: false,
     };
     client.request(Command::Signal(req)).await.map(drop)
 }

@@ -9,16 +9,15 @@
 
 use std::time::Duration;
 
-use mkondo_tests::push_providers::{assert_no_errors, tls_client, Provider};
+use mkondo_tests::push_providers::{
+    assert_no_errors, LoopbackApns, Provider, APNS_BUNDLE as BUNDLE, APNS_KEY_ID, APNS_TEAM_ID,
+};
 use mkondo_tests::{
     redis_url, v1, Client, Command, ServerOptions, TestServer, Transport, QUIET, WAIT,
 };
 use serde_json::{json, Value};
 
 const SECRET: &str = "operator-secret-for-push-delivery";
-const KEY_ID: &str = "ABC123DEFG";
-const TEAM_ID: &str = "DEF123GHIJ";
-const BUNDLE: &str = "com.example.chat";
 /// The collapse window of these servers.
 const WINDOW: Duration = Duration::from_millis(1_500);
 
@@ -32,7 +31,7 @@ struct Rig {
     server: TestServer,
     /// Where recipients connect: the second node on PostgreSQL.
     other: Option<TestServer>,
-    apns: Provider,
+    apns: LoopbackApns,
     fcm: Provider,
     webpush: Provider,
     _dir: tempfile::TempDir,
@@ -41,22 +40,10 @@ struct Rig {
 impl Rig {
     async fn start() -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-        let (p8, ca, account) = (path("AuthKey.p8"), path("ca.pem"), path("account.json"));
-        let args = [
-            "--p8-out",
-            &p8,
-            "--ca-out",
-            &ca,
-            "--key-id",
-            KEY_ID,
-            "--team-id",
-            TEAM_ID,
-            "--bundle-id",
-            BUNDLE,
-        ];
-        let mut apns = Provider::start("apns.py", &args, reqwest::Client::new());
-        apns.control = tls_client(&std::fs::read(&ca).unwrap(), true);
+        let account = dir.path().join("account.json");
+        let account = account.to_str().unwrap().to_owned();
+        let apns = LoopbackApns::start();
+        let ca = apns.ca_file.to_str().unwrap().to_owned();
         let fcm = Provider::start(
             "fcm.py",
             &["--service-account-out", &account],
@@ -92,8 +79,8 @@ impl Rig {
             .patch(
                 &format!("/v1/admin/apps/{}", server.app.app_id),
                 json!({"push": {
-                    "apns": {"key": std::fs::read_to_string(&p8).unwrap(), "key_id": KEY_ID,
-                             "team_id": TEAM_ID, "topic": BUNDLE},
+                    "apns": {"key": apns.p8, "key_id": APNS_KEY_ID,
+                             "team_id": APNS_TEAM_ID, "topic": BUNDLE},
                     "fcm": {"service_account": account},
                     "web_push": {"subject": "mailto:ops@example.com"},
                 }}),
@@ -343,6 +330,29 @@ async fn only_members_with_no_session_in_the_foreground_are_pushed() {
     tokio::time::sleep(QUIET).await;
     assert_eq!(pushes(&rig.apns, &bob).await, Vec::<Value>::new());
     assert_eq!(pushes(&rig.apns, &owen).await, Vec::<Value>::new());
+
+    // A backend notification, on the same terms; its `push` object says what
+    // the push shows.
+    for user in ["erin", "bob"] {
+        api.post(
+            &format!("/v1/users/{user}/notifications"),
+            json!({"payload": {"kind": "invite", "push": {
+                "title": "Invitation", "body": "Join the launch", "data": {"invite": 7}}}}),
+        )
+        .await
+        .expect(201);
+    }
+    let got = wait_pushes(&rig.apns, &erin, 2).await;
+    let p = &got[1]["payload"];
+    assert_eq!(
+        p["aps"]["alert"],
+        json!({"title": "Invitation", "body": "Join the launch"})
+    );
+    assert_eq!(p["mkondo"]["type"], "notification");
+    assert_eq!(p["mkondo"]["data"], json!({"invite": 7}));
+    assert!(p["mkondo"]["notification_id"].is_string());
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(pushes(&rig.apns, &bob).await, Vec::<Value>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,4 +528,63 @@ async fn a_node_killed_mid_queue_loses_no_push_and_repeats_keep_their_id() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_wakes_the_callees_pushkit_devices_with_a_voip_push() {
+    use crate::sdk_common::{client, connected};
+    let rig = Rig::start().await;
+    let api = rig.server.api();
+    api.create_users(&["alice", "bob", "carol"]).await;
+    let call = api.create_group("call", &["alice", "bob", "carol"]).await;
+    let bob_voip = "0b".repeat(32);
+    rig.register("bob", json!({"provider": "apns_voip", "token": bob_voip}))
+        .await;
+    let bob_alerts = rig.apns_device("bob", 1).await;
+    let carol_voip = "0c".repeat(32);
+    rig.register(
+        "carol",
+        json!({"provider": "apns_voip", "token": carol_voip}),
+    )
+    .await;
+    // Carol is on screen: the live signal reaches her, no push.
+    let _carol = connect(rig.recipients_node(), "carol", "foreground").await;
+    let (alice, _) = client(
+        mkondo_sdk::Config::new(
+            format!("http://{}", rig.server.addr),
+            mkondo_sdk::TransportKind::WebSocketJson,
+        )
+        .with_token(rig.server.app.token("alice")),
+    );
+    connected(&alice).await;
+
+    let offer = r#"{"type":"offer","sdp":"v=0"}"#;
+    alice.send_signal(&call, "bob", "not a call").await.unwrap();
+    alice.ring(&call, "bob", offer).await.unwrap();
+    alice.ring(&call, "carol", offer).await.unwrap();
+    let got = wait_pushes(&rig.apns, &bob_voip, 1).await;
+    assert_no_errors(&got);
+    let h = &got[0]["headers"];
+    assert_eq!(h["apns-push-type"], "voip");
+    assert_eq!(h["apns-topic"], format!("{BUNDLE}.voip"));
+    assert_eq!(h["apns-priority"], "10");
+    let m = &got[0]["payload"]["mkondo"];
+    assert_eq!(m["type"], "call");
+    assert_eq!(m["from_user_id"], "alice");
+    assert_eq!(m["conversation_id"], call.as_str());
+    assert_eq!(m["payload"], offer);
+
+    // A payload too large for a VoIP push rings with the ids only.
+    let big = format!(r#"{{"sdp":"{}"}}"#, "a".repeat(4_000));
+    alice.ring(&call, "bob", &big).await.unwrap();
+    let got = wait_pushes(&rig.apns, &bob_voip, 2).await;
+    assert_eq!(got[1]["payload"]["mkondo"]["payload_omitted"], true);
+    assert!(got[1]["payload"]["mkondo"].get("payload").is_none());
+
+    tokio::time::sleep(QUIET).await;
+    // A plain signal never rings; messages' devices get no call; nor does
+    // a callee in the foreground.
+    assert_eq!(pushes(&rig.apns, &bob_voip).await.len(), 2);
+    assert_eq!(pushes(&rig.apns, &bob_alerts).await.len(), 0);
+    assert_eq!(pushes(&rig.apns, &carol_voip).await.len(), 0);
 }

@@ -13,6 +13,7 @@ async fn signal(client: &Client, conv: &str, to: &str, payload: &str) -> Result<
         conversation_id: conv.to_owned(),
         to_user_id: to.to_owned(),
         payload: payload.to_owned(),
+        ring: false,
     };
     client.request(Command::Signal(req)).await.map(drop)
 }

@@ -12,13 +12,14 @@
 //! `main.rs` holds the harness (one `Db` per engine, the `conformance!` macro
 //! that runs each scenario on both); the scenarios are in `concurrency.rs` (races
 //! between writers, migrations, failures), `behaviour.rs` (what one writer sees)
-//! and `decoding.rs` (rows that do not decode); `events.rs` and `webhooks.rs`
-//! the event outbox and webhook delivery state.
+//! and `decoding.rs` (rows that do not decode); `events.rs`, `webhooks.rs` and
+//! `push.rs` the event outbox, webhook delivery state and the push queue.
 
 mod behaviour;
 mod concurrency;
 mod decoding;
 mod events;
+mod push;
 mod webhooks;
 
 use mkondo_server::store::messages::HistoryQuery;
@@ -34,6 +35,7 @@ use behaviour::*;
 use concurrency::*;
 use decoding::*;
 use events::*;
+use push::*;
 use webhooks::*;
 
 /// One database under test, on either engine.
@@ -148,6 +150,8 @@ conformance!(
     retention_purges_the_oldest_events,
     deleting_a_message_or_conversation_redacts_its_events,
     webhook_events_are_copied_and_streams_leased_exactly_once,
+    push_jobs_are_copied_once_and_leases_go_to_one_node,
+    the_badge_is_each_users_total_unread,
 );
 
 // ----- helpers

@@ -30,8 +30,16 @@ impl Session {
                 node.unblock(app, me, &req.user_id).await?;
             }
             Command::Signal(req) => {
-                node.signal(app, me, &req.conversation_id, &req.to_user_id, req.payload)
-                    .await?;
+                let ring = req.ring;
+                node.signal(
+                    app,
+                    me,
+                    &req.conversation_id,
+                    &req.to_user_id,
+                    req.payload,
+                    ring,
+                )
+                .await?;
             }
             Command::AckNotification(req) => {
                 node.ack_notification(app, me, &req.notification_id).await?;

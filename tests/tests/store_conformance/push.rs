@@ -1,0 +1,222 @@
+//! The push queue (store/push_queue.rs) under racing nodes: the feed is
+//! copied into jobs once however many nodes try (compare-and-set on the app's
+//! position), one job per message, never one per recipient; a stream's lease
+//! and each send's lease go to exactly one claimant; the badge is each user's
+//! total unread.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use mkondo_server::store::push_queue::{NewJob, Send};
+use mkondo_server::store::{now_ms, Store};
+use sqlx::Row;
+use tokio::task::JoinSet;
+
+use super::{new_app, new_group, new_users, send, Db};
+
+/// One node's copy step, as the worker runs it.
+async fn copy_once(store: &Store) -> usize {
+    let types = vec!["message.created".to_owned()];
+    let mut copied = 0;
+    for app in store.push_apps().await.unwrap() {
+        let from = app.cursor();
+        let (events, to) = store
+            .events_scan(&app.app_id, from, Some(&types), 3)
+            .await
+            .unwrap();
+        let jobs: Vec<NewJob> = events
+            .iter()
+            .map(|e| NewJob {
+                stream: e.conversation_id.clone().unwrap(),
+                event_id: e.id.clone(),
+                seq: e.data["message"]["seq"].as_i64().unwrap(),
+                created_at: e.created_at,
+            })
+            .collect();
+        if to != from
+            && store
+                .copy_push_jobs(&app.app_id, from, to, &jobs)
+                .await
+                .unwrap()
+        {
+            copied += jobs.len();
+        }
+    }
+    copied
+}
+
+fn a_send(app: &str, n: usize) -> Send {
+    Send {
+        app_id: app.to_owned(),
+        id: format!("00000000-0000-4000-8000-{n:012}"),
+        device_id: format!("dev_{n}"),
+        user_id: format!("user{n}"),
+        conversation_id: "c".into(),
+        message_id: "m".into(),
+        author_id: "ann".into(),
+        provider: "apns".into(),
+        token: "ab".repeat(32),
+        p256dh: String::new(),
+        auth: String::new(),
+        topic: String::new(),
+        sandbox: false,
+        collapse_id: "collapse".into(),
+        payload: "{}".into(),
+        created_at: now_ms(),
+        expires_at: now_ms() + 3_600_000,
+        attempts: 0,
+    }
+}
+
+pub async fn push_jobs_are_copied_once_and_leases_go_to_one_node(db: Db) {
+    let nodes: Arc<Vec<Store>> = Arc::new(db.nodes().await);
+    let store = &nodes[0];
+    let app = new_app(store, "push").await;
+    new_users(store, &app, &["ann", "bob", "cat"]).await;
+    let g1 = new_group(store, &app, None, &["ann", "bob", "cat"]).await;
+    send(store, &app, &g1, "ann", "before push was set up").await;
+    // Push set up now: the worker starts at the feed's head.
+    let head = store.events_head(&app).await.unwrap();
+    sqlx::query(
+        "INSERT INTO push_settings (app_id, updated_at, cursor_xact, cursor_pos) \
+         VALUES ($1, 0, $2, $3)",
+    )
+    .bind(&app)
+    .bind(head.xact)
+    .bind(head.pos)
+    .execute(&db.raw().await)
+    .await
+    .unwrap();
+    let g2 = new_group(store, &app, None, &["ann", "bob"]).await;
+    let mut g1_last = 0;
+    for i in 0..6 {
+        let conv = if i % 2 == 0 { &g1 } else { &g2 };
+        let seq = send(store, &app, conv, "ann", &format!("m{i}")).await;
+        if conv == &g1 {
+            g1_last = seq;
+        }
+    }
+
+    let mut copiers = JoinSet::new();
+    for i in 0..nodes.len() * 3 {
+        let nodes = nodes.clone();
+        copiers.spawn(async move {
+            let store = &nodes[i % nodes.len()];
+            let mut copied = 0;
+            for _ in 0..40 {
+                copied += copy_once(store).await;
+                tokio::task::yield_now().await;
+            }
+            copied
+        });
+    }
+    let mut copied = 0;
+    while let Some(n) = copiers.join_next().await {
+        copied += n.unwrap();
+    }
+    assert_eq!(copied, 6, "each message copied once, the earlier one never");
+    let raw = db.raw().await;
+    let jobs = sqlx::query("SELECT stream FROM push_jobs WHERE app_id = $1")
+        .bind(&app)
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 6, "one job per message, not per recipient");
+    let streams: HashSet<String> = jobs.iter().map(|r| r.get("stream")).collect();
+    assert_eq!(streams, HashSet::from([g1.clone(), g2.clone()]));
+    let newest = store.newest_push_job(&app, &g1).await.unwrap().unwrap();
+    assert_eq!(
+        newest.seq, g1_last,
+        "a stream's newest job is its last message"
+    );
+
+    // Each due stream's lease goes to one claimant.
+    let now = now_ms();
+    let due = store.due_push_streams(now, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let mut claims = JoinSet::new();
+    for i in 0..nodes.len() * 4 {
+        let (nodes, due) = (nodes.clone(), due.clone());
+        claims.spawn(async move {
+            let store = &nodes[i % nodes.len()];
+            let mut won = 0;
+            for s in &due {
+                if store
+                    .claim_push_stream(s, &format!("owner-{i}"), now, now + 30_000)
+                    .await
+                    .unwrap()
+                {
+                    won += 1;
+                }
+            }
+            won
+        });
+    }
+    let mut won = 0;
+    while let Some(n) = claims.join_next().await {
+        won += n.unwrap();
+    }
+    assert_eq!(won, 2, "one lease per stream");
+    assert!(store.due_push_streams(now, 10).await.unwrap().is_empty());
+
+    // 60 sends claimed by racing nodes: each by exactly one.
+    let sends: Vec<Send> = (0..60).map(|n| a_send(&app, n)).collect();
+    store.queue_push_sends(&sends).await.unwrap();
+    // Everyone asks for all of them at the same moment.
+    let start = Arc::new(tokio::sync::Barrier::new(nodes.len() * 4));
+    let mut claimers = JoinSet::new();
+    for i in 0..nodes.len() * 4 {
+        let (nodes, start) = (nodes.clone(), start.clone());
+        claimers.spawn(async move {
+            let store = &nodes[i % nodes.len()];
+            let mut mine = Vec::new();
+            start.wait().await;
+            for _ in 0..3 {
+                let now = now_ms();
+                let got = store
+                    .claim_push_sends(&format!("sender-{i}"), now, now + 60_000, 60)
+                    .await
+                    .unwrap();
+                mine.extend(got.into_iter().map(|s| s.id));
+            }
+            mine
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(mine) = claimers.join_next().await {
+        claimed.extend(mine.unwrap());
+    }
+    let distinct: HashSet<&String> = claimed.iter().collect();
+    assert_eq!(claimed.len(), 60, "every send claimed once: {claimed:?}");
+    assert_eq!(distinct.len(), 60);
+}
+
+pub async fn the_badge_is_each_users_total_unread(db: Db) {
+    let store = db.open().await;
+    let app = new_app(&store, "badge").await;
+    new_users(&store, &app, &["ann", "bob", "cat"]).await;
+    let g1 = new_group(&store, &app, None, &["ann", "bob", "cat"]).await;
+    let g2 = new_group(&store, &app, None, &["ann", "bob"]).await;
+    let mut last = 0;
+    for i in 0..3 {
+        last = send(&store, &app, &g1, "ann", &format!("g1 {i}")).await;
+    }
+    send(&store, &app, &g2, "ann", "g2").await;
+    store.mark_read(&app, &g1, "cat", last).await.unwrap();
+    // Muted still counts.
+    store.set_muted(&app, &g2, "bob", true).await.unwrap();
+    let users = vec!["bob".to_owned(), "cat".to_owned(), "nobody".to_owned()];
+    let totals = store.total_unread(&app, &users).await.unwrap();
+    let bob_expected = store
+        .user_conversations(&app, "bob", None, 10)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.viewer.as_ref().unwrap().unread_count)
+        .sum::<i64>();
+    assert_eq!(totals["bob"], bob_expected, "the sum of the list's counts");
+    assert!(totals["bob"] >= 4, "{totals:?}");
+    assert_eq!(totals["cat"], 0, "read up to the last");
+    assert!(!totals.contains_key("nobody"));
+}
