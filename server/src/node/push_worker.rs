@@ -40,7 +40,7 @@ use super::Node;
 use crate::engine::presence::Status;
 use crate::error::{Error, Result};
 use crate::store::now_ms;
-use crate::store::push_queue::{DueStream, NewJob, Recipient, Send};
+use crate::store::push_queue::{DueStream, Finish, NewJob, Recipient, Send};
 use crate::store::push_settings::PushSettingsRow;
 
 const TICK: Duration = Duration::from_millis(200);
@@ -53,6 +53,8 @@ const CONCURRENT_FAN_OUTS: usize = 4;
 /// Pushes one node has in flight at once (HTTP/2 multiplexes them over a
 /// few connections per provider).
 const CONCURRENT_SENDS: usize = 256;
+/// Outcomes written in one transaction at most.
+const RECORD_BATCH: usize = 512;
 /// Users asked about at once from the presence engine.
 const PRESENCE_CHUNK: usize = 1_000;
 /// The longest alert text in a push: providers take 4 KB in all.
@@ -614,11 +616,14 @@ impl Node {
         })
     }
 
-    /// Step 3: claims due sends while there is room and sends each in a task.
+    /// Step 3: claims due sends while there is room and sends each in a task;
+    /// a recorder task writes what became of them, many per transaction.
     async fn run_push_sender(self: Arc<Self>, owner: Arc<str>) {
         let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SENDS));
         let tasks = tokio_util::task::TaskTracker::new();
         let shutdown = self.shutdown_signal();
+        let (finished, results) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = tokio::spawn(self.clone().run_push_recorder(owner.clone(), results));
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -635,11 +640,14 @@ impl Node {
                     Ok(sends) => {
                         full = sends.len() == free;
                         for send in sends {
+                            // The slot is freed once the outcome is recorded:
+                            // a slow database holds back new claims rather
+                            // than letting leases run out on answered pushes.
                             let permit = slots.clone().try_acquire_owned().expect("a free slot");
-                            let (node, owner) = (self.clone(), owner.clone());
+                            let (node, finished) = (self.clone(), finished.clone());
                             tasks.spawn(async move {
-                                node.deliver(send, &owner).await;
-                                drop(permit);
+                                let finish = node.deliver(&send).await;
+                                let _ = finished.send((send, finish, permit));
                             });
                         }
                     }
@@ -662,95 +670,94 @@ impl Node {
         }
         tasks.close();
         let _ = tokio::time::timeout(self.config.push.timeout, tasks.wait()).await;
+        drop(finished);
+        let _ = recorder.await;
     }
 
-    /// Sends one push and records what the provider said.
-    async fn deliver(&self, send: Send, owner: &str) {
+    /// Writes the outcomes of finished sends: whatever finished while the
+    /// previous batch was being written goes in one transaction.
+    async fn run_push_recorder(
+        self: Arc<Self>,
+        owner: Arc<str>,
+        mut results: tokio::sync::mpsc::UnboundedReceiver<Finished>,
+    ) {
+        while let Some(first) = results.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < RECORD_BATCH {
+                match results.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let outcomes: Vec<(&Send, &Finish)> = batch.iter().map(|(s, f, _)| (s, f)).collect();
+            if let Err(err) = self.store.finish_push_sends(&owner, &outcomes).await {
+                tracing::warn!(%err, sends = batch.len(),
+                    "push: recording sends failed; their leases end and they are sent again");
+            }
+        }
+    }
+
+    /// Sends one push and says what becomes of it.
+    async fn deliver(&self, send: &Send) -> Finish {
         let provider = provider_label(&send.provider);
         let started = Instant::now();
-        let answer = self.send_push(&send).await;
+        let answer = self.send_push(send).await;
         metrics::histogram!("mkondo_push_send_seconds", "provider" => provider)
             .record(started.elapsed().as_secs_f64());
         let now = now_ms();
-        let (label, result) = match answer {
-            Ok(Outcome::Accepted { .. }) => (
-                "accepted",
-                self.store.push_done(&send.app_id, &send.id, owner).await,
-            ),
+        let (label, finish) = match answer {
+            Ok(Outcome::Accepted { .. }) => ("accepted", Finish::Done),
             Ok(Outcome::Gone { reason }) => {
                 tracing::info!(app = %send.app_id, device = %send.device_id, provider, %reason,
                     "push: the provider says the device is gone; it is removed");
-                ("gone", self.store.push_gone(&send, owner).await)
+                ("gone", Finish::Gone)
             }
             Ok(Outcome::Rejected { status, reason }) => {
                 tracing::warn!(app = %send.app_id, device = %send.device_id, provider, status, %reason,
                     "push: the provider refused a push for good");
-                (
-                    "rejected",
-                    self.store.push_done(&send.app_id, &send.id, owner).await,
-                )
+                ("rejected", Finish::Done)
             }
             Ok(Outcome::Retry { after, reason }) => {
                 tracing::debug!(app = %send.app_id, provider, %reason, "push: the provider asks to retry");
-                self.retry_or_expire(&send, owner, after, now).await
+                self.retry_or_expire(send, after, now)
             }
-            Ok(_) => (
-                "rejected",
-                self.store.push_done(&send.app_id, &send.id, owner).await,
-            ),
-            Err(SendError::Unconfigured) => (
-                "unconfigured",
-                self.store.push_done(&send.app_id, &send.id, owner).await,
-            ),
+            Ok(_) => ("rejected", Finish::Done),
+            Err(SendError::Unconfigured) => ("unconfigured", Finish::Done),
             Err(SendError::Refused(why)) => {
                 tracing::info!(app = %send.app_id, device = %send.device_id, %why,
                     "push: the device's endpoint is not allowed; it is removed");
-                ("gone", self.store.push_gone(&send, owner).await)
+                ("gone", Finish::Gone)
             }
             Err(SendError::Push(mkondo_push::Error::Invalid { field, reason })) => {
                 tracing::warn!(app = %send.app_id, provider, field, %reason, "push: a push could not be made");
-                (
-                    "rejected",
-                    self.store.push_done(&send.app_id, &send.id, owner).await,
-                )
+                ("rejected", Finish::Done)
             }
             Err(SendError::Push(err)) => {
                 // No answer, or the app's credentials refused: tried again
                 // with backoff until the push expires.
                 tracing::warn!(app = %send.app_id, provider, %err, "push: sending failed; it is retried");
-                self.retry_or_expire(&send, owner, None, now).await
+                self.retry_or_expire(send, None, now)
             }
         };
         metrics::counter!("mkondo_push_sends_total", "provider" => provider, "outcome" => label)
             .increment(1);
-        if let Err(err) = result {
-            tracing::warn!(%err, "push: recording a send failed; its lease ends and it is sent again");
-        }
+        finish
     }
 
-    async fn retry_or_expire(
+    fn retry_or_expire(
         &self,
         send: &Send,
-        owner: &str,
         after: Option<Duration>,
         now: i64,
-    ) -> (&'static str, Result<()>) {
+    ) -> (&'static str, Finish) {
         let config = &self.config.push;
         let delay = crate::outbound::retry_delay(config.retry_min, config.retry_max, send.attempts)
             .max(after.unwrap_or_default());
         let next_at = now + delay.as_millis() as i64;
         if next_at >= send.expires_at {
-            return (
-                "expired",
-                self.store.push_done(&send.app_id, &send.id, owner).await,
-            );
+            return ("expired", Finish::Done);
         }
-        (
-            "retry",
-            self.store
-                .push_retry(&send.app_id, &send.id, owner, next_at)
-                .await,
-        )
+        ("retry", Finish::Retry { next_at })
     }
 
     async fn send_push(&self, send: &Send) -> std::result::Result<Outcome, SendError> {
@@ -799,6 +806,9 @@ impl Node {
         Ok(outcome)
     }
 }
+
+/// A finished send on its way to the recorder, with its sender slot.
+type Finished = (Send, Finish, tokio::sync::OwnedSemaphorePermit);
 
 /// Why a push was not handed to a provider.
 #[derive(Debug, thiserror::Error)]

@@ -91,6 +91,17 @@ impl std::fmt::Debug for Recipient {
     }
 }
 
+/// What becomes of a send once its attempt is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The provider took it, or refused it for good, or it expired.
+    Done,
+    /// The device's credential is dead: the device goes too.
+    Gone,
+    /// Tried again at `next_at` (Unix ms).
+    Retry { next_at: i64 },
+}
+
 /// One push to one device, as the fan-out writes it and the sender reads it.
 #[derive(Clone, sqlx::FromRow)]
 pub struct Send {
@@ -460,54 +471,67 @@ impl Store {
             .await?)
     }
 
-    /// The provider answered (or the push expired): the send is done.
-    pub async fn push_done(&self, app: &str, id: &str, owner: &str) -> Result<()> {
-        sqlx::query("DELETE FROM push_sends WHERE app_id = $1 AND id = $2 AND lease_owner = $3")
-            .bind(app)
-            .bind(id)
-            .bind(owner)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    /// The device's credential is dead: the send is done and the device
-    /// removed, unless it was registered again since (a new row, or the same
-    /// credential updated after the send was queued).
-    pub async fn push_gone(&self, send: &Send, owner: &str) -> Result<()> {
+    /// Records what became of finished sends, in one transaction: a done
+    /// send leaves the queue, a gone one takes its device with it (unless
+    /// the credential was registered again since the push was made), a retry
+    /// waits for `next_at` with its attempt counted. Only sends this owner
+    /// still leases are touched: one whose lease ran out is another node's.
+    pub async fn finish_push_sends(
+        &self,
+        owner: &str,
+        finished: &[(&Send, &Finish)],
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM push_sends WHERE app_id = $1 AND id = $2 AND lease_owner = $3")
-            .bind(&send.app_id)
-            .bind(&send.id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "DELETE FROM push_devices WHERE app_id = $1 AND id = $2 AND token = $3 \
-             AND updated_at <= $4",
-        )
-        .bind(&send.app_id)
-        .bind(&send.device_id)
-        .bind(&send.token)
-        .bind(send.created_at)
-        .execute(&mut *tx)
-        .await?;
+        let leaving: Vec<&Send> = finished
+            .iter()
+            .filter(|(_, f)| !matches!(f, Finish::Retry { .. }))
+            .map(|(s, _)| *s)
+            .collect();
+        for chunk in leaving.chunks(INSERT_CHUNK) {
+            let pairs: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+                .collect();
+            let sql = format!(
+                "DELETE FROM push_sends WHERE lease_owner = $1 AND (app_id, id) IN ({})",
+                pairs.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(owner);
+            for s in chunk {
+                query = query.bind(&s.app_id).bind(&s.id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for (send, finish) in finished {
+            match finish {
+                Finish::Done => {}
+                Finish::Gone => {
+                    sqlx::query(
+                        "DELETE FROM push_devices WHERE app_id = $1 AND id = $2 AND token = $3 \
+                         AND updated_at <= $4",
+                    )
+                    .bind(&send.app_id)
+                    .bind(&send.device_id)
+                    .bind(&send.token)
+                    .bind(send.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Finish::Retry { next_at } => {
+                    sqlx::query(
+                        "UPDATE push_sends SET attempts = attempts + 1, next_at = $4, \
+                         lease_owner = NULL, lease_until = 0 \
+                         WHERE app_id = $1 AND id = $2 AND lease_owner = $3",
+                    )
+                    .bind(&send.app_id)
+                    .bind(&send.id)
+                    .bind(owner)
+                    .bind(next_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Tries the send again at `next_at`, counting the attempt.
-    pub async fn push_retry(&self, app: &str, id: &str, owner: &str, next_at: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE push_sends SET attempts = attempts + 1, next_at = $4, lease_owner = NULL, \
-             lease_until = 0 WHERE app_id = $1 AND id = $2 AND lease_owner = $3",
-        )
-        .bind(app)
-        .bind(id)
-        .bind(owner)
-        .bind(next_at)
-        .execute(&self.writer)
-        .await?;
         Ok(())
     }
 
@@ -522,16 +546,6 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(())
-    }
-
-    /// Sends and jobs waiting now (the queue's depth, for metrics and tests).
-    pub async fn push_queue_depth(&self) -> Result<(i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT (SELECT CAST(COUNT(*) AS BIGINT) FROM push_jobs), \
-                    (SELECT CAST(COUNT(*) AS BIGINT) FROM push_sends)",
-        )
-        .fetch_one(&self.reader)
-        .await?)
     }
 }
 
