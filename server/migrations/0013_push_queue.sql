@@ -7,6 +7,12 @@
 --    push_jobs (compare-and-set), as webhooks' positions.
 ALTER TABLE push_settings ADD COLUMN cursor_xact BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE push_settings ADD COLUMN cursor_pos BIGINT NOT NULL DEFAULT 0;
+-- Apps that saved push settings before this migration start at their head too.
+UPDATE push_settings SET
+    cursor_xact = COALESCE((SELECT e.xact FROM events e WHERE e.app_id = push_settings.app_id
+                            ORDER BY e.xact DESC, e.pos DESC LIMIT 1), 0),
+    cursor_pos = COALESCE((SELECT e.pos FROM events e WHERE e.app_id = push_settings.app_id
+                           ORDER BY e.xact DESC, e.pos DESC LIMIT 1), 0);
 
 -- 2. One row per message or backend notification to push, until it is fanned
 --    out: never a row per recipient in the send transaction. `stream`: the
@@ -40,8 +46,10 @@ CREATE INDEX push_streams_due ON push_streams (next_at);
 --    `id` is the push's stable id (a UUID: the `apns-id`), the same on every
 --    attempt; `collapse_id` replaces an earlier push of the same conversation
 --    on the device. `payload`: what the push shows (JSON, built at fan-out).
---    The device's credential is copied in, so a device re-registered for
---    someone else meanwhile is not pushed this user's message.
+--    The device's credential is copied with it; a send is claimed only
+--    while its device still belongs to its user with that credential, so a
+--    device moved to someone else (another sign-in on the phone) or removed
+--    never gets it. Calls' VoIP pushes are queued with `next_at` -1: first.
 CREATE TABLE push_sends (
     app_id TEXT NOT NULL,
     id TEXT NOT NULL,

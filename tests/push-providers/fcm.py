@@ -49,6 +49,13 @@ MESSAGE_FIELDS = {"name", "data", "notification", "android", "webpush", "apns", 
                   "token", "topic", "condition"}
 ANDROID_FIELDS = {"collapse_key", "priority", "ttl", "restricted_package_name", "data",
                   "notification", "fcm_options", "direct_boot_ok"}
+# AndroidNotification in the FCM v1 reference.
+ANDROID_NOTIFICATION_FIELDS = {
+    "title", "body", "icon", "color", "sound", "tag", "click_action", "body_loc_key",
+    "body_loc_args", "title_loc_key", "title_loc_args", "channel_id", "ticker", "sticky",
+    "event_time", "local_only", "notification_priority", "default_sound",
+    "default_vibrate_timings", "default_light_settings", "vibrate_timings", "visibility",
+    "notification_count", "light_settings", "image", "bypass_proxy_notification", "proxy"}
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
@@ -210,6 +217,15 @@ class Fcm(Server):
                 raise Invalid(f"android.ttl {android['ttl']!r} is not a duration")
             if "collapse_key" in android and not isinstance(android["collapse_key"], str):
                 raise Invalid("android.collapse_key is not a string")
+            an = android.get("notification")
+            if an is not None:
+                if not isinstance(an, dict) or set(an) - ANDROID_NOTIFICATION_FIELDS:
+                    raise Invalid(f"android.notification has unknown fields: {an}")
+                if "tag" in an and not isinstance(an["tag"], str):
+                    raise Invalid("android.notification.tag is not a string")
+                if "notification_count" in an and not (
+                        isinstance(an["notification_count"], int) and an["notification_count"] >= 0):
+                    raise Invalid("android.notification.notification_count is not a count")
         for name in ("apns", "webpush"):
             if name in message and not isinstance(message[name], dict):
                 raise Invalid(f"{name} is not an object")

@@ -43,6 +43,12 @@ pub struct AndroidConfig {
     /// How long FCM keeps the message for an offline device (at most
     /// [`MAX_TTL`]; `None`: FCM's default, four weeks).
     pub ttl: Option<Duration>,
+    /// `android.notification.tag`: a notification with the same tag replaces
+    /// the one shown (`collapse_key` only replaces one still waiting at FCM).
+    pub tag: Option<String>,
+    /// `android.notification.notification_count`: the count a launcher may
+    /// show on the app's icon.
+    pub notification_count: Option<u32>,
 }
 
 /// One message to one registration token.
@@ -111,6 +117,22 @@ impl FcmMessage {
             // A protobuf Duration in JSON: seconds with an "s".
             android.insert("ttl".into(), format!("{}s", ttl.as_secs()).into());
         }
+        let mut notification = Map::new();
+        if let Some(tag) = &self.android.tag {
+            if tag.is_empty() || tag.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "tag",
+                    "must not be empty or hold control characters",
+                ));
+            }
+            notification.insert("tag".into(), tag.as_str().into());
+        }
+        if let Some(count) = self.android.notification_count {
+            notification.insert("notification_count".into(), count.into());
+        }
+        if !notification.is_empty() {
+            android.insert("notification".into(), Value::Object(notification));
+        }
         let mut message = Map::new();
         message.insert("token".into(), self.token.as_str().into());
         message.insert("data".into(), json!(self.data));
@@ -164,6 +186,8 @@ mod tests {
                 collapse_key: Some("c1".into()),
                 priority: AndroidPriority::High,
                 ttl: Some(Duration::from_secs(3600)),
+                tag: Some("c1".into()),
+                notification_count: Some(3),
             },
             apns: Some(json!({"headers": {"apns-priority": "10"}})),
             webpush: None,
@@ -178,7 +202,8 @@ mod tests {
                 "token": "dXNlcjE:APA91bH-x_y",
                 "data": {"conversation": "c1"},
                 "notification": {"title": "Ana", "body": "hi"},
-                "android": {"collapse_key": "c1", "priority": "HIGH", "ttl": "3600s"},
+                "android": {"collapse_key": "c1", "priority": "HIGH", "ttl": "3600s",
+                            "notification": {"tag": "c1", "notification_count": 3}},
                 "apns": {"headers": {"apns-priority": "10"}}
             }})
         );

@@ -57,8 +57,10 @@ const CONCURRENT_SENDS: usize = 256;
 const RECORD_BATCH: usize = 512;
 /// Users asked about at once from the presence engine.
 const PRESENCE_CHUNK: usize = 1_000;
-/// The longest alert text in a push: providers take 4 KB in all.
-const MAX_BODY_CHARS: usize = 1_000;
+/// The longest alert text in a push, in bytes: providers take 4 KB in all
+/// (Web Push's encrypted record leaves 3,993), with the ids and up to
+/// [`MAX_CUSTOM_BYTES`] of custom data beside it.
+const MAX_BODY_BYTES: usize = 1_500;
 /// The largest custom data (`data.push` of a message, JSON) carried.
 const MAX_CUSTOM_BYTES: usize = 1_024;
 /// What a push says instead of the text when the app's preview is `generic`.
@@ -68,6 +70,9 @@ const MAX_CALL_PAYLOAD: usize = 3 * 1024;
 /// How long a call's VoIP push is worth delivering: a ring older than this
 /// rings for a call long given up.
 const CALL_TTL_MS: i64 = 60_000;
+/// How long pushes wait after the provider refused an app's credentials
+/// (they go at once when the credentials change).
+const REFUSED_PAUSE: Duration = Duration::from_secs(300);
 /// How long the settings of an app are trusted before they are read again.
 const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
@@ -101,6 +106,9 @@ pub(super) struct PushState {
     /// Provider clients per app, kept while the app's settings are unchanged
     /// (they cache their signed tokens).
     apps: Mutex<HashMap<String, CachedClients>>,
+    /// (app, provider) whose credentials the provider refused, with the
+    /// settings version it refused: their pushes wait for new settings.
+    refused: Mutex<HashMap<(String, &'static str), i64>>,
 }
 
 struct CachedClients {
@@ -111,6 +119,8 @@ struct CachedClients {
 
 /// An app's provider clients, from its push settings.
 struct AppClients {
+    /// The settings version they were built from.
+    updated_at: i64,
     preview: String,
     apns: Option<ApnsClients>,
     fcm: Option<FcmClient>,
@@ -156,13 +166,13 @@ impl Node {
                 tracing::warn!(%err, "push: reading the event feed failed; retrying");
             }
             if let Err(err) = self.start_fan_outs(&owner, &slots, &tasks).await {
-                tracing::warn!(%err, "push: finding due conversations failed; retrying");
+                tracing::warn!(%err, "push: claiming due conversations failed; retrying");
             }
             if last_sweep.elapsed() > Duration::from_secs(60) {
                 last_sweep = Instant::now();
                 let before = now_ms() - 2 * self.config.push.collapse_window.as_millis() as i64;
-                if let Err(err) = self.store.sweep_push_streams(before).await {
-                    tracing::debug!(%err, "push: sweeping idle streams failed");
+                if let Err(err) = self.store.sweep_push_queue(before).await {
+                    tracing::debug!(%err, "push: sweeping the queue failed");
                 }
             }
         }
@@ -198,43 +208,53 @@ impl Node {
         Ok(())
     }
 
-    /// Step 2: claim due streams and fan each out in a task.
+    /// Step 2: claims due streams and fans each out in a task, as long as
+    /// some are due: a slot freed by a finished fan-out is used at once.
     async fn start_fan_outs(
         self: &Arc<Self>,
         owner: &Arc<str>,
         slots: &Arc<tokio::sync::Semaphore>,
         tasks: &tokio_util::task::TaskTracker,
     ) -> Result<()> {
-        let free = slots.available_permits();
-        if free == 0 {
-            return Ok(());
-        }
-        let now = now_ms();
-        for stream in self.store.due_push_streams(now, free as u32).await? {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
+        let shutdown = self.shutdown_signal();
+        loop {
+            // Wait for a slot: the streams stay due meanwhile.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
             };
-            if !self
+            let free = slots.available_permits() + 1;
+            let now = now_ms();
+            let claimed = self
                 .store
-                .claim_push_stream(&stream, owner, now, now + self.push_lease_ms())
-                .await?
-            {
-                continue;
+                .claim_push_streams(
+                    &claim_token(owner),
+                    now,
+                    now + self.push_lease_ms(),
+                    free as u32,
+                )
+                .await?;
+            let full = claimed.len() == free;
+            let mut first = Some(first);
+            for stream in claimed {
+                let permit = match first.take() {
+                    Some(permit) => permit,
+                    None => slots.clone().try_acquire_owned().expect("a free slot"),
+                };
+                let node = self.clone();
+                tasks.spawn(async move {
+                    if let Err(err) = node.fan_out(&stream).await {
+                        tracing::warn!(%err, app = %stream.app_id, "push: a fan-out failed; it is retried");
+                        let retry = now_ms() + node.config.push.retry_min.as_millis() as i64;
+                        let _ = node.store.defer_push_stream(&stream, retry).await;
+                    }
+                    drop(permit);
+                });
             }
-            let (node, owner) = (self.clone(), owner.clone());
-            tasks.spawn(async move {
-                if let Err(err) = node.fan_out(&stream, &owner).await {
-                    tracing::warn!(%err, app = %stream.app_id, "push: a fan-out failed; it is retried");
-                    let retry = now_ms() + node.config.push.retry_min.as_millis() as i64;
-                    let _ = node
-                        .store
-                        .defer_push_stream(&stream.app_id, &stream.stream, &owner, retry)
-                        .await;
-                }
-                drop(permit);
-            });
+            if !full {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// How long a node holds a stream or a send it works on.
@@ -244,31 +264,39 @@ impl Node {
 
     /// Fans out a claimed stream's newest job, unless its collapse window is
     /// still open.
-    async fn fan_out(&self, s: &DueStream, owner: &str) -> Result<()> {
+    async fn fan_out(&self, s: &DueStream) -> Result<()> {
         let now = now_ms();
         let window = self.config.push.collapse_window.as_millis() as i64;
         let conversation = !s.stream.starts_with("n:");
         if conversation && s.last_sent_at + window > now {
             return self
                 .store
-                .defer_push_stream(&s.app_id, &s.stream, owner, s.last_sent_at + window)
+                .defer_push_stream(s, s.last_sent_at + window)
                 .await;
         }
         let Some(job) = self.store.newest_push_job(&s.app_id, &s.stream).await? else {
-            return self
-                .store
-                .defer_push_stream(&s.app_id, &s.stream, owner, crate::store::push_queue::IDLE)
-                .await;
+            self.store
+                .finish_push_fan_out(s, None, "", &[], now, window)
+                .await?;
+            return Ok(());
         };
-        let sends = match self.store.event(&s.app_id, &job.event_id).await? {
-            Some(event) => self.sends_for(&s.app_id, &event, now).await?,
-            // Erased, or out of retention: nothing left to tell.
-            None => Vec::new(),
+        let (sends, message_id) = match self.store.event(&s.app_id, &job.event_id).await? {
+            // A push older than its time to live is not worth sending (the
+            // queue was stopped that long).
+            Some(event) if event.created_at + (self.config.push.ttl.as_millis() as i64) > now => {
+                let message_id = event.data["message"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (self.sends_for(&s.app_id, &event, now).await?, message_id)
+            }
+            // Erased, out of retention, or too old: nothing left to tell.
+            _ => (Vec::new(), String::new()),
         };
         let queued = sends.len();
         if self
             .store
-            .finish_push_fan_out(&s.app_id, &s.stream, owner, &job, &sends, now, window)
+            .finish_push_fan_out(s, Some(&job), &message_id, &sends, now, window)
             .await?
             && queued > 0
         {
@@ -389,7 +417,9 @@ impl Node {
                 "from_user_id": from,
                 "from_name": from_name,
             });
-            if payload.len() <= MAX_CALL_PAYLOAD {
+            // Counted as carried: JSON escapes (an SDP's line breaks) grow it.
+            let escaped = serde_json::to_string(payload).map_or(usize::MAX, |p| p.len());
+            if escaped <= MAX_CALL_PAYLOAD {
                 mkondo["payload"] = payload.into();
             } else {
                 mkondo["payload_omitted"] = true.into();
@@ -492,8 +522,11 @@ impl Node {
             "seq": m["seq"],
             "message_id": m["id"],
             "sender_id": author,
-            "sender_name": author_name,
         });
+        // Preview `none`: no text at all reaches the providers.
+        if preview != "none" {
+            mkondo["sender_name"] = author_name.into();
+        }
         if let Some(custom) = custom_data(&m["data"]["push"]) {
             mkondo["data"] = custom;
         }
@@ -609,6 +642,7 @@ impl Node {
             })
             .flatten();
         Ok(AppClients {
+            updated_at: row.updated_at,
             preview: row.preview.clone(),
             apns,
             fcm,
@@ -623,7 +657,7 @@ impl Node {
         let tasks = tokio_util::task::TaskTracker::new();
         let shutdown = self.shutdown_signal();
         let (finished, results) = tokio::sync::mpsc::unbounded_channel();
-        let recorder = tokio::spawn(self.clone().run_push_recorder(owner.clone(), results));
+        let recorder = tokio::spawn(self.clone().run_push_recorder(results));
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -634,7 +668,12 @@ impl Node {
                 let now = now_ms();
                 match self
                     .store
-                    .claim_push_sends(&owner, now, now + self.push_lease_ms(), free as u32)
+                    .claim_push_sends(
+                        &claim_token(&owner),
+                        now,
+                        now + self.push_lease_ms(),
+                        free as u32,
+                    )
                     .await
                 {
                     Ok(sends) => {
@@ -678,7 +717,6 @@ impl Node {
     /// previous batch was being written goes in one transaction.
     async fn run_push_recorder(
         self: Arc<Self>,
-        owner: Arc<str>,
         mut results: tokio::sync::mpsc::UnboundedReceiver<Finished>,
     ) {
         while let Some(first) = results.recv().await {
@@ -690,7 +728,7 @@ impl Node {
                 }
             }
             let outcomes: Vec<(&Send, &Finish)> = batch.iter().map(|(s, f, _)| (s, f)).collect();
-            if let Err(err) = self.store.finish_push_sends(&owner, &outcomes).await {
+            if let Err(err) = self.store.finish_push_sends(&outcomes).await {
                 tracing::warn!(%err, sends = batch.len(),
                     "push: recording sends failed; their leases end and they are sent again");
             }
@@ -732,9 +770,10 @@ impl Node {
                 tracing::warn!(app = %send.app_id, provider, field, %reason, "push: a push could not be made");
                 ("rejected", Finish::Done)
             }
-            Err(SendError::Push(err)) => {
-                // No answer, or the app's credentials refused: tried again
-                // with backoff until the push expires.
+            Err(SendError::Paused) => self.retry_or_expire(send, Some(REFUSED_PAUSE), now),
+            Err(err @ (SendError::Push(_) | SendError::Store | SendError::Timeout)) => {
+                // No answer, or the database failing: tried again with
+                // backoff until the push expires.
                 tracing::warn!(app = %send.app_id, provider, %err, "push: sending failed; it is retried");
                 self.retry_or_expire(send, None, now)
             }
@@ -764,12 +803,52 @@ impl Node {
         let clients = self
             .push_clients(&send.app_id)
             .await
-            .ok()
-            .flatten()
+            .map_err(|_| SendError::Store)?
             .ok_or(SendError::Unconfigured)?;
+        let family = provider_family(&send.provider);
+        let refused = (send.app_id.clone(), family);
+        if self
+            .push
+            .refused
+            .lock()
+            .expect("refused credentials")
+            .get(&refused)
+            == Some(&clients.updated_at)
+        {
+            return Err(SendError::Paused);
+        }
         let payload: Payload =
             serde_json::from_str(&send.payload).map_err(|_| SendError::Unconfigured)?;
         let ttl = Duration::from_millis((send.expires_at - now_ms()).max(0) as u64);
+        // Within the lease, whatever the provider (or a token endpoint) does.
+        let limit = self.config.push.timeout * 2;
+        let answer = tokio::time::timeout(limit, self.provider_call(send, &clients, &payload, ttl))
+            .await
+            .map_err(|_| SendError::Timeout)?;
+        if let Err(SendError::Push(mkondo_push::Error::Unauthorized { status, reason })) = &answer {
+            let first = self
+                .push
+                .refused
+                .lock()
+                .expect("refused credentials")
+                .insert(refused, clients.updated_at)
+                != Some(clients.updated_at);
+            if first {
+                tracing::error!(app = %send.app_id, provider = family, status, %reason,
+                    "push: the provider refuses the app's credentials; its pushes wait until they are set again");
+            }
+            return Err(SendError::Paused);
+        }
+        answer
+    }
+
+    async fn provider_call(
+        &self,
+        send: &Send,
+        clients: &AppClients,
+        payload: &Payload,
+        ttl: Duration,
+    ) -> std::result::Result<Outcome, SendError> {
         let outcome = match send.provider.as_str() {
             "apns" | "apns_voip" => {
                 let apns = clients.apns.as_ref().ok_or(SendError::Unconfigured)?;
@@ -784,12 +863,12 @@ impl Node {
                     &send.topic
                 };
                 client
-                    .send(&apns_notification(send, topic, &payload))
+                    .send(&apns_notification(send, topic, payload))
                     .await?
             }
             "fcm" => {
                 let fcm = clients.fcm.as_ref().ok_or(SendError::Unconfigured)?;
-                fcm.send(&fcm_message(send, &payload, ttl)).await?
+                fcm.send(&fcm_message(send, payload, ttl)).await?
             }
             "webpush" => {
                 let web_push = clients.web_push.as_ref().ok_or(SendError::Unconfigured)?;
@@ -798,7 +877,7 @@ impl Node {
                     .check_parsed(subscription.endpoint())
                     .map_err(|e| SendError::Refused(e.to_string()))?;
                 web_push
-                    .send(&subscription, &web_push_message(send, &payload, ttl))
+                    .send(&subscription, &web_push_message(send, payload, ttl))
                     .await?
             }
             _ => return Err(SendError::Unconfigured),
@@ -807,12 +886,26 @@ impl Node {
     }
 }
 
+/// A token naming one claim of this node's worker (`owner`).
+fn claim_token(owner: &str) -> String {
+    format!("{owner}.{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
 /// A finished send on its way to the recorder, with its sender slot.
 type Finished = (Send, Finish, tokio::sync::OwnedSemaphorePermit);
 
 /// Why a push was not handed to a provider.
 #[derive(Debug, thiserror::Error)]
 enum SendError {
+    /// The app's settings could not be read now.
+    #[error("the database is unavailable")]
+    Store,
+    /// The provider refused the app's credentials: its pushes wait until
+    /// the credentials change.
+    #[error("the credentials were refused")]
+    Paused,
+    #[error("no answer in time")]
+    Timeout,
     /// The app no longer has this provider (or push) configured.
     #[error("not configured")]
     Unconfigured,
@@ -916,6 +1009,7 @@ fn new_send(
         created_at: now,
         expires_at,
         attempts: 0,
+        lease_owner: None,
     }
 }
 
@@ -936,12 +1030,16 @@ pub(crate) fn collapse_id(key: &str) -> String {
     id
 }
 
-/// A message's text cut to what a push carries.
+/// A message's text cut to what a push carries (on a character boundary).
 fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_BODY_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
+    if text.len() <= MAX_BODY_BYTES {
+        return text.to_owned();
     }
+    let mut at = MAX_BODY_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}…", &text[..at])
 }
 
 /// The backend's custom data for a push, if it is an object small enough.
@@ -956,6 +1054,16 @@ fn custom_data(value: &Value) -> Option<Value> {
         return None;
     }
     Some(value.clone())
+}
+
+/// The provider a device's pushes go through (PushKit tokens: APNs).
+fn provider_family(provider: &str) -> &'static str {
+    match provider {
+        "apns" | "apns_voip" => "apns",
+        "fcm" => "fcm",
+        "webpush" => "webpush",
+        _ => "other",
+    }
 }
 
 fn provider_label(provider: &str) -> &'static str {
@@ -988,7 +1096,9 @@ fn apns_notification(send: &Send, topic: &str, payload: &Payload) -> ApnsNotific
                 body: payload.body.clone().unwrap_or_default(),
             }),
             badge: Some(payload.badge.clamp(0, i64::from(u32::MAX)) as u32),
-            sound: Some("default".into()),
+            // A sound with nothing shown would puzzle: preview `none` only
+            // sets the badge.
+            sound: (payload.title.is_some() || payload.body.is_some()).then(|| "default".into()),
             thread_id: (!payload.thread_id.is_empty()).then(|| payload.thread_id.clone()),
             mutable_content: true,
             content_available: false,
@@ -1005,12 +1115,6 @@ fn fcm_message(send: &Send, payload: &Payload, ttl: Duration) -> FcmMessage {
     let mut data = std::collections::BTreeMap::new();
     data.insert("mkondo".to_owned(), payload.mkondo.to_string());
     data.insert("badge".to_owned(), payload.badge.to_string());
-    if let Some(title) = &payload.title {
-        data.insert("title".to_owned(), title.clone());
-    }
-    if let Some(body) = &payload.body {
-        data.insert("body".to_owned(), body.clone());
-    }
     FcmMessage {
         token: send.token.clone(),
         data,
@@ -1022,7 +1126,11 @@ fn fcm_message(send: &Send, payload: &Payload, ttl: Duration) -> FcmMessage {
             }
         }),
         android: AndroidConfig {
+            // Replaces a message FCM still holds for the device…
             collapse_key: Some(send.collapse_id.clone()),
+            // …and a notification already shown.
+            tag: Some(send.collapse_id.clone()),
+            notification_count: Some(payload.badge.clamp(0, i64::from(u32::MAX)) as u32),
             ttl: Some(ttl.min(mkondo_push::fcm::MAX_TTL)),
             ..Default::default()
         },
@@ -1064,11 +1172,17 @@ mod tests {
     }
 
     #[test]
-    fn long_texts_are_cut_on_a_character() {
-        let text = "é".repeat(MAX_BODY_CHARS + 5);
-        let short = shorten(&text);
-        assert_eq!(short.chars().count(), MAX_BODY_CHARS + 1);
-        assert!(short.ends_with('…'));
+    fn long_texts_are_cut_on_a_character_within_the_byte_budget() {
+        for text in [
+            "é".repeat(MAX_BODY_BYTES),
+            "漢".repeat(MAX_BODY_BYTES),
+            "a".repeat(5_000),
+        ] {
+            let short = shorten(&text);
+            assert!(short.len() <= MAX_BODY_BYTES, "{}", short.len());
+            assert!(short.len() > MAX_BODY_BYTES - 8, "{}", short.len());
+            assert!(short.ends_with('…'));
+        }
         assert_eq!(shorten("hi"), "hi");
     }
 

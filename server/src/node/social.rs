@@ -253,9 +253,8 @@ impl Node {
         }
         self.refuse_blocked(app, from, to).await?;
         metrics::counter!("mkondo_signals_total").increment(1);
-        if ring {
-            self.ring(app, from, conv, to, &payload).await;
-        }
+        // The live signal first: a VoIP push is for a callee not looking.
+        let rung = ring.then(|| payload.clone());
         self.publish(
             app,
             Target {
@@ -268,6 +267,10 @@ impl Node {
                 payload,
             }),
         )
-        .await
+        .await?;
+        if let Some(payload) = rung {
+            self.ring(app, from, conv, to, &payload).await;
+        }
+        Ok(())
     }
 }

@@ -51,12 +51,14 @@ pub struct NewJob {
     pub created_at: i64,
 }
 
-/// A stream ready to fan out.
+/// A stream claimed to fan out.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueStream {
     pub app_id: String,
     pub stream: String,
     pub last_sent_at: i64,
+    /// The claim's token.
+    pub lease_owner: String,
 }
 
 /// The newest job of a stream: the one its next push tells of.
@@ -126,6 +128,9 @@ pub struct Send {
     pub created_at: i64,
     pub expires_at: i64,
     pub attempts: i64,
+    /// The claim holding it (empty before it is claimed).
+    #[sqlx(default)]
+    pub lease_owner: Option<String>,
 }
 
 impl std::fmt::Debug for Send {
@@ -142,7 +147,7 @@ impl std::fmt::Debug for Send {
 
 const SEND_COLUMNS: &str = "app_id, id, device_id, user_id, conversation_id, message_id, \
     author_id, provider, token, p256dh, auth, topic, sandbox, collapse_id, payload, created_at, \
-    expires_at, attempts";
+    expires_at, attempts, lease_owner";
 
 impl Store {
     /// The apps with push settings and their feed positions.
@@ -208,38 +213,41 @@ impl Store {
         Ok(true)
     }
 
-    /// Streams due now whose lease is free, oldest due first.
-    pub async fn due_push_streams(&self, now: i64, limit: u32) -> Result<Vec<DueStream>> {
-        Ok(sqlx::query_as(
-            "SELECT app_id, stream, last_sent_at FROM push_streams \
-             WHERE next_at <= $1 AND lease_until < $1 ORDER BY next_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    /// Takes a stream's lease if it is free; false when another node has it.
-    pub async fn claim_push_stream(
+    /// Takes the lease of up to `limit` streams due now whose lease is free,
+    /// oldest due first, as `owner` (a token of this claim: a node never
+    /// mistakes an older claim of its own for this one). Their
+    /// `last_sent_at` is read by the claim itself.
+    pub async fn claim_push_streams(
         &self,
-        s: &DueStream,
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE push_streams SET lease_owner = $3, lease_until = $4 \
-             WHERE app_id = $1 AND stream = $2 AND lease_until < $5 AND next_at <= $5",
-        )
-        .bind(&s.app_id)
-        .bind(&s.stream)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        limit: u32,
+    ) -> Result<Vec<DueStream>> {
+        let sql = format!(
+            "UPDATE push_streams SET lease_owner = $1, lease_until = $2 \
+             WHERE lease_until < $3 AND next_at <= $3 AND (app_id, stream) IN ( \
+                 SELECT app_id, stream FROM push_streams WHERE next_at <= $3 AND lease_until < $3 \
+                 ORDER BY next_at LIMIT $4{}) \
+             RETURNING app_id, stream, last_sent_at, lease_owner",
+            self.skip_locked()
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?)
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL: another node's claim in
+    /// flight is passed over, not waited for (SQLite has one writer).
+    fn skip_locked(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
     }
 
     /// The newest job of a stream (by seq, then time), if any.
@@ -254,22 +262,16 @@ impl Store {
         .await?)
     }
 
-    /// Holds a claimed stream back until `next_at` (its collapse window) and
-    /// releases its lease.
-    pub async fn defer_push_stream(
-        &self,
-        app: &str,
-        stream: &str,
-        owner: &str,
-        next_at: i64,
-    ) -> Result<()> {
+    /// Holds a claimed stream back until `next_at` (its collapse window, or a
+    /// retry after a failed fan-out) and releases its lease.
+    pub async fn defer_push_stream(&self, s: &DueStream, next_at: i64) -> Result<()> {
         sqlx::query(
             "UPDATE push_streams SET next_at = $4, lease_owner = NULL, lease_until = 0 \
              WHERE app_id = $1 AND stream = $2 AND lease_owner = $3",
         )
-        .bind(app)
-        .bind(stream)
-        .bind(owner)
+        .bind(&s.app_id)
+        .bind(&s.stream)
+        .bind(&s.lease_owner)
         .bind(next_at)
         .execute(&self.writer)
         .await?;
@@ -385,64 +387,108 @@ impl Store {
     }
 
     /// Writes a fan-out's sends, removes the jobs it covered (`seq` up to
-    /// `upto`), and sets the stream's window, in one transaction; false (and
-    /// nothing written) when the lease was lost meanwhile.
+    /// `upto`; none when `upto` is `None`), and sets the stream's next time
+    /// (a window after `now` if jobs remain, else idle), in one transaction;
+    /// false (and nothing written) when the lease was lost meanwhile. Sends
+    /// of a message deleted meanwhile are not written.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_push_fan_out(
         &self,
-        app: &str,
-        stream: &str,
-        owner: &str,
-        upto: &Job,
+        s: &DueStream,
+        upto: Option<&Job>,
+        message_id: &str,
         sends: &[Send],
         now: i64,
         window_ms: i64,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        // The stream's row first: a copier queueing a job for it either
+        // committed before (its job is counted below) or waits for this
+        // transaction (and then finds the stream idle and makes it due).
+        let held = sqlx::query(
+            "UPDATE push_streams SET lease_until = lease_until \
+             WHERE app_id = $1 AND stream = $2 AND lease_owner = $3",
+        )
+        .bind(&s.app_id)
+        .bind(&s.stream)
+        .bind(&s.lease_owner)
+        .execute(&mut *tx)
+        .await?;
+        if held.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let covered = upto.map_or(i64::MIN, |j| j.seq);
         let remaining: i64 = sqlx::query_scalar(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM push_jobs \
              WHERE app_id = $1 AND stream = $2 AND seq > $3",
         )
-        .bind(app)
-        .bind(stream)
-        .bind(upto.seq)
+        .bind(&s.app_id)
+        .bind(&s.stream)
+        .bind(covered)
         .fetch_one(&mut *tx)
         .await?;
         let next_at = if remaining > 0 { now + window_ms } else { IDLE };
-        let kept = sqlx::query(
+        let sent_at = if sends.is_empty() {
+            s.last_sent_at
+        } else {
+            now
+        };
+        sqlx::query(
             "UPDATE push_streams SET last_sent_at = $4, next_at = $5, lease_owner = NULL, \
              lease_until = 0 WHERE app_id = $1 AND stream = $2 AND lease_owner = $3",
         )
-        .bind(app)
-        .bind(stream)
-        .bind(owner)
-        .bind(now)
+        .bind(&s.app_id)
+        .bind(&s.stream)
+        .bind(&s.lease_owner)
+        .bind(sent_at)
         .bind(next_at)
         .execute(&mut *tx)
         .await?;
-        if kept.rows_affected() == 0 {
-            return Ok(false);
+        if upto.is_some() {
+            sqlx::query("DELETE FROM push_jobs WHERE app_id = $1 AND stream = $2 AND seq <= $3")
+                .bind(&s.app_id)
+                .bind(&s.stream)
+                .bind(covered)
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query("DELETE FROM push_jobs WHERE app_id = $1 AND stream = $2 AND seq <= $3")
-            .bind(app)
-            .bind(stream)
-            .bind(upto.seq)
-            .execute(&mut *tx)
-            .await?;
-        insert_sends(&mut tx, sends).await?;
+        // A delete commits its message's tombstone and removes its queued
+        // pushes in one transaction: checked here (shared lock on
+        // PostgreSQL, so a delete in flight is waited for), the text of a
+        // message deleted during the fan-out is never queued.
+        let alive = message_id.is_empty() || {
+            let sql = format!(
+                "SELECT deleted_at FROM messages WHERE app_id = $1 AND id = $2{}",
+                match self.engine {
+                    Engine::Sqlite => "",
+                    Engine::Postgres => " FOR SHARE",
+                }
+            );
+            let row: Option<(Option<i64>,)> = sqlx::query_as(&sql)
+                .bind(&s.app_id)
+                .bind(message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            matches!(row, Some((None,)))
+        };
+        if alive {
+            insert_sends(&mut tx, sends, 0).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
 
-    /// Queues sends made outside the outbox (a call's VoIP push).
+    /// Queues sends made outside the outbox: a call's VoIP pushes, due
+    /// before every other send (a ring is worth something for seconds).
     pub async fn queue_push_sends(&self, sends: &[Send]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        insert_sends(&mut tx, sends).await?;
+        insert_sends(&mut tx, sends, -1).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Takes the lease of up to `limit` sends due now, oldest due first.
+    /// Takes the lease of up to `limit` sends due now, oldest due first, as
+    /// `owner` (a token of this claim).
     pub async fn claim_push_sends(
         &self,
         owner: &str,
@@ -450,17 +496,19 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Send>> {
+        // Only sends whose device still belongs to their user with the same
+        // credential: one moved to someone else (another sign-in on the
+        // phone) or removed never gets them; the sweep deletes them.
         let sql = format!(
             "UPDATE push_sends SET lease_owner = $1, lease_until = $2 \
              WHERE lease_until < $3 AND next_at <= $3 AND (app_id, id) IN ( \
-                 SELECT app_id, id FROM push_sends WHERE next_at <= $3 AND lease_until < $3 \
-                 ORDER BY next_at LIMIT $4{}) \
+                 SELECT s.app_id, s.id FROM push_sends s WHERE s.next_at <= $3 \
+                   AND s.lease_until < $3 AND s.expires_at > $3 AND EXISTS ( \
+                     SELECT 1 FROM push_devices d WHERE d.app_id = s.app_id \
+                       AND d.id = s.device_id AND d.user_id = s.user_id AND d.token = s.token) \
+                 ORDER BY s.next_at LIMIT $4{}) \
              RETURNING {SEND_COLUMNS}",
-            match self.engine {
-                Engine::Sqlite => "",
-                // Another node's claim in flight is passed over, not waited for.
-                Engine::Postgres => " FOR UPDATE SKIP LOCKED",
-            }
+            self.skip_locked()
         );
         Ok(sqlx::query_as(&sql)
             .bind(owner)
@@ -474,13 +522,10 @@ impl Store {
     /// Records what became of finished sends, in one transaction: a done
     /// send leaves the queue, a gone one takes its device with it (unless
     /// the credential was registered again since the push was made), a retry
-    /// waits for `next_at` with its attempt counted. Only sends this owner
-    /// still leases are touched: one whose lease ran out is another node's.
-    pub async fn finish_push_sends(
-        &self,
-        owner: &str,
-        finished: &[(&Send, &Finish)],
-    ) -> Result<()> {
+    /// waits for `next_at` with its attempt counted. Only sends still held
+    /// by the claim that took them are touched: one whose lease ran out is
+    /// another claim's.
+    pub async fn finish_push_sends(&self, finished: &[(&Send, &Finish)]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let leaving: Vec<&Send> = finished
             .iter()
@@ -488,16 +533,16 @@ impl Store {
             .map(|(s, _)| *s)
             .collect();
         for chunk in leaving.chunks(INSERT_CHUNK) {
-            let pairs: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
                 .collect();
             let sql = format!(
-                "DELETE FROM push_sends WHERE lease_owner = $1 AND (app_id, id) IN ({})",
-                pairs.join(", ")
+                "DELETE FROM push_sends WHERE (app_id, id, lease_owner) IN ({})",
+                rows.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(owner);
+            let mut query = sqlx::query(&sql);
             for s in chunk {
-                query = query.bind(&s.app_id).bind(&s.id);
+                query = query.bind(&s.app_id).bind(&s.id).bind(&s.lease_owner);
             }
             query.execute(&mut *tx).await?;
         }
@@ -524,7 +569,7 @@ impl Store {
                     )
                     .bind(&send.app_id)
                     .bind(&send.id)
-                    .bind(owner)
+                    .bind(&send.lease_owner)
                     .bind(next_at)
                     .execute(&mut *tx)
                     .await?;
@@ -535,21 +580,34 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets idle streams whose collapse window ended long ago.
-    pub async fn sweep_push_streams(&self, before: i64) -> Result<()> {
+    /// Forgets idle streams whose collapse window ended before `before`,
+    /// sends past their time, and sends whose device moved to another user
+    /// or went (never claimed: see [`Store::claim_push_sends`]).
+    pub async fn sweep_push_queue(&self, before: i64) -> Result<()> {
+        let now = now_ms();
         sqlx::query(&format!(
             "DELETE FROM push_streams WHERE next_at = {IDLE} AND last_sent_at < $1 \
              AND lease_until < $2"
         ))
         .bind(before)
-        .bind(now_ms())
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        sqlx::query(
+            "DELETE FROM push_sends WHERE lease_until < $1 AND (expires_at <= $1 OR NOT EXISTS ( \
+                 SELECT 1 FROM push_devices d WHERE d.app_id = push_sends.app_id \
+                   AND d.id = push_sends.device_id AND d.user_id = push_sends.user_id \
+                   AND d.token = push_sends.token))",
+        )
+        .bind(now)
         .execute(&self.writer)
         .await?;
         Ok(())
     }
 }
 
-async fn insert_sends(tx: &mut super::Tx<'_>, sends: &[Send]) -> Result<()> {
+/// Inserts sends due at `next_at`.
+async fn insert_sends(tx: &mut super::Tx<'_>, sends: &[Send], next_at: i64) -> Result<()> {
     const COLUMNS: usize = 19;
     for chunk in sends.chunks(INSERT_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
@@ -587,7 +645,7 @@ async fn insert_sends(tx: &mut super::Tx<'_>, sends: &[Send]) -> Result<()> {
                 .bind(s.created_at)
                 .bind(s.expires_at)
                 .bind(s.attempts)
-                .bind(0i64);
+                .bind(next_at);
         }
         query.execute(&mut **tx).await?;
     }

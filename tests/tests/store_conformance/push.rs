@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use mkondo_server::store::devices::NewDevice;
 use mkondo_server::store::push_queue::{NewJob, Send};
 use mkondo_server::store::{now_ms, Store};
 use sqlx::Row;
@@ -45,17 +46,32 @@ async fn copy_once(store: &Store) -> usize {
     copied
 }
 
-fn a_send(app: &str, n: usize) -> Send {
+/// A queued push for a device registered now for `user{n}`.
+async fn a_send(store: &Store, app: &str, n: usize) -> Send {
+    let token = format!("{n:064x}");
+    let user = format!("user{n}");
+    let device = store
+        .register_device(
+            app,
+            &user,
+            &NewDevice {
+                provider: "apns".into(),
+                token: token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     Send {
         app_id: app.to_owned(),
         id: format!("00000000-0000-4000-8000-{n:012}"),
-        device_id: format!("dev_{n}"),
-        user_id: format!("user{n}"),
+        device_id: device.id,
+        user_id: user,
         conversation_id: "c".into(),
         message_id: "m".into(),
         author_id: "ann".into(),
         provider: "apns".into(),
-        token: "ab".repeat(32),
+        token,
         p256dh: String::new(),
         auth: String::new(),
         topic: String::new(),
@@ -65,6 +81,7 @@ fn a_send(app: &str, n: usize) -> Send {
         created_at: now_ms(),
         expires_at: now_ms() + 3_600_000,
         attempts: 0,
+        lease_owner: None,
     }
 }
 
@@ -132,36 +149,79 @@ pub async fn push_jobs_are_copied_once_and_leases_go_to_one_node(db: Db) {
 
     // Each due stream's lease goes to one claimant.
     let now = now_ms();
-    let due = store.due_push_streams(now, 10).await.unwrap();
-    assert_eq!(due.len(), 2);
+    let start = Arc::new(tokio::sync::Barrier::new(nodes.len() * 4));
     let mut claims = JoinSet::new();
     for i in 0..nodes.len() * 4 {
-        let (nodes, due) = (nodes.clone(), due.clone());
+        let (nodes, start) = (nodes.clone(), start.clone());
         claims.spawn(async move {
             let store = &nodes[i % nodes.len()];
-            let mut won = 0;
-            for s in &due {
-                if store
-                    .claim_push_stream(s, &format!("owner-{i}"), now, now + 30_000)
-                    .await
-                    .unwrap()
-                {
-                    won += 1;
-                }
-            }
-            won
+            start.wait().await;
+            store
+                .claim_push_streams(&format!("owner-{i}"), now, now + 30_000, 10)
+                .await
+                .unwrap()
         });
     }
-    let mut won = 0;
-    while let Some(n) = claims.join_next().await {
-        won += n.unwrap();
+    let mut claimed = Vec::new();
+    while let Some(got) = claims.join_next().await {
+        claimed.extend(got.unwrap());
     }
-    assert_eq!(won, 2, "one lease per stream");
-    assert!(store.due_push_streams(now, 10).await.unwrap().is_empty());
+    let mut names: Vec<&str> = claimed.iter().map(|s| s.stream.as_str()).collect();
+    names.sort();
+    let mut expected = vec![g1.as_str(), g2.as_str()];
+    expected.sort();
+    assert_eq!(names, expected, "one lease per stream");
+    assert!(store
+        .claim_push_streams("late", now, now + 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A fan-out that covered g1's jobs up to `newest` while another came:
+    // the stream stays due (after the window), the new job kept.
+    let s1 = claimed.iter().find(|s| s.stream == g1).unwrap();
+    let late = send(store, &app, &g1, "ann", "late").await;
+    assert_eq!(copy_once(store).await, 1);
+    assert!(store
+        .finish_push_fan_out(s1, Some(&newest), "", &[], now, 3_000)
+        .await
+        .unwrap());
+    let next_at: i64 =
+        sqlx::query_scalar("SELECT next_at FROM push_streams WHERE app_id = $1 AND stream = $2")
+            .bind(&app)
+            .bind(&g1)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!(next_at, now + 3_000, "due again when the window ends");
+    let left = store.newest_push_job(&app, &g1).await.unwrap().unwrap();
+    assert_eq!(left.seq, late);
+    // The claim is spent: finishing it again changes nothing.
+    assert!(!store
+        .finish_push_fan_out(s1, None, "", &[], now, 3_000)
+        .await
+        .unwrap());
 
     // 60 sends claimed by racing nodes: each by exactly one.
-    let sends: Vec<Send> = (0..60).map(|n| a_send(&app, n)).collect();
+    let mut sends = Vec::new();
+    for n in 0..61 {
+        sends.push(a_send(store, &app, n).await);
+    }
     store.queue_push_sends(&sends).await.unwrap();
+    // The 61st's phone signs in as someone else before it is sent: never
+    // claimed.
+    store
+        .register_device(
+            &app,
+            "someone-else",
+            &NewDevice {
+                provider: "apns".into(),
+                token: sends[60].token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     // Everyone asks for all of them at the same moment.
     let start = Arc::new(tokio::sync::Barrier::new(nodes.len() * 4));
     let mut claimers = JoinSet::new();
@@ -189,6 +249,7 @@ pub async fn push_jobs_are_copied_once_and_leases_go_to_one_node(db: Db) {
     let distinct: HashSet<&String> = claimed.iter().collect();
     assert_eq!(claimed.len(), 60, "every send claimed once: {claimed:?}");
     assert_eq!(distinct.len(), 60);
+    assert!(!distinct.contains(&sends[60].id), "a moved device's push");
 }
 
 pub async fn the_badge_is_each_users_total_unread(db: Db) {
