@@ -237,7 +237,15 @@ async fn offline_members_are_pushed_on_every_provider_and_a_burst_collapses() {
     rig.register("bob", json!({"provider": "apns_voip", "token": bob_voip}))
         .await;
 
-    let first = api.send(&team, "alice", "hello", "c-1").await;
+    // The backend's custom data for the push rides in the message's `data`.
+    let first = api
+        .post(
+            &format!("/v1/conversations/{team}/messages"),
+            json!({"sender_id": "alice", "text": "hello", "client_id": "c-1",
+                   "data": {"push": {"screen": "chat"}}}),
+        )
+        .await
+        .expect(201);
     let seq = first["seq"].as_i64().unwrap();
 
     // APNs: token auth, the headers Apple documents, the payload.
@@ -262,6 +270,7 @@ async fn offline_members_are_pushed_on_every_provider_and_a_burst_collapses() {
     assert_eq!(p["mkondo"]["seq"], seq);
     assert_eq!(p["mkondo"]["sender_id"], "alice");
     assert_eq!(p["mkondo"]["message_id"], first["id"]);
+    assert_eq!(p["mkondo"]["data"], json!({"screen": "chat"}));
 
     // FCM: an OAuth2 token from the service account, the v1 message.
     let got = wait_pushes(&rig.fcm, &carol, 1).await;
@@ -287,6 +296,7 @@ async fn offline_members_are_pushed_on_every_provider_and_a_burst_collapses() {
     assert_eq!(body["badge"], 1);
     assert_eq!(body["tag"], collapse.as_str());
     assert_eq!(body["mkondo"]["seq"], seq);
+    assert_eq!(body["mkondo"]["data"], json!({"screen": "chat"}));
     assert_eq!(got[0]["headers"]["topic"], collapse.as_str());
 
     // A burst within the window: held, then one push replacing the first
