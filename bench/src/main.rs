@@ -11,7 +11,9 @@
 //! starts each server itself as a separate process (the release `mkondo`
 //! binary with its real SQLite file; Node for the peer) so it can restart them
 //! and read their memory and CPU from `/proc`, or run them under callgrind to
-//! count their instructions.
+//! count their instructions. Push delivery is measured against a loopback
+//! APNs in this process (`apns_sink.rs`), with mkondo-push's own client
+//! sending straight to it as the floor.
 //!
 //! Every run is bounded: sizes are fixed per mode, every wait has a deadline,
 //! and the whole suite has one (15 minutes; 2 in `--smoke`). `--smoke` runs
@@ -19,6 +21,7 @@
 //! keeps the tool working; the full run writes `results.json`, `results.md`
 //! and the SVG figures into `--out`.
 
+mod apns_sink;
 mod callgrind;
 mod client;
 mod mk;
@@ -49,8 +52,8 @@ struct Args {
     /// Tiny sizes: the whole suite in seconds, failing if any scenario breaks (CI).
     #[arg(long)]
     smoke: bool,
-    /// Scenarios to run, of idle, fanout, direct, storage, webhooks, storm, sdk,
-    /// callgrind (default: all; callgrind never with --smoke).
+    /// Scenarios to run, of idle, fanout, direct, storage, webhooks, push, storm,
+    /// sdk, callgrind (default: all; callgrind never with --smoke).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Mkondo transports to measure, of ws-json, ws-proto, grpc.
@@ -191,6 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         baseline: servers::Baseline::new(&baseline_bin, &work),
         sources: net::Sources::new(args.source_addrs),
         sizes,
+        work: work.clone(),
     };
     let mut results = Results {
         date: date(),
@@ -243,6 +247,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             step(&mut results, "webhooks", "mkondo", r, |r, x| {
                 r.webhooks.push(x)
             });
+        }
+        if wants("push") {
+            let r = bounded(scenarios::push::run(&ctx)).await;
+            step(&mut results, "push", "mkondo", r, |r, x| r.push.push(x));
         }
         if wants("storm") {
             for &w in &storm_wires {
@@ -397,6 +405,20 @@ fn check(results: &mut Results) {
                 r.send_errors,
                 r.first_send_error.clone().unwrap_or_default()
             ));
+        }
+    }
+    for r in &results.push {
+        for (path, p) in [("through the server", &r.server), ("direct", &r.direct)] {
+            if p.pushes < r.members as u64 || p.duplicates > 0 || p.refused > 0 {
+                problems.push(format!(
+                    "push {path}: {} of {} pushes accepted, {} duplicates, {} refused (first: {})",
+                    p.pushes,
+                    r.members,
+                    p.duplicates,
+                    p.refused,
+                    p.first_refusal.clone().unwrap_or_default()
+                ));
+            }
         }
     }
     for r in &results.storm {

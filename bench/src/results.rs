@@ -132,6 +132,49 @@ pub struct Webhooks {
     pub server_cpu_percent: f64,
 }
 
+/// One way of sending the same pushes to the loopback APNs: through the
+/// server (fan-out, the durable queue, per-send bookkeeping) or straight
+/// from mkondo-push's client in the generator (the floor).
+#[derive(Debug, Clone, Serialize)]
+pub struct PushPath {
+    /// Distinct pushes (`apns-id`s) the provider accepted, and the distinct
+    /// device tokens they went to.
+    pub pushes: u64,
+    pub devices: u64,
+    /// Pushes accepted again under an id already accepted.
+    pub duplicates: u64,
+    /// Requests the provider refused (a bad token, header or payload).
+    pub refused: u64,
+    pub first_refusal: Option<String>,
+    /// From the start (the send's REST answer; the direct client's first
+    /// call) to the first and to the last push accepted.
+    pub first_ms: f64,
+    pub last_ms: f64,
+    /// Pushes per second from the first push to the last, and from the start.
+    pub per_sec: f64,
+    pub per_sec_from_start: f64,
+    /// Mean payload of an accepted push.
+    pub payload_bytes: f64,
+    /// TLS connections opened to the provider.
+    pub connections: u64,
+    /// The server process's CPU, start to last push (the server path only).
+    pub server_cpu_percent: Option<f64>,
+    /// The generator's CPU meanwhile: the loopback provider, and the client
+    /// on the direct path.
+    pub bench_cpu_percent: f64,
+}
+
+/// One message to a group whose members are all offline, each with one
+/// APNs device: the server's pushes beside the direct client's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Push {
+    pub members: usize,
+    /// The send's own REST round trip (the clock starts at its answer).
+    pub send_ms: f64,
+    pub server: PushPath,
+    pub direct: PushPath,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Storm {
     pub target: String,
@@ -206,6 +249,7 @@ pub struct Results {
     pub direct: Vec<Direct>,
     pub storage: Vec<Storage>,
     pub webhooks: Vec<Webhooks>,
+    pub push: Vec<Push>,
     pub storm: Vec<Storm>,
     pub sdk: Vec<Sdk>,
     pub callgrind: Vec<Instructions>,
@@ -326,6 +370,50 @@ impl Results {
             );
         }
         md.push('\n');
+    }
+
+    /// Push delivery: the server path beside the direct client, and the
+    /// share of the floor's rate the server reaches.
+    fn push_table(&self, md: &mut String) {
+        for r in &self.push {
+            let _ = writeln!(
+                md,
+                "| push: {} offline members, one APNs device each | pushes accepted (devices) | duplicates | start→first | start→last | pushes/s first→last | pushes/s start→last | payload | connections | server CPU | generator CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                r.members
+            );
+            for (name, p) in [
+                ("server (start: the send's answer)", &r.server),
+                ("direct mkondo-push client, 256 in flight", &r.direct),
+            ] {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} ({}) | {} | {:.0} ms | {:.0} ms | {:.0} | {:.0} | {:.0} B | {} | {} | {:.0}% |",
+                    p.pushes,
+                    p.devices,
+                    p.duplicates,
+                    p.first_ms,
+                    p.last_ms,
+                    p.per_sec,
+                    p.per_sec_from_start,
+                    p.payload_bytes,
+                    p.connections,
+                    p.server_cpu_percent
+                        .map_or("–".into(), |c| format!("{c:.0}%")),
+                    p.bench_cpu_percent
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\nThe send's REST answer took {:.1} ms; server ÷ direct pushes/s (start→last): {}{}.\n",
+                r.send_ms,
+                ratio(r.server.per_sec_from_start, Some(r.direct.per_sec_from_start)),
+                r.server
+                    .first_refusal
+                    .as_ref()
+                    .or(r.direct.first_refusal.as_ref())
+                    .map_or(String::new(), |why| format!("; first refusal: {why}"))
+            );
+        }
     }
 
     /// The Markdown summary. Ratios are "how many times better than socket.io":
@@ -462,6 +550,9 @@ impl Results {
                 );
             }
             md.push('\n');
+        }
+        if !self.push.is_empty() {
+            self.push_table(&mut md);
         }
         if !self.storm.is_empty() {
             md.push_str("| reconnect storm | clients | all reconnected | all resumed | peak server CPU | gave up |\n| --- | --- | --- | --- | --- | --- |\n");

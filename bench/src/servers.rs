@@ -190,6 +190,16 @@ impl Mkondo {
             http: reqwest::Client::new(),
         }
     }
+
+    /// The operator API (`/v1/admin/...`) of a server started with
+    /// `--operator-secret secret`.
+    pub fn operator(&self, server: SocketAddr, secret: &str) -> Rest {
+        Rest {
+            base: format!("http://{server}/v1"),
+            key: secret.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
 }
 
 /// The socket.io peer (`bench/peers/socketio/server.js`).

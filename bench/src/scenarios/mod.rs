@@ -1,4 +1,4 @@
-//! The seven scenarios of the suite. Each one starts its own server process (so
+//! The eight scenarios of the suite. Each one starts its own server process (so
 //! memory and CPU figures belong to that scenario alone), is bounded in
 //! connections, messages and time, and returns what it measured.
 
@@ -6,12 +6,13 @@ pub mod callgrind;
 pub mod direct;
 pub mod fanout;
 pub mod idle;
+pub mod push;
 pub mod sdk;
 pub mod storage;
 pub mod storm;
 pub mod webhooks;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 
@@ -46,6 +47,10 @@ pub struct Sizes {
     pub webhook_events: usize,
     pub webhook_conversations: usize,
     pub webhook_wait: Duration,
+    /// Push: the group's offline members (one APNs device each), and how
+    /// long their pushes may take.
+    pub push_members: usize,
+    pub push_wait: Duration,
 }
 
 impl Sizes {
@@ -69,6 +74,8 @@ impl Sizes {
             webhook_events: 20_000,
             webhook_conversations: 50,
             webhook_wait: Duration::from_secs(180),
+            push_members: 10_000,
+            push_wait: Duration::from_secs(60),
         }
     }
 
@@ -91,6 +98,8 @@ impl Sizes {
             webhook_events: 40,
             webhook_conversations: 4,
             webhook_wait: Duration::from_secs(60),
+            push_members: 50,
+            push_wait: Duration::from_secs(20),
         }
     }
 }
@@ -102,6 +111,8 @@ pub struct Ctx {
     pub baseline: Baseline,
     pub sources: Sources,
     pub sizes: Sizes,
+    /// The run's scratch directory (removed at the end).
+    pub work: PathBuf,
 }
 
 impl Ctx {
