@@ -101,8 +101,10 @@ pub(crate) struct Payload {
 pub(super) struct PushState {
     /// Wakes the sender when this node queued sends.
     wake: tokio::sync::Notify,
-    /// One HTTP client for every provider (HTTP/2 where offered).
+    /// One HTTP client for FCM and Web Push (HTTP/2 where offered), one for
+    /// APNs (HTTP/2 only).
     http: OnceLock<reqwest::Client>,
+    apns_http: OnceLock<reqwest::Client>,
     /// Provider clients per app, kept while the app's settings are unchanged
     /// (they cache their signed tokens).
     apps: Mutex<HashMap<String, CachedClients>>,
@@ -572,25 +574,31 @@ impl Node {
         Ok(Some(clients))
     }
 
-    fn push_http(&self) -> Result<reqwest::Client> {
-        if let Some(http) = self.push.http.get() {
+    fn push_http(&self, http2_only: bool) -> Result<reqwest::Client> {
+        let cell = if http2_only {
+            &self.push.apns_http
+        } else {
+            &self.push.http
+        };
+        if let Some(http) = cell.get() {
             return Ok(http.clone());
         }
         let http = self
             .outbound()
-            .push_client(self.config.push.timeout)
+            .push_client(self.config.push.timeout, http2_only)
             .map_err(|err| {
                 tracing::error!(%err, "push: the HTTP client could not be built");
                 Error::internal()
             })?;
-        Ok(self.push.http.get_or_init(|| http).clone())
+        Ok(cell.get_or_init(|| http).clone())
     }
 
     /// The clients of the providers an app configured. A credential that no
     /// longer opens or parses (the server key changed) leaves that provider
     /// out, with a log line: its devices are not pushed until it is set again.
     fn build_clients(&self, app: &str, row: &PushSettingsRow) -> Result<AppClients> {
-        let http = self.push_http()?;
+        let http = self.push_http(false)?;
+        let apns_http = self.push_http(true)?;
         let config = &self.config.push;
         let open = |sealed: &str| -> Option<String> {
             let sealer = self.secrets().ok()?;
@@ -615,8 +623,12 @@ impl Node {
             })
             .flatten()
             .map(|key| ApnsClients {
-                production: ApnsClient::new(http.clone(), config.apns_url.clone(), key.clone()),
-                sandbox: ApnsClient::new(http.clone(), config.apns_sandbox_url.clone(), key),
+                production: ApnsClient::new(
+                    apns_http.clone(),
+                    config.apns_url.clone(),
+                    key.clone(),
+                ),
+                sandbox: ApnsClient::new(apns_http.clone(), config.apns_sandbox_url.clone(), key),
                 topic: row.apns_topic.clone(),
             });
         let fcm = (!row.fcm_service_account.is_empty())

@@ -122,15 +122,31 @@ impl OutboundClient {
     /// come from users: they were checked when registered (`check_url`), the
     /// resolver checks names again at each call, and the worker checks an
     /// IP-literal host with [`OutboundClient::check_parsed`] before each send.
-    pub fn push_client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    ///
+    /// `http2_only` (APNs): HTTP/2 from the start, so concurrent first pushes
+    /// wait for one connection and share it, instead of each opening its own
+    /// before ALPN tells the pool the connection multiplexes (Apple asks
+    /// providers to keep few connections and reuse them).
+    pub fn push_client(
+        &self,
+        timeout: Duration,
+        http2_only: bool,
+    ) -> anyhow::Result<reqwest::Client> {
         let mut tls = self.tls.clone();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(guarded_builder(&self.policy, tls)
+        tls.alpn_protocols = if http2_only {
+            vec![b"h2".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
+        let mut builder = guarded_builder(&self.policy, tls)
             .timeout(timeout)
             // Providers answer many pushes on one connection: keep it.
             .pool_idle_timeout(Duration::from_secs(300))
-            .http2_keep_alive_interval(Duration::from_secs(60))
-            .build()?)
+            .http2_keep_alive_interval(Duration::from_secs(60));
+        if http2_only {
+            builder = builder.http2_prior_knowledge();
+        }
+        Ok(builder.build()?)
     }
 
     pub fn policy(&self) -> &OutboundPolicy {
