@@ -2,7 +2,7 @@
 # Benchmarks Mkondo against socket.io and a bare WebSocket baseline on this
 # machine: the one command behind BENCHMARKS.md. Builds the release server and
 # load generator (with the baseline, `mkondo-baseline`), installs the socket.io
-# peer, raises the open-file limit, and runs every scenario (about 12 minutes,
+# peer, raises the open-file limit, and runs every scenario (about 13 minutes,
 # bounded at 15). Results and SVG figures go to bench/results/. The callgrind
 # scenario (instructions per delivery) needs valgrind and is skipped without it.
 #
