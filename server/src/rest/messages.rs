@@ -61,7 +61,9 @@ pub struct SendMessage {
     #[serde(default)]
     #[schema(max_length = 16384)]
     pub text: String,
-    /// The customer's JSON object (at most 32 KiB serialized).
+    /// The customer's JSON object (at most 32 KiB serialized). An object
+    /// under `push` (at most 1 KiB) rides in the message's push
+    /// notifications as custom data (docs/push.md).
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     /// Idempotency key (1 to 128 bytes): a retry answers the original message.

@@ -19,6 +19,9 @@ use crate::store::{social::Notification, Page};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendNotification {
+    /// The backend's JSON object. Its `push` object (`title`, `body`,
+    /// `data`), when it has one, says what the push notification to the
+    /// user's phones and browsers shows (docs/push.md).
     #[schema(value_type = Object)]
     pub payload: Value,
     /// Seconds, default 7 days, at most 30 days.
