@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -126,18 +126,11 @@ impl ApnsSink {
     /// Makes a CA and a certificate for 127.0.0.1 signed by it (the CA goes
     /// to `dir`), and listens on a free loopback port.
     pub async fn start(app: &ApnsApp, dir: &Path) -> anyhow::Result<ApnsSink> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate()?;
-        let ca = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate()?;
         // An IP address SAN: the server calls https://127.0.0.1:<port>.
-        let cert =
-            CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &issuer)?;
+        let made = crate::tls::make_cert("127.0.0.1")?;
         std::fs::create_dir_all(dir)?;
         let ca_file = dir.join("apns-sink-ca.pem");
-        std::fs::write(&ca_file, ca.pem())
+        std::fs::write(&ca_file, &made.ca_pem)
             .with_context(|| format!("writing {}", ca_file.display()))?;
 
         let mut tls =
@@ -145,8 +138,8 @@ impl ApnsSink {
                 .with_safe_default_protocol_versions()?
                 .with_no_client_auth()
                 .with_single_cert(
-                    vec![CertificateDer::from_pem_slice(cert.pem().as_bytes())?],
-                    PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?,
+                    vec![CertificateDer::from_pem_slice(made.cert_pem.as_bytes())?],
+                    PrivateKeyDer::from_pem_slice(made.key_pem.as_bytes())?,
                 )?;
         // `h2` alone: a client that cannot speak HTTP/2 fails the handshake,
         // as it would at Apple.
@@ -167,7 +160,7 @@ impl ApnsSink {
         Ok(ApnsSink {
             url,
             ca_file,
-            ca_pem: ca.pem(),
+            ca_pem: made.ca_pem,
             state,
             accept,
         })

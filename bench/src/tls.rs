@@ -25,21 +25,39 @@ pub fn get() -> Option<&'static BenchTls> {
     TLS.get()
 }
 
-/// Makes the CA and the server's certificate in `dir` and turns TLS on.
-pub fn enable(dir: &Path) -> anyhow::Result<()> {
+/// A throw-away CA and a server certificate it signed, all PEM.
+pub struct TestCert {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Makes a CA and a certificate for `name` (a host name or an IP address)
+/// signed by it.
+pub fn make_cert(name: &str) -> anyhow::Result<TestCert> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate()?;
     let ca = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+    let cert = CertificateParams::new(vec![name.to_owned()])?.signed_by(&key, &issuer)?;
+    Ok(TestCert {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Makes the CA and the server's certificate in `dir` and turns TLS on.
+pub fn enable(dir: &Path) -> anyhow::Result<()> {
+    let made = make_cert("localhost")?;
     std::fs::create_dir_all(dir)?;
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.pem())?;
-    std::fs::write(&key_path, key.serialize_pem())?;
+    std::fs::write(&cert_path, &made.cert_pem)?;
+    std::fs::write(&key_path, &made.key_pem)?;
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca.pem().as_bytes())?)?;
+    roots.add(CertificateDer::from_pem_slice(made.ca_pem.as_bytes())?)?;
     let config = |alpn: &[u8]| -> anyhow::Result<Arc<ClientConfig>> {
         let mut c = ClientConfig::builder_with_provider(mkondo_sdk::transport::tls::provider())
             .with_safe_default_protocol_versions()?

@@ -238,7 +238,23 @@ impl Store {
              RETURNING app_id, stream, last_sent_at, lease_owner",
             self.skip_locked()
         );
-        Ok(sqlx::query_as(&sql)
+        self.claim(&sql, owner, now, lease_until, limit).await
+    }
+
+    /// Runs a claim: `$1` the claim's token, `$2` its lease's end, `$3` now,
+    /// `$4` the most rows taken; the rows taken come back.
+    async fn claim<T>(
+        &self,
+        sql: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + std::marker::Send + Unpin,
+    {
+        Ok(sqlx::query_as(sql)
             .bind(owner)
             .bind(lease_until)
             .bind(now)
@@ -516,13 +532,7 @@ impl Store {
              RETURNING {SEND_COLUMNS}",
             self.skip_locked()
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(owner)
-            .bind(lease_until)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await?)
+        self.claim(&sql, owner, now, lease_until, limit).await
     }
 
     /// Records what became of finished sends, in one transaction: a done
