@@ -350,7 +350,6 @@ impl Node {
             }
             _ => return Ok(Vec::new()),
         };
-        let recipients = self.not_in_foreground(app, recipients).await;
         let recipients: Vec<Recipient> = recipients
             .into_iter()
             .filter(|r| {
@@ -364,6 +363,9 @@ impl Node {
                 usable
             })
             .collect();
+        // Presence last: the engine is asked only about users with a device
+        // that can be pushed.
+        let recipients = self.not_in_foreground(app, recipients).await;
         if recipients.is_empty() {
             return Ok(Vec::new());
         }
