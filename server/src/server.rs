@@ -52,7 +52,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         tokio::spawn(node.clone().run_typing_sweep());
         tokio::spawn(node.clone().run_event_retention());
         tokio::spawn(node.clone().run_webhooks());
-        tokio::spawn(node.clone().run_push());
+        node.start_push_worker();
         return Ok(node);
     };
     // Session ids are unique per process only: presence entries carry this too.
@@ -80,7 +80,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     tokio::spawn(node.clone().run_typing_sweep());
     tokio::spawn(node.clone().run_event_retention());
     tokio::spawn(node.clone().run_webhooks());
-    tokio::spawn(node.clone().run_push());
+    node.start_push_worker();
     Ok(node)
 }
 

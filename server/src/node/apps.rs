@@ -81,10 +81,13 @@ impl Node {
     }
 
     /// Ends a graceful shutdown once the listener has stopped: waits (a bounded
-    /// time) for every session to write its goodbye, then closes the database.
+    /// time) for every session to write its goodbye and for the push worker
+    /// to record what it sent, then closes the database.
     pub async fn finish_shutdown(&self) {
         self.sessions.close();
         let _ = tokio::time::timeout(SESSION_DRAIN, self.sessions.wait()).await;
+        self.workers.close();
+        let _ = tokio::time::timeout(SESSION_DRAIN, self.workers.wait()).await;
         self.store.close().await;
     }
 

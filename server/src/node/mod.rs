@@ -90,6 +90,9 @@ pub struct Node {
     presence_changes: webhook_worker::PresenceQueue,
     /// The push worker's clients and wake-up (`push_worker.rs`).
     push: push_worker::PushState,
+    /// The push worker's task, waited for at shutdown (it records what it
+    /// sent before the store closes).
+    workers: tokio_util::task::TaskTracker,
     started: Instant,
 }
 
@@ -125,6 +128,7 @@ impl Node {
             hooks: Default::default(),
             presence_changes: Default::default(),
             push: Default::default(),
+            workers: Default::default(),
             started: Instant::now(),
         })
     }

@@ -147,9 +147,15 @@ impl AppClients {
 }
 
 impl Node {
-    /// The push worker (started by the composition root): copies, fans out
-    /// and sends until shutdown, leaving what is unfinished to its lease.
-    pub async fn run_push(self: Arc<Self>) {
+    /// Starts the push worker (the composition root calls it once);
+    /// `finish_shutdown` waits for it.
+    pub fn start_push_worker(self: &Arc<Self>) {
+        self.workers.spawn(self.clone().run_push());
+    }
+
+    /// The push worker: copies, fans out and sends until shutdown, leaving
+    /// what is unfinished to its lease.
+    async fn run_push(self: Arc<Self>) {
         let owner: Arc<str> = Arc::from(format!(
             "pw_{}",
             ulid::Ulid::new().to_string().to_lowercase()
@@ -239,9 +245,11 @@ impl Node {
             let full = claimed.len() == free;
             let mut first = Some(first);
             for stream in claimed {
+                // A claim never takes more than asked; should it, the extra
+                // one waits for a slot rather than the worker failing.
                 let permit = match first.take() {
                     Some(permit) => permit,
-                    None => slots.clone().try_acquire_owned().expect("a free slot"),
+                    None => slots.clone().acquire_owned().await.expect("never closed"),
                 };
                 let node = self.clone();
                 tasks.spawn(async move {
@@ -278,31 +286,25 @@ impl Node {
         }
         let Some(job) = self.store.newest_push_job(&s.app_id, &s.stream).await? else {
             self.store
-                .finish_push_fan_out(s, None, "", &[], now, window)
+                .finish_push_fan_out(s, None, &[], now, window)
                 .await?;
             return Ok(());
         };
-        let (sends, message_id) = match self.store.event(&s.app_id, &job.event_id).await? {
+        let sends = match self.store.event(&s.app_id, &job.event_id).await? {
             // A push older than its time to live is not worth sending (the
             // queue was stopped that long).
             Some(event) if event.created_at + (self.config.push.ttl.as_millis() as i64) > now => {
-                let message_id = event.data["message"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                (self.sends_for(&s.app_id, &event, now).await?, message_id)
+                self.sends_for(&s.app_id, &event, now).await?
             }
             // Erased, out of retention, or too old: nothing left to tell.
-            _ => (Vec::new(), String::new()),
+            _ => Vec::new(),
         };
-        let queued = sends.len();
-        if self
+        let written = self
             .store
-            .finish_push_fan_out(s, Some(&job), &message_id, &sends, now, window)
-            .await?
-            && queued > 0
-        {
-            metrics::counter!("mkondo_push_queued_total").increment(queued as u64);
+            .finish_push_fan_out(s, Some(&job), &sends, now, window)
+            .await?;
+        if let Some(n @ 1..) = written {
+            metrics::counter!("mkondo_push_queued_total").increment(n as u64);
             self.push.wake.notify_one();
         }
         Ok(())
@@ -696,7 +698,7 @@ impl Node {
                             // The slot is freed once the outcome is recorded:
                             // a slow database holds back new claims rather
                             // than letting leases run out on answered pushes.
-                            let permit = slots.clone().try_acquire_owned().expect("a free slot");
+                            let permit = slots.clone().acquire_owned().await.expect("never closed");
                             let (node, finished) = (self.clone(), finished.clone());
                             tasks.spawn(async move {
                                 let finish = node.deliver(&send).await;
@@ -820,7 +822,14 @@ impl Node {
             .map_err(|_| SendError::Store)?
             .ok_or(SendError::Unconfigured)?;
         let family = provider_family(&send.provider);
-        let refused = (send.app_id.clone(), family);
+        // APNs refuses a key per environment (`BadEnvironmentKeyInToken`): a
+        // developer's sandbox device does not pause production pushes.
+        let paused_as = if family == "apns" && send.sandbox {
+            "apns_sandbox"
+        } else {
+            family
+        };
+        let refused = (send.app_id.clone(), paused_as);
         if self
             .push
             .refused
@@ -831,8 +840,12 @@ impl Node {
         {
             return Err(SendError::Paused);
         }
-        let payload: Payload =
-            serde_json::from_str(&send.payload).map_err(|_| SendError::Unconfigured)?;
+        let payload: Payload = serde_json::from_str(&send.payload).map_err(|_| {
+            SendError::Push(mkondo_push::Error::Invalid {
+                field: "payload",
+                reason: "the queued payload cannot be read".into(),
+            })
+        })?;
         let ttl = Duration::from_millis((send.expires_at - now_ms()).max(0) as u64);
         // Within the lease, whatever the provider (or a token endpoint) does.
         let limit = self.config.push.timeout * 2;
@@ -848,7 +861,7 @@ impl Node {
                 .insert(refused, clients.updated_at)
                 != Some(clients.updated_at);
             if first {
-                tracing::error!(app = %send.app_id, provider = family, status, %reason,
+                tracing::error!(app = %send.app_id, provider = paused_as, status, %reason,
                     "push: the provider refuses the app's credentials; its pushes wait until they are set again");
             }
             return Err(SendError::Paused);

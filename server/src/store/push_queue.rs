@@ -230,21 +230,32 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<DueStream>> {
-        let sql = format!(
-            "UPDATE push_streams SET lease_owner = $1, lease_until = $2 \
-             WHERE lease_until < $3 AND next_at <= $3 AND (app_id, stream) IN ( \
-                 SELECT app_id, stream FROM push_streams WHERE next_at <= $3 AND lease_until < $3 \
-                 ORDER BY next_at LIMIT $4{}) \
-             RETURNING app_id, stream, last_sent_at, lease_owner",
+        let picked = format!(
+            "SELECT app_id, stream FROM push_streams WHERE next_at <= $3 AND lease_until < $3 \
+             ORDER BY next_at LIMIT $4{}",
             self.skip_locked()
         );
-        self.claim(&sql, owner, now, lease_until, limit).await
+        let sql = format!(
+            "WITH picked AS MATERIALIZED ({picked}) \
+             UPDATE push_streams SET lease_owner = $1, lease_until = $2 \
+             WHERE lease_until < $3 AND next_at <= $3 \
+               AND (app_id, stream) IN (SELECT app_id, stream FROM picked) \
+             RETURNING app_id, stream, last_sent_at, lease_owner"
+        );
+        self.claim("push_streams", &sql, owner, now, lease_until, limit)
+            .await
     }
 
-    /// Runs a claim: `$1` the claim's token, `$2` its lease's end, `$3` now,
-    /// `$4` the most rows taken; the rows taken come back.
+    /// Runs a claim on `table`: `$1` the claim's token, `$2` its lease's end,
+    /// `$3` now, `$4` the most rows taken; the rows taken come back. The
+    /// rows are picked once (`MATERIALIZED`): a subquery under `IN` may be
+    /// run again per row by PostgreSQL's planner, each run skipping what the
+    /// statement locked already, and take more than `$4`. When nothing is
+    /// due (a read, which never waits for SQLite's writer), no write is
+    /// made: an idle worker leaves the database alone.
     async fn claim<T>(
         &self,
+        table: &str,
         sql: &str,
         owner: &str,
         now: i64,
@@ -254,6 +265,15 @@ impl Store {
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + std::marker::Send + Unpin,
     {
+        let due: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT 1 FROM {table} WHERE next_at <= $1 AND lease_until < $1 LIMIT 1"
+        ))
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_as(sql)
             .bind(owner)
             .bind(lease_until)
@@ -409,20 +429,18 @@ impl Store {
     }
 
     /// Writes a fan-out's sends, removes the jobs it covered (`seq` up to
-    /// `upto`; none when `upto` is `None`), and sets the stream's next time
-    /// (a window after `now` if jobs remain, else idle), in one transaction;
-    /// false (and nothing written) when the lease was lost meanwhile. Sends
-    /// of a message deleted meanwhile are not written.
-    #[allow(clippy::too_many_arguments)]
+    /// `upto`'s; none when `upto` is `None`), and sets the stream's next time
+    /// (a window after `now` if jobs remain, else idle), in one transaction.
+    /// `Some(n)`: `n` sends written (none when the message was deleted
+    /// meanwhile); `None` (and nothing written) when the lease was lost.
     pub async fn finish_push_fan_out(
         &self,
         s: &DueStream,
         upto: Option<&Job>,
-        message_id: &str,
         sends: &[Send],
         now: i64,
         window_ms: i64,
-    ) -> Result<bool> {
+    ) -> Result<Option<usize>> {
         let mut tx = self.writer.begin().await?;
         // The stream's row first: a copier queueing a job for it either
         // committed before (its job is counted below) or waits for this
@@ -437,8 +455,35 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if held.rows_affected() == 0 {
-            return Ok(false);
+            return Ok(None);
         }
+        // A delete commits its message's tombstone and removes its queued
+        // pushes in one transaction: checked here (shared lock on
+        // PostgreSQL, so a delete in flight is waited for), the text of a
+        // message deleted during the fan-out is never queued. The sends of
+        // a message name its conversation (the stream) and carry its seq.
+        let alive = match sends.first() {
+            Some(first) if !first.message_id.is_empty() => {
+                let sql = format!(
+                    "SELECT deleted_at FROM messages \
+                     WHERE app_id = $1 AND conversation_id = $2 AND seq = $3 AND id = $4{}",
+                    match self.engine {
+                        Engine::Sqlite => "",
+                        Engine::Postgres => " FOR SHARE",
+                    }
+                );
+                let row: Option<(Option<i64>,)> = sqlx::query_as(&sql)
+                    .bind(&s.app_id)
+                    .bind(&first.conversation_id)
+                    .bind(upto.map_or(0, |j| j.seq))
+                    .bind(&first.message_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                matches!(row, Some((None,)))
+            }
+            _ => true,
+        };
+        let written = if alive { sends.len() } else { 0 };
         let covered = upto.map_or(i64::MIN, |j| j.seq);
         let remaining: i64 = sqlx::query_scalar(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM push_jobs \
@@ -450,11 +495,8 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let next_at = if remaining > 0 { now + window_ms } else { IDLE };
-        let sent_at = if sends.is_empty() {
-            s.last_sent_at
-        } else {
-            now
-        };
+        // The window runs from the last push that went out.
+        let sent_at = if written > 0 { now } else { s.last_sent_at };
         sqlx::query(
             "UPDATE push_streams SET last_sent_at = $4, next_at = $5, lease_owner = NULL, \
              lease_until = 0 WHERE app_id = $1 AND stream = $2 AND lease_owner = $3",
@@ -474,30 +516,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        // A delete commits its message's tombstone and removes its queued
-        // pushes in one transaction: checked here (shared lock on
-        // PostgreSQL, so a delete in flight is waited for), the text of a
-        // message deleted during the fan-out is never queued.
-        let alive = message_id.is_empty() || {
-            let sql = format!(
-                "SELECT deleted_at FROM messages WHERE app_id = $1 AND id = $2{}",
-                match self.engine {
-                    Engine::Sqlite => "",
-                    Engine::Postgres => " FOR SHARE",
-                }
-            );
-            let row: Option<(Option<i64>,)> = sqlx::query_as(&sql)
-                .bind(&s.app_id)
-                .bind(message_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            matches!(row, Some((None,)))
-        };
-        if alive {
+        if written > 0 {
             insert_sends(&mut tx, sends, 0).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(written))
     }
 
     /// Queues sends made outside the outbox: a call's VoIP pushes, due
@@ -521,18 +544,23 @@ impl Store {
         // Only sends whose device still belongs to their user with the same
         // credential: one moved to someone else (another sign-in on the
         // phone) or removed never gets them; the sweep deletes them.
-        let sql = format!(
-            "UPDATE push_sends SET lease_owner = $1, lease_until = $2 \
-             WHERE lease_until < $3 AND next_at <= $3 AND (app_id, id) IN ( \
-                 SELECT s.app_id, s.id FROM push_sends s WHERE s.next_at <= $3 \
-                   AND s.lease_until < $3 AND s.expires_at > $3 AND EXISTS ( \
-                     SELECT 1 FROM push_devices d WHERE d.app_id = s.app_id \
-                       AND d.id = s.device_id AND d.user_id = s.user_id AND d.token = s.token) \
-                 ORDER BY s.next_at LIMIT $4{}) \
-             RETURNING {SEND_COLUMNS}",
+        let picked = format!(
+            "SELECT s.app_id, s.id FROM push_sends s WHERE s.next_at <= $3 \
+               AND s.lease_until < $3 AND s.expires_at > $3 AND EXISTS ( \
+                 SELECT 1 FROM push_devices d WHERE d.app_id = s.app_id \
+                   AND d.id = s.device_id AND d.user_id = s.user_id AND d.token = s.token) \
+             ORDER BY s.next_at LIMIT $4{}",
             self.skip_locked()
         );
-        self.claim(&sql, owner, now, lease_until, limit).await
+        let sql = format!(
+            "WITH picked AS MATERIALIZED ({picked}) \
+             UPDATE push_sends SET lease_owner = $1, lease_until = $2 \
+             WHERE lease_until < $3 AND next_at <= $3 \
+               AND (app_id, id) IN (SELECT app_id, id FROM picked) \
+             RETURNING {SEND_COLUMNS}"
+        );
+        self.claim("push_sends", &sql, owner, now, lease_until, limit)
+            .await
     }
 
     /// Records what became of finished sends, in one transaction: a done

@@ -92,5 +92,14 @@ pub(super) async fn write_push_settings(
     .bind(head.pos)
     .execute(&mut **tx)
     .await?;
+    // New settings may be the credentials a provider refused: the pushes
+    // waiting for them are due now.
+    sqlx::query(
+        "UPDATE push_sends SET next_at = 0 WHERE app_id = $1 AND lease_owner IS NULL \
+         AND attempts > 0",
+    )
+    .bind(app_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -528,7 +528,7 @@ async fn dead_credentials_remove_the_device_and_retry_after_is_honoured() {
     rig.apns
         .script(json!({
             bob.clone(): [{"status": 410}],
-            erin.clone(): [{"status": 503, "retry_after": 2}],
+            erin.clone(): [{"status": 503, "retry_after": 3}],
         }))
         .await;
     rig.fcm
@@ -543,7 +543,7 @@ async fn dead_credentials_remove_the_device_and_retry_after_is_honoured() {
     // her.
     let frank = rig.apns_device("frank", 6).await;
     rig.apns
-        .script(json!({frank.clone(): [{"status": 503, "retry_after": 1}]}))
+        .script(json!({frank.clone(): [{"status": 503, "retry_after": 2}]}))
         .await;
 
     api.send(&team, "alice", "hello", "c-1").await;
@@ -561,12 +561,12 @@ async fn dead_credentials_remove_the_device_and_retry_after_is_honoured() {
         }
     }
     assert_eq!(rig.devices_of("erin").await.len(), 1);
-    // 503 with Retry-After: 2 — tried again no sooner, with the same apns-id.
+    // 503 with Retry-After: 3 — tried again no sooner, with the same apns-id.
     let got = wait_pushes(&rig.apns, &erin, 2).await;
     assert_eq!(got[0]["answer"], 503);
     assert_eq!(got[1]["answer"], 200);
     let waited = got[1]["at"].as_f64().unwrap() - got[0]["at"].as_f64().unwrap();
-    assert!(waited >= 1.95, "retried after {waited:.2} s");
+    assert!(waited >= 2.95, "retried after {waited:.2} s");
     assert_eq!(got[1]["headers"]["apns-id"], got[0]["headers"]["apns-id"]);
     assert_eq!(
         got[1]["headers"]["apns-collapse-id"],
