@@ -161,6 +161,13 @@ impl Rig {
         sub["id"].as_str().unwrap().to_owned()
     }
 
+    /// Creates the users `members` and a group `name` of them all; its id.
+    async fn group(&self, name: &str, members: &[&str]) -> String {
+        let api = self.server.api();
+        api.create_users(members).await;
+        api.create_group(name, members).await
+    }
+
     async fn devices_of(&self, user: &str) -> Vec<Value> {
         self.server
             .api()
@@ -224,10 +231,7 @@ async fn connect(node: &TestServer, user: &str, state: &str) -> Client {
 async fn offline_members_are_pushed_on_every_provider_and_a_burst_collapses() {
     let rig = Rig::start().await;
     let api = rig.server.api();
-    api.create_users(&["alice", "bob", "carol", "dave"]).await;
-    let team = api
-        .create_group("team", &["alice", "bob", "carol", "dave"])
-        .await;
+    let team = rig.group("team", &["alice", "bob", "carol", "dave"]).await;
     let bob = rig.apns_device("bob", 1).await;
     let carol = rig.fcm_device("carol").await;
     let dave = rig.webpush_device("dave").await;
@@ -359,10 +363,7 @@ async fn the_apps_preview_setting_decides_what_a_push_shows() {
     for preview in ["generic", "none"] {
         let rig = Rig::start_with(preview).await;
         let api = rig.server.api();
-        api.create_users(&["alice", "bob", "carol", "dave"]).await;
-        let team = api
-            .create_group("team", &["alice", "bob", "carol", "dave"])
-            .await;
+        let team = rig.group("team", &["alice", "bob", "carol", "dave"]).await;
         let bob = rig.apns_device("bob", 1).await;
         let carol = rig.fcm_device("carol").await;
         let dave = rig.webpush_device("dave").await;
@@ -408,10 +409,7 @@ async fn the_apps_preview_setting_decides_what_a_push_shows() {
 async fn only_members_with_no_session_in_the_foreground_are_pushed() {
     let rig = Rig::start().await;
     let api = rig.server.api();
-    api.create_users(&["alice", "bob", "erin", "owen"]).await;
-    let team = api
-        .create_group("team", &["alice", "bob", "erin", "owen"])
-        .await;
+    let team = rig.group("team", &["alice", "bob", "erin", "owen"]).await;
     let bob = rig.apns_device("bob", 1).await;
     let erin = rig.apns_device("erin", 2).await;
     let owen = rig.apns_device("owen", 3).await;
@@ -458,10 +456,8 @@ async fn only_members_with_no_session_in_the_foreground_are_pushed() {
 async fn muted_do_not_disturb_and_read_elsewhere_are_not_pushed() {
     let rig = Rig::start().await;
     let api = rig.server.api();
-    api.create_users(&["alice", "bob", "carol", "dave", "frank"])
-        .await;
-    let team = api
-        .create_group("team", &["alice", "bob", "carol", "dave", "frank"])
+    let team = rig
+        .group("team", &["alice", "bob", "carol", "dave", "frank"])
         .await;
     let direct = api.create_group("pair", &["alice", "bob"]).await;
     let bob = rig.apns_device("bob", 1).await;
@@ -649,9 +645,7 @@ async fn a_node_killed_mid_queue_loses_no_push_and_repeats_keep_their_id() {
 async fn a_ring_wakes_the_callees_pushkit_devices_with_a_voip_push() {
     use crate::sdk_common::{client, connected};
     let rig = Rig::start().await;
-    let api = rig.server.api();
-    api.create_users(&["alice", "bob", "carol"]).await;
-    let call = api.create_group("call", &["alice", "bob", "carol"]).await;
+    let call = rig.group("call", &["alice", "bob", "carol"]).await;
     let bob_voip = "0b".repeat(32);
     rig.register("bob", json!({"provider": "apns_voip", "token": bob_voip}))
         .await;
