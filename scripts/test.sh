@@ -37,7 +37,7 @@ echo "== a slice of the end-to-end suite again, on PostgreSQL"
 MKONDO_TEST_STORE=postgres cargo test --locked -p mkondo-tests --test e2e -- \
     chat:: ordering:: resume:: unread:: hide:: blocks:: notifications:: roles:: \
     lifecycle:: delete_conversation:: rest:: operations:: durability:: operator:: sdk_chat:: \
-    ownership:: events:: hooks:: webhooks:: devices:: push::
+    ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people::
 
 echo "== build the server binary the suites in other languages start"
 cargo build --locked -p mkondo-server --bin mkondo

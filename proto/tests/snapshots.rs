@@ -24,6 +24,11 @@ use mkondo_proto::v1::{
     UnsubscribeRequest, User,
 };
 use mkondo_proto::v1::{
+    Block, BlocksRequest, BlocksResult, ConversationUpdateRequest, DeleteConversationRequest,
+    MemberResult, MembersRequest, MembersResult, SearchUsersRequest, SetRoleRequest, UnreadRequest,
+    UnreadResult, UpdateProfileRequest, UserResult, UsersRequest, UsersResult,
+};
+use mkondo_proto::v1::{
     Device, DeviceResult, DevicesRequest, DevicesResult, DoNotDisturbRequest, DoNotDisturbResult,
     MuteRequest, RegisterDeviceRequest, UnregisterDeviceRequest,
 };
@@ -605,6 +610,110 @@ fn client_do_not_disturb() {
 }
 
 #[test]
+fn client_members() {
+    client(
+        "client_members",
+        29,
+        Command::Members(MembersRequest {
+            conversation_id: GROUP.into(),
+            cursor: String::new(),
+            limit: 2,
+        }),
+    );
+}
+
+#[test]
+fn client_users() {
+    client(
+        "client_users",
+        30,
+        Command::Users(UsersRequest {
+            user_ids: vec!["alice".into(), "bob".into()],
+        }),
+    );
+}
+
+#[test]
+fn client_search_users() {
+    client(
+        "client_search_users",
+        31,
+        Command::SearchUsers(SearchUsersRequest {
+            query: "kam".into(),
+            limit: 20,
+        }),
+    );
+}
+
+#[test]
+fn client_update_profile() {
+    client(
+        "client_update_profile",
+        32,
+        Command::UpdateProfile(UpdateProfileRequest {
+            name: Some("Alice W. Mwangi".into()),
+            avatar_url: None,
+            data: data(json!({"team": "web"})),
+        }),
+    );
+}
+
+#[test]
+fn client_update_conversation() {
+    client(
+        "client_update_conversation",
+        33,
+        Command::UpdateConversation(ConversationUpdateRequest {
+            conversation_id: GROUP.into(),
+            name: Some("Launch crew".into()),
+            icon_url: None,
+            data: None,
+        }),
+    );
+}
+
+#[test]
+fn client_set_role() {
+    client(
+        "client_set_role",
+        34,
+        Command::SetRole(SetRoleRequest {
+            conversation_id: GROUP.into(),
+            user_id: "bob".into(),
+            role: "admin".into(),
+        }),
+    );
+}
+
+#[test]
+fn client_delete_conversation() {
+    client(
+        "client_delete_conversation",
+        35,
+        Command::DeleteConversation(DeleteConversationRequest {
+            conversation_id: GROUP.into(),
+        }),
+    );
+}
+
+#[test]
+fn client_blocks() {
+    client(
+        "client_blocks",
+        36,
+        Command::Blocks(BlocksRequest {
+            cursor: String::new(),
+            limit: 0,
+        }),
+    );
+}
+
+#[test]
+fn client_unread() {
+    client("client_unread", 37, Command::Unread(UnreadRequest {}));
+}
+
+#[test]
 fn client_ping() {
     client("client_ping", 27, Command::Ping(PingRequest {}));
 }
@@ -851,6 +960,103 @@ fn reply_read() {
     );
 }
 
+fn bob_member(role: &str) -> Member {
+    Member {
+        user_id: "bob".into(),
+        role: role.into(),
+        joined_at: at(-86_400 * 30),
+        last_read_seq: 41,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn reply_members() {
+    reply(
+        "reply_members",
+        29,
+        reply::Result::Members(MembersResult {
+            members: vec![
+                Member {
+                    user_id: "alice".into(),
+                    role: "owner".into(),
+                    joined_at: at(-86_400 * 30),
+                    last_read_seq: 42,
+                    user: Some(alice()),
+                    ..Default::default()
+                },
+                Member {
+                    user: Some(bob()),
+                    ..bob_member("member")
+                },
+            ],
+            next_cursor: "WyJib2IiXQ".into(),
+        }),
+    );
+}
+
+#[test]
+fn reply_users() {
+    reply(
+        "reply_users",
+        30,
+        reply::Result::Users(UsersResult {
+            users: vec![alice(), bob()],
+            presence: vec![online("alice"), offline("bob", 300)],
+        }),
+    );
+}
+
+#[test]
+fn reply_user() {
+    let mut updated = alice();
+    updated.name = "Alice W. Mwangi".into();
+    updated.data = data(json!({"team": "web"}));
+    updated.updated_at = at(0);
+    reply(
+        "reply_user",
+        32,
+        reply::Result::User(UserResult {
+            user: Some(updated),
+        }),
+    );
+}
+
+#[test]
+fn reply_member() {
+    reply(
+        "reply_member",
+        34,
+        reply::Result::Member(MemberResult {
+            member: Some(bob_member("admin")),
+        }),
+    );
+}
+
+#[test]
+fn reply_blocks() {
+    reply(
+        "reply_blocks",
+        36,
+        reply::Result::Blocks(BlocksResult {
+            blocks: vec![Block {
+                user_id: "mallory".into(),
+                created_at: at(-3600),
+            }],
+            next_cursor: String::new(),
+        }),
+    );
+}
+
+#[test]
+fn reply_unread() {
+    reply(
+        "reply_unread",
+        37,
+        reply::Result::Unread(UnreadResult { total: 7 }),
+    );
+}
+
 #[test]
 fn reply_pong() {
     reply("reply_pong", 27, reply::Result::Pong(PongResult {}));
@@ -946,6 +1152,7 @@ fn push_member_joined() {
                 last_read_seq: 43,
                 cleared_seq: 0,
                 muted: false,
+                user: None,
             }),
             user: Some(User {
                 id: "dave".into(),

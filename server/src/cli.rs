@@ -11,7 +11,7 @@ use crate::auth::{self, KeyAlg};
 use crate::config::ServeArgs;
 use crate::node::lifecycle::revocation_point;
 use crate::node::origins;
-use crate::store::{self, Announce, Store};
+use crate::store::{self, Announce, AppSettingsChange, Store};
 
 mod run;
 mod webhook;
@@ -290,6 +290,9 @@ pub enum AppCommand {
         /// Whether a valid token for an unknown user creates that user.
         #[arg(long, value_name = "BOOL")]
         auto_create_users: Option<bool>,
+        /// Whether the app's users may search its user directory.
+        #[arg(long, value_name = "BOOL")]
+        user_directory: Option<bool>,
         #[command(flatten)]
         hook: HookArgs,
         #[command(flatten)]
@@ -436,6 +439,7 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
             allowed_origins,
             clear_allowed_origins,
             auto_create_users,
+            user_directory,
             hook,
             push,
             json,
@@ -461,11 +465,15 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                 None
             };
             let hook = hook.resolve(&database).await?;
-            if origins.is_none() && auto_create_users.is_none() && hook.is_none() && push.is_none()
+            if origins.is_none()
+                && auto_create_users.is_none()
+                && user_directory.is_none()
+                && hook.is_none()
+                && push.is_none()
             {
                 anyhow::bail!(
                     "nothing to change: give --allowed-origin, --clear-allowed-origins, \
-                     --auto-create-users, --before-send-hook, --clear-before-send-hook or a \
+                     --auto-create-users, --user-directory, --before-send-hook, --clear-before-send-hook or a \
                      push setting (--apns-key-file, --fcm-service-account-file, \
                      --web-push-subject, --push-preview, --clear-…)"
                 );
@@ -485,10 +493,13 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
             if !store
                 .update_app_settings(
                     &app,
-                    auto_create_users,
-                    origins.as_deref(),
-                    row,
-                    push.as_ref(),
+                    &AppSettingsChange {
+                        auto_create_users,
+                        user_directory,
+                        allowed_origins: origins.as_deref(),
+                        before_send_hook: row,
+                        push: push.as_ref(),
+                    },
                 )
                 .await?
             {
@@ -508,13 +519,14 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                 print_json(&overview)?;
             } else {
                 println!(
-                    "{app}: allowed origins: {}; auto_create_users: {}",
+                    "{app}: allowed origins: {}; auto_create_users: {}; user_directory: {}",
                     if overview.allowed_origins.is_empty() {
                         "none (only the server's own)".to_owned()
                     } else {
                         overview.allowed_origins.join(", ")
                     },
-                    overview.auto_create_users
+                    overview.auto_create_users,
+                    overview.user_directory
                 );
                 if origins.is_some() {
                     println!("running servers apply it to preflights within {} s, to requests and connects at once", origins::UNION_TTL.as_secs());

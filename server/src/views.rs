@@ -5,7 +5,8 @@ use mkondo_proto::convert::{json_to_struct, millis_to_timestamp};
 use mkondo_proto::v1;
 
 use crate::engine::presence::UserPresence;
-use crate::store::{social::Notification, Conversation, Member, Message, Millis, User};
+use crate::store::social::{Block, Notification};
+use crate::store::{Conversation, Member, Message, Millis, User};
 
 fn ts(m: Millis) -> Option<pbjson_types::Timestamp> {
     Some(millis_to_timestamp(m.0))
@@ -67,6 +68,22 @@ pub fn member(m: &Member) -> v1::Member {
         last_read_seq: m.last_read_seq as u64,
         cleared_seq: m.cleared_seq as u64,
         muted: m.muted,
+        user: None,
+    }
+}
+
+/// A member with their profile (`members` replies).
+pub fn member_with_user(m: &Member, users: &[User]) -> v1::Member {
+    v1::Member {
+        user: users.iter().find(|u| u.id == m.user_id).map(user),
+        ..member(m)
+    }
+}
+
+pub fn block(b: &Block) -> v1::Block {
+    v1::Block {
+        user_id: b.user_id.clone(),
+        created_at: ts(b.created_at),
     }
 }
 

@@ -7,9 +7,9 @@ use pbjson_types::Empty;
 
 use super::{json, owned, page};
 use crate::error::{Error, Result};
-use crate::node::requests::NewConversation;
+use crate::node::requests::{wire_role, NewConversation};
 use crate::node::{Actor, Node};
-use crate::store::{self, Kind, Role};
+use crate::store::{self, Kind};
 use crate::views;
 
 /// A conversation as the backend sees it.
@@ -142,8 +142,7 @@ pub(super) async fn set_member_role(
     app: &str,
     req: SetMemberRoleRequest,
 ) -> Result<Member> {
-    let role = Role::parse(&req.role)
-        .ok_or_else(|| Error::invalid("role must be \"owner\", \"admin\" or \"member\""))?;
+    let role = wire_role(&req.role)?;
     let member = node
         .set_member_role(
             app,

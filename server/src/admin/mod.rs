@@ -168,6 +168,8 @@ admin_rpcs! {
     social::unblock_user(BlockUserRequest) -> Empty;
     social::list_blocks(UserPageRequest) -> BlockPage;
     social::hide_conversation(HideConversationRequest) -> Conversation;
+    social::mark_read(MarkReadRequest) -> ReadResult;
+    social::get_unread_total(UserIdRequest) -> UnreadResult;
     hooks::get_before_send_hook(Empty) -> BeforeSendHook;
     hooks::set_before_send_hook(SetBeforeSendHookRequest) -> BeforeSendHook;
     hooks::delete_before_send_hook(Empty) -> Empty;

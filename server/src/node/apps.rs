@@ -14,7 +14,19 @@ use super::Node;
 use crate::auth::{self, KeyAlg, TokenClaims};
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use crate::store::{AppCreds, AppOverview, CreatedApiKey, KeyRow};
+use crate::store::{AppCreds, AppOverview, AppSettingsChange, CreatedApiKey, KeyRow};
+
+/// The settings of an app to change (`Node::update_app`); a field `None`
+/// stays as it is.
+#[derive(Debug, Default)]
+pub struct AppChange {
+    pub auto_create_users: Option<bool>,
+    pub user_directory: Option<bool>,
+    pub allowed_origins: Option<Vec<String>>,
+    /// `Some(None)` removes the hook.
+    pub before_send_hook: Option<Option<HookInput>>,
+    pub push: Option<PushInput>,
+}
 
 /// How long a graceful shutdown waits for sessions to write their goodbye.
 const SESSION_DRAIN: Duration = Duration::from_secs(5);
@@ -98,8 +110,11 @@ impl Node {
     pub async fn ensure_demo_app(&self, id: &str) -> Result<DemoApp> {
         if self.store.get_app(id).await?.is_none() {
             let creds = self.store.create_app(id, Some(id)).await?;
-            self.update_app(id, None, Some(vec![origins::ANY.to_owned()]), None, None)
-                .await?;
+            let any = AppChange {
+                allowed_origins: Some(vec![origins::ANY.to_owned()]),
+                ..AppChange::default()
+            };
+            self.update_app(id, any).await?;
             return Ok(DemoApp::Created(creds));
         }
         Ok(DemoApp::Existing)
@@ -188,27 +203,24 @@ impl Node {
 
     /// Changes an app's settings: `auto_create_users` (whether a token for a user
     /// the app does not know creates them; the server-wide setting must allow
-    /// it too), `allowed_origins` (replaced whole; see `origins.rs`) and the
+    /// it too), `user_directory` (whether its users may search the directory;
+    /// see `people.rs`), `allowed_origins` (replaced whole; see `origins.rs`) and the
     /// before-send hook (`Some(None)` removes it; a new one gets a new signing
     /// secret, answered this once; see `hooks.rs`) and the push settings
     /// (each provider set or removed; see `push_settings.rs`). Every field is checked
     /// before anything is written, and all are written in one transaction.
     /// Answers the app as listed.
-    pub async fn update_app(
-        &self,
-        app: &str,
-        auto_create_users: Option<bool>,
-        allowed_origins: Option<Vec<String>>,
-        before_send_hook: Option<Option<HookInput>>,
-        push: Option<PushInput>,
-    ) -> Result<AppOverview> {
-        let origins = allowed_origins.map(origins::allow_list).transpose()?;
-        let hook = match before_send_hook {
+    pub async fn update_app(&self, app: &str, change: AppChange) -> Result<AppOverview> {
+        let origins = change
+            .allowed_origins
+            .map(origins::allow_list)
+            .transpose()?;
+        let hook = match change.before_send_hook {
             None => None,
             Some(None) => Some(None),
             Some(Some(input)) => Some(Some(self.prepare_hook(input).await?)),
         };
-        let push = match push {
+        let push = match change.push {
             Some(input) => Some(self.prepare_push_settings(app, input).await?),
             None => None,
         };
@@ -217,10 +229,13 @@ impl Node {
             .store
             .update_app_settings(
                 app,
-                auto_create_users,
-                origins.as_deref(),
-                row,
-                push.as_ref(),
+                &AppSettingsChange {
+                    auto_create_users: change.auto_create_users,
+                    user_directory: change.user_directory,
+                    allowed_origins: origins.as_deref(),
+                    before_send_hook: row,
+                    push: push.as_ref(),
+                },
             )
             .await?
         {

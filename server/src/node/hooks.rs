@@ -28,6 +28,7 @@ use mkondo_proto::{ErrorCode, Reason};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
+use super::apps::AppChange;
 use super::Node;
 use crate::error::{Error, Result};
 use crate::outbound::secrets::{new_secret, SecretBox};
@@ -424,7 +425,11 @@ impl Node {
     /// Sets the app's hook (the backend's twin of the operator's
     /// `update_app`): answered with its new signing secret, this once.
     pub async fn set_before_send_hook(&self, app: &str, input: HookInput) -> Result<HookInfo> {
-        self.update_app(app, None, None, Some(Some(input)), None)
+        let hook = AppChange {
+            before_send_hook: Some(Some(input)),
+            ..AppChange::default()
+        };
+        self.update_app(app, hook)
             .await?
             .before_send_hook
             .ok_or_else(Error::internal)
@@ -432,9 +437,11 @@ impl Node {
 
     /// Removes the app's hook; removing none is no error.
     pub async fn delete_before_send_hook(&self, app: &str) -> Result<()> {
-        self.update_app(app, None, None, Some(None), None)
-            .await
-            .map(drop)
+        let none = AppChange {
+            before_send_hook: Some(None),
+            ..AppChange::default()
+        };
+        self.update_app(app, none).await.map(drop)
     }
 
     /// Checks and seals a hook for `update_app`: the row and the secret.

@@ -6,7 +6,7 @@
 //! holds a striped per-conversation lock across "allocate seq + commit + publish",
 //! so two senders cannot publish seq 6 before seq 5.
 
-mod apps;
+pub mod apps;
 mod conversations;
 pub mod devices;
 pub mod events;
@@ -17,6 +17,7 @@ mod membership;
 mod message_changes;
 mod messages;
 pub mod origins;
+mod people;
 mod presence;
 pub mod push_settings;
 mod push_worker;

@@ -133,23 +133,13 @@ impl Node {
         viewer: &str,
         users: &[String],
     ) -> Result<Vec<UserPresence>> {
-        let users = &distinct(users.to_vec(), MAX_PRESENCE_USERS, "user_ids")?;
-        let mine = self.store.conversation_ids_of(app, viewer).await?;
+        let users = distinct(users.to_vec(), MAX_PRESENCE_USERS, "user_ids")?;
+        let peers = self.store.peers_among(app, viewer, &users).await?;
         let blocked = self.block_peers(app, viewer).await?;
-        let mut visible = Vec::new();
-        for u in users {
-            if u == viewer {
-                visible.push(u.clone());
-                continue;
-            }
-            if blocked.contains(u) {
-                continue;
-            }
-            let theirs = self.store.conversation_ids_of(app, u).await?;
-            if theirs.iter().any(|c| mine.contains(c)) {
-                visible.push(u.clone());
-            }
-        }
+        let visible: Vec<String> = users
+            .into_iter()
+            .filter(|u| u == viewer || (peers.contains(u) && !blocked.contains(u)))
+            .collect();
         self.presence_of(app, &visible).await
     }
 

@@ -19,7 +19,7 @@ use crate::store::system_messages::SYSTEM_SENDER;
 use crate::store::users::UserPatch;
 use crate::store::{
     check_conversation_fields, valid_conversation_id, Conversation, Kind, Member, Message,
-    NewGroup, NewMessage, Page, Sent, User,
+    NewGroup, NewMessage, Page, Role, Sent, User,
 };
 
 /// A list's page size when the request gives none.
@@ -120,6 +120,12 @@ pub fn wire_seq(n: u64, field: &str) -> Result<i64> {
     i64::try_from(n).map_err(|_| Error::invalid(format!("{field} is out of range")))
 }
 
+/// A member's role as an interface names it.
+pub fn wire_role(role: &str) -> Result<Role> {
+    Role::parse(role)
+        .ok_or_else(|| Error::invalid("role must be \"owner\", \"admin\" or \"member\""))
+}
+
 /// A message's seq as an operation names it: at least 1.
 pub fn message_seq(seq: i64) -> Result<i64> {
     if seq < 1 {
@@ -204,7 +210,7 @@ pub fn reacting_user(actor: Actor<'_>, named: Option<String>) -> Result<String> 
 impl Node {
     // ----- users
 
-    async fn require_user(&self, app: &str, id: &str) -> Result<()> {
+    pub(crate) async fn require_user(&self, app: &str, id: &str) -> Result<()> {
         match self.store.get_user(app, id).await? {
             Some(_) => Ok(()),
             None => Err(Error::not_found("user")),

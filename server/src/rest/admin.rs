@@ -20,6 +20,7 @@ use super::lifecycle::Revoked;
 use super::openapi::{E401, E403, E404, E409, E413, E422};
 use crate::auth::KeyAlg;
 use crate::error::{Error, Result};
+use crate::node::apps::AppChange;
 use crate::node::hooks::HookInput;
 use crate::node::push_settings::PushInput;
 use crate::node::Node;
@@ -47,6 +48,10 @@ pub struct UpdateApp {
     /// on first use (default true). The server-wide `--auto-create-users` must
     /// allow it too: off there, no app creates users.
     pub auto_create_users: Option<bool>,
+    /// Whether the app's users may search its user directory (`search_users`
+    /// over the real-time protocol: ids and names, profiles without `data`;
+    /// default false).
+    pub user_directory: Option<bool>,
     /// Replaces the app's allowed browser origins (`[]` clears them): each
     /// `scheme://host[:port]` with scheme http or https and no path, or `*` for
     /// any origin (development). At most 100; normalised (lower case, default
@@ -137,7 +142,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(creds)).into_response())
 }
 
-/// `PATCH /v1/admin/apps/{app}` `{auto_create_users?, allowed_origins?}`: 200
+/// `PATCH /v1/admin/apps/{app}` `{auto_create_users?, user_directory?, …}`: 200
 /// with the app as listed.
 #[utoipa::path(
     patch,
@@ -145,7 +150,7 @@ pub async fn create(
     operation_id = "updateApp",
     tag = "admin",
     summary = "Change an app's settings",
-    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. before_send_hook: the URL called with every user message and edit before it is stored (allow, reject, replace; docs/hooks.md), its timeout and failure mode; its signing secret is answered once, in before_send_hook.secret; null removes it. A URL that is not https to a public address is refused (422) unless the server runs with --outbound-allow-private; a server without a secrets key answers 503. push: the APNs key (.p8, key id, team id, bundle id), the FCM service account's JSON key, the Web Push VAPID key (made here unless given) and the preview mode; each credential is parsed when set (422 if it cannot sign) and never answered back; null removes a provider. Fields left out stay as they are.",
+    description = "auto_create_users: whether a valid token for a user the app does not know creates that user (default true; the server-wide --auto-create-users must allow it too). With it off, such a connect or request is refused with unauthenticated (reason unknown_user) until the backend creates the user. user_directory: whether the app's users may search its user directory (search_users over the real-time protocol; default false). allowed_origins: the browser origins the app's web frontends may call the REST API and connect over WebSocket from, replacing the list (see docs/security.md); a bad entry refuses the whole change. before_send_hook: the URL called with every user message and edit before it is stored (allow, reject, replace; docs/hooks.md), its timeout and failure mode; its signing secret is answered once, in before_send_hook.secret; null removes it. A URL that is not https to a public address is refused (422) unless the server runs with --outbound-allow-private; a server without a secrets key answers 503. push: the APNs key (.p8, key id, team id, bundle id), the FCM service account's JSON key, the Web Push VAPID key (made here unless given) and the preview mode; each credential is parsed when set (422 if it cannot sign) and never answered back; null removes a provider. Fields left out stay as they are.",
     security(("operator" = [])),
     params(("app" = String, Path, description = "App id.")),
     request_body = UpdateApp,
@@ -166,10 +171,13 @@ pub async fn update(
     Ok(axum::Json(
         node.update_app(
             &app,
-            body.auto_create_users,
-            body.allowed_origins,
-            body.before_send_hook,
-            body.push,
+            AppChange {
+                auto_create_users: body.auto_create_users,
+                user_directory: body.user_directory,
+                allowed_origins: body.allowed_origins,
+                before_send_hook: body.before_send_hook,
+                push: body.push,
+            },
         )
         .await?,
     ))

@@ -85,6 +85,8 @@ routes! {
     delete "/v1/me/blocks/{user}" => social::unblock_mine,
     post "/v1/users/{id}/conversations/{conversation}/hide" => social::hide,
     post "/v1/me/conversations/{id}/hide" => social::hide_mine,
+    post "/v1/users/{id}/conversations/{conversation}/read" => social::mark_read,
+    get "/v1/users/{id}/unread" => social::unread_total,
     post "/v1/users/{id}/devices" => devices::register,
     get "/v1/users/{id}/devices" => devices::list,
     delete "/v1/users/{id}/devices/{device}" => devices::delete,

@@ -130,6 +130,8 @@ pub fn document() -> serde_json::Value {
         social::unblock_mine,
         social::hide,
         social::hide_mine,
+        social::mark_read,
+        social::unread_total,
         devices::register,
         devices::list,
         devices::delete,

@@ -1,6 +1,7 @@
-//! Blocks and hiding a conversation ("delete chat") over REST, for the user
-//! holding a token (`/v1/me/...`) or, with an API key, for any user of the app
-//! (`/v1/users/{id}/...`). The rules live in the node, shared with real-time.
+//! Blocks, hiding a conversation ("delete chat"), read positions and the
+//! total unread count over REST, for the user holding a token (`/v1/me/...`,
+//! or their own `/v1/users/{id}/...`) or, with an API key, for any user of the
+//! app. The rules live in the node, shared with real-time.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::auth::Caller;
 use super::extract::{Json, PageParams, Path, Query};
 use super::openapi::{ConversationId, UserId, E401, E403, E404, E422};
 use crate::error::Result;
+use crate::node::requests::wire_seq;
 use crate::node::Node;
 use crate::store::{social::Block, Conversation, Page};
 
@@ -273,4 +275,90 @@ pub async fn hide_mine(
 ) -> Result<axum::Json<Conversation>> {
     let me = caller.require_user()?;
     Ok(axum::Json(node.hide(&caller.app, me, &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    /// Read up to this seq (the conversation's last seq at most; a position
+    /// behind the current one changes nothing).
+    #[schema(minimum = 0)]
+    pub seq: u64,
+}
+
+/// A read position as it now is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadPosition {
+    pub last_read_seq: i64,
+    pub unread_count: i64,
+}
+
+/// `POST /v1/users/{id}/conversations/{conversation}/read` `{seq}`.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/conversations/{conversation}/read",
+    operation_id = "markRead",
+    tag = "conversations",
+    summary = "Mark a conversation read for a user",
+    description = "Moves the user's read position forward (never back), as their own client's `read` does: the conversation's members are told (`read` push) and the user's unread count drops. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = UserId, Path, description = "User id."), ("conversation" = ConversationId, Path, description = "Conversation id.")),
+    request_body = MarkRead,
+    responses(
+        (status = 200, description = "The read position now.", body = ReadPosition),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+        (status = 422, response = E422),
+    ),
+)]
+pub async fn mark_read(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path((id, conversation)): Path<(String, String)>,
+    Json(body): Json<MarkRead>,
+) -> Result<axum::Json<ReadPosition>> {
+    caller.require_self_or_backend(&id)?;
+    let seq = wire_seq(body.seq, "seq")?;
+    let (last_read_seq, unread_count) =
+        node.mark_read(&caller.app, &id, &conversation, seq).await?;
+    Ok(axum::Json(ReadPosition {
+        last_read_seq,
+        unread_count,
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnreadTotal {
+    /// The sum of the unread counts of every conversation the user is in
+    /// (muted ones count; hidden ones count 0 until a new message shows them).
+    pub total: i64,
+}
+
+/// `GET /v1/users/{id}/unread`.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/unread",
+    operation_id = "getUnreadTotal",
+    tag = "users",
+    summary = "A user's total unread count",
+    description = "Over all the user's conversations, the number an app badge shows. The API key, or the user's own token.",
+    security(("api_key" = []), ("user_token" = [])),
+    params(("id" = UserId, Path, description = "User id.")),
+    responses(
+        (status = 200, description = "The total.", body = UnreadTotal),
+        (status = 401, response = E401),
+        (status = 403, response = E403),
+        (status = 404, response = E404),
+    ),
+)]
+pub async fn unread_total(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<UnreadTotal>> {
+    caller.require_self_or_backend(&id)?;
+    Ok(axum::Json(UnreadTotal {
+        total: node.total_unread_of(&caller.app, &id).await?,
+    }))
 }

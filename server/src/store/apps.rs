@@ -16,6 +16,8 @@ pub struct AppRow {
     pub created_at: i64,
     #[sqlx(try_from = "Flag")]
     pub auto_create_users: bool,
+    #[sqlx(try_from = "Flag")]
+    pub user_directory: bool,
     #[serde(skip)]
     pub tokens_valid_after: i64,
     /// Normalised origins, or `*` (`node::origins`).
@@ -71,7 +73,7 @@ impl std::fmt::Debug for CreatedApiKey {
 
 /// The columns an [`AppRow`] is read from (`FromRow`, by name).
 const APP_COLUMNS: &str =
-    "id, name, created_at, auto_create_users, tokens_valid_after, allowed_origins";
+    "id, name, created_at, auto_create_users, user_directory, tokens_valid_after, allowed_origins";
 
 /// A row of `signing_keys`; its `alg` is checked as it becomes a [`SigningKey`].
 #[derive(sqlx::FromRow)]
@@ -324,6 +326,18 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<Millis>,
 }
 
+/// The settings of an app to change (`Store::update_app_settings`); a field
+/// `None` stays as it is.
+#[derive(Default)]
+pub struct AppSettingsChange<'a> {
+    pub auto_create_users: Option<bool>,
+    pub user_directory: Option<bool>,
+    pub allowed_origins: Option<&'a [String]>,
+    /// `Some(None)` removes the hook.
+    pub before_send_hook: Option<Option<&'a super::hooks::HookRow>>,
+    pub push: Option<&'a super::push_settings::PushSettingsRow>,
+}
+
 /// An app as its operator sees it (`mkondo app list`, `GET /v1/admin/apps`):
 /// key ids and API-key prefixes, never secrets.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -333,6 +347,8 @@ pub struct AppOverview {
     pub name: String,
     pub created_at: Millis,
     pub auto_create_users: bool,
+    /// Whether its users may search the directory (`search_users`).
+    pub user_directory: bool,
     /// The browser origins its web frontends may call from (REST and WebSocket),
     /// besides the server's own; `*` allows any (development).
     pub allowed_origins: Vec<String>,
@@ -508,6 +524,7 @@ impl Store {
             name: app.name,
             created_at: Millis(app.created_at),
             auto_create_users: app.auto_create_users,
+            user_directory: app.user_directory,
             allowed_origins: app.allowed_origins,
         })
     }
@@ -530,12 +547,10 @@ impl Store {
     pub async fn update_app_settings(
         &self,
         app_id: &str,
-        auto_create_users: Option<bool>,
-        allowed_origins: Option<&[String]>,
-        before_send_hook: Option<Option<&super::hooks::HookRow>>,
-        push: Option<&super::push_settings::PushSettingsRow>,
+        change: &AppSettingsChange<'_>,
     ) -> Result<bool> {
-        let origins = allowed_origins
+        let origins = change
+            .allowed_origins
             .map(serde_json::to_string)
             .transpose()
             .map_err(|_| Error::internal())?;
@@ -547,12 +562,17 @@ impl Store {
         if exists.is_none() {
             return Ok(false);
         }
-        if let Some(on) = auto_create_users {
-            sqlx::query("UPDATE apps SET auto_create_users = $1 WHERE id = $2")
-                .bind(i64::from(on))
-                .bind(app_id)
-                .execute(&mut *tx)
-                .await?;
+        for (column, on) in [
+            ("auto_create_users", change.auto_create_users),
+            ("user_directory", change.user_directory),
+        ] {
+            if let Some(on) = on {
+                sqlx::query(&format!("UPDATE apps SET {column} = $1 WHERE id = $2"))
+                    .bind(i64::from(on))
+                    .bind(app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if let Some(origins) = origins {
             sqlx::query("UPDATE apps SET allowed_origins = $1 WHERE id = $2")
@@ -561,10 +581,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(hook) = before_send_hook {
+        if let Some(hook) = change.before_send_hook {
             super::hooks::write_hook(&mut tx, app_id, hook).await?;
         }
-        if let Some(push) = push {
+        if let Some(push) = change.push {
             super::push_settings::write_push_settings(&mut tx, self.engine, app_id, push).await?;
         }
         tx.commit().await?;

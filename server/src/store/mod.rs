@@ -43,8 +43,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use apps::{
-    Announce, ApiKeyInfo, ApnsInfo, AppCreds, AppOverview, AppRow, CreatedApiKey, FcmInfo,
-    HookInfo, KeyInfo, KeyRow, PushInfo, Revocation, WebPushInfo,
+    Announce, ApiKeyInfo, ApnsInfo, AppCreds, AppOverview, AppRow, AppSettingsChange,
+    CreatedApiKey, FcmInfo, HookInfo, KeyInfo, KeyRow, PushInfo, Revocation, WebPushInfo,
 };
 pub use conversations::{check_conversation_fields, valid_conversation_id, NewGroup, Page};
 pub use messages::{NewMessage, Sent};

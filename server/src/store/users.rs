@@ -200,13 +200,7 @@ impl Store {
             Some(c) => decode_cursor(c, 1)?.remove(0),
             None => String::new(),
         };
-        let pattern = q.map(|q| {
-            let escaped = q
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{}%", escaped.to_lowercase())
-        });
+        let pattern = q.map(contains_pattern);
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE app_id = $1 AND id > $2
              AND ($3 IS NULL OR LOWER(id) LIKE $3 ESCAPE '\\' OR LOWER(name) LIKE $3 ESCAPE '\\')
@@ -223,6 +217,53 @@ impl Store {
         Ok(Page { items, next_cursor })
     }
 
+    /// Which of `users` share a conversation with `me`, in one query.
+    pub async fn peers_among(&self, app: &str, me: &str, users: &[String]) -> Result<Vec<String>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..users.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT DISTINCT them.user_id FROM members mine JOIN members them
+               ON them.app_id = mine.app_id AND them.conversation_id = mine.conversation_id
+             WHERE mine.app_id = $1 AND mine.user_id = $2 AND them.user_id IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query_scalar(&sql).bind(app).bind(me);
+        for u in users {
+            query = query.bind(u);
+        }
+        Ok(query.fetch_all(&self.reader).await?)
+    }
+
+    /// The app's directory as `me` searches it: active users but `me` whose id
+    /// or name contains `q` (case-insensitively), with no block between them
+    /// and `me`, in id order.
+    pub async fn search_directory(
+        &self,
+        app: &str,
+        me: &str,
+        q: &str,
+        limit: u32,
+    ) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE app_id = $1 AND id <> $2
+             AND deactivated = 0
+             AND (LOWER(id) LIKE $3 ESCAPE '\\' OR LOWER(name) LIKE $3 ESCAPE '\\')
+             AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.app_id = u.app_id
+                 AND ((b.user_id = u.id AND b.blocked_id = $2)
+                   OR (b.user_id = $2 AND b.blocked_id = u.id)))
+             ORDER BY id LIMIT $4"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(app)
+            .bind(me)
+            .bind(contains_pattern(q))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
     pub async fn set_last_seen(&self, app: &str, id: &str, at: i64) -> Result<()> {
         sqlx::query("UPDATE users SET last_seen = $3 WHERE app_id = $1 AND id = $2")
             .bind(app)
@@ -232,6 +273,15 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A `LIKE … ESCAPE '\'` pattern matching text that contains `q`, lower-cased.
+fn contains_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{}%", escaped.to_lowercase())
 }
 
 /// What deleting a user changed.

@@ -486,6 +486,65 @@ async fn blocks_and_hide_match_rest() {
         &[],
     );
 
+    // Read positions and the total unread count, from either API.
+    let total = ok(
+        "GetUnreadTotal",
+        grpc.get_unread_total(UserIdRequest { id: "bob".into() })
+            .await,
+    );
+    assert_same(
+        "GetUnreadTotal",
+        &api.get("/v1/users/bob/unread").await.ok(),
+        &total,
+        &[],
+    );
+    let read = ok(
+        "MarkRead",
+        grpc.mark_read(MarkReadRequest {
+            user_id: "bob".into(),
+            conversation_id: group.clone(),
+            seq: 2,
+        })
+        .await,
+    );
+    assert_eq!(read.last_read_seq, 2);
+    let rest_read = api
+        .post(
+            &format!("/v1/users/bob/conversations/{group}/read"),
+            json!({"seq": 2}),
+        )
+        .await
+        .ok();
+    assert_same("MarkRead", &rest_read, &read, &[]);
+    let after = ok(
+        "GetUnreadTotal",
+        grpc.get_unread_total(UserIdRequest { id: "bob".into() })
+            .await,
+    );
+    assert_eq!(after.total, read.unread_count, "bob is in one conversation");
+    same_error(
+        "MarkRead unknown user",
+        "not_found",
+        grpc.mark_read(MarkReadRequest {
+            user_id: "ghost".into(),
+            conversation_id: group.clone(),
+            seq: 1,
+        })
+        .await,
+        api.post(
+            &format!("/v1/users/ghost/conversations/{group}/read"),
+            json!({"seq": 1}),
+        )
+        .await,
+    );
+    same_error(
+        "GetUnreadTotal unknown user",
+        "not_found",
+        grpc.get_unread_total(UserIdRequest { id: "ghost".into() })
+            .await,
+        api.get("/v1/users/ghost/unread").await,
+    );
+
     // Hide: the conversation as that user now sees it, from either API.
     let hidden = ok(
         "HideConversation",

@@ -328,6 +328,12 @@ fn call_for(op_id: &str, f: &Fixture) -> Option<Call> {
             None,
         ),
         "hideMyConversation" => (id(&f.hide), "", None),
+        "markRead" => (
+            vec![("id", "alice".into()), ("conversation", f.group.clone())],
+            "",
+            Some(json!({"seq": 1})),
+        ),
+        "getUnreadTotal" => (id("alice"), "", None),
         "registerDevice" => (
             id("alice"),
             "",

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use mkondo_proto::ErrorCode;
 use mkondo_server::store::messages::HistoryQuery;
 use mkondo_server::store::users::UserPatch;
-use mkondo_server::store::{NewGroup, Role};
+use mkondo_server::store::{AppSettingsChange, NewGroup, Role};
 use serde_json::json;
 
 use super::{all_history, new_app, new_group, new_users, send, text, Db};
@@ -291,6 +291,70 @@ pub async fn a_hidden_conversation_returns_with_the_next_message(db: Db) {
     assert_eq!(after.iter().map(|m| m.seq).collect::<Vec<_>>(), [seq]);
 }
 
+/// Who shares a conversation with whom, and the directory: per app, active
+/// users only, never across a block, `%` and `_` matched as themselves.
+pub async fn peers_and_the_directory_stay_in_their_app(db: Db) {
+    let store = db.open().await;
+    let a = new_app(&store, "a").await;
+    let b = new_app(&store, "b").await;
+    new_users(&store, &a, &["alice", "bob", "carol", "dave", "a_b", "axb"]).await;
+    new_users(&store, &b, &["alice", "bob"]).await;
+    let named = |name: &str| UserPatch {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    store.update_user(&a, "bob", &named("Bobby")).await.unwrap();
+    store
+        .update_user(&a, "dave", &named("100% Dave"))
+        .await
+        .unwrap();
+    new_group(&store, &a, Some("alice"), &["bob"]).await;
+    new_group(&store, &b, Some("alice"), &["bob"]).await;
+
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut peers = store
+        .peers_among(&a, "alice", &ids(&["bob", "carol", "nobody"]))
+        .await
+        .unwrap();
+    peers.sort();
+    assert_eq!(peers, ["bob"]);
+    assert!(store
+        .peers_among(&a, "carol", &ids(&["alice", "bob"]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .peers_among(&a, "alice", &[])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let search = |q: &'static str| {
+        let (store, a) = (&store, &a);
+        async move {
+            let found = store.search_directory(a, "alice", q, 10).await.unwrap();
+            found.into_iter().map(|u| u.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("BOB").await, ["bob"], "by name, any case");
+    assert_eq!(
+        search("a").await,
+        ["a_b", "axb", "carol", "dave"],
+        "never oneself"
+    );
+    assert_eq!(search("a_b").await, ["a_b"], "_ is itself");
+    assert_eq!(search("0%").await, ["dave"], "% is itself");
+    store.block(&a, "carol", "alice").await.unwrap();
+    store.set_deactivated(&a, "dave", true).await.unwrap();
+    assert_eq!(search("a").await, ["a_b", "axb"]);
+    let capped = store.search_directory(&a, "alice", "a", 1).await.unwrap();
+    assert_eq!(capped.len(), 1);
+    // App b's bob is not app a's.
+    let other = store.search_directory(&b, "alice", "b", 10).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].name, "", "app b's bob has no name");
+}
+
 pub async fn blocks_stand_in_either_direction(db: Db) {
     let store = db.open().await;
     let app = new_app(&store, "main").await;
@@ -524,7 +588,14 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     );
     let origins = ["https://a.example".to_owned(), "*".to_owned()];
     assert!(store
-        .update_app_settings(&a, Some(true), Some(&origins), None, None)
+        .update_app_settings(
+            &a,
+            &AppSettingsChange {
+                auto_create_users: Some(true),
+                allowed_origins: Some(&origins),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     let app = store.get_app(&a).await.unwrap().unwrap();
@@ -542,12 +613,24 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
     assert_eq!(store.allowed_origins(&b).await.unwrap(), Some(vec![]));
     assert_eq!(store.all_allowed_origins().await.unwrap(), origins);
     assert!(store
-        .update_app_settings(&a, Some(false), None, None, None)
+        .update_app_settings(
+            &a,
+            &AppSettingsChange {
+                auto_create_users: Some(false),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     assert_eq!(store.allowed_origins(&a).await.unwrap().unwrap(), origins);
     assert!(!store
-        .update_app_settings("nope", None, Some(&origins), None, None)
+        .update_app_settings(
+            "nope",
+            &AppSettingsChange {
+                allowed_origins: Some(&origins),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     assert_eq!(store.allowed_origins("nope").await.unwrap(), None);
@@ -563,7 +646,13 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
         updated_at: 1,
     };
     assert!(store
-        .update_app_settings(&a, None, None, Some(Some(&hook)), None)
+        .update_app_settings(
+            &a,
+            &AppSettingsChange {
+                before_send_hook: Some(Some(&hook)),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     assert_eq!(
@@ -586,17 +675,35 @@ pub async fn app_settings_and_new_keys_are_per_app(db: Db) {
         updated_at: 2,
     };
     assert!(store
-        .update_app_settings(&a, None, None, Some(Some(&open)), None)
+        .update_app_settings(
+            &a,
+            &AppSettingsChange {
+                before_send_hook: Some(Some(&open)),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     assert_eq!(store.before_send_hook(&a).await.unwrap(), Some(open));
     assert!(store
-        .update_app_settings(&a, None, None, Some(None), None)
+        .update_app_settings(
+            &a,
+            &AppSettingsChange {
+                before_send_hook: Some(None),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     assert!(store.before_send_hook(&a).await.unwrap().is_none());
     assert!(!store
-        .update_app_settings("nope", None, None, Some(Some(&hook)), None)
+        .update_app_settings(
+            "nope",
+            &AppSettingsChange {
+                before_send_hook: Some(Some(&hook)),
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
 }

@@ -139,6 +139,7 @@ conformance!(
     unread_counts_follow_read_positions,
     a_hidden_conversation_returns_with_the_next_message,
     blocks_stand_in_either_direction,
+    peers_and_the_directory_stay_in_their_app,
     expired_notifications_are_never_returned_and_get_purged,
     apps_never_see_each_other,
     app_settings_and_new_keys_are_per_app,

@@ -391,6 +391,15 @@ impl Session {
             | Command::Devices(_)
             | Command::Mute(_)
             | Command::DoNotDisturb(_)) => self.social_command(&app, &me, command).await,
+            command @ (Command::Members(_)
+            | Command::Users(_)
+            | Command::SearchUsers(_)
+            | Command::UpdateProfile(_)
+            | Command::UpdateConversation(_)
+            | Command::SetRole(_)
+            | Command::DeleteConversation(_)
+            | Command::Blocks(_)
+            | Command::Unread(_)) => self.people_command(&app, &me, command).await,
         }
     }
 

@@ -24,6 +24,7 @@
 
 mod commands;
 mod message_commands;
+mod people_commands;
 mod social_commands;
 mod wake;
 
