@@ -89,6 +89,13 @@ impl Cache {
         }
     }
 
+    /// The user's own profile as an update answered it.
+    pub(crate) fn set_user(&mut self, u: &v1::User) {
+        if self.me() == Some(u.id.as_str()) {
+            self.user = Some(u.clone());
+        }
+    }
+
     pub(crate) fn upsert_conversation(&mut self, c: &v1::Conversation) {
         if let Some(p) = &c.peer_presence {
             self.set_presence(p);

@@ -133,7 +133,7 @@ impl PushCredential {
     }
 }
 
-fn unexpected<T>(reply: Reply) -> Result<T> {
+pub(crate) fn unexpected<T>(reply: Reply) -> Result<T> {
     Err(Error::Server {
         code: mkondo_proto::ErrorCode::Internal,
         message: format!("unexpected reply: {reply:?}"),
@@ -143,7 +143,7 @@ fn unexpected<T>(reply: Reply) -> Result<T> {
     })
 }
 
-fn ok(reply: Reply) -> Result<()> {
+pub(crate) fn ok(reply: Reply) -> Result<()> {
     match reply {
         Reply::Ok(_) => Ok(()),
         other => unexpected(other),
@@ -160,7 +160,7 @@ fn message(reply: Reply) -> Result<v1::Message> {
     }
 }
 
-fn conversation(reply: Reply) -> Result<v1::Conversation> {
+pub(crate) fn conversation(reply: Reply) -> Result<v1::Conversation> {
     match reply {
         Reply::Conversation(v1::ConversationResult {
             conversation: Some(c),
@@ -169,14 +169,14 @@ fn conversation(reply: Reply) -> Result<v1::Conversation> {
     }
 }
 
-fn data(value: Option<&serde_json::Value>) -> Result<Option<pbjson_types::Struct>> {
+pub(crate) fn data(value: Option<&serde_json::Value>) -> Result<Option<pbjson_types::Struct>> {
     value
         .map(|v| json_to_struct(v).map_err(|e| Error::InvalidArgument(format!("data: {e}"))))
         .transpose()
 }
 
 impl Client {
-    fn request<T>(
+    pub(crate) fn request<T>(
         &self,
         command: Command,
         idempotent: bool,

@@ -223,6 +223,23 @@ impl Client {
         self.with_cache(Cache::conversations)
     }
 
+    /// One known conversation, as [`Client::cached_conversations`] has it.
+    pub fn cached_conversation(&self, conversation_id: &str) -> Option<v1::Conversation> {
+        self.with_cache(|c| c.conversation(conversation_id).cloned())
+    }
+
+    /// The sum of the unread counts of the cached conversations, without a
+    /// round trip ([`Client::unread_total`] asks the server for all of them).
+    pub fn total_unread(&self) -> u64 {
+        self.with_cache(Cache::total_unread)
+    }
+
+    /// The server's id of the current (or last) session: what a backend
+    /// names to disconnect this one; empty before the first connect.
+    pub fn session_id(&self) -> String {
+        self.with_cache(|c| c.session_id().to_owned())
+    }
+
     /// The last known presence of a user.
     pub fn cached_presence(&self, user_id: &str) -> Option<v1::Presence> {
         self.with_cache(|c| c.presence(user_id).cloned())
@@ -233,7 +250,7 @@ impl Client {
         self.with_cache(|c| c.typing(conversation_id))
     }
 
-    /// The connected user (from the last connect).
+    /// The connected user (from the last connect, or the last profile update).
     pub fn user(&self) -> Option<v1::User> {
         self.with_cache(|c| c.user().cloned())
     }

@@ -35,6 +35,7 @@ pub mod config;
 mod driver;
 pub mod error;
 pub mod event;
+mod people;
 pub mod rt;
 pub mod session;
 pub mod transport;
@@ -49,3 +50,4 @@ pub use event::{codes, AppState, ConnectionState, Event, SubscriptionState};
 /// The wire types events and results carry.
 pub use mkondo_proto::v1;
 pub use mkondo_proto::ErrorCode;
+pub use people::{ConversationUpdate, Page, ProfileUpdate, Role};

@@ -1,10 +1,14 @@
 //! The `Client` object apps hold, the two foreign traits they implement (event
-//! listener, token provider) and the cancel-on-drop `Subscription` handle.
+//! listener, token provider), the listeners it delivers to, and the
+//! cancel-on-drop `Subscription` handle.
 //!
 //! Each method hands its call to the core at once (calls leave in the order
 //! they were made) and converts the result; nothing here keeps state of its own.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use mkondo_sdk::{Config, HistoryQuery};
 
@@ -30,21 +34,57 @@ pub trait TokenProvider: Send + Sync {
     fn fetch_token(&self) -> Result<String, TokenError>;
 }
 
-struct Listener(Arc<dyn EventListener>);
+/// The app's listeners, by id: each event goes to every one, in the order
+/// they were added.
+#[derive(Default)]
+struct Listeners {
+    next_id: u64,
+    list: Vec<(u64, Arc<dyn EventListener>)>,
+}
 
-impl mkondo_sdk::EventListener for Listener {
+#[derive(Clone, Default)]
+struct Fanout(Arc<Mutex<Listeners>>);
+
+impl Fanout {
+    fn add(&self, listener: Arc<dyn EventListener>) -> u64 {
+        let mut l = self.0.lock().unwrap();
+        let id = l.next_id;
+        l.next_id += 1;
+        l.list.push((id, listener));
+        id
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        let mut l = self.0.lock().unwrap();
+        let before = l.list.len();
+        l.list.retain(|(i, _)| *i != id);
+        l.list.len() != before
+    }
+}
+
+impl mkondo_sdk::EventListener for Fanout {
     fn on_event(&self, event: mkondo_sdk::Event) {
-        if let Some(e) = ClientEvent::from_core(event) {
-            self.0.on_event(e);
+        let Some(e) = ClientEvent::from_core(event) else {
+            return;
+        };
+        // Copied first: a listener may add or remove listeners.
+        let listeners: Vec<Arc<dyn EventListener>> = self
+            .0
+            .lock()
+            .unwrap()
+            .list
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect();
+        for listener in listeners {
+            listener.on_event(e.clone());
         }
     }
 }
 
 fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>> {
     text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| MkondoError::InvalidArgument {
-            detail: format!("data is not JSON: {e}"),
-        })
+        serde_json::from_str(&t).map_err(|e| MkondoError::invalid(format!("data is not JSON: {e}")))
     })
     .transpose()
 }
@@ -53,16 +93,18 @@ fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>> {
 #[derive(uniffi::Object)]
 pub struct Client {
     inner: mkondo_sdk::Client,
+    listeners: Fanout,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
 impl Client {
     /// A disconnected client: call `connect()`. Give `config.token`, a
-    /// `token_provider`, or both.
+    /// `token_provider`, or both. `listener`, when given, is the first
+    /// listener (id 0; `add_listener` adds more).
     #[uniffi::constructor]
     pub fn new(
         config: ClientConfig,
-        listener: Arc<dyn EventListener>,
+        listener: Option<Arc<dyn EventListener>>,
         token_provider: Option<Arc<dyn TokenProvider>>,
     ) -> Result<Arc<Self>> {
         let mut core = Config::new(
@@ -94,9 +136,25 @@ impl Client {
                 }
             });
         }
+        let listeners = Fanout::default();
+        let first = listener.map(|l| listeners.add(l));
+        debug_assert!(first.is_none_or(|id| id == 0));
         let _entered = runtime().enter();
-        let inner = mkondo_sdk::Client::with_listener(core, Arc::new(Listener(listener)))?;
-        Ok(Arc::new(Self { inner }))
+        let inner = mkondo_sdk::Client::with_listener(core, Arc::new(listeners.clone()))?;
+        Ok(Arc::new(Self { inner, listeners }))
+    }
+
+    /// Adds a listener: every later event reaches it too, after the listeners
+    /// added before it. Returns its id, for `remove_listener`.
+    pub fn add_listener(&self, listener: Arc<dyn EventListener>) -> u64 {
+        self.listeners.add(listener)
+    }
+
+    /// Removes a listener by the id `add_listener` gave (0: the constructor's);
+    /// false when there was none. Events already being delivered may still
+    /// reach it.
+    pub fn remove_listener(&self, id: u64) -> bool {
+        self.listeners.remove(id)
     }
 
     /// Starts connecting and keeps the connection up. Idempotent.
@@ -138,9 +196,28 @@ impl Client {
         }
     }
 
-    /// The connected user (from the last connect).
+    /// The connected user (from the last connect, or the last profile update).
     pub fn user(&self) -> Option<User> {
         self.inner.user().map(Into::into)
+    }
+
+    /// The server's id of the current (or last) session; empty before the
+    /// first connect.
+    pub fn session_id(&self) -> String {
+        self.inner.session_id()
+    }
+
+    /// One known conversation from the cache.
+    pub fn cached_conversation(&self, conversation_id: String) -> Option<Conversation> {
+        self.inner
+            .cached_conversation(&conversation_id)
+            .map(Into::into)
+    }
+
+    /// The sum of the cached conversations' unread counts (no round trip;
+    /// `unread_total()` asks the server about all of them).
+    pub fn total_unread(&self) -> u64 {
+        self.inner.total_unread()
     }
 
     /// Known conversations from the cache, latest activity first.
@@ -317,6 +394,11 @@ impl Client {
         Ok(Arc::new(handle))
     }
 
+    /// Ends a subscription (as cancelling or dropping its handle does).
+    pub async fn unsubscribe(&self, conversation_id: String) -> Result<()> {
+        Ok(self.inner.unsubscribe(&conversation_id).await?)
+    }
+
     /// The presence of these users, as far as this user may see it.
     pub async fn presence(&self, user_ids: Vec<String>) -> Result<Vec<Presence>> {
         let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
@@ -400,6 +482,97 @@ impl Client {
     /// it down (also when an unregister fails; that error is returned).
     pub async fn sign_out(&self) -> Result<()> {
         Ok(self.inner.sign_out().await?)
+    }
+
+    /// A page of a conversation's members in user id order, each with its
+    /// profile. `limit`: 1 to 100 (default 50).
+    pub async fn members(
+        &self,
+        conversation_id: String,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<MembersPage> {
+        let page = self
+            .inner
+            .members(&conversation_id, cursor.as_deref(), limit)
+            .await?;
+        Ok(MembersPage {
+            members: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Profiles and presence of users by id: the user themself and people
+    /// sharing a conversation with them; others are left out.
+    pub async fn users(&self, user_ids: Vec<String>) -> Result<UsersResult> {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        let found = self.inner.users(&ids).await?;
+        Ok(UsersResult {
+            users: found.users.into_iter().map(Into::into).collect(),
+            presence: found.presence.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// The app's user directory (when the app turned it on): users whose id
+    /// or name contains `query`, without their `data`.
+    pub async fn search_users(&self, query: String, limit: Option<u32>) -> Result<Vec<User>> {
+        let found = self.inner.search_users(&query, limit).await?;
+        Ok(found.into_iter().map(Into::into).collect())
+    }
+
+    /// Changes the user's own profile.
+    pub async fn update_profile(&self, update: ProfileUpdate) -> Result<User> {
+        let update = mkondo_sdk::ProfileUpdate {
+            name: update.name,
+            avatar_url: update.avatar_url,
+            data: parse_json(update.data)?,
+        };
+        Ok(self.inner.update_profile(update).await?.into())
+    }
+
+    /// Changes a group's name, icon or data (its owners and admins).
+    pub async fn update_conversation(
+        &self,
+        conversation_id: String,
+        update: ConversationUpdate,
+    ) -> Result<Conversation> {
+        let update = mkondo_sdk::ConversationUpdate {
+            name: update.name,
+            icon_url: update.icon_url,
+            data: parse_json(update.data)?,
+        };
+        let call = self.inner.update_conversation(&conversation_id, update);
+        Ok(call.await?.into())
+    }
+
+    /// Sets a member's role (admins make members and admins; owners make owners).
+    pub async fn set_role(
+        &self,
+        conversation_id: String,
+        user_id: String,
+        role: Role,
+    ) -> Result<Member> {
+        let call = self.inner.set_role(&conversation_id, &user_id, role.into());
+        Ok(call.await?.into())
+    }
+
+    /// Deletes a group for everyone (its owners only).
+    pub async fn delete_conversation(&self, conversation_id: String) -> Result<()> {
+        Ok(self.inner.delete_conversation(&conversation_id).await?)
+    }
+
+    /// A page of the users this user blocks.
+    pub async fn blocks(&self, cursor: Option<String>, limit: Option<u32>) -> Result<BlocksPage> {
+        let page = self.inner.blocks(cursor.as_deref(), limit).await?;
+        Ok(BlocksPage {
+            blocks: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// The user's total unread count over all their conversations, from the server.
+    pub async fn unread_total(&self) -> Result<u64> {
+        Ok(self.inner.unread_total().await?)
     }
 
     /// A round trip to the server.

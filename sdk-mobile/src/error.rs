@@ -1,17 +1,19 @@
 //! The public errors. The core's [`mkondo_sdk::Error`] is the detailed one; this
 //! small enum keeps a variant only where an app would act differently: show a
 //! server refusal, retry later, slow down, fix its input, or stop.
-//! (Fields are `detail`, not `message`: Kotlin exceptions already have one.)
+//! (The message is `detail`, not `message`: Kotlin exceptions already have one.)
 
 use mkondo_sdk::Error as Core;
 
-/// What went wrong with a call.
+/// What went wrong with a call. Every variant carries `code` (the protocol's
+/// error code, as JavaScript's `MkondoError.code`), `detail` (the message),
+/// `reason` (a finer stable reason, or empty) and `temporary` (the same call
+/// may succeed later), so an app can handle any error by its fields alone.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
 pub enum MkondoError {
-    /// The server refused the call; `code` is the protocol code (`not_found`,
-    /// `forbidden`, `rate_limited`, `rejected` — the app's before-send hook
-    /// refused a message, `detail` is its reason — …), `reason` a finer stable
-    /// reason.
+    /// The server refused the call (`not_found`, `permission_denied`,
+    /// `rate_limited`, `rejected` — the app's before-send hook refused a
+    /// message, `detail` is its reason — …).
     #[error("{code}: {detail}")]
     Server {
         code: String,
@@ -20,48 +22,91 @@ pub enum MkondoError {
         temporary: bool,
         retry_after_ms: Option<u64>,
     },
-    /// No connection or no reply in time: the same call may work later.
+    /// No connection or no reply in time (`code` `unavailable`): the same
+    /// call may work later.
     #[error("unavailable ({reason}): {detail}")]
-    Unavailable { reason: String, detail: String },
-    /// Too many messages wait in the outbox: slow down.
+    Unavailable {
+        code: String,
+        detail: String,
+        reason: String,
+        temporary: bool,
+    },
+    /// Too many messages wait in the outbox (`code` `rate_limited`): slow down.
     #[error("the outbox is full ({limit} messages wait)")]
-    OutboxFull { limit: u64 },
-    /// Bad input or configuration, caught before anything was sent.
+    OutboxFull {
+        code: String,
+        detail: String,
+        reason: String,
+        temporary: bool,
+        limit: u64,
+    },
+    /// Bad input or configuration, caught before anything was sent (`code`
+    /// `invalid_argument`).
     #[error("invalid argument: {detail}")]
-    InvalidArgument { detail: String },
+    InvalidArgument {
+        code: String,
+        detail: String,
+        reason: String,
+        temporary: bool,
+    },
     /// The client was shut down, or the subscription cancelled.
     #[error("cancelled: {detail}")]
-    Cancelled { detail: String },
+    Cancelled {
+        code: String,
+        detail: String,
+        reason: String,
+        temporary: bool,
+    },
+}
+
+impl MkondoError {
+    /// A bad argument caught in the bindings, as the core reports its own.
+    pub(crate) fn invalid(detail: impl Into<String>) -> Self {
+        Core::InvalidArgument(detail.into()).into()
+    }
 }
 
 impl From<Core> for MkondoError {
     fn from(e: Core) -> Self {
+        let code = e.code().as_str().to_owned();
+        let reason = e.reason().to_owned();
+        let temporary = e.temporary();
         match e {
             Core::Server {
-                code,
                 message,
-                temporary,
                 retry_after,
-                reason,
+                ..
             } => Self::Server {
-                code: code.as_str().to_owned(),
+                code,
                 detail: message,
                 reason,
                 temporary,
                 retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
             },
             Core::OutboxFull { limit } => Self::OutboxFull {
+                detail: e.to_string(),
+                code,
+                reason,
+                temporary,
                 limit: limit as u64,
             },
             Core::InvalidArgument(_) | Core::Config(_) => Self::InvalidArgument {
                 detail: e.to_string(),
+                code,
+                reason,
+                temporary,
             },
             Core::Shutdown | Core::Unsubscribed => Self::Cancelled {
                 detail: e.to_string(),
+                code,
+                reason,
+                temporary,
             },
             other => Self::Unavailable {
-                reason: other.reason().to_owned(),
                 detail: other.to_string(),
+                code,
+                reason,
+                temporary,
             },
         }
     }
@@ -121,15 +166,23 @@ mod tests {
             }
         );
         let timeout = MkondoError::from(Core::Timeout(Duration::from_secs(1)));
-        assert!(matches!(timeout, MkondoError::Unavailable { reason, .. } if reason == "timeout"));
+        assert!(matches!(
+            timeout,
+            MkondoError::Unavailable { code, reason, temporary: true, .. }
+                if reason == "timeout" && code == "unavailable"
+        ));
         assert!(matches!(
             MkondoError::from(Core::ConnectionLost),
             MkondoError::Unavailable { .. }
         ));
-        assert_eq!(
+        assert!(matches!(
             MkondoError::from(Core::OutboxFull { limit: 3 }),
-            MkondoError::OutboxFull { limit: 3 }
-        );
+            MkondoError::OutboxFull { limit: 3, code, temporary: true, .. } if code == "rate_limited"
+        ));
+        assert!(matches!(
+            MkondoError::invalid("bad"),
+            MkondoError::InvalidArgument { code, temporary: false, .. } if code == "invalid_argument"
+        ));
         assert!(matches!(
             MkondoError::from(Core::Config("no token".into())),
             MkondoError::InvalidArgument { .. }

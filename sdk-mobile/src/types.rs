@@ -6,6 +6,8 @@
 use mkondo_proto::convert::{struct_to_json, timestamp_to_millis};
 use mkondo_sdk::{v1, Event};
 
+use crate::error::MkondoError;
+
 fn ms(ts: Option<&mkondo_proto::pbjson_types::Timestamp>) -> Option<i64> {
     ts.map(timestamp_to_millis)
 }
@@ -223,6 +225,8 @@ pub struct Member {
     pub joined_at_ms: Option<i64>,
     pub last_read_seq: u64,
     pub muted: bool,
+    /// The member's profile, in `members()` pages.
+    pub user: Option<User>,
 }
 
 impl From<v1::Member> for Member {
@@ -233,8 +237,90 @@ impl From<v1::Member> for Member {
             role: m.role,
             last_read_seq: m.last_read_seq,
             muted: m.muted,
+            user: m.user.map(Into::into),
         }
     }
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl From<Role> for mkondo_sdk::Role {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Owner => Self::Owner,
+            Role::Admin => Self::Admin,
+            Role::Member => Self::Member,
+        }
+    }
+}
+
+/// A page of a conversation's members, in user id order, with profiles.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct MembersPage {
+    pub members: Vec<Member>,
+    /// `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Profiles, and the presence of those the user may see it of.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct UsersResult {
+    pub users: Vec<User>,
+    pub presence: Vec<Presence>,
+}
+
+/// A user this user blocks.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Block {
+    pub user_id: String,
+    pub created_at_ms: Option<i64>,
+}
+
+impl From<v1::Block> for Block {
+    fn from(b: v1::Block) -> Self {
+        Self {
+            created_at_ms: ms(b.created_at.as_ref()),
+            user_id: b.user_id,
+        }
+    }
+}
+
+/// A page of the users this user blocks, in user id order.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct BlocksPage {
+    pub blocks: Vec<Block>,
+    /// `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Changes to the user's own profile; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct ProfileUpdate {
+    #[uniffi(default = None)]
+    pub name: Option<String>,
+    #[uniffi(default = None)]
+    pub avatar_url: Option<String>,
+    /// A JSON object as text, replacing the profile's `data`.
+    #[uniffi(default = None)]
+    pub data: Option<String>,
+}
+
+/// Changes to a group; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct ConversationUpdate {
+    #[uniffi(default = None)]
+    pub name: Option<String>,
+    #[uniffi(default = None)]
+    pub icon_url: Option<String>,
+    /// A JSON object as text, replacing the conversation's `data`.
+    #[uniffi(default = None)]
+    pub data: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -410,7 +496,8 @@ pub enum ClientEvent {
         conversation_id: String,
         old: SubscriptionState,
         new: SubscriptionState,
-        error: Option<String>,
+        /// Why the subscription failed, when it did: the error every call uses.
+        error: Option<MkondoError>,
     },
     NotificationReceived {
         notification: Notification,
@@ -430,6 +517,8 @@ pub enum ClientEvent {
     Failed {
         code: String,
         detail: String,
+        reason: String,
+        temporary: bool,
     },
 }
 
@@ -492,7 +581,7 @@ impl ClientEvent {
                 conversation_id,
                 old: old.into(),
                 new: new.into(),
-                error: error.map(|e| e.to_string()),
+                error: error.map(Into::into),
             },
             Event::Notification(n) => Self::NotificationReceived {
                 notification: Notification {
@@ -519,6 +608,8 @@ impl ClientEvent {
             Event::Error(e) => Self::Failed {
                 code: e.code().as_str().to_owned(),
                 detail: e.to_string(),
+                reason: e.reason().to_owned(),
+                temporary: e.temporary(),
             },
             _ => return None,
         })

@@ -37,6 +37,10 @@ export interface ClientOptions {
   connect?: boolean;
   /** Follow online/offline, visibilitychange and pageshow (default true). */
   browserHooks?: boolean;
+  /** How many recent conversations the connect reply carries into the cache (default 20, at most 100). */
+  conversationsLimit?: number;
+  /** The app state to connect in (default: the page's visibility with `browserHooks`, else foreground). */
+  appState?: AppState;
 }
 
 export interface User { id: string; name?: string; avatarUrl?: string; data?: object; createdAt?: string; updatedAt?: string; deactivated?: boolean }
@@ -47,7 +51,22 @@ export interface Message {
   editedAt?: string; deletedAt?: string; reactions?: Reaction[];
 }
 export interface Presence { userId: string; status: 'online' | 'away' | 'offline'; lastSeen?: string }
-export interface Member { userId: string; role?: string; joinedAt?: string; lastReadSeq?: number }
+export type Role = 'owner' | 'admin' | 'member';
+export interface Member {
+  userId: string; role?: Role; joinedAt?: string; lastReadSeq?: number; clearedSeq?: number; muted?: boolean;
+  /** The member's profile, in `client.members()` pages. */
+  user?: User;
+}
+/** A page of a list: `nextCursor` (absent on the last page) asks for the next. */
+export interface Page<T> { items: T[]; nextCursor?: string }
+/** `client.members(id, options?)`, `client.blocks(options?)`: `limit` 1 to 100 (default 50). */
+export interface PageOptions { cursor?: string; limit?: number }
+export interface UsersResult { users?: User[]; presence?: Presence[] }
+export interface Block { userId: string; createdAt?: string }
+/** `client.updateProfile(update)`: fields left out stay as they are. */
+export interface ProfileUpdate { name?: string; avatarUrl?: string; data?: object }
+/** `client.updateConversation(id, update)`: fields left out stay as they are. */
+export interface ConversationUpdate { name?: string; iconUrl?: string; data?: object }
 export interface Conversation {
   id: string; kind: 'group' | 'direct'; name?: string; iconUrl?: string; data?: object;
   createdAt?: string; lastSeq?: number; lastMessage?: Message; unreadCount?: number;

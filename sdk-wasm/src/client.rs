@@ -4,7 +4,7 @@
 use std::{cell::RefCell, collections::HashMap, future::Future, rc::Rc, sync::Arc};
 
 use js_sys::{Function, Promise};
-use mkondo_sdk::{AppState, Client, ConnectionState, Event};
+use mkondo_sdk::{Client, ConnectionState, Event, Role};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -95,7 +95,7 @@ impl JsClient {
         options: JsValue,
     ) -> Promise {
         let built = options::parse(&options).and_then(|mut opts| {
-            if opts.browser_hooks {
+            if opts.browser_hooks && !opts.app_state_given {
                 opts.config.app_state = browser::initial_app_state();
             }
             let listeners = Rc::new(RefCell::new(Listeners::default()));
@@ -195,11 +195,7 @@ impl JsClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "import('./index.js').AppState")] state: &str,
     ) -> Result<(), JsValue> {
-        self.core.set_app_state(match state {
-            "foreground" => AppState::Foreground,
-            "background" => AppState::Background,
-            _ => return Err(invalid("app state: 'foreground' or 'background'")),
-        });
+        self.core.set_app_state(options::app_state_named(state)?);
         Ok(())
     }
 
@@ -233,6 +229,33 @@ impl JsClient {
     #[wasm_bindgen(getter, unchecked_return_type = "import('./index.js').User | null")]
     pub fn user(&self) -> JsValue {
         self.core.user().map_or(JsValue::NULL, json)
+    }
+
+    /// The server's id of the current (or last) session; `''` before the first connect.
+    #[wasm_bindgen(getter, js_name = sessionId)]
+    pub fn session_id(&self) -> String {
+        self.core.session_id()
+    }
+
+    /// The sum of the cached conversations' unread counts (no round trip;
+    /// `unreadTotal()` asks the server about all of them).
+    #[wasm_bindgen(getter, js_name = totalUnread)]
+    pub fn total_unread(&self) -> f64 {
+        self.core.total_unread() as f64
+    }
+
+    /// One known conversation, or `null` (no round trip).
+    #[wasm_bindgen(
+        js_name = cachedConversation,
+        unchecked_return_type = "import('./index.js').Conversation | null"
+    )]
+    pub fn cached_conversation(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> JsValue {
+        self.core
+            .cached_conversation(conversation_id)
+            .map_or(JsValue::NULL, json)
     }
 
     /// Known conversations, latest activity first, with unread counts (no round trip).
@@ -364,7 +387,7 @@ impl JsClient {
         )]
         options: Option<JsValue>,
     ) -> Promise {
-        match options::conversations_page(options) {
+        match options::page(options, "conversations") {
             Ok((cursor, limit)) => promise(self.core.conversations(cursor.as_deref(), limit), json),
             Err(e) => rejected(e),
         }
@@ -597,6 +620,122 @@ impl JsClient {
     pub fn sign_out(&self) -> Promise {
         let core = self.core.clone();
         promise(async move { core.sign_out().await }, unit)
+    }
+
+    /// A page of a conversation's members, each with its profile (`user`).
+    /// Options: `cursor`, `limit`.
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<import('./index.js').Page<import('./index.js').Member>>"
+    )]
+    pub fn members(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "import('./index.js').PageOptions")]
+        options: Option<JsValue>,
+    ) -> Promise {
+        match options::page(options, "members") {
+            Ok((cursor, limit)) => promise(
+                self.core.members(conversation_id, cursor.as_deref(), limit),
+                convert::page,
+            ),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Profiles and presence of users this user may see (themself and people
+    /// sharing a conversation); others are left out.
+    #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').UsersResult>")]
+    pub fn users(&self, #[wasm_bindgen(js_name = userIds)] user_ids: Vec<String>) -> Promise {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        promise(self.core.users(&ids), json)
+    }
+
+    /// The app's user directory (when the app turned it on). Options: `limit`.
+    #[wasm_bindgen(js_name = searchUsers, unchecked_return_type = "Promise<import('./index.js').User[]>")]
+    pub fn search_users(
+        &self,
+        query: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "{ limit?: number }")] options: Option<
+            JsValue,
+        >,
+    ) -> Promise {
+        match options::search_limit(options) {
+            Ok(limit) => promise(self.core.search_users(query, limit), json),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Changes the user's own profile: `name`, `avatarUrl`, `data`.
+    #[wasm_bindgen(js_name = updateProfile, unchecked_return_type = "Promise<import('./index.js').User>")]
+    pub fn update_profile(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').ProfileUpdate")]
+        update: JsValue,
+    ) -> Promise {
+        match options::profile_update(&update) {
+            Ok(update) => promise(self.core.update_profile(update), json),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Changes a group's `name`, `iconUrl` or `data` (owners and admins).
+    #[wasm_bindgen(js_name = updateConversation, unchecked_return_type = "Promise<import('./index.js').Conversation>")]
+    pub fn update_conversation(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').ConversationUpdate")]
+        update: JsValue,
+    ) -> Promise {
+        match options::conversation_update(&update) {
+            Ok(update) => promise(self.core.update_conversation(conversation_id, update), json),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Sets a member's role: `'owner'`, `'admin'` or `'member'`.
+    #[wasm_bindgen(js_name = setRole, unchecked_return_type = "Promise<import('./index.js').Member>")]
+    pub fn set_role(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        #[wasm_bindgen(js_name = userId)] user_id: &str,
+        #[wasm_bindgen(unchecked_param_type = "import('./index.js').Role")] role: &str,
+    ) -> Promise {
+        match Role::parse(role) {
+            Some(role) => promise(self.core.set_role(conversation_id, user_id, role), json),
+            None => rejected(invalid("role: 'owner', 'admin' or 'member'")),
+        }
+    }
+
+    /// Deletes a group for everyone (its owners only).
+    #[wasm_bindgen(js_name = deleteConversation, unchecked_return_type = "Promise<void>")]
+    pub fn delete_conversation(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> Promise {
+        promise(self.core.delete_conversation(conversation_id), unit)
+    }
+
+    /// A page of the users this user blocks. Options: `cursor`, `limit`.
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<import('./index.js').Page<import('./index.js').Block>>"
+    )]
+    pub fn blocks(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "import('./index.js').PageOptions")]
+        options: Option<JsValue>,
+    ) -> Promise {
+        match options::page(options, "blocks") {
+            Ok((cursor, limit)) => {
+                promise(self.core.blocks(cursor.as_deref(), limit), convert::page)
+            }
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// The user's total unread count over all their conversations, from the server.
+    #[wasm_bindgen(js_name = unreadTotal, unchecked_return_type = "Promise<number>")]
+    pub fn unread_total(&self) -> Promise {
+        promise(self.core.unread_total(), |n| JsValue::from_f64(n as f64))
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]

@@ -105,6 +105,20 @@ pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
     }
 }
 
+/// A page of a list as `{ items, nextCursor? }`.
+pub(crate) fn page<T: Serialize>(page: mkondo_sdk::Page<T>) -> JsValue {
+    #[derive(Serialize)]
+    struct Page<T> {
+        items: Vec<T>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<String>,
+    }
+    to_js(&Page {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    })
+}
+
 /// A JavaScript value as JSON (`undefined` / `null` → `None`).
 pub(crate) fn from_js(value: &JsValue) -> Result<Option<serde_json::Value>, JsValue> {
     if value.is_undefined() || value.is_null() {

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use js_sys::{Function, Promise, Reflect};
-use mkondo_sdk::{Config, HistoryQuery, NewGroup, NewMessage, TokenError, TransportKind};
+use mkondo_sdk::{
+    AppState, Config, ConversationUpdate, HistoryQuery, NewGroup, NewMessage, ProfileUpdate,
+    TokenError, TransportKind,
+};
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
 
@@ -18,6 +21,8 @@ pub(crate) struct Options {
     pub connect: bool,
     /// Listen to `online` / `offline`, `visibilitychange` and `pageshow` (default `true`).
     pub browser_hooks: bool,
+    /// `appState` was given: it, not the page's visibility, is the first state.
+    pub app_state_given: bool,
 }
 
 /// An optional options argument: `undefined` / `null` → no field set.
@@ -129,10 +134,55 @@ pub(crate) fn parse(options: &JsValue) -> Result<Options, JsValue> {
     if let Some(limit) = number(options, "outboxLimit")? {
         config = config.with_outbox_limit(limit as usize);
     }
+    if let Some(limit) = whole(options, "conversationsLimit")? {
+        config.conversations_limit = page_size(limit);
+    }
+    let app_state = string(options, "appState")?;
+    if let Some(state) = &app_state {
+        config.app_state = app_state_named(state)?;
+    }
     Ok(Options {
         config,
         connect: flag(options, "connect", true)?,
         browser_hooks: flag(options, "browserHooks", true)?,
+        app_state_given: app_state.is_some(),
+    })
+}
+
+/// `'foreground'` or `'background'`.
+pub(crate) fn app_state_named(state: &str) -> Result<AppState, JsValue> {
+    match state {
+        "foreground" => Ok(AppState::Foreground),
+        "background" => Ok(AppState::Background),
+        _ => Err(invalid("app state: 'foreground' or 'background'")),
+    }
+}
+
+/// `updateProfile({ name, avatarUrl, data })`: what is left out stays.
+pub(crate) fn profile_update(update: &JsValue) -> Result<ProfileUpdate, JsValue> {
+    if !update.is_object() {
+        return Err(invalid(
+            "updateProfile: an object (`name`, `avatarUrl`, `data`)",
+        ));
+    }
+    Ok(ProfileUpdate {
+        name: string(update, "name")?,
+        avatar_url: string(update, "avatarUrl")?,
+        data: from_js(&field(update, "data")?.unwrap_or_default())?,
+    })
+}
+
+/// `updateConversation(id, { name, iconUrl, data })`: what is left out stays.
+pub(crate) fn conversation_update(update: &JsValue) -> Result<ConversationUpdate, JsValue> {
+    if !update.is_object() {
+        return Err(invalid(
+            "updateConversation: an object (`name`, `iconUrl`, `data`)",
+        ));
+    }
+    Ok(ConversationUpdate {
+        name: string(update, "name")?,
+        icon_url: string(update, "iconUrl")?,
+        data: from_js(&field(update, "data")?.unwrap_or_default())?,
     })
 }
 
@@ -162,12 +212,19 @@ pub(crate) fn history_query(options: Option<JsValue>) -> Result<HistoryQuery, Js
     })
 }
 
-/// `conversations({ cursor, limit })`.
-pub(crate) fn conversations_page(
+/// `{ cursor, limit }` of a paged call (`conversations`, `members`, `blocks`).
+pub(crate) fn page(
     options: Option<JsValue>,
+    what: &str,
 ) -> Result<(Option<String>, Option<u32>), JsValue> {
-    let o = optional(options, "conversations")?;
+    let o = optional(options, what)?;
     Ok((string(&o, "cursor")?, whole(&o, "limit")?.map(page_size)))
+}
+
+/// `searchUsers(query, { limit })`.
+pub(crate) fn search_limit(options: Option<JsValue>) -> Result<Option<u32>, JsValue> {
+    let o = optional(options, "searchUsers")?;
+    Ok(whole(&o, "limit")?.map(page_size))
 }
 
 /// `createGroup({ name, iconUrl, data, members })` (the server makes the id).

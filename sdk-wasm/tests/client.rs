@@ -365,3 +365,113 @@ async fn after_a_server_restart_messages_sent_while_away_arrive_once_in_order() 
     a.shutdown();
     b.shutdown();
 }
+
+/// The rejection's `code`.
+async fn refused(call: Promise) -> String {
+    let err = JsFuture::from(call).await.unwrap_err();
+    get(&err, "code").as_string().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn members_profiles_roles_and_groups_through_the_package() {
+    let a = client_with(
+        TOKEN_A,
+        &[
+            ("conversationsLimit", 5.into()),
+            ("appState", "background".into()),
+        ],
+    )
+    .await;
+    let b = client(TOKEN_B).await;
+    assert!(!a.session_id().is_empty());
+    let group = JsFuture::from(a.create_group(object(&[
+        ("name", "crew".into()),
+        ("members", Array::of1(&"wasm-b".into()).into()),
+    ])))
+    .await
+    .unwrap();
+    let conv = get(&group, "id").as_string().unwrap();
+    assert_eq!(get(&a.cached_conversation(&conv), "id"), conv.as_str());
+    assert!(a.cached_conversation("no-such").is_null());
+
+    // Members, a page at a time, with profiles.
+    let first = JsFuture::from(a.members(&conv, Some(object(&[("limit", 1.into())]))))
+        .await
+        .unwrap();
+    let items = Array::from(&get(&first, "items"));
+    assert_eq!(items.length(), 1);
+    assert_eq!(get(&get(&items.get(0), "user"), "id"), "wasm-a");
+    assert_eq!(get(&items.get(0), "role"), "owner");
+    let cursor = get(&first, "nextCursor");
+    let second = JsFuture::from(b.members(&conv, Some(object(&[("cursor", cursor)]))))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&Array::from(&get(&second, "items")).get(0), "userId"),
+        "wasm-b"
+    );
+    assert!(get(&second, "nextCursor").is_undefined(), "the last page");
+
+    // Users by id: only those one shares a conversation with.
+    let seen = JsFuture::from(b.users(vec!["wasm-a".into(), "nobody".into()]))
+        .await
+        .unwrap();
+    let users = Array::from(&get(&seen, "users"));
+    assert_eq!(users.length(), 1);
+    assert_eq!(get(&users.get(0), "id"), "wasm-a");
+
+    // One's own profile, and the cache follows.
+    let me = JsFuture::from(a.update_profile(object(&[("name", "Wasm A".into())])))
+        .await
+        .unwrap();
+    assert_eq!(get(&me, "name"), "Wasm A");
+    assert_eq!(get(&a.user(), "name"), "Wasm A");
+
+    // Group edits and roles, with their refusals.
+    let rename = || object(&[("name", "crew!".into())]);
+    assert_eq!(
+        refused(b.update_conversation(&conv, rename())).await,
+        "permission_denied"
+    );
+    assert_eq!(
+        refused(a.set_role(&conv, "wasm-b", "boss")).await,
+        "invalid_argument"
+    );
+    let made = JsFuture::from(a.set_role(&conv, "wasm-b", "admin"))
+        .await
+        .unwrap();
+    assert_eq!(get(&made, "role"), "admin");
+    let renamed = JsFuture::from(b.update_conversation(&conv, rename()))
+        .await
+        .unwrap();
+    assert_eq!(get(&renamed, "name"), "crew!");
+    assert_eq!(
+        refused(a.search_users("wasm", None)).await,
+        "permission_denied"
+    );
+
+    // The total unread count, from the server and from the cache.
+    let before = JsFuture::from(b.unread_total())
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    send(&a, &conv, "count me").await;
+    let after = JsFuture::from(b.unread_total())
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert_eq!(after, before + 1.0);
+    assert!(b.total_unread() >= 0.0);
+
+    // Deleting: an admin may not, the owner may.
+    assert_eq!(
+        refused(b.delete_conversation(&conv)).await,
+        "permission_denied"
+    );
+    JsFuture::from(a.delete_conversation(&conv)).await.unwrap();
+    assert_eq!(refused(b.members(&conv, None)).await, "not_found");
+    a.shutdown();
+    b.shutdown();
+}

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import init, { Client, MkondoError } from '@mkondo/sdk';
@@ -129,6 +130,72 @@ test('push devices, mute, do not disturb and sign-out through the package', asyn
   } finally {
     phone.shutdown();
     laptop.shutdown();
+    await stopServer(server);
+  }
+});
+
+test('members, profiles, the directory, groups, blocks and unread through the package', async () => {
+  const wasm = await readFile(new URL(import.meta.resolve('@mkondo/sdk/mkondo_bg.wasm')));
+  await init({ module_or_path: wasm });
+  const db = join(mkdtempSync(join(tmpdir(), 'mkondo-node-')), 'db');
+  const server = await startServer(db);
+  const url = `http://${server.addr}`;
+  const { conversation_id: direct } = await devToken(server.addr, 'ana', 'ben');
+  await devToken(server.addr, 'carmen', 'ana');
+  const ana = await Client.create({ url, token: (await devToken(server.addr, 'ana')).token, conversationsLimit: 5 });
+  const ben = await Client.create({ url, token: (await devToken(server.addr, 'ben')).token });
+  const code = (c) => (e) => e instanceof MkondoError && e.code === c;
+  try {
+    await Promise.all([ana.waitForState('connected'), ben.waitForState('connected')]);
+    assert.ok(ana.sessionId.length > 0);
+    assert.equal(ana.cachedConversation(direct).id, direct);
+
+    const group = await ana.createGroup({ name: 'crew', members: ['ben'] });
+    const page = await ana.members(group.id, { limit: 1 });
+    assert.deepEqual(page.items.map((m) => [m.userId, m.role, m.user.id]), [['ana', 'owner', 'ana']]);
+    const rest = await ben.members(group.id, { cursor: page.nextCursor });
+    assert.deepEqual(rest.items.map((m) => m.userId), ['ben']);
+    assert.equal(rest.nextCursor, undefined);
+
+    const seen = await ben.users(['ana', 'carmen']);
+    assert.deepEqual(seen.users.map((u) => u.id), ['ana'], 'a stranger is left out');
+    const me = await ana.updateProfile({ name: 'Ana N.', data: { city: 'Arusha' } });
+    assert.equal(me.name, 'Ana N.');
+    assert.equal(ana.user.name, 'Ana N.');
+    await assert.rejects(ana.updateProfile({ name: 5 }), code('invalid_argument'));
+
+    await assert.rejects(ben.updateConversation(group.id, { name: 'x' }), code('permission_denied'));
+    assert.equal((await ana.setRole(group.id, 'ben', 'admin')).role, 'admin');
+    const updated = next(ana, 'conversationUpdated', (c) => c.id === group.id && c.name === 'crew!');
+    await ben.updateConversation(group.id, { name: 'crew!' });
+    await updated;
+    await assert.rejects(ben.setRole(group.id, 'ana', 'member'), code('permission_denied'));
+
+    // The directory: off, then turned on by the operator's CLI.
+    await assert.rejects(ana.searchUsers('car'), code('permission_denied'));
+    execFileSync(process.env.MKONDO_BIN ?? 'target/debug/mkondo', [
+      'app', 'update', '--app', 'demo', '--user-directory', 'true', '--database', db,
+    ]);
+    const found = await ana.searchUsers('CAR', { limit: 5 });
+    assert.deepEqual(found.map((u) => u.id), ['carmen']);
+    await assert.rejects(ana.searchUsers('c'), code('invalid_argument'));
+
+    await ana.block('carmen');
+    assert.deepEqual((await ana.blocks()).items.map((b) => b.userId), ['carmen']);
+    assert.deepEqual(await ana.searchUsers('car'), [], 'a blocked user is not found');
+
+    const before = await ben.unreadTotal();
+    await ana.sendMessage(group.id, 'count me');
+    assert.equal(await ben.unreadTotal(), before + 1);
+
+    await assert.rejects(ben.deleteConversation(group.id), code('permission_denied'));
+    const gone = next(ben, 'memberLeft', (l) => l.conversationId === group.id);
+    await ana.deleteConversation(group.id);
+    await gone;
+    await assert.rejects(ben.members(group.id), code('not_found'));
+  } finally {
+    ana.shutdown();
+    ben.shutdown();
     await stopServer(server);
   }
 });

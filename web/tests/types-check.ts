@@ -98,3 +98,26 @@ try {
   }
 }
 off();
+
+// People and groups: pages, profiles, roles.
+const c2 = await Client.create({ url: 'http://x', token: 't', conversationsLimit: 50, appState: 'background' });
+const members = await c2.members('conv', { limit: 10 });
+console.log(members.items[0]?.user?.name, members.items[0]?.role === 'admin', members.nextCursor);
+const seen = await c2.users(['ana']);
+console.log(seen.users?.[0]?.name, seen.presence?.[0]?.status);
+const found = await c2.searchUsers('an', { limit: 5 });
+console.log(found[0]?.avatarUrl);
+const me = await c2.updateProfile({ name: 'Ana', data: { city: 'Arusha' } });
+console.log(me.id, c2.sessionId.length, c2.totalUnread + 1, c2.cachedConversation('conv')?.name);
+const edited: Conversation = await c2.updateConversation('conv', { name: 'crew', iconUrl: 'https://i' });
+console.log(edited.id, (await c2.setRole('conv', 'ben', 'admin')).userId);
+await c2.deleteConversation('conv');
+console.log((await c2.blocks()).items[0]?.userId, (await c2.unreadTotal()) + 1);
+// @ts-expect-error: not a role
+await c2.setRole('conv', 'ben', 'boss');
+// @ts-expect-error: a profile's name is a string
+await c2.updateProfile({ name: 5 });
+// @ts-expect-error: not an app state
+await Client.create({ url: 'http://x', token: 't', appState: 'hidden' });
+// @ts-expect-error: a page's cursor is a string
+await c2.members('conv', { cursor: 5 });

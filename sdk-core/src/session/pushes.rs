@@ -135,11 +135,13 @@ impl Session {
                     cache.upsert_conversation(c);
                 }
             }
-            Reply::Presence(r) => {
-                for p in &r.presence {
+            Reply::Presence(v1::PresenceResult { presence })
+            | Reply::Users(v1::UsersResult { presence, .. }) => {
+                for p in presence {
                     cache.set_presence(p);
                 }
             }
+            Reply::User(v1::UserResult { user: Some(u) }) => cache.set_user(u),
             Reply::Message(r) => {
                 if let Some(m) = &r.message {
                     cache.on_message_updated(m);

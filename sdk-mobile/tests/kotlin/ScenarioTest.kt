@@ -71,6 +71,8 @@ class Server(tls: Boolean = false) {
 
     fun stop() { proc?.destroy(); proc?.waitFor() }
 
+    fun cli(vararg args: String) = run(*args, "--database", db)
+
     fun token(user: String, ttl: Int = 3600) =
         run("token", "--app", appId, "--user", user, "--ttl", ttl.toString(), "--database", db)
 }
@@ -267,6 +269,76 @@ suspend fun pushDevices(s: Server) {
     laptop.shutdown()
 }
 
+suspend fun peopleAndGroups(s: Server) {
+    val (alice, aEvents) = connected(s, "alice")
+    val (bob, _) = connected(s, "bob")
+    val (carol, _) = connected(s, "carol")
+    expect(alice.sessionId().isNotEmpty(), "a session id")
+    val group = alice.createGroup(NewGroup(name = "team", members = listOf("bob")))
+    expect(alice.cachedConversation(group.id)?.id == group.id, "cached conversation")
+
+    // Several listeners, each removable.
+    val second = Events()
+    val third = Events()
+    val secondId = alice.addListener(second)
+    val thirdId = alice.addListener(third)
+    expect(alice.removeListener(thirdId) && !alice.removeListener(thirdId), "removed once")
+    bob.sendText(group.id, "hello")
+    for (e in listOf(aEvents, second)) {
+        e.waitFor { it is ClientEvent.MessageReceived && it.message.text == "hello" }
+    }
+    expect(third.items.isEmpty(), "a removed listener hears nothing")
+    expect(alice.removeListener(secondId), "second removed")
+
+    val page = alice.members(group.id, null, 1u)
+    expect(page.members.map { Triple(it.userId, it.role, it.user?.id) } == listOf(Triple("alice", "owner", "alice")),
+        "first page: $page")
+    val rest = bob.members(group.id, page.nextCursor, null)
+    expect(rest.members.map { it.userId } == listOf("bob") && rest.nextCursor == null, "last page")
+    expect(bob.users(listOf("alice", "carol")).users.map { it.id } == listOf("alice"), "a stranger is left out")
+    try {
+        carol.members(group.id, null, null); throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "not_found" && !e.temporary, "code ${e.code}") }
+
+    val me = alice.updateProfile(ProfileUpdate(name = "Alice A."))
+    expect(me.name == "Alice A." && alice.user()?.name == "Alice A.", "profile")
+    try {
+        alice.updateProfile(ProfileUpdate(data = "{nope")); throw AssertionError("no error")
+    } catch (e: MkondoException.InvalidArgument) {
+        expect(e.code == "invalid_argument" && !e.temporary, "typed: ${e.code}")
+    }
+    try {
+        bob.updateConversation(group.id, ConversationUpdate(name = "x")); throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "permission_denied", "code ${e.code}") }
+    expect(alice.setRole(group.id, "bob", Role.ADMIN).role == "admin", "made admin")
+    expect(bob.updateConversation(group.id, ConversationUpdate(name = "crew")).name == "crew", "renamed")
+
+    try {
+        alice.searchUsers("car", null); throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "permission_denied", "directory off") }
+    s.cli("app", "update", "--app", s.appId, "--user-directory", "true")
+    expect(alice.searchUsers("CAR", null).map { it.id } == listOf("carol"), "directory on")
+
+    alice.block("carol")
+    expect(alice.blocks(null, null).blocks.map { it.userId } == listOf("carol"), "blocks")
+    val before = bob.unreadTotal()
+    alice.sendText(group.id, "count me")
+    expect(bob.unreadTotal() == before + 1uL, "unread total")
+    expect(bob.totalUnread() >= 0uL, "cached total")
+
+    val sub = bob.subscribe(group.id)
+    bob.unsubscribe(group.id)
+    expect(bob.subscriptionState(group.id) == SubscriptionState.UNSUBSCRIBED, "unsubscribed")
+    sub.close()
+
+    try { bob.deleteConversation(group.id); throw AssertionError("no error") } catch (e: MkondoException.Server) { }
+    alice.deleteConversation(group.id)
+    try {
+        bob.members(group.id, null, null); throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "not_found", "deleted") }
+    alice.shutdown(); bob.shutdown(); carol.shutdown()
+}
+
 fun main() {
     val tests = listOf(
         "chat over TLS given only the CA" to ::chatOverTls,
@@ -276,6 +348,7 @@ fun main() {
         "token refresh through a Kotlin provider" to ::tokenRefresh,
         "concurrent calls" to ::concurrentCalls,
         "push devices, mute, do not disturb, sign-out" to ::pushDevices,
+        "people, groups, listeners and typed errors" to ::peopleAndGroups,
     )
     var passed = 0
     var failed = 0

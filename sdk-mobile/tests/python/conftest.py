@@ -48,6 +48,11 @@ class Server:
         self.proc.terminate()
         self.proc.wait(timeout=10)
 
+    def cli(self, *args):
+        """Runs `mkondo ARGS --database <this server's database>`."""
+        subprocess.run([BINARY, *args, "--database", self.db], check=True,
+                       capture_output=True, text=True)
+
     def token(self, user, ttl=3600):
         return subprocess.run(
             [BINARY, "token", "--app", self.app_id, "--user", user, "--ttl", str(ttl),

@@ -247,3 +247,87 @@ def test_push_devices_mute_do_not_disturb_and_sign_out(server):
         laptop.shutdown()
 
     asyncio.run(run())
+
+
+def test_people_groups_listeners_and_typed_errors(server):
+    async def run():
+        alice, alice_events = await connected(server, "alice")
+        bob, _ = await connected(server, "bob")
+        carol, _ = await connected(server, "carol")
+        assert alice.session_id()
+        group = await alice.create_group(mkondo.NewGroup(name="team", members=["bob"]))
+        assert alice.cached_conversation(group.id).id == group.id
+        assert alice.cached_conversation("no-such") is None
+
+        # Several listeners, each removable; all get the same events.
+        second, third = Events(), Events()
+        second_id = alice.add_listener(second)
+        third_id = alice.add_listener(third)
+        assert alice.remove_listener(third_id)
+        assert not alice.remove_listener(third_id), "removed once"
+        await bob.send_text(group.id, "hello")
+        for events in (alice_events, second):
+            await events.wait(lambda e: isinstance(e, mkondo.ClientEvent.MESSAGE_RECEIVED)
+                              and e.message.text == "hello")
+        assert third.items == [], "a removed listener hears nothing"
+        assert alice.remove_listener(second_id)
+        assert alice.remove_listener(0), "the constructor's listener is 0"
+
+        # Members with profiles, a page at a time; users by id.
+        page = await alice.members(group.id, None, 1)
+        assert [(m.user_id, m.role, m.user.id) for m in page.members] == [("alice", "owner", "alice")]
+        rest = await bob.members(group.id, page.next_cursor, None)
+        assert [m.user_id for m in rest.members] == ["bob"] and rest.next_cursor is None
+        seen = await bob.users(["alice", "carol"])
+        assert [u.id for u in seen.users] == ["alice"], "a stranger is left out"
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await carol.members(group.id, None, None)
+        assert (err.value.code, err.value.temporary) == ("not_found", False)
+
+        me = await alice.update_profile(mkondo.ProfileUpdate(name="Alice A.", data='{"city":"Moshi"}'))
+        assert me.name == "Alice A." and alice.user().name == "Alice A."
+        with pytest.raises(mkondo.MkondoError.InvalidArgument) as err:
+            await alice.update_profile(mkondo.ProfileUpdate(data="{nope"))
+        assert (err.value.code, err.value.temporary) == ("invalid_argument", False)
+
+        # Group edits and roles, refused to a member.
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await bob.update_conversation(group.id, mkondo.ConversationUpdate(name="x"))
+        assert err.value.code == "permission_denied"
+        made = await alice.set_role(group.id, "bob", mkondo.Role.ADMIN)
+        assert made.role == "admin"
+        renamed = await bob.update_conversation(group.id, mkondo.ConversationUpdate(name="crew"))
+        assert renamed.name == "crew"
+
+        # The directory: off, then on.
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await alice.search_users("car", None)
+        assert err.value.code == "permission_denied"
+        server.cli("app", "update", "--app", server.app_id, "--user-directory", "true")
+        found = await alice.search_users("CAR", None)
+        assert [u.id for u in found] == ["carol"] and found[0].data is None
+
+        await alice.block("carol")
+        assert [b.user_id for b in (await alice.blocks(None, None)).blocks] == ["carol"]
+
+        before = await bob.unread_total()
+        await alice.send_text(group.id, "count me")
+        assert await bob.unread_total() == before + 1
+        assert isinstance(bob.total_unread(), int)
+
+        sub = await bob.subscribe(group.id)
+        assert bob.subscription_state(group.id) == mkondo.SubscriptionState.SUBSCRIBED
+        await bob.unsubscribe(group.id)
+        assert bob.subscription_state(group.id) == mkondo.SubscriptionState.UNSUBSCRIBED
+        del sub
+
+        with pytest.raises(mkondo.MkondoError.Server):
+            await bob.delete_conversation(group.id)
+        await alice.delete_conversation(group.id)
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await bob.members(group.id, None, None)
+        assert err.value.code == "not_found"
+        for c in (alice, bob, carol):
+            c.shutdown()
+
+    asyncio.run(run())
