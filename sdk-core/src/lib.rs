@@ -40,6 +40,11 @@ pub mod rt;
 pub mod session;
 pub mod transport;
 
+/// `docs/sdk/rust.md`: its examples are compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/rust.md")]
+pub struct RustGuide;
+
 pub use cache::Cache;
 pub use calls::{HistoryQuery, NewGroup, NewMessage, PushCredential};
 pub use client::{Call, Client};

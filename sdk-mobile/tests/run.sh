@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The mobile bindings' tests (called by scripts/test.sh): builds the library,
 # generates the bindings, then runs the one scenario (tests/scenarios.md) in
-# Python (pytest) and Kotlin (JVM), and checks the Swift header against the
-# library. Installs what is missing (a venv with pytest, npm kotlin-compiler,
-# Debian libjna-java) under target/ and skips what is present.
+# Python (pytest, with docs/sdk/python.md's examples) and Kotlin (JVM; and
+# compiles docs/sdk/android.md's examples), and checks the Swift header against
+# the library and docs/sdk/ios.md's examples against the generated Swift.
+# Installs what is missing (a venv with pytest, npm kotlin-compiler, Debian
+# libjna-java) under target/ and skips what is present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,5 +42,10 @@ java -Djna.library.path=bindings/kotlin \
     -cp "target/kotlin-test/scenario.jar:$jna:$klib/kotlinx-coroutines-core-jvm.jar:$klib/kotlin-stdlib.jar" \
     ScenarioTestKt
 
+echo "== docs/sdk/android.md's examples compile against the Kotlin bindings"
+sdk-mobile/tests/kotlin/doc-examples.sh "$kotlinc" "$jna:$klib/kotlinx-coroutines-core-jvm.jar"
+
 echo "== swift bindings (C header against the library)"
 sdk-mobile/tests/swift/check-header.sh bindings/swift "${CARGO_TARGET_DIR:-target}/debug"
+echo "== docs/sdk/ios.md's examples against the generated Swift (names and labels; no Swift compiler here)"
+python3 sdk-mobile/tests/swift/check-doc.py docs/sdk/ios.md bindings/swift/Mkondo.swift

@@ -299,6 +299,16 @@ impl JsClient {
         convert::subscription_state(self.core.subscription_state(conversation_id)).into()
     }
 
+    /// Sends a text message (queued while offline, sent exactly once).
+    #[wasm_bindgen(js_name = sendText, unchecked_return_type = "Promise<import('./index.js').Message>")]
+    pub fn send_text(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+        text: &str,
+    ) -> Promise {
+        promise(self.core.send_text(conversation_id, text), json)
+    }
+
     /// Sends a message (queued while offline, sent exactly once). Options:
     /// `data` (an object), `clientId`, `replyTo`.
     #[wasm_bindgen(js_name = sendMessage, unchecked_return_type = "Promise<import('./index.js').Message>")]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The web SDK's tests: builds @mkondo/sdk (scripts/build-web.sh), then runs the
 # wasm-bindgen-test suite in headless Chromium and in Node (web/tests/wasm.sh,
-# which restarts the server mid-suite), checks the package's TypeScript types, and
+# which restarts the server mid-suite), checks the package's TypeScript types
+# (and docs/sdk/web.md's examples against them), and
 # runs the Node test of the package, the Playwright tests of the two-window
 # demo and its push service worker, of browser origins (CORS, WebSocket Origin)
 # and of TLS, all against a real `mkondo dev`. Installs what is missing (Debian
@@ -43,6 +44,8 @@ fi
     || npm install --prefix target/web-tools --no-save --no-audit --no-fund typescript@5 binaryen@132 >/dev/null
 target/web-tools/node_modules/.bin/tsc --noEmit --strict --module nodenext --moduleResolution nodenext \
     --target es2022 --lib esnext,dom web/tests/types-check.ts
+echo "== docs/sdk/web.md's examples type-check against the package"
+web/tests/doc-examples.sh
 echo "== @mkondo/sdk in Node (by package name)"
 node --experimental-websocket --test web/tests/node.test.mjs
 echo "== the two-window demo in headless Chromium (Playwright)"

@@ -121,3 +121,4 @@ await c2.updateProfile({ name: 5 });
 await Client.create({ url: 'http://x', token: 't', appState: 'hidden' });
 // @ts-expect-error: a page's cursor is a string
 await c2.members('conv', { cursor: 5 });
+console.log((await c2.sendText('conv', 'hi')).seq);
