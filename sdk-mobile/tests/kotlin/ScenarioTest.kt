@@ -271,7 +271,7 @@ suspend fun pushDevices(s: Server) {
 
 suspend fun peopleAndGroups(s: Server) {
     val (alice, aEvents) = connected(s, "alice")
-    val (bob, _) = connected(s, "bob")
+    val (bob, bEvents) = connected(s, "bob")
     val (carol, _) = connected(s, "carol")
     expect(alice.sessionId().isNotEmpty(), "a session id")
     val group = alice.createGroup(NewGroup(name = "team", members = listOf("bob")))
@@ -325,6 +325,14 @@ suspend fun peopleAndGroups(s: Server) {
     alice.sendText(group.id, "count me")
     expect(bob.unreadTotal() == before + 1uL, "unread total")
     expect(bob.totalUnread() >= 0uL, "cached total")
+
+    // A refused subscription: the call's error, and the event's, typed alike.
+    try {
+        bob.subscribe("no-such-conversation"); throw AssertionError("no error")
+    } catch (e: MkondoException.Server) { expect(e.code == "not_found", "code ${e.code}") }
+    bEvents.waitFor { it is ClientEvent.SubscriptionChanged && it.conversationId == "no-such-conversation" && it.error != null }
+    val failure = bEvents.items.filterIsInstance<ClientEvent.SubscriptionChanged>().first { it.error != null }.error
+    expect(failure is MkondoException.Server && failure.code == "not_found" && !failure.temporary, "typed: $failure")
 
     val sub = bob.subscribe(group.id)
     bob.unsubscribe(group.id)

@@ -252,7 +252,7 @@ def test_push_devices_mute_do_not_disturb_and_sign_out(server):
 def test_people_groups_listeners_and_typed_errors(server):
     async def run():
         alice, alice_events = await connected(server, "alice")
-        bob, _ = await connected(server, "bob")
+        bob, bob_events = await connected(server, "bob")
         carol, _ = await connected(server, "carol")
         assert alice.session_id()
         group = await alice.create_group(mkondo.NewGroup(name="team", members=["bob"]))
@@ -314,6 +314,17 @@ def test_people_groups_listeners_and_typed_errors(server):
         await alice.send_text(group.id, "count me")
         assert await bob.unread_total() == before + 1
         assert isinstance(bob.total_unread(), int)
+
+        # A refused subscription: the call's error, and the event's, typed alike.
+        with pytest.raises(mkondo.MkondoError.Server) as err:
+            await bob.subscribe("no-such-conversation")
+        assert (err.value.code, err.value.temporary) == ("not_found", False)
+        changed = await bob_events.wait(
+            lambda e: isinstance(e, mkondo.ClientEvent.SUBSCRIPTION_CHANGED)
+            and e.conversation_id == "no-such-conversation" and e.error is not None)
+        failure = changed[0].error
+        assert isinstance(failure, mkondo.MkondoError.Server)
+        assert (failure.code, failure.temporary) == ("not_found", False)
 
         sub = await bob.subscribe(group.id)
         assert bob.subscription_state(group.id) == mkondo.SubscriptionState.SUBSCRIBED
