@@ -2,6 +2,10 @@
 //! with unread counts and last messages, the presence of known users, who is
 //! typing where, and the subscriptions. The session keeps it current from every
 //! reply and push, before the matching event is delivered.
+//!
+//! With an offline store, the cache also keeps the newest messages of each
+//! conversation, and records each change to what survives (the user, the
+//! conversations, those messages) for the session to hand to the store.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,6 +13,7 @@ use mkondo_proto::v1;
 
 use crate::event::SubscriptionState;
 use crate::rt::Instant;
+use crate::store::{Change, Snapshot};
 
 /// A snapshot-able view of what the client knows.
 #[derive(Debug, Default)]
@@ -20,6 +25,11 @@ pub struct Cache {
     /// Conversation → user → when their typing indicator expires.
     typing: HashMap<String, BTreeMap<String, Instant>>,
     subscriptions: BTreeMap<String, SubscriptionState>,
+    /// With a store: the newest `keep` messages of each conversation, by seq.
+    messages: HashMap<String, BTreeMap<u64, v1::Message>>,
+    keep: usize,
+    /// With a store: changes it has not been given yet.
+    changes: Option<Vec<Change>>,
 }
 
 fn activity(c: &v1::Conversation) -> (i64, i32) {
@@ -74,6 +84,93 @@ impl Cache {
             .unwrap_or_default()
     }
 
+    /// The newest messages of a conversation the cache keeps (with an offline
+    /// store), ascending by seq.
+    pub fn messages(&self, conversation_id: &str) -> Vec<v1::Message> {
+        self.messages
+            .get(conversation_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Keeps the newest `keep` messages per conversation and records changes
+    /// for an offline store from now on.
+    pub(crate) fn persist(&mut self, keep: usize) {
+        self.keep = keep.max(1);
+        self.changes = Some(Vec::new());
+    }
+
+    /// What a store held: the cache starts from it (nothing recorded).
+    pub(crate) fn restore(&mut self, snapshot: &Snapshot) {
+        self.user = snapshot.user.clone();
+        for c in &snapshot.conversations {
+            self.conversations.insert(c.id.clone(), c.clone());
+        }
+        for m in &snapshot.messages {
+            self.keep_message(m);
+        }
+    }
+
+    /// The changes recorded since the last call.
+    pub(crate) fn take_changes(&mut self) -> Vec<Change> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Forgets everything the store held (sign-out, a token for another
+    /// user), and the changes not handed out yet (the session wipes the store).
+    pub(crate) fn forget(&mut self) {
+        self.user = None;
+        self.conversations.clear();
+        self.messages.clear();
+        if let Some(changes) = self.changes.as_mut() {
+            changes.clear();
+        }
+    }
+
+    /// Stops recording: the store is not this user's.
+    pub(crate) fn stop_persisting(&mut self) {
+        self.changes = None;
+        self.messages.clear();
+        self.keep = 0;
+    }
+
+    fn record(&mut self, change: Change) {
+        if let Some(changes) = self.changes.as_mut() {
+            changes.push(change);
+        }
+    }
+
+    fn record_conversation(&mut self, id: &str) {
+        if self.changes.is_some() {
+            if let Some(c) = self.conversations.get(id).cloned() {
+                self.record(Change::Conversation(c));
+            }
+        }
+    }
+
+    /// Keeps a message (if among the newest); true when kept.
+    fn keep_message(&mut self, m: &v1::Message) -> bool {
+        if self.keep == 0 {
+            return false;
+        }
+        let kept = self.messages.entry(m.conversation_id.clone()).or_default();
+        kept.insert(m.seq, m.clone());
+        while kept.len() > self.keep {
+            kept.pop_first();
+        }
+        kept.contains_key(&m.seq)
+    }
+
+    /// A message from a history page or a recovery: kept among the newest.
+    pub(crate) fn on_history(&mut self, m: &v1::Message) {
+        if self.keep_message(m) {
+            self.record(Change::Message(m.clone()));
+        }
+    }
+
     pub fn subscription(&self, conversation_id: &str) -> SubscriptionState {
         self.subscriptions
             .get(conversation_id)
@@ -83,6 +180,9 @@ impl Cache {
 
     pub(crate) fn connected(&mut self, reply: &v1::ConnectResult) {
         self.user = reply.user.clone();
+        if let Some(u) = reply.user.clone() {
+            self.record(Change::User(u));
+        }
         self.session_id = reply.session_id.clone();
         for c in &reply.conversations {
             self.upsert_conversation(c);
@@ -93,6 +193,7 @@ impl Cache {
     pub(crate) fn set_user(&mut self, u: &v1::User) {
         if self.me() == Some(u.id.as_str()) {
             self.user = Some(u.clone());
+            self.record(Change::User(u.clone()));
         }
     }
 
@@ -101,14 +202,18 @@ impl Cache {
             self.set_presence(p);
         }
         self.conversations.insert(c.id.clone(), c.clone());
+        self.record(Change::Conversation(c.clone()));
     }
 
     pub(crate) fn remove_conversation(&mut self, id: &str) {
         self.conversations.remove(id);
         self.typing.remove(id);
+        self.messages.remove(id);
+        self.record(Change::RemoveConversation(id.to_owned()));
     }
 
     pub(crate) fn on_message(&mut self, m: &v1::Message) {
+        self.on_history(m);
         let me = self.me().map(str::to_owned);
         let Some(c) = self.conversations.get_mut(&m.conversation_id) else {
             return;
@@ -124,15 +229,24 @@ impl Cache {
         } else {
             c.unread_count = c.last_seq.saturating_sub(c.last_read_seq);
         }
+        self.record_conversation(&m.conversation_id);
     }
 
     pub(crate) fn on_message_updated(&mut self, m: &v1::Message) {
+        let held = self
+            .messages
+            .get(&m.conversation_id)
+            .is_some_and(|kept| kept.contains_key(&m.seq));
+        if held {
+            self.on_history(m);
+        }
         if let Some(c) = self.conversations.get_mut(&m.conversation_id) {
             if c.last_message
                 .as_ref()
                 .is_some_and(|last| last.seq == m.seq)
             {
                 c.last_message = Some(m.clone());
+                self.record_conversation(&m.conversation_id);
             }
         }
     }
@@ -144,6 +258,7 @@ impl Cache {
         if let Some(c) = self.conversations.get_mut(&r.conversation_id) {
             c.last_read_seq = c.last_read_seq.max(r.last_read_seq);
             c.unread_count = r.unread_count;
+            self.record_conversation(&r.conversation_id);
         }
     }
 

@@ -25,7 +25,8 @@ use crate::driver::{self, Command, Driver, EventListener};
 use crate::error::{Error, Result};
 use crate::event::{AppState, ConnectionState, Event, SubscriptionState};
 use crate::rt;
-use crate::session::{Call as SessionCall, Input, Session, SessionConfig};
+use crate::session::{Call as SessionCall, Input, Session, SessionConfig, StoreSettings};
+use crate::store::StoreKey;
 
 /// A Mkondo client. See the crate documentation.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ struct Inner {
     shut: Arc<AtomicBool>,
     /// Push credentials registered through this client: `sign_out` removes them.
     devices: Mutex<Vec<String>>,
+    restored: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 }
 
 impl Client {
@@ -48,6 +51,23 @@ impl Client {
     /// it must be created inside a tokio runtime, which runs its task.
     pub fn new(config: Config, listener: impl EventListener + 'static) -> Result<Client> {
         Self::with_listener(config, Arc::new(listener))
+    }
+
+    /// Starts a client with an offline store ([`Config::with_store`]) and
+    /// returns once the store's content is in the cache: `cached_conversations`
+    /// and `cached_messages` answer from it before any network. Without a
+    /// store it is [`Client::with_listener`]. Call [`Client::connect`] next.
+    pub async fn open(config: Config, listener: Arc<dyn EventListener>) -> Result<Client> {
+        let client = Self::with_listener(config, listener)?;
+        client.restored().await;
+        Ok(client)
+    }
+
+    /// Resolves once the offline store's content is in the cache (at once
+    /// without a store).
+    pub async fn restored(&self) {
+        let mut restored = self.inner.restored.clone();
+        let _ = restored.wait_for(|r| *r).await;
     }
 
     /// A client whose events arrive on a channel.
@@ -97,13 +117,26 @@ impl Client {
                 has_token_provider: config.token_provider.is_some(),
                 token: config.token.clone(),
                 seed: config.seed.unwrap_or_else(rt::entropy),
+                store: config.store.as_ref().map(|s| StoreSettings {
+                    user_id: s.user_id.clone(),
+                    messages_per_conversation: s.messages_per_conversation,
+                }),
             },
             now,
         );
         let cache = session.cache();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Disconnected);
+        let (restored_tx, restored_rx) = watch::channel(false);
+        let (stopped_tx, stopped_rx) = watch::channel(false);
         let shut = Arc::new(AtomicBool::new(false));
+        let store = config.store.as_ref().map(|s| {
+            let key = StoreKey {
+                url: config.url.clone(),
+                user_id: s.user_id.clone(),
+            };
+            (s.store.clone(), key)
+        });
         let driver = Driver {
             session,
             transport,
@@ -114,6 +147,9 @@ impl Client {
             state: state_tx,
             shut: shut.clone(),
             write_timeout: config.request_timeout,
+            store,
+            restored: restored_tx,
+            stopped: stopped_tx,
         };
         rt::spawn(driver.run());
         Ok(Client {
@@ -124,6 +160,8 @@ impl Client {
                 state: state_rx,
                 shut,
                 devices: Mutex::new(Vec::new()),
+                restored: restored_rx,
+                stopped: stopped_rx,
             }),
         })
     }
@@ -152,9 +190,10 @@ impl Client {
 
     /// Signs the user out of this device: unregisters every push credential
     /// registered through this client (so the device is not woken for them
-    /// any more), then shuts the client down. The client shuts down even when
-    /// an unregister fails (offline, say); the error is returned so the app
-    /// can tell its backend, which can remove the device over REST.
+    /// any more), wipes the offline store, then shuts the client down and
+    /// returns once it stopped. The client shuts down even when an
+    /// unregister fails (offline, say); the error is returned so the app can
+    /// tell its backend, which can remove the device over REST.
     pub async fn sign_out(&self) -> Result<()> {
         let devices = std::mem::take(&mut *self.inner.devices.lock().unwrap());
         let mut outcome = Ok(());
@@ -173,7 +212,11 @@ impl Client {
                 }
             }
         }
+        // The offline store is wiped before the client stops.
+        self.input(Input::Forget);
         self.shutdown();
+        let mut stopped = self.inner.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
         outcome
     }
 
@@ -221,6 +264,12 @@ impl Client {
     /// Known conversations, latest activity first, with unread counts.
     pub fn cached_conversations(&self) -> Vec<v1::Conversation> {
         self.with_cache(Cache::conversations)
+    }
+
+    /// The newest messages of a conversation the client keeps (with an
+    /// offline store: restored at start, then kept current), ascending by seq.
+    pub fn cached_messages(&self, conversation_id: &str) -> Vec<v1::Message> {
+        self.with_cache(|c| c.messages(conversation_id))
     }
 
     /// One known conversation, as [`Client::cached_conversations`] has it.

@@ -5,6 +5,7 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use crate::event::AppState;
 use crate::rt::{BoxFuture, SendOutsideWasm, SyncOutsideWasm};
+use crate::store::Store;
 use crate::transport::Transport;
 
 /// Which wire the client speaks.
@@ -77,6 +78,18 @@ pub struct Config {
     /// An extra CA (PEM) that `wss://` and `https://` servers may be signed by,
     /// for private deployments; trusted besides the platform's store.
     pub extra_ca_pem: Option<String>,
+    /// The offline store, and whose it is (see [`crate::store`]).
+    pub store: Option<StoreConfig>,
+}
+
+/// An offline store for a client: the store, the user it belongs to (the
+/// token's user must be this one, or the store is not used), and how many
+/// recent messages of each conversation the client keeps.
+#[derive(Clone)]
+pub struct StoreConfig {
+    pub store: Arc<dyn Store>,
+    pub user_id: String,
+    pub messages_per_conversation: usize,
 }
 
 impl Config {
@@ -95,7 +108,19 @@ impl Config {
             custom_transport: None,
             seed: None,
             extra_ca_pem: None,
+            store: None,
         }
+    }
+
+    /// Keeps what survives a restart in `store`, for `user_id` (the user the
+    /// app signs in as; a token for anyone else leaves the store unused).
+    pub fn with_store(mut self, store: Arc<dyn Store>, user_id: impl Into<String>) -> Self {
+        self.store = Some(StoreConfig {
+            store,
+            user_id: user_id.into(),
+            messages_per_conversation: crate::store::DEFAULT_MESSAGES_PER_CONVERSATION,
+        });
+        self
     }
 
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
@@ -155,6 +180,7 @@ impl fmt::Debug for Config {
             .field("outbox_limit", &self.outbox_limit)
             .field("app_state", &self.app_state)
             .field("extra_ca_pem", &self.extra_ca_pem.is_some())
+            .field("store", &self.store.as_ref().map(|s| s.user_id.as_str()))
             .finish_non_exhaustive()
     }
 }

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::event::{ConnectionState, Event};
 use crate::rt;
 use crate::session::{Call, ConnId, FetchId, Input, Now, OpId, Output, Session};
+use crate::store::{Store, StoreKey};
 use crate::transport::{Link, Outgoing, Reporter, Transport, TransportEvent};
 
 /// Receives every event, one at a time, in order. Called on the client's task:
@@ -53,6 +54,12 @@ pub(crate) struct Driver {
     pub state: watch::Sender<ConnectionState>,
     pub shut: Arc<AtomicBool>,
     pub write_timeout: Duration,
+    /// The offline store and whose it is.
+    pub store: Option<(Arc<dyn Store>, StoreKey)>,
+    /// True once the store's snapshot is in the session (or there is none).
+    pub restored: watch::Sender<bool>,
+    /// True once the driver stopped (after shutdown, the store written).
+    pub stopped: watch::Sender<bool>,
 }
 
 pub(crate) fn now() -> Now {
@@ -69,6 +76,13 @@ impl Driver {
             mpsc::unbounded_channel::<(FetchId, Result<String, TokenError>)>();
         let mut waiting: HashMap<OpId, Waiter> = HashMap::new();
         let mut current: Option<(ConnId, mpsc::UnboundedSender<Outgoing>)> = None;
+        if let Some((store, key)) = &self.store {
+            match store.load(key).await {
+                Ok(snapshot) => self.session.handle(now(), Input::Restore(snapshot)),
+                Err(e) => self.listener.on_event(Event::Error(Error::Store(e.0))),
+            }
+        }
+        self.restored.send_replace(true);
         loop {
             while let Some(output) = self.session.poll_output() {
                 match output {
@@ -114,6 +128,17 @@ impl Driver {
                             let _ = waiter.send(result);
                         }
                     }
+                    Output::Persist(changes) => {
+                        let Some((store, _)) = &self.store else {
+                            continue;
+                        };
+                        if let Err(e) = store.apply(changes).await {
+                            tracing::warn!(error = %e, "the offline store failed to write");
+                            if !self.shut.load(Ordering::SeqCst) {
+                                self.listener.on_event(Event::Error(Error::Store(e.0)));
+                            }
+                        }
+                    }
                 }
             }
             let state = self.session.state();
@@ -123,6 +148,7 @@ impl Driver {
                 if let Some((_, tx)) = current.take() {
                     let _ = tx.send(Outgoing::Close);
                 }
+                self.stopped.send_replace(true);
                 return;
             }
 

@@ -55,6 +55,12 @@ pub enum Error {
     /// [`Event::Error`]: crate::Event::Error
     #[error("connecting failed: {0}")]
     ConnectFailed(String),
+    /// The offline store failed to load or write (delivered as an
+    /// [`Event::Error`]; the client goes on without what it could not keep).
+    ///
+    /// [`Event::Error`]: crate::Event::Error
+    #[error("the offline store failed: {0}")]
+    Store(String),
 }
 
 /// `Result` with the client's [`Error`].
@@ -74,6 +80,7 @@ impl Error {
             Self::OutboxFull { .. } => ErrorCode::RateLimited,
             Self::Unsubscribed => ErrorCode::NotFound,
             Self::InvalidArgument(_) | Self::Config(_) => ErrorCode::InvalidArgument,
+            Self::Store(_) => ErrorCode::Internal,
         }
     }
 
@@ -87,9 +94,11 @@ impl Error {
             | Self::OutboxFull { .. }
             | Self::TokenProvider(_)
             | Self::ConnectFailed(_) => true,
-            Self::Shutdown | Self::Unsubscribed | Self::InvalidArgument(_) | Self::Config(_) => {
-                false
-            }
+            Self::Shutdown
+            | Self::Unsubscribed
+            | Self::InvalidArgument(_)
+            | Self::Config(_)
+            | Self::Store(_) => false,
         }
     }
 
@@ -107,6 +116,7 @@ impl Error {
             Self::Config(_) => "config",
             Self::TokenProvider(_) => "token_provider",
             Self::ConnectFailed(_) => "connect_failed",
+            Self::Store(_) => "store",
         }
     }
 

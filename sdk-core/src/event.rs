@@ -137,4 +137,11 @@ pub enum Event {
     },
     /// Something failed that no call was waiting for (e.g. a token refresh).
     Error(Error),
+    /// The outcome of a message written in an earlier run (kept by the offline
+    /// store) and sent in this one: the call that wrote it is gone, so its
+    /// result comes here, once, by its `client_id`.
+    Sent {
+        client_id: String,
+        result: Result<v1::Message, Error>,
+    },
 }

@@ -38,6 +38,7 @@ pub mod event;
 mod people;
 pub mod rt;
 pub mod session;
+pub mod store;
 pub mod transport;
 
 /// `docs/sdk/rust.md`: its examples are compiled as doc-tests.
@@ -48,7 +49,7 @@ pub struct RustGuide;
 pub use cache::Cache;
 pub use calls::{HistoryQuery, NewGroup, NewMessage, PushCredential};
 pub use client::{Call, Client};
-pub use config::{Config, TokenError, TokenProvider, TransportKind};
+pub use config::{Config, StoreConfig, TokenError, TokenProvider, TransportKind};
 pub use driver::EventListener;
 pub use error::{Error, Result};
 pub use event::{codes, AppState, ConnectionState, Event, SubscriptionState};

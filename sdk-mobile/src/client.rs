@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use mkondo_sdk::store::sqlite::SqliteStore;
 use mkondo_sdk::{Config, HistoryQuery};
 
 use crate::error::{MkondoError, TokenError};
@@ -120,6 +121,20 @@ impl Client {
         core.token = config.token;
         core.conversations_limit = config.conversations_limit;
         core.extra_ca_pem = config.extra_ca_pem;
+        let has_store = config.store_path.is_some();
+        match (config.store_path, config.store_user_id) {
+            (Some(path), Some(user)) => {
+                let store = SqliteStore::open(&path)
+                    .map_err(|e| MkondoError::invalid(format!("store_path {path}: {e}")))?;
+                core = core.with_store(Arc::new(store), user);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(MkondoError::invalid(
+                    "give store_path and store_user_id together",
+                ))
+            }
+        }
         if config.start_in_background {
             core.app_state = mkondo_sdk::AppState::Background;
         }
@@ -139,8 +154,15 @@ impl Client {
         let listeners = Fanout::default();
         let first = listener.map(|l| listeners.add(l));
         debug_assert!(first.is_none_or(|id| id == 0));
-        let _entered = runtime().enter();
-        let inner = mkondo_sdk::Client::with_listener(core, Arc::new(listeners.clone()))?;
+        let inner = {
+            let _entered = runtime().enter();
+            mkondo_sdk::Client::with_listener(core, Arc::new(listeners.clone()))?
+        };
+        // With a store, the client answers from it once this returns (the
+        // constructor is called on an app thread, never on the SDK's own).
+        if has_store {
+            runtime().block_on(inner.restored());
+        }
         Ok(Arc::new(Self { inner, listeners }))
     }
 
@@ -205,6 +227,16 @@ impl Client {
     /// first connect.
     pub fn session_id(&self) -> String {
         self.inner.session_id()
+    }
+
+    /// The newest messages of a conversation the client keeps (with an
+    /// offline store: restored at start), ascending by seq.
+    pub fn cached_messages(&self, conversation_id: String) -> Vec<Message> {
+        self.inner
+            .cached_messages(&conversation_id)
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
 
     /// One known conversation from the cache.

@@ -124,6 +124,15 @@ pub struct ClientConfig {
     /// besides the platform's trust store.
     #[uniffi(default = None)]
     pub extra_ca_pem: Option<String>,
+    /// The offline store: a SQLite file the app names (in its own data
+    /// directory), kept for `store_user_id` — the user the app signs in as.
+    /// With it, the client opens with the cached conversations and recent
+    /// messages, and messages written offline survive a restart. Give both
+    /// or neither.
+    #[uniffi(default = None)]
+    pub store_path: Option<String>,
+    #[uniffi(default = None)]
+    pub store_user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -520,6 +529,14 @@ pub enum ClientEvent {
         reason: String,
         temporary: bool,
     },
+    /// A message written in an earlier run (kept by the offline store) and
+    /// sent in this one: its outcome, once, by its `client_id` (the call that
+    /// wrote it is gone).
+    Sent {
+        client_id: String,
+        message: Option<Message>,
+        error: Option<MkondoError>,
+    },
 }
 
 impl ClientEvent {
@@ -611,6 +628,17 @@ impl ClientEvent {
                 reason: e.reason().to_owned(),
                 temporary: e.temporary(),
             },
+            Event::Sent { client_id, result } => {
+                let (message, error) = match result {
+                    Ok(m) => (Some(m.into()), None),
+                    Err(e) => (None, Some(e.into())),
+                };
+                Self::Sent {
+                    client_id,
+                    message,
+                    error,
+                }
+            }
             _ => return None,
         })
     }

@@ -130,6 +130,8 @@ export interface Events {
   signal: SignalPush;
   gap: { conversationId: string; fromSeq: number; toSeq: number };
   error: MkondoError;
+  /** A message written in an earlier run (kept by the offline store), sent now: its outcome. */
+  sent: { clientId: string; message: Message | null; error: MkondoError | null };
 }
 
 declare module './mkondo.js' {

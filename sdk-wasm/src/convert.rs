@@ -211,6 +211,7 @@ pub(crate) const EVENTS: &[&str] = &[
     "signal",
     "gap",
     "error",
+    "sent",
 ];
 
 /// The event name `on()` listens to, and the payload its callbacks get.
@@ -284,6 +285,14 @@ pub(crate) fn event(event: &Event) -> Option<(&'static str, JsValue)> {
             ]),
         ),
         Event::Error(e) => ("error", error(e)),
+        Event::Sent { client_id, result } => (
+            "sent",
+            object(&[
+                ("clientId", client_id.as_str().into()),
+                ("message", result.as_ref().map_or(JsValue::NULL, to_js)),
+                ("error", result.as_ref().err().map_or(JsValue::NULL, error)),
+            ]),
+        ),
         _ => return None,
     })
 }

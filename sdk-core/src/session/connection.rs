@@ -242,6 +242,14 @@ impl Session {
                 }
                 let expires = reply.token_expires_at.as_ref().map(timestamp_to_millis);
                 self.tokens.connected(now, expires);
+                let user = reply
+                    .user
+                    .as_ref()
+                    .map(|u| u.id.clone())
+                    .unwrap_or_default();
+                if self.cfg.store.as_ref().is_some_and(|s| s.user_id != user) {
+                    self.store_not_mine(&user);
+                }
                 self.cache.lock().unwrap().connected(&reply);
                 self.recovery.baseline(&reply.conversations);
                 self.announce(ConnectionState::Connected, codes::CONNECTED, "connected");

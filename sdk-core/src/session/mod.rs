@@ -41,6 +41,7 @@ use crate::cache::Cache;
 use crate::error::Error;
 use crate::event::{AppState, ConnectionState, Event};
 use crate::rt::Instant;
+use crate::store::{Change, Snapshot};
 
 pub use connection::Phase;
 use outbox::Outbox;
@@ -76,6 +77,17 @@ pub struct SessionConfig {
     pub has_token_provider: bool,
     pub token: Option<String>,
     pub seed: u64,
+    /// With an offline store: whose it is, and how many recent messages of
+    /// each conversation the cache keeps.
+    pub store: Option<StoreSettings>,
+}
+
+/// What the session needs of an offline store's setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The user the store belongs to: a connection as anyone else stops using it.
+    pub user_id: String,
+    pub messages_per_conversation: usize,
 }
 
 impl Default for SessionConfig {
@@ -90,6 +102,7 @@ impl Default for SessionConfig {
             has_token_provider: true,
             token: None,
             seed: 0,
+            store: None,
         }
     }
 }
@@ -145,6 +158,10 @@ pub enum Input {
     },
     /// Nothing but time passed.
     Tick,
+    /// What the offline store held, before the first `connect`.
+    Restore(Snapshot),
+    /// Sign-out: the offline store is wiped (then `Shutdown`).
+    Forget,
 }
 
 /// What must happen.
@@ -173,6 +190,9 @@ pub enum Output {
         op: OpId,
         result: Result<Reply, Error>,
     },
+    /// Apply these changes to the offline store, in order, before carrying out
+    /// the outputs after this one (only with a store).
+    Persist(Vec<Change>),
 }
 
 /// The client's whole behaviour; see the module documentation.
@@ -198,13 +218,16 @@ pub struct Session {
     liveness: Duration,
     last_received: Instant,
     outputs: VecDeque<Output>,
+    /// Changes for the offline store not yet handed out, besides the cache's
+    /// (outbox, wipe); `None` without a store.
+    store_changes: Option<Vec<Change>>,
 }
 
 impl Session {
     pub fn new(cfg: SessionConfig, now: Now) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let tokens = Tokens::new(cfg.token.clone(), cfg.has_token_provider, &cfg);
-        Self {
+        let session = Self {
             backoff: Backoff::new(cfg.min_delay, cfg.max_delay),
             requests: Requests::new(rng.next_u64(), now.at),
             outbox: Outbox::new(cfg.outbox_limit),
@@ -222,8 +245,17 @@ impl Session {
             liveness: Duration::from_secs(35),
             last_received: now.at,
             outputs: VecDeque::new(),
+            store_changes: cfg.store.as_ref().map(|_| Vec::new()),
             cfg,
+        };
+        if let Some(store) = &session.cfg.store {
+            session
+                .cache
+                .lock()
+                .unwrap()
+                .persist(store.messages_per_conversation);
         }
+        session
     }
 
     /// Feeds one input; outputs queue up for [`Session::poll_output`].
@@ -235,8 +267,11 @@ impl Session {
             }
             return;
         }
+        let first_output = self.outputs.len();
         match input {
             Input::Call { op, call } => self.call(now, op, call),
+            Input::Restore(snapshot) => self.restore(snapshot),
+            Input::Forget => self.forget(),
             Input::Frames { conn, frames } => {
                 for frame in frames {
                     if !self.is_current(conn) {
@@ -252,6 +287,78 @@ impl Session {
         }
         self.timers(now);
         self.pump(now);
+        self.persist(first_output);
+    }
+
+    /// Hands what changed in this step to the store, ahead of this step's
+    /// events and call outcomes.
+    fn persist(&mut self, first_output: usize) {
+        let Some(pending) = self.store_changes.as_mut() else {
+            return;
+        };
+        let mut changes = std::mem::take(pending);
+        changes.extend(self.cache.lock().unwrap().take_changes());
+        changes.extend(self.recovery.take_moved().into_iter().map(|(conv, seq)| {
+            Change::Position {
+                conversation_id: conv,
+                seq,
+            }
+        }));
+        if !changes.is_empty() {
+            // A shutdown in this step dropped its events: never past the end.
+            let at = first_output.min(self.outputs.len());
+            self.outputs.insert(at, Output::Persist(changes));
+        }
+    }
+
+    fn record(&mut self, change: Change) {
+        if let Some(pending) = self.store_changes.as_mut() {
+            pending.push(change);
+        }
+    }
+
+    /// Starts from what the store held: the cache, the positions to resume
+    /// from, and the messages still to send (whose results arrive as
+    /// [`Event::Sent`], the calls that wrote them being gone). The restored
+    /// conversations are told as `conversation_updated`, latest first.
+    fn restore(&mut self, snapshot: Snapshot) {
+        self.cache.lock().unwrap().restore(&snapshot);
+        self.recovery.restore(&snapshot.positions);
+        for request in snapshot.outbox {
+            self.outbox.restore(request);
+        }
+        let conversations = self.cache.lock().unwrap().conversations();
+        for c in conversations {
+            self.emit(Event::ConversationUpdated(c));
+        }
+    }
+
+    /// Sign-out: the store is wiped, the cache forgets the user.
+    fn forget(&mut self) {
+        self.cache.lock().unwrap().forget();
+        if let Some(pending) = self.store_changes.as_mut() {
+            pending.clear();
+            pending.push(Change::Wipe);
+        }
+    }
+
+    /// The connection is some other user's than the store's: the store is
+    /// neither read nor written from now on.
+    fn store_not_mine(&mut self, user: &str) {
+        let Some(store) = self.cfg.store.take() else {
+            return;
+        };
+        self.store_changes = None;
+        {
+            let mut cache = self.cache.lock().unwrap();
+            cache.forget();
+            cache.stop_persisting();
+        }
+        self.recovery = Recovery::default();
+        self.emit(Event::Error(Error::Config(format!(
+            "the token is {user}'s but the offline store {}'s: the store is not used",
+            store.user_id
+        ))));
     }
 
     /// The next output, in order.

@@ -4,6 +4,10 @@
 //! message whose reply was lost with its connection is sent again with the same
 //! `client_id`, and the server answers with the original (`duplicate: true`), so
 //! a message lands once and its call completes once, with the server's ack.
+//!
+//! With an offline store the outbox is durable: a message is stored when it is
+//! queued and removed when acknowledged. After a restart its call is gone, so
+//! its outcome arrives as [`Event::Sent`] instead.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -11,11 +15,14 @@ use mkondo_proto::v1::{self, client_frame::Command, reply::Result as Reply};
 
 use super::{requests::Purpose, Now, OpId, Session};
 use crate::error::Error;
+use crate::event::Event;
 use crate::rt::Instant;
+use crate::store::Change;
 
 #[derive(Debug)]
 struct Item {
-    op: OpId,
+    /// The call waiting for it; `None` for one restored from the store.
+    op: Option<OpId>,
     request: v1::SendRequest,
     in_flight: bool,
     /// After a temporary refusal (rate limit): not before then.
@@ -75,7 +82,24 @@ impl Outbox {
     }
 
     pub(super) fn drain_ops(&mut self) -> Vec<OpId> {
-        self.items.drain(..).map(|i| i.op).collect()
+        self.items.drain(..).filter_map(|i| i.op).collect()
+    }
+
+    /// A message the store held, queued again (its call is gone). The limit
+    /// does not apply: it was within it when written.
+    pub(super) fn restore(&mut self, request: v1::SendRequest) {
+        if self
+            .items
+            .iter()
+            .all(|i| i.request.client_id != request.client_id)
+        {
+            self.items.push_back(Item {
+                op: None,
+                request,
+                in_flight: false,
+                not_before: None,
+            });
+        }
     }
 
     fn remove(&mut self, client_id: &str) -> Option<Item> {
@@ -102,8 +126,9 @@ impl Session {
         if request.client_id.is_empty() {
             request.client_id = self.new_client_id(now);
         }
+        self.record(Change::OutboxAdd(request.clone()));
         self.outbox.items.push_back(Item {
-            op,
+            op: Some(op),
             request,
             in_flight: false,
             not_before: None,
@@ -140,10 +165,28 @@ impl Session {
                 let Some(item) = self.outbox.remove(client_id) else {
                     return;
                 };
+                self.record(Change::OutboxRemove(item.request.client_id.clone()));
                 if result.is_ok() {
                     self.typing_done(now, &item.request.conversation_id);
                 }
-                self.done(item.op, result);
+                match item.op {
+                    Some(op) => self.done(op, result),
+                    None => {
+                        let result = match result {
+                            Ok(Reply::Send(v1::SendResult {
+                                message: Some(m), ..
+                            })) => Ok(m),
+                            Ok(other) => Err(Error::InvalidArgument(format!(
+                                "unexpected reply to send: {other:?}"
+                            ))),
+                            Err(e) => Err(e),
+                        };
+                        self.emit(Event::Sent {
+                            client_id: item.request.client_id,
+                            result,
+                        });
+                    }
+                }
             }
         }
     }

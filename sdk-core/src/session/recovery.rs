@@ -27,6 +27,8 @@ pub(super) struct Recovery {
     ahead: HashMap<String, BTreeMap<u64, v1::Message>>,
     /// Conversations with a history page in flight.
     filling: HashSet<String>,
+    /// Conversations whose position moved since the offline store last heard.
+    moved: HashSet<String>,
 }
 
 impl Recovery {
@@ -34,18 +36,39 @@ impl Recovery {
         self.pos.clone()
     }
 
+    fn set(&mut self, conv: &str, seq: u64) {
+        self.pos.insert(conv.to_owned(), seq);
+        self.moved.insert(conv.to_owned());
+    }
+
     /// Conversations the connect reply lists: messages after their `last_seq`
     /// are what this client will deliver (earlier ones are history).
     pub(super) fn baseline(&mut self, conversations: &[v1::Conversation]) {
         for c in conversations {
-            self.pos.entry(c.id.clone()).or_insert(c.last_seq);
+            self.baseline_one(&c.id, c.last_seq);
         }
     }
 
     pub(super) fn baseline_one(&mut self, conversation_id: &str, last_seq: u64) {
-        self.pos
-            .entry(conversation_id.to_owned())
-            .or_insert(last_seq);
+        if !self.pos.contains_key(conversation_id) {
+            self.set(conversation_id, last_seq);
+        }
+    }
+
+    /// Positions from the offline store: where the last run stopped.
+    pub(super) fn restore(&mut self, positions: &[(String, u64)]) {
+        for (conv, seq) in positions {
+            self.pos.insert(conv.clone(), *seq);
+        }
+    }
+
+    /// The positions that moved since the last call, for the offline store.
+    pub(super) fn take_moved(&mut self) -> Vec<(String, u64)> {
+        let moved = std::mem::take(&mut self.moved);
+        moved
+            .into_iter()
+            .filter_map(|c| self.pos.get(&c).map(|seq| (c, *seq)))
+            .collect()
     }
 
     /// The next connection resumes from the positions and replays everything
@@ -62,12 +85,12 @@ impl Session {
         let conv = msg.conversation_id.clone();
         match self.recovery.pos.get(&conv).copied() {
             None => {
-                self.recovery.pos.insert(conv, msg.seq);
+                self.recovery.set(&conv, msg.seq);
                 self.deliver(now, msg);
             }
             Some(pos) if msg.seq <= pos => {}
             Some(pos) if msg.seq == pos + 1 => {
-                self.recovery.pos.insert(conv.clone(), msg.seq);
+                self.recovery.set(&conv, msg.seq);
                 self.deliver(now, msg);
                 self.drain_ahead(now, &conv);
             }
@@ -100,7 +123,7 @@ impl Session {
             }
             let msg = entry.remove();
             if seq == pos + 1 {
-                self.recovery.pos.insert(conv.to_owned(), seq);
+                self.recovery.set(conv, seq);
                 self.deliver(now, msg);
             }
         }
@@ -188,7 +211,7 @@ impl Session {
                 from_seq: pos + 1,
                 to_seq: first - 1,
             });
-            self.recovery.pos.insert(conv.to_owned(), first - 1);
+            self.recovery.set(conv, first - 1);
         }
         self.drain_ahead(now, conv);
     }

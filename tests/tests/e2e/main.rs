@@ -47,6 +47,7 @@ mod roles;
 mod sdk_chaos;
 mod sdk_chat;
 mod sdk_common;
+mod sdk_offline;
 mod sdk_people;
 mod sdk_tls;
 mod sdk_tokens;

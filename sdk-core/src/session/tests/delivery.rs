@@ -38,7 +38,7 @@ fn sub_changes(events: &[Event]) -> Vec<(String, Sub, Sub)> {
         .collect()
 }
 
-fn send(conv: &str, text: &str) -> Call {
+pub(super) fn send(conv: &str, text: &str) -> Call {
     Call::Send(v1::SendRequest {
         conversation_id: conv.into(),
         text: text.into(),

@@ -3,6 +3,7 @@
 
 mod connection;
 mod delivery;
+mod persistence;
 mod random;
 mod tokens;
 

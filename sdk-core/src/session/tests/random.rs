@@ -141,6 +141,8 @@ fn check(sim: &mut Sim, world: &mut World, input: &Input, run: u64, n: usize) {
                 world.state = Some(new);
             }
             Output::Event(_) => assert!(!world.shut, "event after shutdown: {}", ctx()),
+            // No store in these runs: nothing to persist.
+            Output::Persist(changes) => panic!("persisted without a store: {changes:?}"),
             Output::Close { .. } | Output::Done { .. } => {}
         }
     }

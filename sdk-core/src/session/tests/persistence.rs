@@ -1,0 +1,264 @@
+//! The offline store as the session sees it: every change to what survives
+//! leaves as a `Persist` batch ahead of the events and call outcomes of the
+//! same step; a restored snapshot is the cache, the resume positions and the
+//! outbox of the next run, whose results come back as `Sent` events.
+
+use mkondo_proto::v1::{self, client_frame::Command, reply::Result as Reply};
+
+use super::delivery::send;
+use super::*;
+use crate::session::StoreSettings;
+use crate::store::{Change, Snapshot};
+
+fn with_store() -> SessionConfig {
+    SessionConfig {
+        store: Some(StoreSettings {
+            user_id: "alice".into(),
+            messages_per_conversation: 2,
+        }),
+        ..config()
+    }
+}
+
+fn persisted(outputs: &[Output]) -> Vec<Change> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(changes) => Some(changes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn push_message(m: v1::Message) -> v1::ServerFrame {
+    v1::ServerFrame {
+        id: 0,
+        body: Some(Body::Push(v1::Push {
+            push: Some(Push::Message(m)),
+        })),
+    }
+}
+
+#[test]
+fn changes_are_persisted_before_the_events_and_outcomes_of_their_step() {
+    let mut sim = Sim::new(with_store());
+    let op = sim.call(send("c", "offline"));
+    let queued = persisted(&sim.take());
+    let client_id = match &queued[..] {
+        [Change::OutboxAdd(r)] => r.client_id.clone(),
+        other => panic!("the queued message is stored at once: {other:?}"),
+    };
+    let mut result = connect_result(None);
+    result.conversations = vec![v1::Conversation {
+        id: "c".into(),
+        last_seq: 4,
+        ..Default::default()
+    }];
+    let (conn, _) = sim.connect_with(result);
+    let connected = sim.take();
+    let sent: Vec<v1::ClientFrame> = connected
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { frames, .. } => Some(frames.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let changes = persisted(&connected);
+    assert!(changes.contains(&Change::Position {
+        conversation_id: "c".into(),
+        seq: 4
+    }));
+    assert!(changes
+        .iter()
+        .any(|c| matches!(c, Change::User(u) if u.id == "alice")));
+    let persist_at = connected
+        .iter()
+        .position(|o| matches!(o, Output::Persist(_)))
+        .unwrap();
+    let event_at = connected
+        .iter()
+        .position(|o| {
+            matches!(o, Output::Event(Event::StateChanged { new, .. }) if *new == ConnectionState::Connected)
+        })
+        .unwrap();
+    assert!(
+        persist_at < event_at,
+        "stored before the app hears: {connected:?}"
+    );
+
+    // The ack: removed from the store before the call completes.
+    let frame = sent
+        .iter()
+        .find(|f| matches!(f.command, Some(Command::Send(_))))
+        .unwrap();
+    let mut stored = message("c", 5, "alice");
+    stored.client_id = client_id.clone();
+    sim.frames(
+        conn,
+        vec![reply(
+            frame.id,
+            Reply::Send(v1::SendResult {
+                message: Some(stored),
+                duplicate: false,
+            }),
+        )],
+    );
+    let acked = sim.take();
+    let remove_at = acked
+        .iter()
+        .position(|o| matches!(o, Output::Persist(c) if c.contains(&Change::OutboxRemove(client_id.clone()))))
+        .expect("the ack removes it from the store");
+    let done_at = acked
+        .iter()
+        .position(|o| matches!(o, Output::Done { op: o2, .. } if *o2 == op))
+        .unwrap();
+    assert!(remove_at < done_at);
+
+    // Pushed messages (the own one first): kept (the newest two), their
+    // position, their conversation.
+    for seq in 5..=8 {
+        let sender = if seq == 5 { "alice" } else { "bob" };
+        sim.frames(conn, vec![push_message(message("c", seq, sender))]);
+    }
+    let changes = persisted(&sim.take());
+    assert!(changes.contains(&Change::Position {
+        conversation_id: "c".into(),
+        seq: 8
+    }));
+    let kept: Vec<u64> = sim
+        .s
+        .cache()
+        .lock()
+        .unwrap()
+        .messages("c")
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(kept, [7, 8]);
+    assert!(changes
+        .iter()
+        .any(|c| matches!(c, Change::Conversation(c) if c.last_seq == 8 && c.unread_count == 3)));
+}
+
+#[test]
+fn a_restored_outbox_is_sent_with_its_ids_and_answered_by_events() {
+    let mut sim = Sim::new(with_store());
+    let waiting = v1::SendRequest {
+        conversation_id: "c".into(),
+        text: "written before the restart".into(),
+        client_id: "c-restored-1".into(),
+        ..Default::default()
+    };
+    sim.input(Input::Restore(Snapshot {
+        user: Some(v1::User {
+            id: "alice".into(),
+            ..Default::default()
+        }),
+        conversations: vec![v1::Conversation {
+            id: "c".into(),
+            last_seq: 9,
+            ..Default::default()
+        }],
+        messages: vec![message("c", 9, "bob")],
+        outbox: vec![waiting.clone()],
+        positions: vec![("c".into(), 9)],
+    }));
+    let restored = sim.take();
+    assert!(
+        persisted(&restored).is_empty(),
+        "a restore writes nothing back"
+    );
+    assert!(restored
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::ConversationUpdated(c)) if c.id == "c")));
+    assert_eq!(sim.s.cache().lock().unwrap().messages("c").len(), 1);
+    assert_eq!(sim.s.outbox_len(), 1);
+
+    let (conn, _) = sim.connect_with(connect_result(None));
+    let sent: Vec<v1::ClientFrame> = sim
+        .take()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { frames, .. } => Some(frames),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let connect = sim.s.positions();
+    assert_eq!(
+        connect.get("c"),
+        Some(&9),
+        "resumes from the stored position"
+    );
+    let frame = sent
+        .iter()
+        .find(|f| matches!(&f.command, Some(Command::Send(s)) if s.client_id == "c-restored-1"))
+        .expect("the stored message goes with its own client_id");
+    let mut stored = message("c", 10, "alice");
+    stored.client_id = waiting.client_id.clone();
+    sim.frames(
+        conn,
+        vec![reply(
+            frame.id,
+            Reply::Send(v1::SendResult {
+                message: Some(stored.clone()),
+                duplicate: true,
+            }),
+        )],
+    );
+    let events = sim.events();
+    assert!(
+        events.contains(&Event::Sent {
+            client_id: "c-restored-1".into(),
+            result: Ok(stored)
+        }),
+        "{events:?}"
+    );
+    assert_eq!(sim.s.outbox_len(), 0);
+}
+
+#[test]
+fn another_users_connection_leaves_the_store_alone() {
+    let mut sim = Sim::new(with_store());
+    sim.input(Input::Restore(Snapshot {
+        conversations: vec![v1::Conversation {
+            id: "secret".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }));
+    sim.take();
+    let mut result = connect_result(None);
+    result.user = Some(v1::User {
+        id: "mallory".into(),
+        ..Default::default()
+    });
+    sim.connect_with(result);
+    let outputs = sim.take();
+    assert!(
+        persisted(&outputs).is_empty(),
+        "nothing written: {outputs:?}"
+    );
+    assert!(outputs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Error(Error::Config(_))))));
+    assert!(sim
+        .s
+        .cache()
+        .lock()
+        .unwrap()
+        .conversation("secret")
+        .is_none());
+}
+
+#[test]
+fn forgetting_wipes_the_store() {
+    let mut sim = Sim::new(with_store());
+    sim.connect();
+    sim.take();
+    sim.input(Input::Forget);
+    sim.input(Input::Shutdown);
+    assert_eq!(persisted(&sim.take()), [Change::Wipe]);
+}
