@@ -1,6 +1,7 @@
 //! One method per call of the protocol (SPEC §4), each returning a typed result.
 //! Reads are marked idempotent: sent again after a reconnect within their
-//! timeout. Messages go through the outbox. Everything else fails with
+//! timeout. Messages, edits, deletes, reactions and read positions go through
+//! the outbox: queued while offline, in order. Everything else fails with
 //! [`Error::ConnectionLost`] when its connection ends before the reply.
 
 use mkondo_proto::{
@@ -191,6 +192,12 @@ impl Client {
         )
     }
 
+    /// A change through the outbox: queued while offline (durable with an
+    /// offline store), sent in order, applied once (each sets a value).
+    fn queue<T>(&self, command: Command, map: fn(Reply) -> Result<T>) -> Call<T> {
+        self.call(SessionCall::Queue(command), map)
+    }
+
     /// Sends a text message (through the outbox); resolves with the stored message.
     pub fn send_text(&self, conversation_id: &str, text: &str) -> Call<v1::Message> {
         self.send_message(NewMessage::text(conversation_id, text))
@@ -230,8 +237,7 @@ impl Client {
             text: text.into(),
             data,
         });
-        // The same edit twice leaves the same message.
-        self.request(command, true, message)
+        self.queue(command, message)
     }
 
     pub fn delete_message(&self, conversation_id: &str, seq: u64) -> Call<v1::Message> {
@@ -239,7 +245,7 @@ impl Client {
             conversation_id: conversation_id.into(),
             seq,
         });
-        self.request(command, true, message)
+        self.queue(command, message)
     }
 
     /// Adds (`add: true`) or removes a reaction.
@@ -260,7 +266,7 @@ impl Client {
         } else {
             Command::Unreact(req)
         };
-        self.request(command, true, message)
+        self.queue(command, message)
     }
 
     /// A page of messages, ascending by seq.
@@ -355,7 +361,7 @@ impl Client {
             conversation_id: conversation_id.into(),
             seq,
         });
-        self.request(command, true, |r| match r {
+        self.queue(command, |r| match r {
             Reply::Read(r) => Ok(r),
             other => unexpected(other),
         })

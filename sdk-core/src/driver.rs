@@ -82,7 +82,6 @@ impl Driver {
                 Err(e) => self.listener.on_event(Event::Error(Error::Store(e.0))),
             }
         }
-        self.restored.send_replace(true);
         loop {
             while let Some(output) = self.session.poll_output() {
                 match output {
@@ -141,6 +140,9 @@ impl Driver {
                     }
                 }
             }
+            // Restored once the snapshot's events were delivered too.
+            self.restored
+                .send_if_modified(|r| !std::mem::replace(r, true));
             let state = self.session.state();
             self.state
                 .send_if_modified(|s| std::mem::replace(s, state) != state);

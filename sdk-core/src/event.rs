@@ -137,9 +137,10 @@ pub enum Event {
     },
     /// Something failed that no call was waiting for (e.g. a token refresh).
     Error(Error),
-    /// The outcome of a message written in an earlier run (kept by the offline
-    /// store) and sent in this one: the call that wrote it is gone, so its
-    /// result comes here, once, by its `client_id`.
+    /// The outcome of a message, edit, delete or reaction made in an earlier
+    /// run (kept by the offline store) and sent in this one: the call that made
+    /// it is gone, so its result comes here, once, by its key (a message's
+    /// `client_id`). A read's outcome is the `Read` event, as always.
     Sent {
         client_id: String,
         result: Result<v1::Message, Error>,

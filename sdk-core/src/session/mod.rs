@@ -119,6 +119,8 @@ pub enum Call {
     /// A message for the outbox: queued while disconnected, resent with the same
     /// `client_id` until acknowledged.
     Send(v1::SendRequest),
+    /// An edit, delete, reaction or read for the outbox, queued like a message.
+    Queue(Command),
     Subscribe(String),
     Unsubscribe(String),
     /// Throttled to one per 3 s per conversation; dropped (not queued) offline.
@@ -430,6 +432,7 @@ impl Session {
                 idempotent,
             } => self.request(now, op, command, idempotent),
             Call::Send(req) => self.enqueue_message(now, op, req),
+            Call::Queue(command) => self.enqueue_change(now, op, command),
             Call::Subscribe(conv) => self.subscribe(now, op, conv),
             Call::Unsubscribe(conv) => self.unsubscribe(now, op, conv),
             Call::Typing {

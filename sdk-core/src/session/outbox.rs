@@ -1,13 +1,18 @@
-//! The outbox: messages the user sent, kept until the server acknowledges them.
+//! The outbox: the changes the user made — messages sent, edited, deleted,
+//! reactions, read positions — kept until the server acknowledges them.
 //!
-//! Messages leave in the order they were given, each with its `client_id`; a
-//! message whose reply was lost with its connection is sent again with the same
-//! `client_id`, and the server answers with the original (`duplicate: true`), so
-//! a message lands once and its call completes once, with the server's ack.
+//! They leave in the order they were made. A message carries its `client_id`;
+//! one whose reply was lost with its connection is sent again with the same
+//! `client_id`, and the server answers with the original (`duplicate: true`),
+//! so a message lands once and its call completes once, with the server's ack.
+//! An edit, a delete, a reaction or a read sets a value, so sending it again
+//! applies it once too. While the client is offline they wait (up to the
+//! outbox limit) rather than fail.
 //!
-//! With an offline store the outbox is durable: a message is stored when it is
+//! With an offline store the outbox is durable: a change is stored when it is
 //! queued and removed when acknowledged. After a restart its call is gone, so
-//! its outcome arrives as [`Event::Sent`] instead.
+//! the outcome of a message, edit, delete or reaction arrives as
+//! [`Event::Sent`] instead (a read's arrives as the `read` event, as always).
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -17,13 +22,15 @@ use super::{requests::Purpose, Now, OpId, Session};
 use crate::error::Error;
 use crate::event::Event;
 use crate::rt::Instant;
-use crate::store::Change;
+use crate::store::{Change, Pending};
 
 #[derive(Debug)]
 struct Item {
     /// The call waiting for it; `None` for one restored from the store.
     op: Option<OpId>,
-    request: v1::SendRequest,
+    /// A send's `client_id`, or a key made for the other changes.
+    key: String,
+    command: Command,
     in_flight: bool,
     /// After a temporary refusal (rate limit): not before then.
     not_before: Option<Instant>,
@@ -68,9 +75,9 @@ impl Outbox {
         item.in_flight = true;
         item.not_before = None;
         Some((
-            Command::Send(item.request.clone()),
+            item.command.clone(),
             Purpose::Send {
-                client_id: item.request.client_id.clone(),
+                client_id: item.key.clone(),
             },
         ))
     }
@@ -85,35 +92,43 @@ impl Outbox {
         self.items.drain(..).filter_map(|i| i.op).collect()
     }
 
-    /// A message the store held, queued again (its call is gone). The limit
-    /// does not apply: it was within it when written.
-    pub(super) fn restore(&mut self, request: v1::SendRequest) {
-        if self
-            .items
-            .iter()
-            .all(|i| i.request.client_id != request.client_id)
-        {
+    /// A change the store held, queued again (its call is gone). The limit
+    /// does not apply: it was within it when made.
+    pub(super) fn restore(&mut self, pending: Pending) {
+        if self.items.iter().all(|i| i.key != pending.key) {
             self.items.push_back(Item {
                 op: None,
-                request,
+                key: pending.key,
+                command: pending.command,
                 in_flight: false,
                 not_before: None,
             });
         }
     }
 
-    fn remove(&mut self, client_id: &str) -> Option<Item> {
-        let index = self
-            .items
-            .iter()
-            .position(|i| i.request.client_id == client_id)?;
+    fn remove(&mut self, key: &str) -> Option<Item> {
+        let index = self.items.iter().position(|i| i.key == key)?;
         self.items.remove(index)
     }
 }
 
 impl Session {
     pub(super) fn enqueue_message(&mut self, now: Now, op: OpId, mut request: v1::SendRequest) {
-        if request.conversation_id.is_empty() {
+        if request.client_id.is_empty() {
+            request.client_id = self.new_client_id(now);
+        }
+        let key = request.client_id.clone();
+        self.enqueue(op, key, Command::Send(request));
+    }
+
+    /// An edit, a delete, a reaction or a read, queued like a message.
+    pub(super) fn enqueue_change(&mut self, now: Now, op: OpId, command: Command) {
+        let key = format!("q-{}", &self.new_client_id(now)[2..]);
+        self.enqueue(op, key, command);
+    }
+
+    fn enqueue(&mut self, op: OpId, key: String, command: Command) {
+        if conversation_of(&command).is_none_or(str::is_empty) {
             let err = Error::InvalidArgument("conversation_id is empty".into());
             self.done(op, Err(err));
             return;
@@ -123,13 +138,14 @@ impl Session {
             self.done(op, Err(Error::OutboxFull { limit }));
             return;
         }
-        if request.client_id.is_empty() {
-            request.client_id = self.new_client_id(now);
-        }
-        self.record(Change::OutboxAdd(request.clone()));
+        self.record(Change::OutboxAdd(Pending {
+            key: key.clone(),
+            command: command.clone(),
+        }));
         self.outbox.items.push_back(Item {
             op: Some(op),
-            request,
+            key,
+            command,
             in_flight: false,
             not_before: None,
         });
@@ -140,7 +156,7 @@ impl Session {
         format!("c-{:011x}{:016x}", now.unix_ms.max(0), self.rng.next_u64())
     }
 
-    pub(super) fn send_reply(&mut self, now: Now, client_id: &str, result: Result<Reply, Error>) {
+    pub(super) fn send_reply(&mut self, now: Now, key: &str, result: Result<Reply, Error>) {
         match result {
             Err(err) if err.temporary() => {
                 // Stays in place (and holds the later ones): sent again after a while.
@@ -151,23 +167,18 @@ impl Session {
                     } => *wait,
                     _ => Duration::from_secs(1),
                 };
-                if let Some(item) = self
-                    .outbox
-                    .items
-                    .iter_mut()
-                    .find(|i| i.request.client_id == client_id)
-                {
+                if let Some(item) = self.outbox.items.iter_mut().find(|i| i.key == key) {
                     item.in_flight = false;
                     item.not_before = Some(now.at + wait);
                 }
             }
             result => {
-                let Some(item) = self.outbox.remove(client_id) else {
+                let Some(item) = self.outbox.remove(key) else {
                     return;
                 };
-                self.record(Change::OutboxRemove(item.request.client_id.clone()));
-                if result.is_ok() {
-                    self.typing_done(now, &item.request.conversation_id);
+                self.record(Change::OutboxRemove(item.key.clone()));
+                if let (Ok(_), Command::Send(request)) = (&result, &item.command) {
+                    self.typing_done(now, &request.conversation_id);
                 }
                 match item.op {
                     Some(op) => self.done(op, result),
@@ -175,14 +186,17 @@ impl Session {
                         let result = match result {
                             Ok(Reply::Send(v1::SendResult {
                                 message: Some(m), ..
-                            })) => Ok(m),
+                            }))
+                            | Ok(Reply::Message(v1::MessageResult { message: Some(m) })) => Ok(m),
+                            // A read's outcome is the `read` event, as always.
+                            Ok(Reply::Read(_)) => return,
                             Ok(other) => Err(Error::InvalidArgument(format!(
-                                "unexpected reply to send: {other:?}"
+                                "unexpected reply: {other:?}"
                             ))),
                             Err(e) => Err(e),
                         };
                         self.emit(Event::Sent {
-                            client_id: item.request.client_id,
+                            client_id: item.key,
                             result,
                         });
                     }
@@ -190,4 +204,16 @@ impl Session {
             }
         }
     }
+}
+
+/// The conversation a queued change is about.
+fn conversation_of(command: &Command) -> Option<&str> {
+    Some(match command {
+        Command::Send(r) => &r.conversation_id,
+        Command::Edit(r) => &r.conversation_id,
+        Command::Delete(r) => &r.conversation_id,
+        Command::React(r) | Command::Unreact(r) => &r.conversation_id,
+        Command::Read(r) => &r.conversation_id,
+        _ => return None,
+    })
 }

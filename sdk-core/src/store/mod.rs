@@ -37,8 +37,9 @@ pub struct Snapshot {
     pub conversations: Vec<v1::Conversation>,
     /// The recent messages of each conversation, ascending by seq within one.
     pub messages: Vec<v1::Message>,
-    /// Messages written but not acknowledged, in the order they were written.
-    pub outbox: Vec<v1::SendRequest>,
+    /// Changes made but not acknowledged (sends, edits, deletes, reactions,
+    /// read positions), in the order they were made.
+    pub outbox: Vec<Pending>,
     /// The last seq delivered per conversation: where recovery resumes.
     pub positions: Vec<(String, u64)>,
 }
@@ -47,6 +48,14 @@ impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self == &Snapshot::default()
     }
+}
+
+/// A change the user made that waits in the outbox: its key (a send's
+/// `client_id`) and its command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub key: String,
+    pub command: v1::client_frame::Command,
 }
 
 /// One change to what survives.
@@ -60,8 +69,8 @@ pub enum Change {
     /// Inserted or replaced by (conversation, seq); the store keeps the newest
     /// few of each conversation.
     Message(v1::Message),
-    OutboxAdd(v1::SendRequest),
-    /// By `client_id`.
+    OutboxAdd(Pending),
+    /// By its key.
     OutboxRemove(String),
     Position {
         conversation_id: String,

@@ -12,10 +12,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use mkondo_proto::v1;
 use prost::Message as _;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Change, Snapshot, Store, StoreError, StoreKey, DEFAULT_MESSAGES_PER_CONVERSATION};
+use super::{
+    Change, Pending, Snapshot, Store, StoreError, StoreKey, DEFAULT_MESSAGES_PER_CONVERSATION,
+};
 use crate::rt::BoxFuture;
 
 /// The schema, one migration per entry: entry `i` moves `user_version` to `i + 1`.
@@ -174,10 +177,26 @@ fn load(db: &mut Connection, key: &StoreKey) -> Result<Snapshot, StoreError> {
         .into_iter()
         .map(decode)
         .collect::<Result<_, _>>()?;
-    let outbox = blobs("SELECT body FROM outbox ORDER BY position")?
-        .into_iter()
-        .map(decode)
-        .collect::<Result<_, _>>()?;
+    let outbox = {
+        let mut stmt = tx
+            .prepare("SELECT client_id, body FROM outbox ORDER BY position")
+            .map_err(failed)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(failed)?;
+        let mut pending = Vec::new();
+        for row in rows {
+            let (key, body) = row.map_err(failed)?;
+            let frame: v1::ClientFrame = decode(body)?;
+            let command = frame
+                .command
+                .ok_or_else(|| failed(format!("outbox entry {key} has no command")))?;
+            pending.push(Pending { key, command });
+        }
+        pending
+    };
     let positions = {
         let mut stmt = tx
             .prepare("SELECT conversation_id, seq FROM positions")
@@ -240,10 +259,15 @@ fn apply(db: &mut Connection, changes: Vec<Change>, keep: usize) -> Result<(), S
                 )
                 .map_err(failed)?;
             }
-            Change::OutboxAdd(request) => {
+            Change::OutboxAdd(Pending { key, command }) => {
+                // Kept as a frame (id 0): one message type for every command.
+                let frame = v1::ClientFrame {
+                    id: 0,
+                    command: Some(command),
+                };
                 tx.execute(
                     "INSERT OR IGNORE INTO outbox (client_id, body) VALUES (?1, ?2)",
-                    params![request.client_id, request.encode_to_vec()],
+                    params![key, frame.encode_to_vec()],
                 )
                 .map_err(failed)?;
             }
@@ -284,8 +308,6 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use mkondo_proto::v1;
-
     use super::*;
 
     fn key(user: &str) -> StoreKey {
@@ -321,15 +343,20 @@ mod tests {
                 unread_count: 2,
                 ..Default::default()
             }),
-            Change::OutboxAdd(v1::SendRequest {
-                client_id: "k2".into(),
-                conversation_id: "c1".into(),
-                ..Default::default()
+            Change::OutboxAdd(Pending {
+                key: "k2".into(),
+                command: v1::client_frame::Command::Send(v1::SendRequest {
+                    client_id: "k2".into(),
+                    conversation_id: "c1".into(),
+                    ..Default::default()
+                }),
             }),
-            Change::OutboxAdd(v1::SendRequest {
-                client_id: "k1".into(),
-                conversation_id: "c1".into(),
-                ..Default::default()
+            Change::OutboxAdd(Pending {
+                key: "k1".into(),
+                command: v1::client_frame::Command::Read(v1::ReadRequest {
+                    conversation_id: "c1".into(),
+                    seq: 4,
+                }),
             }),
             Change::Position {
                 conversation_id: "c1".into(),
@@ -356,8 +383,12 @@ mod tests {
         assert_eq!(snap.conversations[0].unread_count, 2);
         let seqs: Vec<u64> = snap.messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [3, 4, 5]);
-        let outbox: Vec<&str> = snap.outbox.iter().map(|r| r.client_id.as_str()).collect();
+        let outbox: Vec<&str> = snap.outbox.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(outbox, ["k1"]);
+        assert!(matches!(
+            &snap.outbox[0].command,
+            v1::client_frame::Command::Read(r) if r.seq == 4
+        ));
         assert_eq!(snap.positions, [("c1".to_owned(), 5)]);
 
         // Another user's key reads nothing and leaves nothing behind.

@@ -1,7 +1,10 @@
 //! A client process with an offline store, for the tests that kill it
 //! (`tests/tests/e2e/sdk_offline.rs`). Arguments, in order:
-//! `URL TOKEN USER STORE CONVERSATION SEND PREFIX`. It opens the store,
-//! connects, writes `SEND` messages `"PREFIX i"` (without waiting for them),
+//! `URL TOKEN USER STORE CONVERSATION SEND PREFIX [EDIT_SEQ]`. It opens the
+//! store, connects, with `EDIT_SEQ` first edits that message to `"edited
+//! offline"`, reacts 👍 to it and marks the conversation read up to the
+//! message after it, then writes `SEND` messages `"PREFIX i"` (without
+//! waiting for any of them),
 //! and prints one line per event the test reads:
 //! `restored N` (the outbox it found), `sent CLIENT_ID SEQ` (a message of an
 //! earlier run, acknowledged now), `acked SEQ` (one of its own),
@@ -16,8 +19,10 @@ use mkondo_sdk::{Client, Config, Event, TransportKind};
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, token, user, path, conversation, send, prefix] = &args[..] else {
-        panic!("usage: URL TOKEN USER STORE CONVERSATION SEND PREFIX");
+    let (url, token, user, path, conversation, send, prefix, edit) = match &args[..] {
+        [u, t, us, p, c, s, pr] => (u, t, us, p, c, s, pr, None),
+        [u, t, us, p, c, s, pr, e] => (u, t, us, p, c, s, pr, Some(e)),
+        _ => panic!("usage: URL TOKEN USER STORE CONVERSATION SEND PREFIX [EDIT_SEQ]"),
     };
     let send: usize = send.parse().expect("SEND: a number");
     let store = Arc::new(SqliteStore::open(path).expect("the store opens"));
@@ -49,6 +54,18 @@ async fn main() {
         .expect("the client opens");
     client.connect();
     let mut pending = Vec::new();
+    if let Some(seq) = edit {
+        let seq: u64 = seq.parse().expect("EDIT_SEQ: a number");
+        pending.push(tokio::spawn(client.edit_message(
+            conversation,
+            seq,
+            "edited offline",
+            None,
+        )));
+        pending.push(tokio::spawn(client.react(conversation, seq, "👍", true)));
+        let read = client.mark_read(conversation, seq + 1);
+        tokio::spawn(async move { read.await.expect("read acknowledged") });
+    }
     for i in 0..send {
         pending.push(tokio::spawn(
             client.send_text(conversation, &format!("{prefix} {i}")),

@@ -146,17 +146,20 @@ fn spawn_client(
     conversation: &str,
     send: usize,
     prefix: &str,
+    edit: Option<u64>,
 ) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut args = vec![
+        url.to_owned(),
+        token.to_owned(),
+        "alice".to_owned(),
+        path.to_str().unwrap().to_owned(),
+        conversation.to_owned(),
+        send.to_string(),
+        prefix.to_owned(),
+    ];
+    args.extend(edit.map(|seq| seq.to_string()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_mkondo-offline-client"))
-        .args([
-            url,
-            token,
-            "alice",
-            path.to_str().unwrap(),
-            conversation,
-            &send.to_string(),
-            prefix,
-        ])
+        .args(&args)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -189,15 +192,19 @@ async fn messages_written_offline_survive_sigkill_and_land_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alice.db");
     let token = server.app.token("alice");
+    let mine = mkondo_tests::seq_of(&api.send(&group, "alice", "mine", "m-1").await);
+    api.send(&group, "bob", "unread", "b-1").await;
 
-    // 1. No server: three messages written, durable, then the process is killed.
+    // 1. No server: three messages written, one edited, a reaction and a read
+    //    position; all durable; then the process is killed.
     server.kill().await;
-    let (mut offline, mut lines) = spawn_client(&url, &token, &path, &group, 3, "offline");
+    let (mut offline, mut lines) =
+        spawn_client(&url, &token, &path, &group, 3, "offline", Some(mine));
     assert_eq!(next_line(&mut lines, "restored").await, "restored 0");
-    poll_until(WAIT, "three messages in the store", || {
+    poll_until(WAIT, "six changes in the store", || {
         let path = path.clone();
         let url = url.clone();
-        async move { (stored(&path, &url, "alice").await.outbox.len() == 3).then_some(()) }
+        async move { (stored(&path, &url, "alice").await.outbox.len() == 6).then_some(()) }
     })
     .await;
     offline.kill().await.unwrap();
@@ -207,18 +214,18 @@ async fn messages_written_offline_survive_sigkill_and_land_once_in_order() {
     server.restart().await;
     proxy.set_upstream(server.addr);
     let api = server.api();
-    let (mut online, mut lines) = spawn_client(&url, &token, &path, &group, 20, "online");
-    assert_eq!(next_line(&mut lines, "restored").await, "restored 3");
+    let (mut online, mut lines) = spawn_client(&url, &token, &path, &group, 20, "online", None);
+    assert_eq!(next_line(&mut lines, "restored").await, "restored 6");
     poll_until(WAIT, "some of them stored by the server", || {
         let api = api.clone();
         let group = group.clone();
-        async move { (texts(&api.history_all(&group).await).len() >= 6).then_some(()) }
+        async move { (texts(&api.history_all(&group).await).len() >= 8).then_some(()) }
     })
     .await;
     online.kill().await.unwrap();
 
     // 3. Once more: the rest goes, each message once, in the order written.
-    let (mut last, mut lines) = spawn_client(&url, &token, &path, &group, 0, "none");
+    let (mut last, mut lines) = spawn_client(&url, &token, &path, &group, 0, "none", None);
     let restored = next_line(&mut lines, "restored").await;
     let mut sent = 0;
     loop {
@@ -230,11 +237,34 @@ async fn messages_written_offline_survive_sigkill_and_land_once_in_order() {
         sent += 1;
     }
     let left: usize = restored.trim_start_matches("restored ").parse().unwrap();
-    assert_eq!(sent, left, "each restored message reported once as sent");
+    assert!(
+        sent <= left,
+        "each restored change reported once ({sent} of {left})"
+    );
     last.wait().await.unwrap();
-    let mut want: Vec<String> = (0..3).map(|i| format!("offline {i}")).collect();
+    let history = api.history_all(&group).await;
+    let mut want: Vec<String> = vec!["edited offline".into(), "unread".into()];
+    want.extend((0..3).map(|i| format!("offline {i}")));
     want.extend((0..20).map(|i| format!("online {i}")));
-    assert_eq!(texts(&api.history_all(&group).await), want);
+    assert_eq!(texts(&history), want);
+    let edited = history
+        .iter()
+        .find(|m| mkondo_tests::seq_of(m) == mine)
+        .unwrap();
+    let reactions = edited["reactions"].as_array().unwrap();
+    assert_eq!(reactions.len(), 1, "{edited}");
+    assert_eq!(reactions[0]["emoji"], "👍");
+    assert_eq!(reactions[0]["user_ids"], serde_json::json!(["alice"]));
+    // The read position made offline (up to bob's message) moved once.
+    let feed = api.get("/v1/events?types=read.moved&limit=100").await.ok();
+    let reads: Vec<&Value> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "read.moved" && e["data"]["user_id"] == "alice")
+        .filter(|e| e["data"]["last_read_seq"] == mine + 1)
+        .collect();
+    assert_eq!(reads.len(), 1, "{feed}");
     assert!(stored(&path, &url, "alice").await.outbox.is_empty());
 }
 

@@ -8,7 +8,7 @@ use mkondo_proto::v1::{self, client_frame::Command, reply::Result as Reply};
 use super::delivery::send;
 use super::*;
 use crate::session::StoreSettings;
-use crate::store::{Change, Snapshot};
+use crate::store::{Change, Pending, Snapshot};
 
 fn with_store() -> SessionConfig {
     SessionConfig {
@@ -46,7 +46,7 @@ fn changes_are_persisted_before_the_events_and_outcomes_of_their_step() {
     let op = sim.call(send("c", "offline"));
     let queued = persisted(&sim.take());
     let client_id = match &queued[..] {
-        [Change::OutboxAdd(r)] => r.client_id.clone(),
+        [Change::OutboxAdd(p)] => p.key.clone(),
         other => panic!("the queued message is stored at once: {other:?}"),
     };
     let mut result = connect_result(None);
@@ -162,7 +162,21 @@ fn a_restored_outbox_is_sent_with_its_ids_and_answered_by_events() {
             ..Default::default()
         }],
         messages: vec![message("c", 9, "bob")],
-        outbox: vec![waiting.clone()],
+        outbox: vec![
+            Pending {
+                key: waiting.client_id.clone(),
+                command: Command::Send(waiting.clone()),
+            },
+            Pending {
+                key: "q-edit".into(),
+                command: Command::Edit(v1::EditRequest {
+                    conversation_id: "c".into(),
+                    seq: 9,
+                    text: "edited offline".into(),
+                    data: None,
+                }),
+            },
+        ],
         positions: vec![("c".into(), 9)],
     }));
     let restored = sim.take();
@@ -174,7 +188,7 @@ fn a_restored_outbox_is_sent_with_its_ids_and_answered_by_events() {
         .iter()
         .any(|o| matches!(o, Output::Event(Event::ConversationUpdated(c)) if c.id == "c")));
     assert_eq!(sim.s.cache().lock().unwrap().messages("c").len(), 1);
-    assert_eq!(sim.s.outbox_len(), 1);
+    assert_eq!(sim.s.outbox_len(), 2);
 
     let (conn, _) = sim.connect_with(connect_result(None));
     let sent: Vec<v1::ClientFrame> = sim
@@ -216,6 +230,28 @@ fn a_restored_outbox_is_sent_with_its_ids_and_answered_by_events() {
         }),
         "{events:?}"
     );
+    // The edit went after it, in order; its outcome is told the same way.
+    let edit_at = sent
+        .iter()
+        .position(|f| matches!(&f.command, Some(Command::Edit(e)) if e.text == "edited offline"))
+        .expect("the stored edit is sent");
+    let send_at = sent.iter().position(|f| f.id == frame.id).unwrap();
+    assert!(send_at < edit_at, "in the order they were made");
+    let mut edited = message("c", 9, "bob");
+    edited.text = "edited offline".into();
+    sim.frames(
+        conn,
+        vec![reply(
+            sent[edit_at].id,
+            Reply::Message(v1::MessageResult {
+                message: Some(edited.clone()),
+            }),
+        )],
+    );
+    assert!(sim.events().contains(&Event::Sent {
+        client_id: "q-edit".into(),
+        result: Ok(edited)
+    }));
     assert_eq!(sim.s.outbox_len(), 0);
 }
 
@@ -261,4 +297,53 @@ fn forgetting_wipes_the_store() {
     sim.input(Input::Forget);
     sim.input(Input::Shutdown);
     assert_eq!(persisted(&sim.take()), [Change::Wipe]);
+}
+
+#[test]
+fn edits_reactions_and_reads_made_offline_wait_and_are_stored() {
+    let mut sim = Sim::new(with_store());
+    let edit = sim.call(Call::Queue(Command::Edit(v1::EditRequest {
+        conversation_id: "c".into(),
+        seq: 3,
+        text: "fixed".into(),
+        data: None,
+    })));
+    let read = sim.call(Call::Queue(Command::Read(v1::ReadRequest {
+        conversation_id: "c".into(),
+        seq: 3,
+    })));
+    let changes = persisted(&sim.take());
+    assert_eq!(changes.len(), 2, "both stored at once: {changes:?}");
+    sim.advance(Duration::from_secs(60));
+    assert!(
+        sim.done(edit).is_none(),
+        "offline changes wait, they do not time out"
+    );
+    let (conn, _) = sim.connect_with(connect_result(None));
+    let sent: Vec<v1::ClientFrame> = sim
+        .take()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: c, frames } if c == conn => Some(frames),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let kinds: Vec<bool> = sent
+        .iter()
+        .map(|f| matches!(f.command, Some(Command::Edit(_))))
+        .collect();
+    assert_eq!(kinds, [true, false], "the edit, then the read: {sent:?}");
+    sim.frames(
+        conn,
+        vec![reply(
+            sent[1].id,
+            Reply::Read(v1::ReadResult {
+                last_read_seq: 3,
+                unread_count: 0,
+            }),
+        )],
+    );
+    assert!(matches!(sim.done(read), Some(Ok(Reply::Read(_)))));
+    assert!(sim.done(edit).is_none(), "the edit waits for its own reply");
 }
