@@ -54,5 +54,13 @@ if [ ! -d bench/peers/socketio/node_modules/socket.io ]; then
     (cd bench/peers/socketio && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+if [ "$smoke" = 1 ]; then
+    echo "== SDK cold start from the offline store (tiny)"
+    "$target_dir/$profile/mkondo-cold-start" --conversations 10 --messages 5 --runs 2
+elif [ "$#" = 0 ]; then
+    echo "== SDK cold start from the offline store"
+    "$target_dir/$profile/mkondo-cold-start"
+fi
+
 echo "== run"
 exec "$target_dir/$profile/mkondo-bench" --mkondo-bin "$target_dir/$profile/mkondo" "$@"

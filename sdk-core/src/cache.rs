@@ -13,7 +13,7 @@ use mkondo_proto::v1;
 
 use crate::event::SubscriptionState;
 use crate::rt::Instant;
-use crate::store::{Change, Snapshot};
+use crate::store::Change;
 
 /// A snapshot-able view of what the client knows.
 #[derive(Debug, Default)]
@@ -101,13 +101,25 @@ impl Cache {
     }
 
     /// What a store held: the cache starts from it (nothing recorded).
-    pub(crate) fn restore(&mut self, snapshot: &Snapshot) {
-        self.user = snapshot.user.clone();
-        for c in &snapshot.conversations {
-            self.conversations.insert(c.id.clone(), c.clone());
+    pub(crate) fn restore(
+        &mut self,
+        user: Option<v1::User>,
+        conversations: Vec<v1::Conversation>,
+        messages: Vec<v1::Message>,
+    ) {
+        self.user = user;
+        for c in conversations {
+            self.conversations.insert(c.id.clone(), c);
         }
-        for m in &snapshot.messages {
-            self.keep_message(m);
+        if self.keep == 0 {
+            return;
+        }
+        for m in messages {
+            let kept = self.messages.entry(m.conversation_id.clone()).or_default();
+            kept.insert(m.seq, m);
+            if kept.len() > self.keep {
+                kept.pop_first();
+            }
         }
     }
 

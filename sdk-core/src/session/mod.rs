@@ -229,7 +229,7 @@ impl Session {
     pub fn new(cfg: SessionConfig, now: Now) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let tokens = Tokens::new(cfg.token.clone(), cfg.has_token_provider, &cfg);
-        let session = Self {
+        let mut session = Self {
             backoff: Backoff::new(cfg.min_delay, cfg.max_delay),
             requests: Requests::new(rng.next_u64(), now.at),
             outbox: Outbox::new(cfg.outbox_limit),
@@ -256,6 +256,7 @@ impl Session {
                 .lock()
                 .unwrap()
                 .persist(store.messages_per_conversation);
+            session.recovery.track_moves = true;
         }
         session
     }
@@ -324,7 +325,11 @@ impl Session {
     /// [`Event::Sent`], the calls that wrote them being gone). The restored
     /// conversations are told as `conversation_updated`, latest first.
     fn restore(&mut self, snapshot: Snapshot) {
-        self.cache.lock().unwrap().restore(&snapshot);
+        self.cache.lock().unwrap().restore(
+            snapshot.user,
+            snapshot.conversations,
+            snapshot.messages,
+        );
         self.recovery.restore(&snapshot.positions);
         for request in snapshot.outbox {
             self.outbox.restore(request);
@@ -357,6 +362,8 @@ impl Session {
             cache.stop_persisting();
         }
         self.recovery = Recovery::default();
+        // Nothing the store held is sent as this user.
+        self.outbox.drop_restored();
         self.emit(Event::Error(Error::Config(format!(
             "the token is {user}'s but the offline store {}'s: the store is not used",
             store.user_id

@@ -92,6 +92,11 @@ impl Outbox {
         self.items.drain(..).filter_map(|i| i.op).collect()
     }
 
+    /// Drops what was restored from a store (it is another user's).
+    pub(super) fn drop_restored(&mut self) {
+        self.items.retain(|i| i.op.is_some());
+    }
+
     /// A change the store held, queued again (its call is gone). The limit
     /// does not apply: it was within it when made.
     pub(super) fn restore(&mut self, pending: Pending) {

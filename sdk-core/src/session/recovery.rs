@@ -27,8 +27,10 @@ pub(super) struct Recovery {
     ahead: HashMap<String, BTreeMap<u64, v1::Message>>,
     /// Conversations with a history page in flight.
     filling: HashSet<String>,
-    /// Conversations whose position moved since the offline store last heard.
+    /// Conversations whose position moved since the offline store last heard
+    /// (tracked only with a store: `track_moves`).
     moved: HashSet<String>,
+    pub(super) track_moves: bool,
 }
 
 impl Recovery {
@@ -38,7 +40,9 @@ impl Recovery {
 
     fn set(&mut self, conv: &str, seq: u64) {
         self.pos.insert(conv.to_owned(), seq);
-        self.moved.insert(conv.to_owned());
+        if self.track_moves {
+            self.moved.insert(conv.to_owned());
+        }
     }
 
     /// Conversations the connect reply lists: messages after their `last_seq`

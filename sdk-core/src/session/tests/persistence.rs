@@ -263,6 +263,15 @@ fn another_users_connection_leaves_the_store_alone() {
             id: "secret".into(),
             ..Default::default()
         }],
+        outbox: vec![Pending {
+            key: "c-alices".into(),
+            command: Command::Send(v1::SendRequest {
+                conversation_id: "secret".into(),
+                text: "alice's words".into(),
+                client_id: "c-alices".into(),
+                ..Default::default()
+            }),
+        }],
         ..Default::default()
     }));
     sim.take();
@@ -287,6 +296,14 @@ fn another_users_connection_leaves_the_store_alone() {
         .unwrap()
         .conversation("secret")
         .is_none());
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Send { frames, .. }
+            if frames.iter().any(|f| matches!(f.command, Some(Command::Send(_)))))),
+        "alice's message is never sent as mallory: {outputs:?}"
+    );
+    assert_eq!(sim.s.outbox_len(), 0);
 }
 
 #[test]
