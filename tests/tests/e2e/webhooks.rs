@@ -638,7 +638,17 @@ async fn endpoints_belong_to_their_app_and_inputs_are_checked() {
         .await[0]
         .clone();
     let event_id = first.id.clone();
-    let log = api.get(&format!("/v1/webhooks/{id}/attempts")).await.ok();
+    // The attempt is recorded once the receiver's answer is in: after the
+    // receiver saw the POST.
+    let log = mkondo_tests::poll_until(WAIT, "the attempt recorded", || {
+        let api = api.clone();
+        let path = format!("/v1/webhooks/{id}/attempts");
+        async move {
+            let log = api.get(&path).await.ok();
+            log["items"][0].is_object().then_some(log)
+        }
+    })
+    .await;
     let attempt = &log["items"][0];
     assert_eq!(attempt["event_id"], event_id.as_str());
     assert_eq!(attempt["status_code"], 200);
