@@ -78,15 +78,25 @@ async fn webhooks_over_grpc_match_rest_and_deliver() {
         .clone();
     receiver.assert_all_valid();
 
-    let attempts = ok(
-        "ListWebhookAttempts",
-        grpc.list_webhook_attempts(WebhookPageRequest {
-            id: hook.id.clone(),
-            limit: 10,
-            cursor: String::new(),
-        })
-        .await,
-    );
+    // The attempt is recorded once the receiver's answer is in: after the
+    // receiver saw the POST.
+    let attempts = mkondo_tests::poll_until(WAIT, "the attempt recorded", || {
+        let mut grpc = grpc.clone();
+        let id = hook.id.clone();
+        async move {
+            let page = ok(
+                "ListWebhookAttempts",
+                grpc.list_webhook_attempts(WebhookPageRequest {
+                    id,
+                    limit: 10,
+                    cursor: String::new(),
+                })
+                .await,
+            );
+            (!page.items.is_empty()).then_some(page)
+        }
+    })
+    .await;
     assert_eq!(attempts.items[0].event_id, first.id);
     assert_eq!(attempts.items[0].status_code, Some(200));
 
