@@ -37,6 +37,7 @@ klib=$tools/node_modules/kotlin-compiler/lib
 mkdir -p target/kotlin-test
 "$kotlinc" -nowarn -cp "$jna:$klib/kotlinx-coroutines-core-jvm.jar" \
     bindings/kotlin/io/mkondo/sdk/mkondo.kt sdk-mobile/tests/kotlin/ScenarioTest.kt \
+    sdk-mobile/tests/kotlin/OfflineClient.kt \
     -d target/kotlin-test/scenario.jar
 java -Djna.library.path=bindings/kotlin \
     -cp "target/kotlin-test/scenario.jar:$jna:$klib/kotlinx-coroutines-core-jvm.jar:$klib/kotlin-stdlib.jar" \

@@ -347,6 +347,48 @@ suspend fun peopleAndGroups(s: Server) {
     alice.shutdown(); bob.shutdown(); carol.shutdown()
 }
 
+fun offlineClient(s: Server, path: String, conversation: String, send: Int, prefix: String): Process =
+    ProcessBuilder(
+        "java", "-Djna.library.path=${System.getProperty("jna.library.path")}",
+        "-cp", System.getProperty("java.class.path"), "OfflineClientKt",
+        s.url, s.token("alice"), "alice", path, conversation, send.toString(), prefix,
+    ).redirectError(ProcessBuilder.Redirect.INHERIT).start()
+
+// The offline store across processes: a new process opens with the cache
+// before any network; messages written while the server is down survive the
+// process being killed and land once, in order, reported as `Sent` events.
+suspend fun offlineAcrossProcesses(s: Server) {
+    val (bob, _) = connected(s, "bob")
+    val (alice, _) = connected(s, "alice")
+    alice.shutdown()
+    val group = bob.createGroup(NewGroup(name = "team", members = listOf("alice")))
+    bob.sendText(group.id, "before")
+    val path = java.nio.file.Files.createTempDirectory("mkondo-kt-store-").resolve("alice.db").toString()
+
+    val first = offlineClient(s, path, group.id, 0, "none")
+    val firstLines = first.inputStream.bufferedReader().readLines()
+    expect(first.waitFor() == 0 && firstLines == listOf("cached 0", "drained"), "first run: $firstLines")
+
+    s.stop()
+    val offline = offlineClient(s, path, group.id, 3, "offline")
+    val reader = offline.inputStream.bufferedReader()
+    expect(reader.readLine() == "cached 1", "the cache before any network")
+    withTimeout(10_000) { while (outboxCount(path) < 3) delay(20) }
+    offline.destroyForcibly().waitFor()
+
+    s.start()
+    bob.waitForState(ConnectionState.CONNECTED, 10_000u)
+    val last = offlineClient(s, path, group.id, 0, "none")
+    val lines = last.inputStream.bufferedReader().readLines()
+    expect(last.waitFor() == 0, "the last run ended: $lines")
+    expect(lines.first() == "cached 1" && lines.last() == "drained", "$lines")
+    expect(lines.count { it.startsWith("sent ") } == 3, "each stored message reported once: $lines")
+    val texts = bob.history(group.id, null, null, 50u).messages.filter { it.kind == "user" }.map { it.text }
+    expect(texts == listOf("before", "offline 0", "offline 1", "offline 2"), "once, in order: $texts")
+    expect(outboxCount(path) == 0, "the store's outbox is empty")
+    bob.shutdown()
+}
+
 fun main() {
     val tests = listOf(
         "chat over TLS given only the CA" to ::chatOverTls,
@@ -357,6 +399,7 @@ fun main() {
         "concurrent calls" to ::concurrentCalls,
         "push devices, mute, do not disturb, sign-out" to ::pushDevices,
         "people, groups, listeners and typed errors" to ::peopleAndGroups,
+        "offline store across killed processes" to ::offlineAcrossProcesses,
     )
     var passed = 0
     var failed = 0
