@@ -34,16 +34,20 @@ cargo test --workspace --locked
 
 echo "== a slice of the end-to-end suite again, on PostgreSQL"
 # Test names start with their module (tests/tests/e2e/<area>.rs).
-MKONDO_TEST_STORE=postgres cargo test --locked -p mkondo-tests --test e2e -- \
+# `--workspace --tests` reuses the build above (`-p mkondo-tests` would unify
+# features differently and rebuild the dependency tree); the filters also
+# select a few dozen unit tests of other crates, which run in a second.
+MKONDO_TEST_STORE=postgres cargo test --locked --workspace --tests -- \
     chat:: ordering:: resume:: unread:: hide:: blocks:: notifications:: roles:: \
     lifecycle:: delete_conversation:: rest:: operations:: durability:: operator:: sdk_chat:: \
     ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people::
 
-echo "== build the server binary the suites in other languages start"
-cargo build --locked -p mkondo-server --bin mkondo
-# Scripts in other languages start this binary (wherever cargo puts it).
+# Scripts in other languages start the server binary that `cargo test
+# --workspace` built for the end-to-end suite (wherever cargo puts it); their
+# own `cargo build -p mkondo-server` runs only when MKONDO_BIN is not set.
 export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
 case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
+[[ -x $MKONDO_BIN ]] || cargo build --locked -p mkondo-server --bin mkondo
 
 echo "== the REST API against its OpenAPI document: Schemathesis, pinned, in a venv"
 tests/openapi-fuzz/run.sh

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-cargo build --locked -p mkondo-server --bin mkondo
+[[ -n ${MKONDO_BIN:-} ]] || cargo build --locked -p mkondo-server --bin mkondo
 scripts/build-bindings.sh
 
 echo "== python bindings (pytest)"

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 need() { command -v "$1" >/dev/null 2>&1; }
 
 ./scripts/build-web.sh
-cargo build --locked -p mkondo-server --bin mkondo
+[[ -n ${MKONDO_BIN:-} ]] || cargo build --locked -p mkondo-server --bin mkondo
 
 if ! need chromium || ! need chromedriver; then
     echo "== installing chromium (Debian)"
