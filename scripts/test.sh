@@ -42,12 +42,12 @@ MKONDO_TEST_STORE=postgres cargo test --locked --workspace --tests -- \
     lifecycle:: delete_conversation:: rest:: operations:: durability:: operator:: sdk_chat:: \
     ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people::
 
-# Scripts in other languages start the server binary that `cargo test
-# --workspace` built for the end-to-end suite (wherever cargo puts it); their
-# own `cargo build -p mkondo-server` runs only when MKONDO_BIN is not set.
+echo "== build the server binary the suites in other languages start"
+cargo build --locked -p mkondo-server --bin mkondo
+# They start it from MKONDO_BIN (wherever cargo puts it); their own
+# `cargo build -p mkondo-server` runs only when it is not set.
 export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"
 case "${CARGO_TARGET_DIR:-}" in /*) MKONDO_BIN="${CARGO_TARGET_DIR}/debug/mkondo" ;; esac
-[[ -x $MKONDO_BIN ]] || cargo build --locked -p mkondo-server --bin mkondo
 
 echo "== the REST API against its OpenAPI document: Schemathesis, pinned, in a venv"
 tests/openapi-fuzz/run.sh
