@@ -137,7 +137,7 @@ impl PushCredential {
 pub(crate) fn unexpected<T>(reply: Reply) -> Result<T> {
     Err(Error::Server {
         code: mkondo_proto::ErrorCode::Internal,
-        message: format!("unexpected reply: {reply:?}"),
+        message: format!("unexpected reply: {}", crate::error::shown(&reply)),
         temporary: false,
         retry_after: None,
         reason: String::new(),

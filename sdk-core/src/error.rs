@@ -22,7 +22,7 @@ pub enum Error {
         reason: String,
     },
     /// No reply within the request timeout.
-    #[error("no reply within {0:?}")]
+    #[error("no reply within {} ms", .0.as_millis())]
     Timeout(Duration),
     /// The connection ended before the reply came, and the call is not safe to repeat.
     #[error("the connection was lost before the reply arrived")]
@@ -135,5 +135,19 @@ impl Error {
     /// A server error whose code is `code`.
     pub fn is(&self, code: ErrorCode) -> bool {
         self.code() == code
+    }
+}
+
+/// A value in an error message: its `Debug` form natively; in browsers its
+/// type only — the `Debug` code of every wire type would weigh on the package.
+pub(crate) fn shown<T: std::fmt::Debug>(value: &T) -> String {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        format!("{value:?}")
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = value;
+        std::any::type_name::<T>().to_owned()
     }
 }

@@ -89,7 +89,10 @@ impl Session {
 
     fn transition(&mut self, now: Now, input: Input) -> Result<(), Unexpected> {
         match (&self.phase, input) {
-            (Phase::Shut, input) => Err(Unexpected(format!("{input:?} after shutdown"))),
+            (Phase::Shut, input) => Err(Unexpected(format!(
+                "{} after shutdown",
+                crate::error::shown(&input)
+            ))),
             (_, Input::Shutdown) => {
                 self.shutdown();
                 Ok(())
@@ -149,7 +152,7 @@ impl Session {
                 Ok(())
             }
             (_, Input::Tick) => Ok(()),
-            (_, input) => Err(Unexpected(format!("{input:?}"))),
+            (_, input) => Err(Unexpected(crate::error::shown(&input))),
         }
     }
 
@@ -408,7 +411,10 @@ impl Session {
                     Some(Body::Error(err)) => Err(err),
                     other => Err(v1::Error {
                         code: "internal".into(),
-                        message: format!("unexpected answer to connect: {other:?}"),
+                        message: format!(
+                            "unexpected answer to connect: {}",
+                            crate::error::shown(&other)
+                        ),
                         ..Default::default()
                     }),
                 };

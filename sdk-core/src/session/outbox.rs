@@ -196,7 +196,8 @@ impl Session {
                             // A read's outcome is the `read` event, as always.
                             Ok(Reply::Read(_)) => return,
                             Ok(other) => Err(Error::InvalidArgument(format!(
-                                "unexpected reply: {other:?}"
+                                "unexpected reply: {}",
+                                crate::error::shown(&other)
                             ))),
                             Err(e) => Err(e),
                         };

@@ -463,7 +463,8 @@ impl Session {
                 result.and_then(|r| match r {
                     Reply::Refresh(r) => Ok(r),
                     other => Err(Error::InvalidArgument(format!(
-                        "unexpected reply {other:?}"
+                        "unexpected reply {}",
+                        crate::error::shown(&other)
                     ))),
                 }),
             ),

@@ -204,8 +204,10 @@ impl Session {
             }
             Err(err) => self.drop_subscription(&conv, Some(err.clone()), Some(err)),
             Ok(other) => {
-                let err =
-                    Error::InvalidArgument(format!("unexpected reply to subscribe: {other:?}"));
+                let err = Error::InvalidArgument(format!(
+                    "unexpected reply to subscribe: {}",
+                    crate::error::shown(&other)
+                ));
                 self.drop_subscription(&conv, Some(err.clone()), Some(err));
             }
         }
