@@ -79,9 +79,20 @@ impl Driver {
         if let Some((store, key)) = &self.store {
             match store.load(key).await {
                 Ok(snapshot) => self.session.handle(now(), Input::Restore(snapshot)),
-                Err(e) => self.listener.on_event(Event::Error(Error::Store(e.0))),
+                Err(e) => {
+                    // A store that cannot be read (a newer SDK's, storage
+                    // blocked) is not written either: the client runs without.
+                    self.listener.on_event(Event::Error(Error::Store(e.0)));
+                    self.store = None;
+                }
             }
         }
+        // Outbox entries the store hands over later (a shared browser store).
+        let adopt = |store: &Option<(Arc<dyn Store>, StoreKey)>| match store {
+            Some((store, _)) => store.adopt(),
+            None => Box::pin(std::future::pending()),
+        };
+        let mut adopting = adopt(&self.store);
         loop {
             while let Some(output) = self.session.poll_output() {
                 match output {
@@ -177,6 +188,16 @@ impl Driver {
                     TransportEvent::Closed { code, reason } => Input::TransportClosed { conn, code, reason },
                 },
                 Some((fetch, result)) = tokens_rx.recv() => Input::Token { fetch, result },
+                adopted = &mut adopting => {
+                    adopting = adopt(&self.store);
+                    match adopted {
+                        Ok(entries) => Input::Adopt(entries),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the offline store failed to hand over outbox entries");
+                            Input::Tick
+                        }
+                    }
+                }
                 () = sleep => Input::Tick,
             };
             self.session.handle(now(), input);

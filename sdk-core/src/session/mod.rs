@@ -41,7 +41,7 @@ use crate::cache::Cache;
 use crate::error::Error;
 use crate::event::{AppState, ConnectionState, Event};
 use crate::rt::Instant;
-use crate::store::{Change, Snapshot};
+use crate::store::{Change, Pending, Snapshot};
 
 pub use connection::Phase;
 use outbox::Outbox;
@@ -164,6 +164,9 @@ pub enum Input {
     Restore(Snapshot),
     /// Sign-out: the offline store is wiped (then `Shutdown`).
     Forget,
+    /// Outbox entries the offline store handed over (another tab's, gone):
+    /// queued like restored ones.
+    Adopt(Vec<Pending>),
 }
 
 /// What must happen.
@@ -275,6 +278,7 @@ impl Session {
             Input::Call { op, call } => self.call(now, op, call),
             Input::Restore(snapshot) => self.restore(snapshot),
             Input::Forget => self.forget(),
+            Input::Adopt(entries) => self.adopt(entries),
             Input::Frames { conn, frames } => {
                 for frame in frames {
                     if !self.is_current(conn) {
@@ -337,6 +341,17 @@ impl Session {
         let conversations = self.cache.lock().unwrap().conversations();
         for c in conversations {
             self.emit(Event::ConversationUpdated(c));
+        }
+    }
+
+    /// Entries another client left in the shared store, sent from here now
+    /// (their results arrive as [`Event::Sent`]); ignored once the store is
+    /// not used (another user's token).
+    fn adopt(&mut self, entries: Vec<Pending>) {
+        if self.cfg.store.is_some() {
+            for pending in entries {
+                self.outbox.restore(pending);
+            }
         }
     }
 

@@ -12,12 +12,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use mkondo_proto::v1;
 use prost::Message as _;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    Change, Pending, Snapshot, Store, StoreError, StoreKey, DEFAULT_MESSAGES_PER_CONVERSATION,
+    Change, Pending, Snapshot, Store, StoreError, StoreKey, StoredCommand,
+    DEFAULT_MESSAGES_PER_CONVERSATION,
 };
 use crate::rt::BoxFuture;
 
@@ -189,9 +189,9 @@ fn load(db: &mut Connection, key: &StoreKey) -> Result<Snapshot, StoreError> {
         let mut pending = Vec::new();
         for row in rows {
             let (key, body) = row.map_err(failed)?;
-            let frame: v1::ClientFrame = decode(body)?;
-            let command = frame
-                .command
+            let stored: StoredCommand = decode(body)?;
+            let command = stored
+                .into_command()
                 .ok_or_else(|| failed(format!("outbox entry {key} has no command")))?;
             pending.push(Pending { key, command });
         }
@@ -260,14 +260,9 @@ fn apply(db: &mut Connection, changes: Vec<Change>, keep: usize) -> Result<(), S
                 .map_err(failed)?;
             }
             Change::OutboxAdd(Pending { key, command }) => {
-                // Kept as a frame (id 0): one message type for every command.
-                let frame = v1::ClientFrame {
-                    id: 0,
-                    command: Some(command),
-                };
                 tx.execute(
                     "INSERT OR IGNORE INTO outbox (client_id, body) VALUES (?1, ?2)",
-                    params![key, frame.encode_to_vec()],
+                    params![key, StoredCommand::of(command).encode_to_vec()],
                 )
                 .map_err(failed)?;
             }
@@ -308,6 +303,8 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use mkondo_proto::v1;
+
     use super::*;
 
     fn key(user: &str) -> StoreKey {

@@ -364,3 +364,84 @@ fn edits_reactions_and_reads_made_offline_wait_and_are_stored() {
     assert!(matches!(sim.done(read), Some(Ok(Reply::Read(_)))));
     assert!(sim.done(edit).is_none(), "the edit waits for its own reply");
 }
+
+#[test]
+fn entries_a_closed_tab_left_are_sent_once_and_answered_by_events() {
+    let mut sim = Sim::new(with_store());
+    let (conn, _) = sim.connect_with(connect_result(None));
+    sim.take();
+    let left = v1::SendRequest {
+        conversation_id: "c".into(),
+        text: "written in a tab since closed".into(),
+        client_id: "c-tab-1".into(),
+        ..Default::default()
+    };
+    let pending = Pending {
+        key: left.client_id.clone(),
+        command: Command::Send(left.clone()),
+    };
+    sim.input(Input::Adopt(vec![pending.clone()]));
+    // Handed over twice (a second wake-up): still one entry, sent once.
+    sim.input(Input::Adopt(vec![pending]));
+    assert_eq!(sim.s.outbox_len(), 1);
+    let outputs = sim.take();
+    assert!(
+        persisted(&outputs).is_empty(),
+        "the store holds it already: {outputs:?}"
+    );
+    let sent: Vec<v1::ClientFrame> = outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { frames, .. } => Some(frames),
+            _ => None,
+        })
+        .flatten()
+        .filter(|f| matches!(&f.command, Some(Command::Send(s)) if s.client_id == "c-tab-1"))
+        .collect();
+    assert_eq!(sent.len(), 1, "sent once, with its own client_id");
+    let mut stored = message("c", 3, "alice");
+    stored.client_id = left.client_id.clone();
+    sim.frames(
+        conn,
+        vec![reply(
+            sent[0].id,
+            Reply::Send(v1::SendResult {
+                message: Some(stored.clone()),
+                duplicate: false,
+            }),
+        )],
+    );
+    let outputs = sim.take();
+    assert!(persisted(&outputs).contains(&Change::OutboxRemove("c-tab-1".into())));
+    assert!(outputs.contains(&Output::Event(Event::Sent {
+        client_id: "c-tab-1".into(),
+        result: Ok(stored)
+    })));
+    assert_eq!(sim.s.outbox_len(), 0);
+}
+
+#[test]
+fn nothing_is_taken_over_once_the_store_is_not_used() {
+    let mut sim = Sim::new(with_store());
+    let mut result = connect_result(None);
+    result.user = Some(v1::User {
+        id: "mallory".into(),
+        ..Default::default()
+    });
+    sim.connect_with(result);
+    sim.take();
+    sim.input(Input::Adopt(vec![Pending {
+        key: "c-alices".into(),
+        command: Command::Send(v1::SendRequest {
+            conversation_id: "c".into(),
+            text: "alice's words".into(),
+            client_id: "c-alices".into(),
+            ..Default::default()
+        }),
+    }]));
+    assert_eq!(
+        sim.s.outbox_len(),
+        0,
+        "alice's entry is never sent as mallory"
+    );
+}
