@@ -48,7 +48,7 @@ fi
 rm -rf "$pkg"
 wasm-bindgen --target web --out-dir "$pkg" --out-name mkondo \
     "$wasm"
-"$tools/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+"$tools/node_modules/.bin/wasm-opt" -Oz --converge --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-reference-types --enable-multivalue --enable-sign-ext \
     "$pkg/mkondo_bg.wasm" -o "$pkg/mkondo_bg.wasm"
 

@@ -41,6 +41,15 @@ export interface ClientOptions {
   conversationsLimit?: number;
   /** The app state to connect in (default: the page's visibility with `browserHooks`, else foreground). */
   appState?: AppState;
+  /**
+   * The offline store: an IndexedDB database of this name, kept for `storeUserId`
+   * (the user the app signs in as; give both or neither). `Client.create` then
+   * resolves with the stored conversations and recent messages in the cache,
+   * before any network, and what was written offline is sent once, after a
+   * reload too. Tabs share it: one tab at a time sends what closed tabs left.
+   */
+  storeName?: string;
+  storeUserId?: string;
 }
 
 export interface User { id: string; name?: string; avatarUrl?: string; data?: object; createdAt?: string; updatedAt?: string; deactivated?: boolean }

@@ -88,7 +88,10 @@ impl JsClient {
     /// Creates a client and (unless `connect: false`) starts connecting. Options:
     /// `url`, `token` or `tokenProvider` (`() => Promise<string>`), `transport`
     /// (`'json'` | `'protobuf'`), `minDelayMs`, `maxDelayMs`, `requestTimeoutMs`,
-    /// `outboxLimit`, `connect`, `browserHooks`.
+    /// `outboxLimit`, `connect`, `browserHooks`, `conversationsLimit`,
+    /// `appState`, and the offline store: `storeName` (an IndexedDB database)
+    /// with `storeUserId`. With a store the Promise resolves once the stored
+    /// conversations and messages are in the cache, before any network.
     #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
     pub fn create(
         #[wasm_bindgen(unchecked_param_type = "import('./index.js').ClientOptions")]
@@ -106,17 +109,24 @@ impl JsClient {
                 Arc::new(move |event: Event| Listeners::dispatch(&sink, &event));
             let core = Client::with_listener(opts.config, listener).map_err(|e| error(&e))?;
             let hooks = opts.browser_hooks.then(|| Hooks::install(&core)).flatten();
-            if opts.connect {
-                core.connect();
-            }
-            Ok(JsClient {
-                core,
-                listeners,
-                hooks: RefCell::new(hooks),
-            })
+            Ok((
+                JsClient {
+                    core,
+                    listeners,
+                    hooks: RefCell::new(hooks),
+                },
+                opts.connect,
+            ))
         });
         match built {
-            Ok(client) => Promise::resolve(&JsValue::from(client)),
+            Ok((client, connect)) => future_to_promise(async move {
+                // With a store, the client answers from it before connecting.
+                client.core.restored().await;
+                if connect {
+                    client.core.connect();
+                }
+                Ok(JsValue::from(client))
+            }),
             Err(e) => rejected(e),
         }
     }
@@ -124,7 +134,7 @@ impl JsClient {
     /// Calls `callback(payload)` on every `event`; returns the function that
     /// removes it. Events: `state`, `message`, `messageUpdated`, `typing`,
     /// `read`, `presence`, `memberJoined`, `memberLeft`, `conversationUpdated`,
-    /// `subscriptionState`, `notification`, `signal`, `gap`, `error`; another
+    /// `subscriptionState`, `notification`, `signal`, `gap`, `sent`, `error`; another
     /// name throws (a misspelt event would otherwise never fire).
     // Typed by hand in `npm/index.d.ts`: one signature per event and payload.
     #[wasm_bindgen(skip_typescript)]
@@ -256,6 +266,19 @@ impl JsClient {
         self.core
             .cached_conversation(conversation_id)
             .map_or(JsValue::NULL, json)
+    }
+
+    /// The recent messages of a conversation the client holds (with an offline
+    /// store: restored at start, then kept current), ascending by seq.
+    #[wasm_bindgen(
+        js_name = cachedMessages,
+        unchecked_return_type = "import('./index.js').Message[]"
+    )]
+    pub fn cached_messages(
+        &self,
+        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
+    ) -> JsValue {
+        json(self.core.cached_messages(conversation_id))
     }
 
     /// Known conversations, latest activity first, with unread counts (no round trip).

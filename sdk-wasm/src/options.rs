@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use js_sys::{Function, Promise, Reflect};
 use mkondo_sdk::{
-    AppState, Config, ConversationUpdate, HistoryQuery, NewGroup, NewMessage, ProfileUpdate,
-    TokenError, TransportKind,
+    store::indexeddb::IndexedDbStore, AppState, Config, ConversationUpdate, HistoryQuery, NewGroup,
+    NewMessage, ProfileUpdate, TokenError, TransportKind,
 };
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
@@ -136,6 +136,23 @@ pub(crate) fn parse(options: &JsValue) -> Result<Options, JsValue> {
     }
     if let Some(limit) = whole(options, "conversationsLimit")? {
         config.conversations_limit = page_size(limit);
+    }
+    match (
+        string(options, "storeName")?,
+        string(options, "storeUserId")?,
+    ) {
+        (Some(name), Some(user)) if !name.is_empty() && !user.is_empty() => {
+            // The core asks `Send + Sync` only off wasm; JavaScript is single-threaded.
+            #[allow(clippy::arc_with_non_send_sync)]
+            let store = std::sync::Arc::new(IndexedDbStore::new(name));
+            config = config.with_store(store, user);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(invalid(
+                "storeName and storeUserId: two non-empty strings, given together",
+            ))
+        }
     }
     let app_state = string(options, "appState")?;
     if let Some(state) = &app_state {

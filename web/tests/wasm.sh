@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The wasm-bindgen-test suite of mkondo-wasm (sdk-wasm/tests/), run twice: in
-# headless Chromium and in Node (with --experimental-websocket: Node 20 has no
+# The wasm-bindgen-test suites of mkondo-wasm (sdk-wasm/tests/): the client
+# suite twice, in headless Chromium and in Node (with --experimental-websocket: Node 20 has no
 # global WebSocket). Both runs share one real `mkondo dev` started by
 # web/tests/lib/control.mjs (wasm cannot listen), which the suite stops and
 # restarts on the same port and database through a side port. Tokens are minted
-# with the CLI and compiled in.
+# with the CLI and compiled in. The offline store's suite (tests/store.rs) runs
+# in Chromium only.
 # Expects the wasm-bindgen CLI (scripts/build-web.sh installs it), chromium and
 # chromedriver (web/tests/run.sh installs them).
 set -euo pipefail
@@ -49,9 +50,13 @@ JSON
 # not pick its environment, the runner does (WASM_BINDGEN_USE_BROWSER, else Node).
 suite() { (cd sdk-wasm && cargo test --locked --target wasm32-unknown-unknown --test client "$@"); }
 suite --no-run
+(cd sdk-wasm && cargo test --locked --target wasm32-unknown-unknown --test store --no-run)
 # The short-lived token must be expired when the suite runs.
 while [ "$(date +%s)" -lt "$expired_at" ]; do sleep 0.2; done
 echo "== in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 suite
+echo "== the offline store (IndexedDB, Web Locks) in headless Chromium, with its cold-start figures"
+# Browser only (Node has no IndexedDB); --nocapture prints the figures.
+(cd sdk-wasm && WASM_BINDGEN_USE_BROWSER=1 cargo test --locked --target wasm32-unknown-unknown --test store -- --nocapture)
 echo "== in Node $(node --version)"
 NODE_ARGS=--experimental-websocket suite
