@@ -15,7 +15,10 @@ if ('serviceWorker' in navigator) {
   navigator.serviceWorker.register('/sw.js').catch((e) => console.error('service worker:', e));
 }
 
-let conversationId = null;
+// The conversation with the peer, kept for a start without the network (the
+// offline store has its messages, but the token endpoint is out of reach).
+const conversationKey = `mkondo-demo:${me}:conversation`;
+let conversationId = localStorage.getItem(conversationKey);
 async function fetchToken() {
   const res = await fetch('/dev/token', {
     method: 'POST',
@@ -25,6 +28,7 @@ async function fetchToken() {
   if (!res.ok) throw new Error(`token: HTTP ${res.status}`);
   const body = await res.json();
   conversationId = body.conversation_id;
+  localStorage.setItem(conversationKey, conversationId);
   return body.token;
 }
 
@@ -112,8 +116,21 @@ async function main() {
   $('call-link').href = second ? '/call.html?as=bob' : '/call.html';
   $('peer-name').textContent = peer;
   await init();
-  const client = await Client.create({ url: location.origin, tokenProvider: fetchToken, connect: false });
+  // The offline store (IndexedDB, one database per user of the demo): the page
+  // opens with its conversation and recent messages before any network, and
+  // what is typed offline is sent once the server answers, after a reload too.
+  const client = await Client.create({
+    url: location.origin, tokenProvider: fetchToken, connect: false,
+    storeName: `mkondo-demo-${me}`, storeUserId: me,
+  });
   window.mkondo = client; // for the console
+  // Messages written in an earlier visit and sent now (the call that wrote
+  // them is gone with that page): their outcome arrives as `sent`.
+  window.mkondoSent = [];
+  client.on('sent', (s) => {
+    window.mkondoSent.push(s.clientId);
+    if (s.message) add(s.message);
+  });
 
   client.on('state', async (s) => {
     $('state').textContent = s.new;
@@ -150,7 +167,14 @@ async function main() {
   });
   document.addEventListener('visibilitychange', () => markRead(client));
 
-  await fetchToken(); // learns the conversation before the first connect
+  // Learns the conversation before the first connect; without the network,
+  // the one kept from the last visit, shown from the offline store.
+  await fetchToken().catch((e) => {
+    if (!conversationId) throw e;
+  });
+  for (const m of client.cachedMessages(conversationId)) messages.set(m.seq, m);
+  renderMessages();
+  renderConversations(client);
   client.subscribe(conversationId).then((r) => (r.presence ?? []).forEach(renderPresence)).catch(() => {});
   client.connect();
   registerPush(client).catch((e) => console.error('push:', e));

@@ -4,7 +4,8 @@
 # which restarts the server mid-suite), checks the package's TypeScript types
 # (and docs/sdk/web.md's examples against them), and
 # runs the Node test of the package, the Playwright tests of the two-window
-# demo and its push service worker, of browser origins (CORS, WebSocket Origin)
+# demo, of the demo offline (the store in IndexedDB, two tabs) and its push
+# service worker, of browser origins (CORS, WebSocket Origin)
 # and of TLS, all against a real `mkondo dev`. Installs what is missing (Debian
 # chromium, chromedriver and certutil, npm playwright-core), skips what is there.
 set -euo pipefail
@@ -50,6 +51,8 @@ echo "== @mkondo/sdk in Node (by package name)"
 node --experimental-websocket --test web/tests/node.test.mjs
 echo "== the two-window demo in headless Chromium (Playwright)"
 node --test web/tests/demo.test.mjs
+echo "== offline: the demo's history with the server stopped, sent once from one of two tabs (Playwright)"
+node --test web/tests/offline.test.mjs
 echo "== the demo's service worker shows Web Push messages (DevTools-delivered pushes)"
 node --test web/tests/push.test.mjs
 echo "== the package over TLS in headless Chromium trusting a test CA (an NSS database)"
