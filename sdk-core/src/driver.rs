@@ -151,6 +151,12 @@ impl Driver {
                     }
                 }
             }
+            if self.store.is_some() && !self.session.uses_store() {
+                // A connection as another user: the store is let go (with its
+                // browser locks, which the user's other tabs may need).
+                self.store = None;
+                adopting = adopt(&self.store);
+            }
             // Restored once the snapshot's events were delivered too.
             self.restored
                 .send_if_modified(|r| !std::mem::replace(r, true));

@@ -277,6 +277,30 @@ async fn a_database_of_a_newer_sdk_is_refused_not_misread() {
     db.close();
 }
 
+#[wasm_bindgen_test]
+async fn a_newer_sdk_in_another_tab_is_not_blocked() {
+    let name = database("upgrade");
+    let store = IndexedDbStore::new(&name);
+    store.load(&key("alice")).await.unwrap();
+    // Another tab's newer SDK upgrades the database: this one's connection
+    // closes instead of blocking it.
+    let upgraded = within(3000, async {
+        Factory::new().unwrap().open(&name, Some(2)).unwrap().await
+    })
+    .await
+    .expect("the upgrade is not blocked");
+    upgraded.unwrap().close();
+    // This (older) store then refuses the newer database rather than misread it.
+    let err = store
+        .apply(vec![Change::Position {
+            conversation_id: "c1".into(),
+            seq: 1,
+        }])
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("cannot be opened"), "{err}");
+}
+
 const CONVERSATIONS: usize = match option_env!("MKONDO_BENCH_CONVERSATIONS") {
     Some(n) => parse(n),
     None => 100,

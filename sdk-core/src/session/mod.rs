@@ -425,6 +425,12 @@ impl Session {
         self.recovery.positions()
     }
 
+    /// Whether the offline store is in use: configured, and not given up for a
+    /// connection as another user.
+    pub fn uses_store(&self) -> bool {
+        self.cfg.store.is_some()
+    }
+
     /// How many messages wait in the outbox (sent or not, not yet acknowledged).
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()

@@ -28,7 +28,7 @@ use std::{
 };
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -172,6 +172,9 @@ export function snapshot(t) {
   return Promise.all([all('profile'), all('conversations'), all('messages'),
     settled(t.objectStore('positions').getAllKeys()), all('positions')]);
 }
+export function closeOnVersionChange(db) {
+  db.onversionchange = () => { db.close(); db.closedForUpgrade = true; };
+}
 export function completed(t) {
   return new Promise((ok, fail) => {
     t.oncomplete = () => ok();
@@ -181,7 +184,7 @@ export function completed(t) {
 export function lock(name, ifAvailable, signal) {
   return new Promise((granted, failed) => {
     const locks = globalThis.navigator?.locks;
-    if (!locks) return granted(() => {});
+    if (!locks) return failed(new Error('this page has no Web Locks (they need a secure context: https or localhost), so tabs could send the same entry twice: the offline store is not used'));
     const options = ifAvailable ? { ifAvailable } : signal ? { signal } : {};
     locks.request(name, options, (held) => {
       if (!held) return granted(null);
@@ -198,8 +201,9 @@ export async function heldLocks() {
   const locks = globalThis.navigator?.locks;
   return locks ? (await locks.query()).held.map((l) => l.name) : [];
 }
-export function persist() {
-  globalThis.navigator?.storage?.persist?.().catch(() => {});
+export async function persist() {
+  const storage = globalThis.navigator?.storage;
+  try { if (storage?.persist && !(await storage.persisted())) await storage.persist(); } catch {}
 }
 ")]
 extern "C" {
@@ -208,12 +212,17 @@ extern "C" {
     /// The records of the profile, conversations and messages stores, then
     /// the positions' keys and their values (names as in `upgrade`).
     fn snapshot(transaction: &IdbTransaction) -> Promise;
+    /// Closes `db` when another tab's newer SDK upgrades (or deletes) the
+    /// database, instead of blocking it; the next use here reopens and fails.
+    #[wasm_bindgen(js_name = closeOnVersionChange)]
+    fn close_on_version_change(db: &IdbDatabase);
     /// Resolves once the transaction committed, rejects if it was aborted.
     fn completed(transaction: &IdbTransaction) -> Promise;
     /// Requests the Web Lock `name`: resolves with the function that lets it go
     /// once held, or `null` when `if_available` and another holds it; rejects
-    /// when `signal` withdraws the request first. Without Web Locks (an old
-    /// browser) every lock is granted: a single tab's behaviour.
+    /// when `signal` withdraws the request first, and without Web Locks (an
+    /// old browser, or a page that is not a secure context): tabs could not
+    /// tell which of them sends, so the store is not used at all.
     fn lock(name: &str, if_available: bool, signal: Option<AbortSignal>) -> Promise;
     /// Resolves once the lock `name` is free (its holder let go or closed), or
     /// `signal` withdrew the wait.
@@ -221,8 +230,9 @@ extern "C" {
     /// The names of the locks any tab of the origin holds now.
     #[wasm_bindgen(js_name = heldLocks)]
     fn held_locks() -> Promise;
-    /// Asks the browser not to evict the origin's storage (it may refuse).
-    fn persist();
+    /// Asks the browser not to evict the origin's storage, unless it was
+    /// granted already (it may refuse; some browsers ask the user once).
+    fn persist() -> Promise;
 }
 
 /// Takes the lock `name` and keeps it until released; `false` when
@@ -266,6 +276,22 @@ fn transaction(
     Ok((tx, done))
 }
 
+/// Commits the transaction after `outcome`'s requests, or aborts it (nothing
+/// of it is kept) when `outcome` failed.
+async fn finish<T>(
+    tx: IdbTransaction,
+    done: Promise,
+    outcome: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match outcome {
+        Ok(value) => commit(tx, done).await.map(|()| value),
+        Err(e) => {
+            let _ = tx.abort();
+            Err(e)
+        }
+    }
+}
+
 async fn commit(tx: IdbTransaction, done: Promise) -> Result<(), StoreError> {
     // Pending requests finish first; `commit` only stops the wait for more
     // (IndexedDB 3.0; web-sys marks it deprecated while that draft settles).
@@ -286,14 +312,21 @@ async fn open(name: &str) -> Result<IdbDatabase, StoreError> {
     let request = factory.open_with_u32(name, VERSION).map_err(js_failed)?;
     let on_upgrade =
         Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |event: IdbVersionChangeEvent| {
-            let db = event
+            let Some(request) = event
                 .target()
                 .and_then(|t| t.dyn_into::<IdbOpenDbRequest>().ok())
-                .and_then(|r| r.result().ok())
-                .and_then(|db| db.dyn_into::<IdbDatabase>().ok());
-            if let Some(db) = db {
-                if let Err(e) = upgrade(&db, event.old_version() as u32) {
-                    tracing::warn!(error = %e, "the offline store's upgrade failed");
+            else {
+                return;
+            };
+            let db = request.result().ok().and_then(|db| db.dyn_into::<IdbDatabase>().ok());
+            let upgraded = match db {
+                Some(db) => upgrade(&db, event.old_version() as u32),
+                None => Err(StoreError("no database to upgrade".into())),
+            };
+            if upgraded.is_err() {
+                // Not left half-made at the new version: the open fails.
+                if let Some(tx) = request.transaction() {
+                    let _ = tx.abort();
                 }
             }
         });
@@ -302,14 +335,16 @@ async fn open(name: &str) -> Result<IdbDatabase, StoreError> {
     // refused, not misread.
     let opened = JsFuture::from(settled(&request)).await;
     request.set_onupgradeneeded(None);
-    opened
+    let db = opened
         .and_then(|db| db.dyn_into::<IdbDatabase>())
         .map_err(|e| {
             StoreError(format!(
                 "the offline store {name} cannot be opened: {}",
                 js_failed(e).0
             ))
-        })
+        })?;
+    close_on_version_change(&db);
+    Ok(db)
 }
 
 /// The schema, one step per version: step `v` moves the database to `v + 1`.
@@ -426,8 +461,12 @@ impl Inner {
     }
 
     async fn db(&self) -> Result<Rc<IdbDatabase>, StoreError> {
+        // A connection closed by a newer SDK's upgrade elsewhere is opened
+        // again (and then refused).
         if let Some(db) = self.db.borrow().as_ref() {
-            return Ok(db.clone());
+            if !field(db, "closedForUpgrade")?.is_truthy() {
+                return Ok(db.clone());
+            }
         }
         let db = Rc::new(open(&self.name).await?);
         *self.db.borrow_mut() = Some(db.clone());
@@ -452,24 +491,32 @@ impl Inner {
                 .collect();
         let db = self.db().await?;
         let (tx, done) = transaction(&db, &[OUTBOX], IdbTransactionMode::Readwrite)?;
-        let outbox = store(&tx, OUTBOX)?;
-        let mut taken = Vec::new();
-        for mut entry in entries(&outbox).await? {
-            if entry.owner == self.owner {
-                continue;
+        let outcome = async {
+            let outbox = store(&tx, OUTBOX)?;
+            let mut taken = Vec::new();
+            for mut entry in entries(&outbox).await? {
+                if entry.owner == self.owner {
+                    continue;
+                }
+                if alive.contains(&tab_lock(&entry.owner)) {
+                    self.watch(entry.owner);
+                    continue;
+                }
+                // One that cannot be read (a newer SDK's command) stays where
+                // it is rather than stopping every other.
+                let Ok(pending) = entry.pending() else {
+                    continue;
+                };
+                entry.owner.clone_from(&self.owner);
+                outbox
+                    .put_with_key(&entry.value()?, &entry.key.as_str().into())
+                    .map_err(js_failed)?;
+                taken.push(pending);
             }
-            if alive.contains(&tab_lock(&entry.owner)) {
-                self.watch(entry.owner);
-                continue;
-            }
-            taken.push(entry.pending()?);
-            entry.owner.clone_from(&self.owner);
-            outbox
-                .put_with_key(&entry.value()?, &entry.key.as_str().into())
-                .map_err(js_failed)?;
+            Ok(taken)
         }
-        commit(tx, done).await?;
-        Ok(taken)
+        .await;
+        finish(tx, done, outcome).await
     }
 
     /// Wakes the leader when the tab `owner` closes.
@@ -511,26 +558,30 @@ impl Inner {
     }
 
     async fn load(self: Rc<Self>, key: StoreKey) -> Result<Snapshot, StoreError> {
-        persist();
+        let _ = persist();
         acquire(&self, &tab_lock(&self.owner), false, None).await?;
         let db = self.db().await?;
-        let (tx, _) = transaction(&db, &[META], IdbTransactionMode::Readonly)?;
-        let meta = store(&tx, META)?;
-        let url = result(meta.get(&"url".into())).await?;
-        let user = result(meta.get(&"user_id".into())).await?;
-        let mine = url.as_string().as_deref() == Some(key.url.as_str())
-            && user.as_string().as_deref() == Some(key.user_id.as_str());
-        if !mine {
-            // Another user's (or server's) store, or a new one: never read.
-            let (tx, done) = transaction(&db, &STORES, IdbTransactionMode::Readwrite)?;
-            wipe(&tx)?;
+        // Whose it is, checked and (if another's) wiped in one transaction: two
+        // tabs opening at once cannot wipe what the other just wrote.
+        let (tx, done) = transaction(&db, &STORES, IdbTransactionMode::Readwrite)?;
+        let outcome = async {
             let meta = store(&tx, META)?;
-            meta.put_with_key(&key.url.as_str().into(), &"url".into())
-                .map_err(js_failed)?;
-            meta.put_with_key(&key.user_id.as_str().into(), &"user_id".into())
-                .map_err(js_failed)?;
-            commit(tx, done).await?;
+            let url = result(meta.get(&"url".into())).await?;
+            let user = result(meta.get(&"user_id".into())).await?;
+            let mine = url.as_string().as_deref() == Some(key.url.as_str())
+                && user.as_string().as_deref() == Some(key.user_id.as_str());
+            if !mine {
+                // Another user's (or server's) store, or a new one: never read.
+                wipe(&tx)?;
+                meta.put_with_key(&key.url.as_str().into(), &"url".into())
+                    .map_err(js_failed)?;
+                meta.put_with_key(&key.user_id.as_str().into(), &"user_id".into())
+                    .map_err(js_failed)?;
+            }
+            Ok(mine)
         }
+        .await;
+        let mine = finish(tx, done, outcome).await?;
         self.listen()?;
         let outbox_lock = format!("mkondo-outbox:{}", self.name);
         if acquire(&self, &outbox_lock, true, None).await? {
@@ -598,94 +649,99 @@ impl Inner {
     async fn apply(self: Rc<Self>, changes: Vec<Change>) -> Result<(), StoreError> {
         let db = self.db().await?;
         let (tx, done) = transaction(&db, &STORES, IdbTransactionMode::Readwrite)?;
-        // Conversations with new messages: trimmed once, at the end.
-        let mut touched = HashSet::new();
-        let mut added = false;
-        for change in changes {
-            match change {
-                Change::User(u) => {
-                    store(&tx, PROFILE)?
-                        .put_with_key(&bytes(&u), &1.into())
-                        .map_err(js_failed)?;
-                }
-                Change::Conversation(c) => {
-                    store(&tx, CONVERSATIONS)?
-                        .put_with_key(&bytes(&c), &c.id.as_str().into())
-                        .map_err(js_failed)?;
-                }
-                Change::RemoveConversation(id) => {
-                    let key = JsValue::from(id.as_str());
-                    store(&tx, CONVERSATIONS)?.delete(&key).map_err(js_failed)?;
-                    store(&tx, MESSAGES)?
-                        .delete(&conversation_range(&id)?.into())
-                        .map_err(js_failed)?;
-                    store(&tx, POSITIONS)?.delete(&key).map_err(js_failed)?;
-                    touched.remove(&id);
-                }
-                Change::Message(m) => {
-                    store(&tx, MESSAGES)?
-                        .put_with_key(&bytes(&m), &message_key(&m.conversation_id, m.seq as f64))
-                        .map_err(js_failed)?;
-                    touched.insert(m.conversation_id);
-                }
-                Change::OutboxAdd(Pending { key, command }) => {
-                    let entry = Entry {
-                        at: self.next_at().into(),
-                        owner: self.owner.clone(),
-                        body: bytes(&StoredCommand::of(command)),
-                        key,
-                    };
-                    store(&tx, OUTBOX)?
-                        .put_with_key(&entry.value()?, &entry.key.as_str().into())
-                        .map_err(js_failed)?;
-                    added = true;
-                }
-                Change::OutboxRemove(key) => {
-                    store(&tx, OUTBOX)?
-                        .delete(&key.as_str().into())
-                        .map_err(js_failed)?;
-                }
-                Change::Position {
-                    conversation_id,
-                    seq,
-                } => {
-                    // Never back: another tab may have gone further.
-                    let positions = store(&tx, POSITIONS)?;
-                    let id = JsValue::from(conversation_id.as_str());
-                    let held = result(positions.get(&id)).await?.as_f64().unwrap_or(0.0);
-                    if seq as f64 > held {
-                        positions
-                            .put_with_key(&(seq as f64).into(), &id)
+        // All of the batch or none of it.
+        let outcome = async {
+            // Conversations with new messages: trimmed once, at the end.
+            let mut touched = HashSet::new();
+            let mut added = false;
+            for change in changes {
+                match change {
+                    Change::User(u) => {
+                        store(&tx, PROFILE)?
+                            .put_with_key(&bytes(&u), &1.into())
                             .map_err(js_failed)?;
                     }
-                }
-                Change::Wipe => {
-                    // The key goes too: the next load starts afresh.
-                    wipe(&tx)?;
-                    touched.clear();
+                    Change::Conversation(c) => {
+                        store(&tx, CONVERSATIONS)?
+                            .put_with_key(&bytes(&c), &c.id.as_str().into())
+                            .map_err(js_failed)?;
+                    }
+                    Change::RemoveConversation(id) => {
+                        let key = JsValue::from(id.as_str());
+                        store(&tx, CONVERSATIONS)?.delete(&key).map_err(js_failed)?;
+                        store(&tx, MESSAGES)?
+                            .delete(&conversation_range(&id)?.into())
+                            .map_err(js_failed)?;
+                        store(&tx, POSITIONS)?.delete(&key).map_err(js_failed)?;
+                        touched.remove(&id);
+                    }
+                    Change::Message(m) => {
+                        store(&tx, MESSAGES)?
+                            .put_with_key(&bytes(&m), &message_key(&m.conversation_id, m.seq as f64))
+                            .map_err(js_failed)?;
+                        touched.insert(m.conversation_id);
+                    }
+                    Change::OutboxAdd(Pending { key, command }) => {
+                        let entry = Entry {
+                            at: self.next_at().into(),
+                            owner: self.owner.clone(),
+                            body: bytes(&StoredCommand::of(command)),
+                            key,
+                        };
+                        store(&tx, OUTBOX)?
+                            .put_with_key(&entry.value()?, &entry.key.as_str().into())
+                            .map_err(js_failed)?;
+                        added = true;
+                    }
+                    Change::OutboxRemove(key) => {
+                        store(&tx, OUTBOX)?
+                            .delete(&key.as_str().into())
+                            .map_err(js_failed)?;
+                    }
+                    Change::Position {
+                        conversation_id,
+                        seq,
+                    } => {
+                        // Never back: another tab may have gone further.
+                        let positions = store(&tx, POSITIONS)?;
+                        let id = JsValue::from(conversation_id.as_str());
+                        let held = result(positions.get(&id)).await?.as_f64().unwrap_or(0.0);
+                        if seq as f64 > held {
+                            positions
+                                .put_with_key(&(seq as f64).into(), &id)
+                                .map_err(js_failed)?;
+                        }
+                    }
+                    Change::Wipe => {
+                        // The key goes too: the next load starts afresh.
+                        wipe(&tx)?;
+                        touched.clear();
+                    }
                 }
             }
-        }
-        let messages = store(&tx, MESSAGES)?;
-        for conversation_id in touched {
-            let range = conversation_range(&conversation_id)?;
-            let count = result(messages.count_with_key(&range))
-                .await?
-                .as_f64()
-                .unwrap_or(0.0) as usize;
-            if count > self.keep {
-                // The oldest beyond the newest `keep`, by key.
-                let old = result(
-                    messages.get_all_keys_with_key_and_limit(&range, (count - self.keep) as u32),
-                )
-                .await?;
-                let last = Array::from(&old).pop();
-                let upto = IdbKeyRange::bound(&message_key(&conversation_id, 0.0), &last)
-                    .map_err(js_failed)?;
-                messages.delete(&upto).map_err(js_failed)?;
+            let messages = store(&tx, MESSAGES)?;
+            for conversation_id in touched {
+                let range = conversation_range(&conversation_id)?;
+                let count = result(messages.count_with_key(&range))
+                    .await?
+                    .as_f64()
+                    .unwrap_or(0.0) as usize;
+                if count > self.keep {
+                    // The oldest beyond the newest `keep`, by key.
+                    let old = result(
+                        messages.get_all_keys_with_key_and_limit(&range, (count - self.keep) as u32),
+                    )
+                    .await?;
+                    let last = Array::from(&old).pop();
+                    let upto = IdbKeyRange::bound(&message_key(&conversation_id, 0.0), &last)
+                        .map_err(js_failed)?;
+                    messages.delete(&upto).map_err(js_failed)?;
+                }
             }
+            Ok(added)
         }
-        commit(tx, done).await?;
+        .await;
+        let added = finish(tx, done, outcome).await?;
         if added {
             self.announce_outbox();
         }
@@ -699,7 +755,17 @@ impl Inner {
             if !self.leader.get() {
                 continue;
             }
-            let taken = self.take_over().await?;
+            // On a task of its own: the driver polls this future only when
+            // nothing else is ready, and a transaction whose next request
+            // waited for that poll would commit half done.
+            let (answer, taken) = oneshot::channel();
+            let this = self.clone();
+            rt::spawn(async move {
+                let _ = answer.send(this.take_over().await);
+            });
+            let taken = taken
+                .await
+                .map_err(|_| StoreError("the outbox scan stopped".into()))??;
             if !taken.is_empty() {
                 return Ok(taken);
             }
