@@ -43,7 +43,9 @@ MKONDO_TEST_STORE=postgres cargo test --locked --workspace --tests -- \
     ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people::
 
 echo "== build the server binary the suites in other languages start"
-cargo build --locked -p mkondo-server --bin mkondo
+# With `--workspace --tests` features resolve as for the tests above, so this
+# links the binary from their build (`-p mkondo-server` would rebuild the tree).
+cargo build --locked --workspace --tests --bin mkondo
 # They start it from MKONDO_BIN (wherever cargo puts it); their own
 # `cargo build -p mkondo-server` runs only when it is not set.
 export MKONDO_BIN="${MKONDO_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/mkondo}"

@@ -22,7 +22,7 @@ pub enum Error {
         reason: String,
     },
     /// No reply within the request timeout.
-    #[error("no reply within {} ms", .0.as_millis())]
+    #[error("no reply within {} ms", .0.as_millis() as u64)]
     Timeout(Duration),
     /// The connection ended before the reply came, and the call is not safe to repeat.
     #[error("the connection was lost before the reply arrived")]

@@ -175,6 +175,18 @@ export function snapshot(t) {
 export function closeOnVersionChange(db) {
   db.onversionchange = () => { db.close(); db.closedForUpgrade = true; };
 }
+export function putMax(store, key, value) {
+  const r = store.get(key);
+  r.onsuccess = () => { if (!(r.result >= value)) store.put(value, key); };
+}
+export function keepNewest(store, range, keep) {
+  const count = store.count(range);
+  count.onsuccess = () => {
+    if (count.result <= keep) return;
+    const old = store.getAllKeys(range, count.result - keep);
+    old.onsuccess = () => store.delete(IDBKeyRange.bound(range.lower, old.result[old.result.length - 1]));
+  };
+}
 export function completed(t) {
   return new Promise((ok, fail) => {
     t.oncomplete = () => ok();
@@ -216,6 +228,14 @@ extern "C" {
     /// database, instead of blocking it; the next use here reopens and fails.
     #[wasm_bindgen(js_name = closeOnVersionChange)]
     fn close_on_version_change(db: &IdbDatabase);
+    /// Writes `value` under `key` unless what is there is as large: requests
+    /// of the caller's transaction, nothing to await.
+    #[wasm_bindgen(js_name = putMax)]
+    fn put_max(store: &IdbObjectStore, key: &JsValue, value: f64);
+    /// Deletes the records of `range` but the last `keep` (by key), in the
+    /// caller's transaction.
+    #[wasm_bindgen(js_name = keepNewest)]
+    fn keep_newest(store: &IdbObjectStore, range: &IdbKeyRange, keep: f64);
     /// Resolves once the transaction committed, rejects if it was aborted.
     fn completed(transaction: &IdbTransaction) -> Promise;
     /// Requests the Web Lock `name`: resolves with the function that lets it go
@@ -284,7 +304,7 @@ async fn finish<T>(
     outcome: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     match outcome {
-        Ok(value) => commit(tx, done).await.map(|()| value),
+        Ok(value) => commit(done).await.map(|()| value),
         Err(e) => {
             let _ = tx.abort();
             Err(e)
@@ -292,11 +312,10 @@ async fn finish<T>(
     }
 }
 
-async fn commit(tx: IdbTransaction, done: Promise) -> Result<(), StoreError> {
-    // Pending requests finish first; `commit` only stops the wait for more
-    // (IndexedDB 3.0; web-sys marks it deprecated while that draft settles).
-    #[allow(deprecated)]
-    let _ = tx.commit();
+/// Waits for the transaction to commit by itself, once no request is left:
+/// not `commit()`, which would refuse the requests `putMax` and `keepNewest`
+/// make from their callbacks.
+async fn commit(done: Promise) -> Result<(), StoreError> {
     JsFuture::from(done).await.map(drop).map_err(js_failed)
 }
 
@@ -318,7 +337,10 @@ async fn open(name: &str) -> Result<IdbDatabase, StoreError> {
             else {
                 return;
             };
-            let db = request.result().ok().and_then(|db| db.dyn_into::<IdbDatabase>().ok());
+            let db = request
+                .result()
+                .ok()
+                .and_then(|db| db.dyn_into::<IdbDatabase>().ok());
             let upgraded = match db {
                 Some(db) => upgrade(&db, event.old_version() as u32),
                 None => Err(StoreError("no database to upgrade".into())),
@@ -653,6 +675,7 @@ impl Inner {
         let outcome = async {
             // Conversations with new messages: trimmed once, at the end.
             let mut touched = HashSet::new();
+            let mut positions = std::collections::HashMap::new();
             let mut added = false;
             for change in changes {
                 match change {
@@ -674,10 +697,14 @@ impl Inner {
                             .map_err(js_failed)?;
                         store(&tx, POSITIONS)?.delete(&key).map_err(js_failed)?;
                         touched.remove(&id);
+                        positions.remove(&id);
                     }
                     Change::Message(m) => {
                         store(&tx, MESSAGES)?
-                            .put_with_key(&bytes(&m), &message_key(&m.conversation_id, m.seq as f64))
+                            .put_with_key(
+                                &bytes(&m),
+                                &message_key(&m.conversation_id, m.seq as f64),
+                            )
                             .map_err(js_failed)?;
                         touched.insert(m.conversation_id);
                     }
@@ -702,41 +729,30 @@ impl Inner {
                         conversation_id,
                         seq,
                     } => {
-                        // Never back: another tab may have gone further.
-                        let positions = store(&tx, POSITIONS)?;
-                        let id = JsValue::from(conversation_id.as_str());
-                        let held = result(positions.get(&id)).await?.as_f64().unwrap_or(0.0);
-                        if seq as f64 > held {
-                            positions
-                                .put_with_key(&(seq as f64).into(), &id)
-                                .map_err(js_failed)?;
-                        }
+                        let at = positions.entry(conversation_id).or_insert(seq);
+                        *at = (*at).max(seq);
                     }
                     Change::Wipe => {
                         // The key goes too: the next load starts afresh.
                         wipe(&tx)?;
                         touched.clear();
+                        positions.clear();
                     }
                 }
             }
+            // Never back: another tab may have gone further. One write per
+            // conversation (two in one transaction would both read the old value).
+            let stored = store(&tx, POSITIONS)?;
+            for (conversation_id, seq) in positions {
+                put_max(&stored, &conversation_id.as_str().into(), seq as f64);
+            }
             let messages = store(&tx, MESSAGES)?;
             for conversation_id in touched {
-                let range = conversation_range(&conversation_id)?;
-                let count = result(messages.count_with_key(&range))
-                    .await?
-                    .as_f64()
-                    .unwrap_or(0.0) as usize;
-                if count > self.keep {
-                    // The oldest beyond the newest `keep`, by key.
-                    let old = result(
-                        messages.get_all_keys_with_key_and_limit(&range, (count - self.keep) as u32),
-                    )
-                    .await?;
-                    let last = Array::from(&old).pop();
-                    let upto = IdbKeyRange::bound(&message_key(&conversation_id, 0.0), &last)
-                        .map_err(js_failed)?;
-                    messages.delete(&upto).map_err(js_failed)?;
-                }
+                keep_newest(
+                    &messages,
+                    &conversation_range(&conversation_id)?,
+                    self.keep as f64,
+                );
             }
             Ok(added)
         }
