@@ -72,6 +72,20 @@ async fn within<T>(ms: u32, fut: impl std::future::Future<Output = T>) -> Option
     }
 }
 
+/// What a store opened alone gets to send: its snapshot's outbox, or — when
+/// the store closed just before is still letting its locks go (a slow
+/// machine) — the same entries handed over as soon as it has.
+async fn sendable(store: &IndexedDbStore, restored: Vec<Pending>) -> Vec<Pending> {
+    if store.is_outbox_holder() {
+        return restored;
+    }
+    assert!(restored.is_empty(), "a tab without the lock restores no outbox");
+    within(5000, store.adopt())
+        .await
+        .expect("the outbox lock comes once the closed store lets go")
+        .unwrap()
+}
+
 /// Drops a store (a tab closing) and lets the browser release its locks, as
 /// it does before a reloaded page runs.
 async fn close(store: IndexedDbStore) {
@@ -136,8 +150,9 @@ async fn a_store_keeps_what_it_was_given_for_its_key_only() {
     let seqs: Vec<u64> = snapshot.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (11..=60).collect::<Vec<_>>());
     assert!(snapshot.messages.iter().all(|m| m.conversation_id == "c1"));
-    assert_eq!(keys(&snapshot.outbox), ["k1", "k3"]);
-    assert_eq!(snapshot.outbox[1], send("k3", "three"));
+    let outbox = sendable(&store, snapshot.outbox).await;
+    assert_eq!(keys(&outbox), ["k1", "k3"]);
+    assert_eq!(outbox[1], send("k3", "three"));
     assert_eq!(snapshot.positions, [("c1".to_owned(), 60)]);
     close(store).await;
 
@@ -223,8 +238,10 @@ async fn the_outbox_is_sent_by_one_tab_at_a_time() {
     // The next tab alone sends them.
     let e = IndexedDbStore::new(&name);
     let snapshot = e.load(&key("alice")).await.unwrap();
-    assert!(e.is_outbox_holder());
-    assert_eq!(keys(&snapshot.outbox), ["a1", "b1", "x1"]);
+    assert_eq!(
+        keys(&sendable(&e, snapshot.outbox).await),
+        ["a1", "b1", "x1"]
+    );
 }
 
 #[wasm_bindgen_test]
