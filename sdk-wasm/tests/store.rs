@@ -79,7 +79,10 @@ async fn sendable(store: &IndexedDbStore, restored: Vec<Pending>) -> Vec<Pending
     if store.is_outbox_holder() {
         return restored;
     }
-    assert!(restored.is_empty(), "a tab without the lock restores no outbox");
+    assert!(
+        restored.is_empty(),
+        "a tab without the lock restores no outbox"
+    );
     within(5000, store.adopt())
         .await
         .expect("the outbox lock comes once the closed store lets go")

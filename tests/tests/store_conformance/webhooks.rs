@@ -29,6 +29,21 @@ async fn new_webhook(store: &Store, app: &str) -> String {
     id
 }
 
+/// Waits until the feed shows `count` events of `kind` (at most 10 s).
+async fn until_in_feed(store: &Store, app: &str, kind: &str, count: usize) {
+    for _ in 0..400 {
+        let events = store
+            .events_after(app, EventCursor::START, None, 1000)
+            .await
+            .unwrap();
+        if events.iter().filter(|e| e.kind == kind).count() >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {count} {kind} events in the feed");
+}
+
 /// One node's copy step, as the worker runs it.
 async fn copy_once(store: &Store) -> usize {
     let mut copied = 0;
@@ -62,12 +77,19 @@ pub async fn webhook_events_are_copied_and_streams_leased_exactly_once(db: Db) {
     new_users(store, &app, &["ann", "bob"]).await;
     let g1 = new_group(store, &app, None, &["ann", "bob"]).await;
     send(store, &app, &g1, "ann", "before the endpoint").await;
+    // An endpoint starts at the feed's head, which on PostgreSQL stays behind
+    // any transaction still in flight in the cluster (other tests'): nothing
+    // committed after the endpoint can be missed, and an event committed just
+    // before it may be included. The event is awaited in the feed first.
+    until_in_feed(store, &app, "message.created", 1).await;
     let hook = new_webhook(store, &app).await;
     let g2 = new_group(store, &app, None, &["ann", "bob"]).await;
     for i in 0..6 {
         let conv = if i % 2 == 0 { &g1 } else { &g2 };
         send(store, &app, conv, "ann", &format!("m{i}")).await;
     }
+    // In the feed, for the same reason, before the copiers count.
+    until_in_feed(store, &app, "message.created", 7).await;
 
     // Every node copies at once, again and again, until the feed is drained.
     let mut copiers = JoinSet::new();
