@@ -149,16 +149,17 @@ impl Cache {
         self.keep = 0;
     }
 
-    fn record(&mut self, change: Change) {
+    /// Records a change for the store; built only when there is one.
+    fn record(&mut self, change: impl FnOnce() -> Change) {
         if let Some(changes) = self.changes.as_mut() {
-            changes.push(change);
+            changes.push(change());
         }
     }
 
     fn record_conversation(&mut self, id: &str) {
         if self.changes.is_some() {
             if let Some(c) = self.conversations.get(id).cloned() {
-                self.record(Change::Conversation(c));
+                self.record(|| Change::Conversation(c));
             }
         }
     }
@@ -179,7 +180,7 @@ impl Cache {
     /// A message from a history page or a recovery: kept among the newest.
     pub(crate) fn on_history(&mut self, m: &v1::Message) {
         if self.keep_message(m) {
-            self.record(Change::Message(m.clone()));
+            self.record(|| Change::Message(m.clone()));
         }
     }
 
@@ -192,8 +193,8 @@ impl Cache {
 
     pub(crate) fn connected(&mut self, reply: &v1::ConnectResult) {
         self.user = reply.user.clone();
-        if let Some(u) = reply.user.clone() {
-            self.record(Change::User(u));
+        if let Some(u) = &reply.user {
+            self.record(|| Change::User(u.clone()));
         }
         self.session_id = reply.session_id.clone();
         for c in &reply.conversations {
@@ -205,7 +206,7 @@ impl Cache {
     pub(crate) fn set_user(&mut self, u: &v1::User) {
         if self.me() == Some(u.id.as_str()) {
             self.user = Some(u.clone());
-            self.record(Change::User(u.clone()));
+            self.record(|| Change::User(u.clone()));
         }
     }
 
@@ -214,14 +215,14 @@ impl Cache {
             self.set_presence(p);
         }
         self.conversations.insert(c.id.clone(), c.clone());
-        self.record(Change::Conversation(c.clone()));
+        self.record(|| Change::Conversation(c.clone()));
     }
 
     pub(crate) fn remove_conversation(&mut self, id: &str) {
         self.conversations.remove(id);
         self.typing.remove(id);
         self.messages.remove(id);
-        self.record(Change::RemoveConversation(id.to_owned()));
+        self.record(|| Change::RemoveConversation(id.to_owned()));
     }
 
     pub(crate) fn on_message(&mut self, m: &v1::Message) {

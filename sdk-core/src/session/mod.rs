@@ -277,7 +277,12 @@ impl Session {
         match input {
             Input::Call { op, call } => self.call(now, op, call),
             Input::Restore(snapshot) => self.restore(snapshot),
-            Input::Forget => self.forget(),
+            // Wiped, then shut in the same step: nothing handled in between
+            // writes the signed-out user's data back.
+            Input::Forget => {
+                self.forget();
+                self.connection_input(now, Input::Shutdown);
+            }
             Input::Adopt(entries) => self.adopt(entries),
             Input::Frames { conn, frames } => {
                 for frame in frames {

@@ -181,6 +181,11 @@ impl Session {
                 let Some(item) = self.outbox.remove(key) else {
                     return;
                 };
+                // An edit's, delete's or reaction's answer updates the cache
+                // (and the store) as any call's does.
+                if let Ok(reply) = &result {
+                    self.observe_reply(reply);
+                }
                 self.record(Change::OutboxRemove(item.key.clone()));
                 if let (Ok(_), Command::Send(request)) = (&result, &item.command) {
                     self.typing_done(now, &request.conversation_id);

@@ -309,9 +309,11 @@ fn another_users_connection_leaves_the_store_alone() {
 #[test]
 fn forgetting_wipes_the_store() {
     let mut sim = Sim::new(with_store());
-    sim.connect();
+    let (conn, _) = sim.connect_with(connect_result(None));
     sim.take();
     sim.input(Input::Forget);
+    // A message arriving before the client's own shutdown writes nothing back.
+    sim.frames(conn, vec![push_message(message("c", 7, "bob"))]);
     sim.input(Input::Shutdown);
     assert_eq!(persisted(&sim.take()), [Change::Wipe]);
 }
