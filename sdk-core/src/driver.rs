@@ -84,6 +84,7 @@ impl Driver {
                     // blocked) is not written either: the client runs without.
                     self.listener.on_event(Event::Error(Error::Store(e.0)));
                     self.store = None;
+                    self.session.without_store();
                 }
             }
         }

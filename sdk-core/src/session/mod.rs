@@ -372,15 +372,10 @@ impl Session {
     /// The connection is some other user's than the store's: the store is
     /// neither read nor written from now on.
     fn store_not_mine(&mut self, user: &str) {
-        let Some(store) = self.cfg.store.take() else {
+        let Some(store) = self.stop_store() else {
             return;
         };
-        self.store_changes = None;
-        {
-            let mut cache = self.cache.lock().unwrap();
-            cache.forget();
-            cache.stop_persisting();
-        }
+        self.cache.lock().unwrap().forget();
         self.recovery = Recovery::default();
         // Nothing the store held is sent as this user.
         self.outbox.drop_restored();
@@ -388,6 +383,21 @@ impl Session {
             "the token is {user}'s but the offline store {}'s: the store is not used",
             store.user_id
         ))));
+    }
+
+    /// Runs on without the offline store (it could not be read): nothing is
+    /// recorded for it from now on.
+    pub fn without_store(&mut self) {
+        self.stop_store();
+    }
+
+    /// Stops recording for the store; its settings, if there was one.
+    fn stop_store(&mut self) -> Option<StoreSettings> {
+        let store = self.cfg.store.take()?;
+        self.store_changes = None;
+        self.cache.lock().unwrap().stop_persisting();
+        self.recovery.track_moves = false;
+        Some(store)
     }
 
     /// The next output, in order.

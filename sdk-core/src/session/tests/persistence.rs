@@ -447,3 +447,19 @@ fn nothing_is_taken_over_once_the_store_is_not_used() {
         "alice's entry is never sent as mallory"
     );
 }
+
+#[test]
+fn a_store_that_could_not_be_read_records_nothing() {
+    let mut sim = Sim::new(with_store());
+    sim.s.without_store();
+    assert!(!sim.s.uses_store());
+    let (conn, _) = sim.connect_with(connect_result(None));
+    sim.frames(conn, vec![push_message(message("c", 7, "bob"))]);
+    sim.call(send("c", "still sent"));
+    let outputs = sim.take();
+    assert!(persisted(&outputs).is_empty(), "{outputs:?}");
+    assert!(outputs
+        .iter()
+        .any(|o| matches!(o, Output::Send { frames, .. }
+            if frames.iter().any(|f| matches!(f.command, Some(Command::Send(_)))))));
+}
