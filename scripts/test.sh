@@ -40,7 +40,7 @@ echo "== a slice of the end-to-end suite again, on PostgreSQL"
 MKONDO_TEST_STORE=postgres cargo test --locked --workspace --tests -- \
     chat:: ordering:: resume:: unread:: hide:: blocks:: notifications:: roles:: \
     lifecycle:: delete_conversation:: rest:: operations:: durability:: operator:: sdk_chat:: \
-    ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people::
+    ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people:: files::
 
 echo "== build the server binary the suites in other languages start"
 # With `--workspace --tests` features resolve as for the tests above, so this

@@ -24,6 +24,10 @@ use mkondo_proto::v1::{
     UnsubscribeRequest, User,
 };
 use mkondo_proto::v1::{
+    Attachment, AttachmentUrl, AttachmentUrlsRequest, AttachmentUrlsResult, CreateUploadRequest,
+    UploadResult,
+};
+use mkondo_proto::v1::{
     Block, BlocksRequest, BlocksResult, ConversationUpdateRequest, DeleteConversationRequest,
     MemberResult, MembersRequest, MembersResult, SearchUsersRequest, SetRoleRequest, UnreadRequest,
     UnreadResult, UpdateProfileRequest, UserResult, UsersRequest, UsersResult,
@@ -306,6 +310,7 @@ fn client_send() {
             data: m.data,
             client_id: m.client_id,
             reply_to: m.reply_to,
+            attachment_ids: Vec::new(),
         }),
     );
 }
@@ -749,6 +754,7 @@ fn reply_connect() {
                 pong_timeout_ms: 10_000,
                 replay_limit: 100,
                 max_text_bytes: 16_384,
+                max_upload_bytes: 26_214_400,
             }),
             recovered: vec![
                 Recovery {
@@ -1085,6 +1091,94 @@ fn reply_error() {
 #[test]
 fn push_message() {
     push("push_message", push::Push::Message(photo_message()));
+}
+
+const UPLOAD: &str = "upl_01jv5g2b7c4d6e8f0g1h2j3k4m";
+
+#[test]
+fn push_message_with_attachments() {
+    push(
+        "push_message_with_attachments",
+        push::Push::Message(Message {
+            text: "from the launch".into(),
+            attachments: vec![Attachment {
+                id: UPLOAD.into(),
+                name: "rollout.jpg".into(),
+                content_type: "image/jpeg".into(),
+                size: 482_113,
+                width: 1280,
+                height: 720,
+                thumbnail: true,
+                blurhash: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+            }],
+            ..message(14, "alice", "")
+        }),
+    );
+}
+
+#[test]
+fn client_create_upload() {
+    client(
+        "client_create_upload",
+        55,
+        Command::CreateUpload(CreateUploadRequest {
+            conversation_id: GROUP.into(),
+            name: "rollout.jpg".into(),
+            size: 482_113,
+            content_type: "image/jpeg".into(),
+            upload_id: String::new(),
+        }),
+    );
+}
+
+#[test]
+fn reply_upload() {
+    reply(
+        "reply_upload",
+        55,
+        reply::Result::Upload(UploadResult {
+            id: UPLOAD.into(),
+            url: format!(
+                "/v1/uploads/appr6v3w7x1y0na/{UPLOAD}?exp=1747218600&sig=3q2-7wAAAAB8hA6p0uO9Xz4D1mFqS2kG5vJtYbNcLeQ"
+            ),
+            expires_at: at(3600),
+            offset: 0,
+            size: 482_113,
+        }),
+    );
+}
+
+#[test]
+fn client_attachment_urls() {
+    client(
+        "client_attachment_urls",
+        56,
+        Command::AttachmentUrls(AttachmentUrlsRequest {
+            conversation_id: GROUP.into(),
+            attachment_ids: vec![UPLOAD.into()],
+        }),
+    );
+}
+
+#[test]
+fn reply_attachment_urls() {
+    let link = |tail: &str| {
+        format!(
+            "/v1/files/appr6v3w7x1y0na/{UPLOAD}{tail}?exp=1747218600&sig=Zk1uWl8tV2c4cUxvN0p2Ykx4YjZkT0pQeVdrcGlNRWQ"
+        )
+    };
+    reply(
+        "reply_attachment_urls",
+        56,
+        reply::Result::AttachmentUrls(AttachmentUrlsResult {
+            urls: vec![AttachmentUrl {
+                id: UPLOAD.into(),
+                url: link(""),
+                thumbnail_url: link("/thumbnail"),
+            }],
+            expires_at: at(3600),
+        }),
+    );
 }
 
 #[test]

@@ -216,6 +216,7 @@ impl Client {
             data,
             client_id: msg.client_id.unwrap_or_default(),
             reply_to: msg.reply_to.unwrap_or(0),
+            attachment_ids: Vec::new(),
         };
         self.call(SessionCall::Send(request), message)
     }

@@ -297,6 +297,8 @@ pub enum AppCommand {
         hook: HookArgs,
         #[command(flatten)]
         push: PushArgs,
+        #[command(flatten)]
+        files: FileArgs,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -442,9 +444,11 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
             user_directory,
             hook,
             push,
+            files,
             json,
             database,
         } => {
+            let files = files.input();
             let origins = match (clear_allowed_origins, allowed_origins.is_empty()) {
                 (true, _) => Some(Vec::new()),
                 (false, true) => None,
@@ -470,12 +474,14 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                 && user_directory.is_none()
                 && hook.is_none()
                 && push.is_none()
+                && files.is_none()
             {
                 anyhow::bail!(
                     "nothing to change: give --allowed-origin, --clear-allowed-origins, \
                      --auto-create-users, --user-directory, --before-send-hook, --clear-before-send-hook or a \
                      push setting (--apns-key-file, --fcm-service-account-file, \
-                     --web-push-subject, --push-preview, --clear-…)"
+                     --web-push-subject, --push-preview, --clear-…) or a file limit \
+                     (--file-max-bytes, --file-types, --file-user-daily-bytes, --file-app-total-bytes)"
                 );
             }
             let store = Store::open(&database).await?;
@@ -486,6 +492,16 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                     push_sealer.as_ref(),
                     chrono::Utc::now().timestamp_millis(),
                 )?),
+                None => None,
+            };
+            let files = match files {
+                Some(input) => {
+                    let current = store
+                        .file_limits(&app)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("app {app} not found"))?;
+                    Some(crate::node::files::merge_limits(current, input)?)
+                }
                 None => None,
             };
             let row = hook.as_ref().map(|h| h.as_ref().map(|(row, _)| row));
@@ -499,6 +515,7 @@ pub async fn run_app_command(command: AppCommand) -> anyhow::Result<()> {
                         allowed_origins: origins.as_deref(),
                         before_send_hook: row,
                         push: push.as_ref(),
+                        files: files.as_ref(),
                     },
                 )
                 .await?
@@ -716,4 +733,38 @@ pub async fn mint_token(
         name,
         chrono::Utc::now().timestamp(),
     )?)
+}
+
+/// `mkondo app update`'s file limits (docs/files.md); the operator API's
+/// `files` also takes `null` to go back to a default.
+#[derive(Debug, clap::Args)]
+pub struct FileArgs {
+    /// The largest file the app takes, in bytes (1 to 5 GiB).
+    #[arg(long, value_name = "BYTES")]
+    file_max_bytes: Option<i64>,
+    /// The types the app takes, separated by commas (`image/*,application/pdf`).
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    file_types: Option<Vec<String>>,
+    /// Bytes one user may upload in 24 hours.
+    #[arg(long, value_name = "BYTES")]
+    file_user_daily_bytes: Option<i64>,
+    /// Bytes the app may keep stored in all.
+    #[arg(long, value_name = "BYTES")]
+    file_app_total_bytes: Option<i64>,
+}
+
+impl FileArgs {
+    fn input(self) -> Option<crate::node::files::FilesInput> {
+        let input = crate::node::files::FilesInput {
+            max_bytes: self.file_max_bytes.map(Some),
+            types: self.file_types.map(Some),
+            user_daily_bytes: self.file_user_daily_bytes.map(Some),
+            app_total_bytes: self.file_app_total_bytes.map(Some),
+        };
+        let any = input.max_bytes.is_some()
+            || input.types.is_some()
+            || input.user_daily_bytes.is_some()
+            || input.app_total_bytes.is_some();
+        any.then_some(input)
+    }
 }

@@ -204,6 +204,34 @@ pub struct ServeArgs {
     /// 1 s; a `Retry-After` answer sets it); later ones double up to 10 min.
     #[arg(long, env = "MKONDO_PUSH_RETRY_MIN_MS", hide = true)]
     pub push_retry_min_ms: Option<u64>,
+    /// Where uploaded files are kept (default: `<database>.files` beside a
+    /// SQLite database, `mkondo-files` with PostgreSQL). Uploads are staged
+    /// here while they arrive.
+    #[arg(long, env = "MKONDO_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+    /// The largest upload, in bytes, for apps that set no limit of their own
+    /// (default 25 MiB).
+    #[arg(long, env = "MKONDO_FILE_MAX_BYTES")]
+    pub file_max_bytes: Option<u64>,
+    /// How long a download link stays valid (default 3600 s).
+    #[arg(long, env = "MKONDO_FILE_URL_TTL_SECS")]
+    pub file_url_ttl_secs: Option<u64>,
+    /// Images decoded at once (thumbnails, blurhash): each may take up to
+    /// --image-max-alloc-mib (default 2).
+    #[arg(long, env = "MKONDO_IMAGE_DECODES")]
+    pub image_decodes: Option<u32>,
+    /// The most memory one image's processing may take, in MiB (default 512:
+    /// its pixels twice, so about 44 megapixels of RGB): a larger image is
+    /// refused from its header, before it is decoded.
+    #[arg(long, env = "MKONDO_IMAGE_MAX_ALLOC_MIB")]
+    pub image_max_alloc_mib: Option<u64>,
+    /// An upload never attached to a message is removed after this long
+    /// (default 24 h; tests shorten it).
+    #[arg(long, env = "MKONDO_UPLOAD_ORPHAN_SECS", hide = true)]
+    pub upload_orphan_secs: Option<u64>,
+    /// How often deleted and orphaned files are swept (default 60 s).
+    #[arg(long, env = "MKONDO_FILE_SWEEP_INTERVAL_MS", hide = true)]
+    pub file_sweep_interval_ms: Option<u64>,
 }
 
 /// A secret setting: never printed (`Debug` shows `<redacted>`).
@@ -435,6 +463,38 @@ pub struct Config {
     pub secrets_key: crate::outbound::secrets::KeySource,
     pub webhooks: WebhookConfig,
     pub push: PushConfig,
+    pub files: FilesConfig,
+}
+
+/// Uploads, downloads and what is derived from files (`node::files`).
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    pub dir: PathBuf,
+    /// The largest upload of an app without a limit of its own.
+    pub max_bytes: u64,
+    /// How long a download link (and an upload grant) stays valid.
+    pub url_ttl: Duration,
+    pub image_decodes: u32,
+    pub image_max_alloc: u64,
+    pub orphan_after: Duration,
+    pub sweep_interval: Duration,
+}
+
+impl FilesConfig {
+    pub const DEFAULT_MAX_BYTES: u64 = 25 * 1024 * 1024;
+
+    /// The defaults, with files kept in `dir`.
+    pub fn in_dir(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            url_ttl: Duration::from_secs(3600),
+            image_decodes: 2,
+            image_max_alloc: 512 * 1024 * 1024,
+            orphan_after: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How webhooks are delivered (`node::webhook_worker`).
@@ -487,6 +547,22 @@ impl Default for PushConfig {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(600),
         }
+    }
+}
+
+/// `<database>.files` beside a SQLite file; `mkondo-files` otherwise.
+fn default_files_dir(database: &str) -> PathBuf {
+    let sqlite = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database)
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if database.starts_with("postgres") || sqlite.is_empty() || sqlite == ":memory:" {
+        PathBuf::from("mkondo-files")
+    } else {
+        PathBuf::from(format!("{sqlite}.files"))
     }
 }
 
@@ -853,7 +929,30 @@ impl ServeArgs {
             retry_min: push_retry_min,
             retry_max: pd.retry_max.max(push_retry_min),
         };
+        let files_dir = self
+            .files_dir
+            .clone()
+            .or(file.files_dir.clone())
+            .unwrap_or_else(|| default_files_dir(database.expose()));
+        let fd = FilesConfig::in_dir(files_dir);
+        let files = FilesConfig {
+            max_bytes: pick!(file_max_bytes, fd.max_bytes).max(1),
+            url_ttl: Duration::from_secs(
+                pick!(file_url_ttl_secs, fd.url_ttl.as_secs()).clamp(1, 7 * 24 * 3600),
+            ),
+            image_decodes: pick!(image_decodes, fd.image_decodes).clamp(1, 64),
+            image_max_alloc: pick!(image_max_alloc_mib, fd.image_max_alloc >> 20).clamp(8, 4096)
+                << 20,
+            orphan_after: Duration::from_secs(
+                pick!(upload_orphan_secs, fd.orphan_after.as_secs()).max(1),
+            ),
+            sweep_interval: ms(
+                pick!(file_sweep_interval_ms, fd.sweep_interval.as_millis() as u64).max(10),
+            ),
+            ..fd
+        };
         Ok(Config {
+            files,
             webhooks,
             push,
             event_retention: Duration::from_secs(

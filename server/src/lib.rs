@@ -9,6 +9,7 @@ pub mod config;
 pub mod dev;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod node;
 pub mod outbound;
 pub mod realtime;

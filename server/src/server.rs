@@ -52,6 +52,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
         tokio::spawn(node.clone().run_typing_sweep());
         tokio::spawn(node.clone().run_event_retention());
         tokio::spawn(node.clone().run_webhooks());
+        tokio::spawn(node.clone().run_file_sweeper());
         node.start_push_worker();
         return Ok(node);
     };
@@ -80,6 +81,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     tokio::spawn(node.clone().run_typing_sweep());
     tokio::spawn(node.clone().run_event_retention());
     tokio::spawn(node.clone().run_webhooks());
+    tokio::spawn(node.clone().run_file_sweeper());
     node.start_push_worker();
     Ok(node)
 }
@@ -201,8 +203,12 @@ async fn request_slot(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
+    // File transfers are long by nature: an upload's body has an idle limit
+    // of its own (`node::files::IDLE_BODY`) and a cap on those in progress.
     let exempt = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/v1/realtime")
-        || path.starts_with("/mkondo.v1.Realtime/");
+        || path.starts_with("/mkondo.v1.Realtime/")
+        || path.starts_with("/v1/uploads/")
+        || path.starts_with("/v1/files/");
     if exempt {
         return next.run(request).await;
     }

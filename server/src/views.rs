@@ -57,6 +57,47 @@ pub fn message(m: &Message) -> v1::Message {
                 user_ids: r.user_ids.clone(),
             })
             .collect(),
+        attachments: m.attachments.iter().map(attachment).collect(),
+    }
+}
+
+pub fn attachment(a: &crate::store::files::Attachment) -> v1::Attachment {
+    v1::Attachment {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size as u64,
+        width: a.width as u32,
+        height: a.height as u32,
+        thumbnail: a.thumbnail,
+        blurhash: a.blurhash.clone(),
+    }
+}
+
+pub fn attachment_urls(
+    links: &[crate::node::files::AttachmentLink],
+    expires_at_ms: i64,
+) -> v1::AttachmentUrlsResult {
+    v1::AttachmentUrlsResult {
+        urls: links
+            .iter()
+            .map(|l| v1::AttachmentUrl {
+                id: l.id.clone(),
+                url: l.url.clone(),
+                thumbnail_url: l.thumbnail_url.clone(),
+            })
+            .collect(),
+        expires_at: ts(Millis(expires_at_ms)),
+    }
+}
+
+pub fn upload(grant: &crate::node::files::UploadGrant) -> v1::UploadResult {
+    v1::UploadResult {
+        id: grant.upload.id.clone(),
+        url: grant.url.clone(),
+        expires_at: ts(Millis(grant.expires_at_ms)),
+        offset: grant.offset,
+        size: grant.upload.size as u64,
     }
 }
 

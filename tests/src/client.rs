@@ -623,6 +623,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::DeleteConversation(_) => "delete_conversation",
         Command::Blocks(_) => "blocks",
         Command::Unread(_) => "unread",
+        Command::CreateUpload(_) => "create_upload",
+        Command::AttachmentUrls(_) => "attachment_urls",
         Command::Ping(_) => "ping",
         Command::Pong(_) => "pong",
     }

@@ -453,6 +453,18 @@ impl TestServer {
         Path::new(&self.db)
     }
 
+    /// Where the server keeps uploaded files (`--files-dir` as `spawn_serve`
+    /// gives it, or its default beside a SQLite database).
+    pub fn files_dir(&self) -> std::path::PathBuf {
+        if let Some((_, dir)) = self.opts.flags.iter().find(|(n, _)| n == "--files-dir") {
+            return dir.into();
+        }
+        match files_dir_of(&self.db) {
+            Some(dir) => dir,
+            None => format!("{}.files", self.db).into(),
+        }
+    }
+
     /// What `--database` was given: the SQLite path or the PostgreSQL URL.
     pub fn database_url(&self) -> &str {
         &self.db
@@ -691,6 +703,19 @@ async fn add_key_in(db: &str, app_id: &str, alg: &str, public_pem: &Path) -> Str
 /// The secrets key of test servers on PostgreSQL: base64 of 32 bytes.
 pub const TEST_SECRETS_KEY: &str = "bWtvbmRvLXRlc3RzLXNlY3JldHMta2V5LTMyLWJ5dGU=";
 
+/// The files directory the nodes of a PostgreSQL database share in tests
+/// (`None` on SQLite: the server's default beside the database file).
+fn files_dir_of(db: &str) -> Option<std::path::PathBuf> {
+    db.starts_with("postgres").then(|| {
+        let name = db
+            .rsplit('/')
+            .next()
+            .unwrap_or("db")
+            .replace(['?', '&', '='], "_");
+        std::env::temp_dir().join(format!("mkondo-test-files-{name}"))
+    })
+}
+
 async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running, SocketAddr) {
     let mut cmd = Command::new(mkondo_bin());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", db]);
@@ -705,6 +730,12 @@ async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running,
         .any(|(n, _)| n.starts_with("--secrets-key"));
     if db.starts_with("postgres") && !keyed {
         cmd.env("MKONDO_SECRETS_KEY", TEST_SECRETS_KEY);
+    }
+    // Files: beside a SQLite database by default; the nodes of one PostgreSQL
+    // database share a directory named after it (as they would share a volume).
+    let files = opts.flags.iter().any(|(n, _)| n == "--files-dir");
+    if let (Some(dir), false) = (files_dir_of(db), files) {
+        cmd.arg("--files-dir").arg(dir);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -49,6 +49,7 @@ pub(super) async fn send_message(
             0 => None,
             n => Some(seq(n)?),
         },
+        attachment_ids: req.attachment_ids,
     };
     let sent = node
         .send_request(app, Actor::Backend, &req.conversation_id, input)

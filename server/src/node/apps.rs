@@ -26,6 +26,7 @@ pub struct AppChange {
     /// `Some(None)` removes the hook.
     pub before_send_hook: Option<Option<HookInput>>,
     pub push: Option<PushInput>,
+    pub files: Option<super::files::FilesInput>,
 }
 
 /// How long a graceful shutdown waits for sessions to write their goodbye.
@@ -224,6 +225,10 @@ impl Node {
             Some(input) => Some(self.prepare_push_settings(app, input).await?),
             None => None,
         };
+        let files = match change.files {
+            Some(input) => Some(self.prepare_file_limits(app, input).await?),
+            None => None,
+        };
         let row = hook.as_ref().map(|h| h.as_ref().map(|(row, _)| row));
         if !self
             .store
@@ -235,6 +240,7 @@ impl Node {
                     allowed_origins: origins.as_deref(),
                     before_send_hook: row,
                     push: push.as_ref(),
+                    files: files.as_ref(),
                 },
             )
             .await?

@@ -58,6 +58,54 @@ impl Node {
         Ok(sent)
     }
 
+    /// Sends a message carrying uploads: they are claimed first (no other
+    /// message can take them), the send's transaction records its seq on them,
+    /// and a send that fails gives them back. A retried send (its `client_id`
+    /// used) answers the original, whose uploads are attached already.
+    pub(super) async fn send_with_attachments(
+        &self,
+        app: &str,
+        actor: Actor<'_>,
+        conv: &str,
+        mut msg: NewMessage,
+        ids: &[String],
+    ) -> Result<Sent> {
+        if ids.is_empty() {
+            return self.send_message(app, actor, conv, msg).await;
+        }
+        if msg.kind == "system" {
+            return Err(Error::invalid("system messages carry no attachments"));
+        }
+        if let Some(client_id) = &msg.client_id {
+            let used = self
+                .store
+                .client_id_seq(app, conv, &msg.sender_id, client_id)
+                .await?;
+            if let Some(message) = match used {
+                Some(seq) => self.store.message(app, conv, seq).await?,
+                None => None,
+            } {
+                return Ok(Sent {
+                    message,
+                    duplicate: true,
+                    recipients: Vec::new(),
+                });
+            }
+        }
+        msg.attachments = self
+            .claim_attachments(app, conv, &msg.sender_id, ids)
+            .await?;
+        let claimed = msg.attachments.clone();
+        let sent = self.send_message(app, actor, conv, msg).await;
+        match &sent {
+            Ok(s) if !s.duplicate => {}
+            // Refused, or answered by an original sent meanwhile: these
+            // uploads are in no message.
+            _ => self.release_attachments(app, &claimed).await,
+        }
+        sent
+    }
+
     /// History the actor may read: users see nothing at or before their cleared_seq.
     pub(super) async fn history(
         &self,

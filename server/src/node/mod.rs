@@ -10,6 +10,7 @@ pub mod apps;
 mod conversations;
 pub mod devices;
 pub mod events;
+pub mod files;
 mod floods;
 pub mod hooks;
 pub mod lifecycle;
@@ -91,6 +92,8 @@ pub struct Node {
     presence_changes: webhook_worker::PresenceQueue,
     /// The push worker's clients and wake-up (`push_worker.rs`).
     push: push_worker::PushState,
+    /// Where files live, uploads arriving, image decode permits (`files.rs`).
+    files: files::FilesState,
     /// The push worker's task, waited for at shutdown (it records what it
     /// sent before the store closes).
     workers: tokio_util::task::TaskTracker,
@@ -111,6 +114,7 @@ impl Node {
             config.limits.max_concurrent_connects,
         ));
         let floods = floods::Floods::new(&config);
+        let files = files::FilesState::new(&config.files);
         Arc::new(Self {
             store,
             config,
@@ -129,6 +133,7 @@ impl Node {
             hooks: Default::default(),
             presence_changes: Default::default(),
             push: Default::default(),
+            files,
             workers: Default::default(),
             started: Instant::now(),
         })

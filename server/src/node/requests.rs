@@ -167,6 +167,8 @@ pub struct SendInput {
     pub data: Option<Value>,
     pub client_id: Option<String>,
     pub reply_to: Option<i64>,
+    /// Ready uploads of the sender in this conversation (at most 10).
+    pub attachment_ids: Vec<String>,
 }
 
 /// A user token to mint, as a request gives it.
@@ -525,8 +527,10 @@ impl Node {
             data: input.data,
             client_id: input.client_id.filter(|c| !c.is_empty()),
             reply_to: input.reply_to.map(message_seq).transpose()?,
+            attachments: Vec::new(),
         };
-        self.send_message(app, actor, conv, msg).await
+        self.send_with_attachments(app, actor, conv, msg, &input.attachment_ids)
+            .await
     }
 
     // ----- tokens

@@ -31,6 +31,10 @@ const AAD: &[u8] = b"mkondo secret v1";
 #[derive(Clone)]
 pub struct SecretBox {
     key: Arc<LessSafeKey>,
+    /// Signs links the server hands out and checks when they come back (file
+    /// uploads and downloads): an HMAC-SHA256 key derived from the same key,
+    /// so no sealed value and no signature can stand for the other.
+    links: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -41,10 +45,31 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; KEY_LEN]) -> Self {
+        let derived = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            b"mkondo link signing v1",
+        );
+        let links = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
         let key = UnboundKey::new(&AES_256_GCM, key).expect("AES-256-GCM takes a 32-byte key");
         Self {
             key: Arc::new(LessSafeKey::new(key)),
+            links,
         }
+    }
+
+    /// A link's signature: base64url of HMAC-SHA256 over `parts`, each
+    /// length-prefixed so no two lists of parts sign the same bytes.
+    pub fn sign_link<S: AsRef<str>>(&self, parts: &[S]) -> String {
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&self.links, &link_bytes(parts)))
+    }
+
+    /// Whether `signature` is [`sign_link`](Self::sign_link) of `parts`
+    /// (compared in constant time).
+    pub fn verify_link<S: AsRef<str>>(&self, parts: &[S], signature: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        ring::hmac::verify(&self.links, &link_bytes(parts), &tag).is_ok()
     }
 
     /// `"v1:" + base64url(nonce | ciphertext | tag)`.
@@ -96,6 +121,16 @@ impl SecretBox {
             .map_err(|_| unusable("authentication failed"))?;
         Ok(plaintext.to_vec())
     }
+}
+
+fn link_bytes<S: AsRef<str>>(parts: &[S]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.as_ref().len() + 4).sum());
+    for part in parts {
+        let part = part.as_ref();
+        bytes.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(part.as_bytes());
+    }
+    bytes
 }
 
 /// A new signing secret, handed out once: `"whsec_" + base64url(32 random bytes)`.
@@ -220,6 +255,21 @@ fn key_beside_database(path: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_verifies_with_its_key_and_parts_only() {
+        let links = SecretBox::new(&random_key());
+        let sig = links.sign_link(&["download", "app", "upl_1", "100"]);
+        assert!(links.verify_link(&["download", "app", "upl_1", "100"], &sig));
+        assert!(!links.verify_link(&["download", "app", "upl_1", "101"], &sig));
+        assert!(!links.verify_link(&["download", "app", "upl_2", "100"], &sig));
+        // Parts are length-prefixed: moving a boundary changes the signature.
+        assert!(!links.verify_link(&["download", "appu", "pl_1", "100"], &sig));
+        assert!(
+            !SecretBox::new(&random_key()).verify_link(&["download", "app", "upl_1", "100"], &sig)
+        );
+        assert!(!links.verify_link(&["download", "app", "upl_1", "100"], "not base64!"));
+    }
 
     #[test]
     fn a_sealed_secret_opens_with_its_key_only() {

@@ -68,6 +68,10 @@ pub struct UpdateApp {
     /// each provider set, or removed with `null`; the others stay. Keys are
     /// sealed with the server's secrets key and never answered back.
     pub push: Option<PushInput>,
+    /// File limits (docs/files.md): the largest file, allowed types, a
+    /// user's daily and the app's total quota; `null` for one: back to the
+    /// default. The others stay.
+    pub files: Option<crate::node::files::FilesInput>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -177,6 +181,7 @@ pub async fn update(
                 allowed_origins: body.allowed_origins,
                 before_send_hook: body.before_send_hook,
                 push: body.push,
+                files: body.files,
             },
         )
         .await?,

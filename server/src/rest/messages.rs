@@ -75,6 +75,11 @@ pub struct SendMessage {
     pub reply_to: Option<i64>,
     #[serde(default)]
     pub kind: MessageKind,
+    /// Ready uploads of the sender in this conversation (`POST
+    /// /v1/conversations/{id}/uploads`), at most 10, in the order shown.
+    #[serde(default)]
+    #[schema(max_items = 10, value_type = Vec<String>)]
+    pub attachment_ids: Vec<String>,
 }
 
 /// `GET /v1/conversations/{id}/messages?before=&after=&limit=&cursor=`: a page in
@@ -149,6 +154,7 @@ pub async fn send(
         data: body.data,
         client_id: body.client_id,
         reply_to: body.reply_to,
+        attachment_ids: body.attachment_ids,
     };
     let sent = node
         .send_request(&caller.app, caller.actor(), &id, input)
@@ -162,12 +168,15 @@ pub async fn send(
 }
 
 /// The request body schema of sending: [`SendMessage`] and the rule that a
-/// message has a text or data.
+/// message has a text, data or attachments.
 pub struct SendMessageBody;
 
 impl utoipa::PartialSchema for SendMessageBody {
     fn schema() -> RefOr<Schema> {
-        text_or_data(SendMessage::schema())
+        text_or_data(
+            SendMessage::schema(),
+            vec![("attachment_ids", ObjectBuilder::new())],
+        )
     }
 }
 
@@ -193,15 +202,16 @@ pub struct EditMessageBody;
 
 impl utoipa::PartialSchema for EditMessageBody {
     fn schema() -> RefOr<Schema> {
-        text_or_data(EditMessage::schema())
+        text_or_data(EditMessage::schema(), Vec::new())
     }
 }
 
-/// `base` with the rule a message keeps: a non-empty text or a non-empty data.
-fn text_or_data(base: RefOr<Schema>) -> RefOr<Schema> {
+/// `base` with the rule a message keeps: a non-empty text or a non-empty data
+/// (or one of `more`).
+fn text_or_data(base: RefOr<Schema>, more: Vec<(&str, ObjectBuilder)>) -> RefOr<Schema> {
     at_least_one_of(
         base,
-        vec![
+        [
             (
                 "text",
                 ObjectBuilder::new()
@@ -214,7 +224,10 @@ fn text_or_data(base: RefOr<Schema>) -> RefOr<Schema> {
                     .schema_type(Type::Object)
                     .min_properties(Some(1)),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(more)
+        .collect(),
     )
 }
 

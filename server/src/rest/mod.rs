@@ -20,6 +20,7 @@ pub mod cors;
 pub mod devices;
 pub mod events;
 pub mod extract;
+pub mod files;
 pub mod hooks;
 pub mod lifecycle;
 pub mod messages;
@@ -72,6 +73,12 @@ routes! {
     delete "/v1/conversations/{id}/messages/{seq}" => messages::delete,
     post "/v1/conversations/{id}/messages/{seq}/reactions" => messages::react,
     delete "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}" => messages::unreact,
+    post "/v1/conversations/{id}/uploads" => files::create,
+    post "/v1/conversations/{id}/attachment-urls" => files::attachment_urls,
+    head "/v1/uploads/{app}/{id}" => files::tus_head,
+    patch "/v1/uploads/{app}/{id}" => files::tus_patch,
+    get "/v1/files/{app}/{id}" => files::download,
+    get "/v1/files/{app}/{id}/thumbnail" => files::download_thumbnail,
     post "/v1/users/{id}/notifications" => notifications::send,
     get "/v1/users/{id}/notifications" => notifications::list,
     post "/v1/users/{id}/notifications/{notification}/ack" => notifications::ack,

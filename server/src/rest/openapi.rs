@@ -22,7 +22,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::{admin, conversations, lifecycle, messages, notifications, presence, social};
-use super::{devices, events, hooks, tokens, users, webhooks};
+use super::{devices, events, files, hooks, tokens, users, webhooks};
 
 /// `GET /v1/openapi.json` (no authentication).
 #[utoipa::path(
@@ -77,6 +77,7 @@ pub fn document() -> serde_json::Value {
         (name = "notifications"),
         (name = "blocks"),
         (name = "devices", description = "Push devices, muted conversations and \"do not disturb\": what decides whether a user is pushed."),
+        (name = "files", description = "Uploads (tus 1.0 through the server), attachments and signed download links (docs/files.md)."),
         (name = "presence"),
         (name = "tokens"),
         (name = "events", description = "The event feed: every change in the app, in order, from a cursor."),
@@ -86,7 +87,7 @@ pub fn document() -> serde_json::Value {
         (name = "meta"),
     ),
     components(
-        schemas(ErrorBody, UserId, ConversationId, AllowedOrigin, messages::MessageKind, webhooks::WebhookId),
+        schemas(ErrorBody, UserId, ConversationId, AttachmentId, AllowedOrigin, messages::MessageKind, webhooks::WebhookId),
         responses(E401, E403, E404, E409, E413, E422),
     ),
     paths(
@@ -138,6 +139,12 @@ pub fn document() -> serde_json::Value {
         devices::mute,
         devices::get_dnd,
         devices::set_dnd,
+        files::create,
+        files::attachment_urls,
+        files::tus_head,
+        files::tus_patch,
+        files::download,
+        files::download_thumbnail,
         presence::get,
         lifecycle::deactivate,
         lifecycle::reactivate,
@@ -206,6 +213,15 @@ impl Modify for Finish {
                 "The server's operator secret (`--operator-secret`). Without one configured, /v1/admin answers 404.",
             ),
         );
+        components.add_security_scheme(
+            "signed_link",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Query(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "sig",
+                    "A link the server signed (with `exp`): an upload grant from createUpload, or a download link from attachmentUrls. It names one upload or file and expires.",
+                ),
+            )),
+        );
         add_flood_responses(doc);
     }
 }
@@ -257,10 +273,15 @@ fn add_flood_responses(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.post,
             &mut item.delete,
             &mut item.patch,
+            &mut item.head,
         ];
         for op in ops.into_iter().flatten() {
             let responses = &mut op.responses.responses;
-            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            // Signed links (uploads, downloads) are not rate-limited per
+            // credential: each names one file and expires.
+            let signed_link_only = serde_json::to_value(&op.security)
+                .is_ok_and(|s| s.to_string().contains("signed_link"));
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) && !signed_link_only {
                 responses.insert("429".to_owned(), Ref::from_response_name("E429").into());
             }
             responses.insert("503".to_owned(), Ref::from_response_name("E503").into());
@@ -343,6 +364,23 @@ impl PartialSchema for ConversationId {
 }
 
 impl ToSchema for ConversationId {}
+
+/// An attachment (upload) id: `upl_` and 26 lower-case ULID characters.
+pub struct AttachmentId;
+
+impl PartialSchema for AttachmentId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^upl_[0-9a-z]{26}$"))
+            .description(Some(
+                "An attachment id: `upl_` and 26 characters of `0-9 a-z`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AttachmentId {}
 
 /// An entry of an app's `allowed_origins`. The pattern admits every origin the
 /// server accepts and refuses what is plainly not one; the finer rules (a real
@@ -521,7 +559,13 @@ mod tests {
             }
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("401"), "{method} {path} without 401");
-            assert!(responses.contains_key("429"), "{method} {path} without 429");
+            let signed_link = security
+                .iter()
+                .all(|r| r.as_object().unwrap().contains_key("signed_link"));
+            assert!(
+                signed_link || responses.contains_key("429"),
+                "{method} {path} without 429"
+            );
             assert!(responses.contains_key("503"), "{method} {path} without 503");
             assert!(
                 responses.keys().any(|s| s.starts_with('2')),

@@ -336,6 +336,7 @@ pub struct AppSettingsChange<'a> {
     /// `Some(None)` removes the hook.
     pub before_send_hook: Option<Option<&'a super::hooks::HookRow>>,
     pub push: Option<&'a super::push_settings::PushSettingsRow>,
+    pub files: Option<&'a super::files::FileLimits>,
 }
 
 /// An app as its operator sees it (`mkondo app list`, `GET /v1/admin/apps`):
@@ -358,6 +359,8 @@ pub struct AppOverview {
     /// The push providers it configured (never their keys).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushInfo>,
+    /// Its file limits (a limit not set: the server's default size, no quota).
+    pub files: super::files::FileLimits,
     pub signing_keys: Vec<KeyInfo>,
     pub api_keys: Vec<ApiKeyInfo>,
 }
@@ -515,7 +518,9 @@ impl Store {
             .push_settings(&app.app_id)
             .await?
             .map(|row| PushInfo::from(&row));
+        let files = self.file_limits(&app.app_id).await?.unwrap_or_default();
         Ok(AppOverview {
+            files,
             push,
             before_send_hook,
             signing_keys: self.signing_keys(&app.app_id).await?,
@@ -586,6 +591,9 @@ impl Store {
         }
         if let Some(push) = change.push {
             super::push_settings::write_push_settings(&mut tx, self.engine, app_id, push).await?;
+        }
+        if let Some(files) = change.files {
+            super::files::write_file_limits(&mut tx, app_id, files).await?;
         }
         tx.commit().await?;
         Ok(true)

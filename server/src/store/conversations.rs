@@ -569,6 +569,8 @@ impl Store {
         .bind(conv)
         .fetch_optional(&mut *tx)
         .await?;
+        super::files::delete_uploads(&mut tx, app, super::files::UploadsOf::Conversation(conv))
+            .await?;
         for table in ["reactions", "messages", "members"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE app_id = $1 AND conversation_id = $2"

@@ -394,7 +394,17 @@ fn decide(
         edited_at: None,
         deleted_at: None,
         reactions: Vec::new(),
+        attachments: msg.attachments.clone(),
     };
+    // The claimed uploads get the message's seq in its transaction: from the
+    // commit on, deleting the message deletes them.
+    writes
+        .attach
+        .extend(msg.attachments.iter().map(|a| AttachWrite {
+            app: r.app.clone(),
+            id: a.id.clone(),
+            seq,
+        }));
     writes.messages.push(MessageWrite {
         app: r.app.clone(),
         conv: r.conv.clone(),
@@ -404,6 +414,7 @@ fn decide(
         kind: message.kind.clone(),
         text: message.text.clone(),
         data: message.data.to_string(),
+        attachments: serde_json::to_string(&message.attachments).map_err(|_| Error::internal())?,
         client_id: message.client_id.clone(),
         reply_to: message.reply_to,
         at: now,
@@ -466,6 +477,7 @@ struct Writes {
     conversations: Vec<ConvWrite>,
     messages: Vec<MessageWrite>,
     reads: Vec<ReadWrite>,
+    attach: Vec<AttachWrite>,
     /// `events`: a `message.created` per message.
     #[serde(flatten)]
     events: EventList,
@@ -490,9 +502,18 @@ struct MessageWrite {
     text: String,
     /// The data object as JSON text (the column is TEXT on both engines).
     data: String,
+    /// The attachments, a JSON array as text.
+    attachments: String,
     client_id: Option<String>,
     reply_to: Option<i64>,
     at: i64,
+}
+
+#[derive(Serialize)]
+struct AttachWrite {
+    app: String,
+    id: String,
+    seq: i64,
 }
 
 #[derive(Serialize)]
@@ -520,9 +541,9 @@ struct Sql {
     /// Each conversation's kind, last seq, members and blocked flag.
     read: String,
     retries: String,
-    /// SQLite: one string of five statements (one round trip to its worker
-    /// thread); PostgreSQL: four statements (its protocol takes one per query
-    /// with parameters).
+    /// SQLite: one string of all the statements (one round trip to its
+    /// worker thread); PostgreSQL: one statement each (its protocol takes one
+    /// per query with parameters).
     writes: Vec<String>,
 }
 
@@ -541,9 +562,9 @@ impl Sql {
                 rows("conversations")
             ),
             format!(
-                "INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, text, data, client_id, reply_to, created_at)
+                "INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, text, data, attachments, client_id, reply_to, created_at)
                  SELECT j.value ->> 'app', j.value ->> 'conv', CAST(j.value ->> 'seq' AS BIGINT), j.value ->> 'id',
-                    j.value ->> 'sender', j.value ->> 'kind', j.value ->> 'text', j.value ->> 'data',
+                    j.value ->> 'sender', j.value ->> 'kind', j.value ->> 'text', j.value ->> 'data', j.value ->> 'attachments',
                     j.value ->> 'client_id', CAST(j.value ->> 'reply_to' AS BIGINT), CAST(j.value ->> 'at' AS BIGINT)
                  FROM {}",
                 rows("messages")
@@ -553,6 +574,12 @@ impl Sql {
                  FROM {} WHERE members.app_id = j.value ->> 'app'
                     AND members.conversation_id = j.value ->> 'conv' AND members.user_id = j.value ->> 'user'",
                 rows("reads")
+            ),
+            format!(
+                "UPDATE uploads SET message_seq = CAST(j.value ->> 'seq' AS BIGINT)
+                 FROM {} WHERE uploads.app_id = j.value ->> 'app' AND uploads.id = j.value ->> 'id'
+                    AND uploads.state = 'attached'",
+                rows("attach")
             ),
         ]
         .into_iter()
@@ -597,7 +624,7 @@ impl Sql {
             ),
             retries: format!(
                 "SELECT m.app_id, m.id, m.conversation_id, m.seq, m.sender_id, m.kind, m.text, m.data,
-                    m.client_id, m.reply_to, m.created_at, m.edited_at, m.deleted_at
+                    m.client_id, m.reply_to, m.created_at, m.edited_at, m.deleted_at, m.attachments
                  FROM {keys}
                  JOIN messages m ON m.app_id = j.value ->> 'app' AND m.conversation_id = j.value ->> 'conv'
                     AND m.sender_id = j.value ->> 'sender' AND m.client_id = j.value ->> 'client_id'"

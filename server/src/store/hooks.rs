@@ -51,6 +51,20 @@ impl Store {
         sender: &str,
         client_id: &str,
     ) -> Result<bool> {
+        Ok(self
+            .client_id_seq(app_id, conv, sender, client_id)
+            .await?
+            .is_some())
+    }
+
+    /// The seq of `sender`'s message with this `client_id`, if any.
+    pub async fn client_id_seq(
+        &self,
+        app_id: &str,
+        conv: &str,
+        sender: &str,
+        client_id: &str,
+    ) -> Result<Option<i64>> {
         let seq: Option<i64> = sqlx::query_scalar(
             "SELECT seq FROM messages WHERE app_id = $1 AND conversation_id = $2 AND sender_id = $3 AND client_id = $4",
         )
@@ -60,7 +74,7 @@ impl Store {
         .bind(client_id)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(seq.is_some())
+        Ok(seq)
     }
 }
 

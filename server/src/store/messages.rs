@@ -26,6 +26,9 @@ pub struct NewMessage {
     pub data: Option<Value>,
     pub client_id: Option<String>,
     pub reply_to: Option<i64>,
+    /// Claimed uploads (`Store::claim_uploads`); the send's transaction
+    /// records the message's seq on them.
+    pub attachments: Vec<super::files::Attachment>,
 }
 
 /// A page request: `after` pages forward, `before` (or neither) backward; a
@@ -50,7 +53,7 @@ pub struct Sent {
 
 /// The columns a [`Message`] is read from (its `FromRow`, by name).
 const MSG_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, kind, text, data, client_id, reply_to, created_at, edited_at, deleted_at";
+    "id, conversation_id, seq, sender_id, kind, text, data, client_id, reply_to, created_at, edited_at, deleted_at, attachments";
 
 /// Written out, not derived: a deleted message is a tombstone, whose text and
 /// data are never read (deleting erases them too). Reactions come from their
@@ -58,9 +61,13 @@ const MSG_COLUMNS: &str =
 impl FromRow<'_, DbRow> for Message {
     fn from_row(r: &DbRow) -> sqlx::Result<Self> {
         let deleted_at: Option<Millis> = r.try_get("deleted_at")?;
-        let (text, data) = match deleted_at {
-            Some(_) => (String::new(), Value::Object(Default::default())),
-            None => (r.try_get("text")?, r.try_get::<JsonText, _>("data")?.into()),
+        let (text, data, attachments) = match deleted_at {
+            Some(_) => (String::new(), Value::Object(Default::default()), Vec::new()),
+            None => (
+                r.try_get("text")?,
+                r.try_get::<JsonText, _>("data")?.into(),
+                attachments_from(r.try_get("attachments")?)?,
+            ),
         };
         Ok(Message {
             id: r.try_get("id")?,
@@ -76,8 +83,17 @@ impl FromRow<'_, DbRow> for Message {
             edited_at: r.try_get("edited_at")?,
             deleted_at,
             reactions: Vec::new(),
+            attachments,
         })
     }
+}
+
+/// A message's `attachments` column (a JSON array) as the model's list.
+pub(crate) fn attachments_from(text: String) -> sqlx::Result<Vec<super::files::Attachment>> {
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "attachments".to_owned(),
+        source: Box::new(e),
+    })
 }
 
 pub fn check_new_message(msg: &NewMessage) -> Result<()> {
@@ -93,12 +109,13 @@ pub fn check_new_message(msg: &NewMessage) -> Result<()> {
         }
     }
     if msg.text.is_empty()
+        && msg.attachments.is_empty()
         && msg
             .data
             .as_ref()
             .is_none_or(|d| d.as_object().is_none_or(|o| o.is_empty()))
     {
-        return Err(Error::invalid("a message needs text or data"));
+        return Err(Error::invalid("a message needs text, data or attachments"));
     }
     if let Some(cid) = &msg.client_id {
         if cid.is_empty() || cid.len() > MAX_CLIENT_ID_BYTES {
@@ -328,6 +345,7 @@ impl Store {
         check_new_message(&NewMessage {
             text: text.clone(),
             data: Some(data.clone()),
+            attachments: current.attachments.clone(),
             ..Default::default()
         })?;
         let now = now_ms();
@@ -379,7 +397,7 @@ impl Store {
         }
         let now = now_ms();
         sqlx::query(
-            "UPDATE messages SET text = '', data = '{}', deleted_at = $4
+            "UPDATE messages SET text = '', data = '{}', attachments = '[]', deleted_at = $4
              WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
         )
         .bind(app)
@@ -388,6 +406,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        super::files::delete_uploads(&mut tx, app, super::files::UploadsOf::Message(conv, seq))
+            .await?;
         sqlx::query(
             "DELETE FROM reactions WHERE app_id = $1 AND conversation_id = $2 AND seq = $3",
         )
@@ -401,6 +421,7 @@ impl Store {
             data: Value::Object(Default::default()),
             deleted_at: Some(Millis(now)),
             reactions: Vec::new(),
+            attachments: Vec::new(),
             ..current
         };
         let body = serde_json::to_value(&tombstone).map_err(|_| Error::internal())?;

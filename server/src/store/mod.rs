@@ -25,6 +25,7 @@ mod columns;
 mod conversations;
 pub mod devices;
 pub mod events;
+pub mod files;
 mod group_commit;
 pub mod hooks;
 pub mod messages;

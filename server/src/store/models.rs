@@ -136,6 +136,8 @@ pub struct Message {
     pub deleted_at: Option<Millis>,
     /// Who reacted with what, emoji in the order they were first used.
     pub reactions: Vec<Reaction>,
+    /// Files attached to it (uploaded first), in the order given; at most 10.
+    pub attachments: Vec<super::files::Attachment>,
 }
 
 /// One emoji on a message and the users who reacted with it, earliest first.

@@ -453,6 +453,7 @@ async fn append_notices(
             edited_at: None,
             deleted_at: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         };
         sqlx::query(
             "INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, kind, text, data, created_at)

@@ -478,7 +478,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             erased = sqlx::query(
-                "UPDATE messages SET text = '', data = '{}', deleted_at = $3
+                "UPDATE messages SET text = '', data = '{}', attachments = '[]', deleted_at = $3
                  WHERE app_id = $1 AND sender_id = $2 AND deleted_at IS NULL",
             )
             .bind(app)
@@ -488,6 +488,8 @@ impl Store {
             .await?
             .rows_affected();
         }
+        super::files::delete_uploads(&mut tx, app, super::files::UploadsOf::User(id, erase))
+            .await?;
         sqlx::query("DELETE FROM users WHERE app_id = $1 AND id = $2")
             .bind(app)
             .bind(id)

@@ -22,6 +22,7 @@ async fn messages_match_rest() {
             client_id: "g-1".into(),
             reply_to: 2,
             kind: String::new(),
+            attachment_ids: Vec::new(),
         })
         .await,
     );

@@ -21,6 +21,7 @@ mod devices;
 mod durability;
 mod error_format;
 mod events;
+mod files;
 mod floods;
 mod hide;
 mod hooks;

@@ -240,6 +240,7 @@ pub(super) fn connect_result(expires_unix_ms: Option<i64>) -> v1::ConnectResult 
             pong_timeout_ms: 10_000,
             replay_limit: 100,
             max_text_bytes: 16384,
+            max_upload_bytes: 26_214_400,
         }),
         session_id: "s1".into(),
         ..Default::default()

@@ -191,6 +191,7 @@ impl Session {
                 pong_timeout_ms: l.pong_timeout.as_millis() as u32,
                 replay_limit: l.replay_limit,
                 max_text_bytes: store::messages::MAX_TEXT_BYTES as u32,
+                max_upload_bytes: node.max_upload_bytes(&app).await?,
             }),
             recovered,
             session_id: self.id.to_string(),
@@ -259,6 +260,7 @@ impl Session {
                     data: req.data.as_ref().map(struct_to_json),
                     client_id: Some(req.client_id),
                     reply_to: optional_seq(req.reply_to, "reply_to")?,
+                    attachment_ids: req.attachment_ids,
                 };
                 let sent = node
                     .send_request(&app, Actor::User(&me), &req.conversation_id, input)
@@ -391,6 +393,34 @@ impl Session {
             | Command::Devices(_)
             | Command::Mute(_)
             | Command::DoNotDisturb(_)) => self.social_command(&app, &me, command).await,
+            Command::CreateUpload(req) => {
+                let grant = if req.upload_id.is_empty() {
+                    let input = crate::node::files::UploadInput {
+                        name: req.name,
+                        size: req.size,
+                        content_type: req.content_type,
+                        user_id: None,
+                    };
+                    node.create_upload(&app, Actor::User(&me), &req.conversation_id, input)
+                        .await?
+                } else {
+                    node.resume_upload(&app, &me, &req.upload_id).await?
+                };
+                Ok(R::Upload(views::upload(&grant)))
+            }
+            Command::AttachmentUrls(req) => {
+                let (links, expires_at) = node
+                    .attachment_links(
+                        &app,
+                        Actor::User(&me),
+                        &req.conversation_id,
+                        &req.attachment_ids,
+                    )
+                    .await?;
+                Ok(R::AttachmentUrls(views::attachment_urls(
+                    &links, expires_at,
+                )))
+            }
             command @ (Command::Members(_)
             | Command::Users(_)
             | Command::SearchUsers(_)

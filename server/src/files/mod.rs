@@ -1,0 +1,33 @@
+//! Where uploaded bytes live and what the server derives from them. The node
+//! (`node::files`) decides who may upload and download; this module only keeps
+//! bytes ([`blobs`]) and reads them ([`derive`]).
+
+pub mod blobs;
+pub mod derive;
+
+/// Whether `id` is an upload id the server made: `upl_` and 26 lower-case
+/// ULID characters. Checked before an id names a file on disk.
+pub fn valid_upload_id(id: &str) -> bool {
+    id.len() == 30
+        && id.starts_with("upl_")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_servers_upload_ids_name_files() {
+        assert!(super::valid_upload_id("upl_01jv5e3k8q2w7n4r6t9y1b3d5f"));
+        for bad in [
+            "upl_01JV5E3K8Q2W7N4R6T9Y1B3D5F",
+            "upl_../../../../etc/passwd....",
+            "upl_01jv5e3k8q2w7n4r6t9y1b3d5",
+            "dev_01jv5e3k8q2w7n4r6t9y1b3d5f",
+            "",
+        ] {
+            assert!(!super::valid_upload_id(bad), "{bad}");
+        }
+    }
+}
