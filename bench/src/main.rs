@@ -252,6 +252,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let r = bounded(scenarios::push::run(&ctx)).await;
             step(&mut results, "push", "mkondo", r, |r, x| r.push.push(x));
         }
+        if wants("files") {
+            let r = bounded(scenarios::files::run(&ctx)).await;
+            step(&mut results, "files", "mkondo", r, |r, x| r.files.extend(x));
+        }
         if wants("storm") {
             for &w in &storm_wires {
                 let r = bounded(scenarios::storm::run(&ctx, w)).await;
@@ -371,6 +375,16 @@ fn check(results: &mut Results) {
                 r.delivered,
                 r.send_errors,
                 r.first_send_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for r in &results.files {
+        if r.failed > 0 {
+            problems.push(format!(
+                "files {}: {} uploads failed (first: {})",
+                r.run,
+                r.failed,
+                r.first_error.clone().unwrap_or_default()
             ));
         }
     }

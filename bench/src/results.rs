@@ -164,6 +164,24 @@ pub struct PushPath {
     pub bench_cpu_percent: f64,
 }
 
+/// Uploads at once through the server: throughput and the server's memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Files {
+    pub run: String,
+    pub uploads: usize,
+    pub bytes_each: usize,
+    /// From the first PATCH to the last answer.
+    pub secs: f64,
+    pub mib_per_sec: f64,
+    pub idle_rss_mib: f64,
+    /// The server's peak resident memory during the run, above `idle_rss_mib`.
+    pub peak_above_idle_mib: f64,
+    /// Images: decodes at once, and the memory budget of one (MiB).
+    pub image_decodes: Option<(u32, u64)>,
+    pub failed: usize,
+    pub first_error: Option<String>,
+}
+
 /// One message to a group whose members are all offline, each with one
 /// APNs device: the server's pushes beside the direct client's.
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +268,7 @@ pub struct Results {
     pub storage: Vec<Storage>,
     pub webhooks: Vec<Webhooks>,
     pub push: Vec<Push>,
+    pub files: Vec<Files>,
     pub storm: Vec<Storm>,
     pub sdk: Vec<Sdk>,
     pub callgrind: Vec<Instructions>,
@@ -553,6 +572,30 @@ impl Results {
         }
         if !self.push.is_empty() {
             self.push_table(&mut md);
+        }
+        if !self.files.is_empty() {
+            md.push_str("| files: uploads at once through the server | uploads × size | MiB/s | time | server RSS idle | peak above idle | image decodes | failed |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+            for r in &self.files {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} × {:.1} MiB | {:.0} | {:.1} s | {:.1} MiB | {:.1} MiB | {} | {}{} |",
+                    r.run,
+                    r.uploads,
+                    r.bytes_each as f64 / (1024.0 * 1024.0),
+                    r.mib_per_sec,
+                    r.secs,
+                    r.idle_rss_mib,
+                    r.peak_above_idle_mib,
+                    r.image_decodes.map_or("–".into(), |(n, mib)| format!(
+                        "{n} at a time, ≤ {mib} MiB each"
+                    )),
+                    r.failed,
+                    r.first_error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" (first: {e})"))
+                );
+            }
+            md.push('\n');
         }
         if !self.storm.is_empty() {
             md.push_str("| reconnect storm | clients | all reconnected | all resumed | peak server CPU | gave up |\n| --- | --- | --- | --- | --- | --- |\n");

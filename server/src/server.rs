@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mkondo_proto::{ErrorCode, Reason};
@@ -340,29 +339,18 @@ pub async fn serve(
         tracing::info!("shutting down: telling clients to reconnect");
         shutdown_node.begin_shutdown();
     };
-    if let Some(tls) = tls {
-        tokio::spawn(signal);
-        tls.spawn_reloader(node.shutdown_signal());
-        tls.serve(listener, app, node.shutdown_signal()).await;
-        node.finish_shutdown().await;
-        tracing::info!("stopped");
-        return Ok(());
-    }
-    // Pushes are small frames written as they happen: Nagle's algorithm would
-    // hold each one back until the previous is acknowledged (tens of ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    tokio::spawn(signal);
+    match tls {
+        Some(tls) => {
+            tls.spawn_reloader(node.shutdown_signal());
+            tls.serve(listener, app, node.shutdown_signal()).await;
         }
-    });
-    // `into_make_service…` turns the routes into services once; serving the
-    // `Router` itself would redo that for every connection (about 18 KiB each).
-    // The peer's address goes with each request (`ConnectInfo`): failed
-    // authentications are counted per client address, `/dev` answers loopback only.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await?;
+        // The same loop without TLS: hyper's connection settings (the read
+        // buffer's bound among them) are ours on both.
+        None => {
+            crate::tls::serve_connections(listener, app, node.shutdown_signal(), None).await;
+        }
+    }
     // Sessions end once their disconnect is written (leaving the hub comes
     // before that); give stragglers a moment.
     node.finish_shutdown().await;

@@ -149,81 +149,116 @@ impl Tls {
         });
     }
 
-    /// Serves `app` over TLS on `listener` until `shutdown`, then stops
-    /// accepting, asks every connection to finish gracefully and waits for them
-    /// (as `axum::serve` with a graceful shutdown does on plain TCP).
+    /// Serves `app` over TLS on `listener` until `shutdown` (see
+    /// [`serve_connections`]).
     pub async fn serve(&self, listener: TcpListener, app: Router, shutdown: CancellationToken) {
-        let connections = TaskTracker::new();
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        tracing::error!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+        serve_connections(listener, app, shutdown, Some(self.acceptor.clone())).await;
+    }
+}
+
+/// The most a connection's HTTP/1.1 read buffer grows to. hyper's default
+/// (about 400 KiB) is reached by every upload streaming at full speed, which
+/// made 100 concurrent uploads cost 100 × that and more; a body larger than
+/// the buffer is read in several chunks, as any body is.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves `app` on `listener` (over TLS with `acceptor`) until `shutdown`,
+/// then stops accepting, asks every connection to finish gracefully and waits
+/// for them.
+pub async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    acceptor: Option<TlsAcceptor>,
+) {
+    // Turns the routes into services once (what `into_make_service` does):
+    // each connection and request then clones a ready router.
+    let app = app.with_state(());
+    let connections = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::error!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Pushes are small frames written as they happen: Nagle's algorithm
+        // would hold each one back until the previous is acknowledged.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        let shutdown = shutdown.clone();
+        let app = app.clone();
+        // Two tasks of their own kind: one future type for both would give a
+        // plaintext connection the size of a TLS one (the stream is inline).
+        let Some(acceptor) = acceptor.clone() else {
+            connections.spawn(serve_connection(TokioIo::new(tcp), peer, app, shutdown));
+            continue;
+        };
+        // The handshake runs in the connection's own task: a slow client never
+        // holds up the accept loop.
+        connections.spawn(async move {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
                     }
                 },
             };
-            // As on plain TCP: pushes are small frames that Nagle would hold back.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-            let acceptor = self.acceptor.clone();
-            let shutdown = shutdown.clone();
-            let app = app.clone();
-            // The handshake runs in the connection's own task: a slow client never
-            // holds up the accept loop.
-            connections.spawn(async move {
-                let stream = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match done {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    },
-                };
-                // The peer's address goes with each request (`ConnectInfo`), as
-                // `into_make_service_with_connect_info` does on plain TCP.
-                let service = tower::service_fn(
-                    move |mut request: http::Request<hyper::body::Incoming>| {
-                        request.extensions_mut().insert(ConnectInfo(peer));
-                        app.clone().oneshot(request)
-                    },
-                );
-                let mut builder = Builder::new(TokioExecutor::new());
-                builder.http2().enable_connect_protocol();
-                let conn = builder.serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service),
-                );
-                let mut conn = std::pin::pin!(conn);
-                // On shutdown a connection finishes the request in progress and
-                // closes (an upgraded WebSocket has left hyper already: the
-                // node's shutdown tells its session to reconnect).
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::trace!(%peer, error = %err, "connection ended with an error");
-                }
-            });
+            serve_connection(TokioIo::new(stream), peer, app, shutdown).await;
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// One connection, HTTP/1.1 (with upgrades) or HTTP/2, until it ends or
+/// `shutdown`: then it finishes the request in progress and closes (an
+/// upgraded WebSocket has left hyper already: the node's shutdown tells its
+/// session to reconnect).
+async fn serve_connection<S>(
+    io: TokioIo<S>,
+    peer: std::net::SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // The peer's address goes with each request (`ConnectInfo`): failed
+    // authentications are counted per client address, `/dev` answers
+    // loopback only.
+    let service = tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(request)
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(READ_BUFFER_BYTES);
+    builder.http2().enable_connect_protocol();
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
-        drop(listener);
-        connections.close();
-        connections.wait().await;
+    };
+    if let Err(err) = result {
+        tracing::trace!(%peer, error = %err, "connection ended with an error");
     }
 }
 

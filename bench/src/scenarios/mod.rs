@@ -5,6 +5,7 @@
 pub mod callgrind;
 pub mod direct;
 pub mod fanout;
+pub mod files;
 pub mod idle;
 pub mod push;
 pub mod sdk;
@@ -51,6 +52,9 @@ pub struct Sizes {
     /// long their pushes may take.
     pub push_members: usize,
     pub push_wait: Duration,
+    /// Files: uploads at once, and the bytes of each.
+    pub files_uploads: usize,
+    pub files_bytes: usize,
 }
 
 impl Sizes {
@@ -76,6 +80,8 @@ impl Sizes {
             webhook_wait: Duration::from_secs(180),
             push_members: 10_000,
             push_wait: Duration::from_secs(60),
+            files_uploads: 100,
+            files_bytes: 10 << 20,
         }
     }
 
@@ -100,6 +106,8 @@ impl Sizes {
             webhook_wait: Duration::from_secs(60),
             push_members: 50,
             push_wait: Duration::from_secs(20),
+            files_uploads: 4,
+            files_bytes: 256 << 10,
         }
     }
 }

@@ -143,9 +143,12 @@ fn jpeg(
 ) -> Result<Vec<u8>, ImageRefusal> {
     let mut out = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-    img.to_rgb8()
-        .write_with_encoder(encoder)
-        .map_err(|_| ImageRefusal::Unreadable(content_type))?;
+    let written = match img {
+        // What a JPEG decodes to: encoded as it is, without a copy.
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => img.write_with_encoder(encoder),
+        _ => DynamicImage::ImageRgb8(img.to_rgb8()).write_with_encoder(encoder),
+    };
+    written.map_err(|_| ImageRefusal::Unreadable(content_type))?;
     Ok(out)
 }
 

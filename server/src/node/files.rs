@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use futures::StreamExt as _;
-use tokio::io::AsyncWriteExt as _;
 
 use super::{Actor, Node};
 use crate::config::FilesConfig;
@@ -385,11 +384,13 @@ impl Node {
             ));
         }
         let size = upload.size as u64;
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .await
             .map_err(io)?;
+        // Each chunk is written as it came, on a blocking thread, without a
+        // copy: memory per upload is the connection's read buffer alone.
+        let mut file = Some(file);
         let mut written = held;
         let mut stream = body.into_data_stream();
         let mut over = false;
@@ -404,19 +405,37 @@ impl Node {
                 over = true;
                 break;
             }
-            file.write_all(&chunk).await.map_err(io)?;
-            written += chunk.len() as u64;
+            let len = chunk.len() as u64;
+            let mut f = file.take().ok_or_else(Error::internal)?;
+            let (f, done) = tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                let done = f.write_all(&chunk);
+                (f, done)
+            })
+            .await
+            .map_err(|_| Error::internal())?;
+            done.map_err(io)?;
+            file = Some(f);
+            written += len;
         }
-        file.flush().await.map_err(io)?;
+        let file = file.ok_or_else(Error::internal)?;
+        let keep = if over { held } else { written };
+        tokio::task::spawn_blocking(move || {
+            if over {
+                // Nothing of this request is kept: the client sent a body
+                // larger than the upload it asked for.
+                file.set_len(keep)?;
+            }
+            file.sync_data()
+        })
+        .await
+        .map_err(|_| Error::internal())?
+        .map_err(io)?;
         if over {
-            // Nothing of this request is kept: the client sent a body larger
-            // than the upload it asked for.
-            file.set_len(held).await.map_err(io)?;
             return Err(Error::too_large(format!(
                 "the body goes past the upload's {size} bytes"
             )));
         }
-        file.sync_data().await.map_err(io)?;
         Ok(written)
     }
 
