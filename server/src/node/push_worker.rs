@@ -504,7 +504,12 @@ impl Node {
             author_name.clone()
         };
         let group = kind != "direct" && !conv_name.is_empty();
-        let text = m["text"].as_str().unwrap_or_default();
+        let text = match m["text"].as_str().unwrap_or_default() {
+            // A message of files alone says what it carries.
+            "" => attachments_text(&m["attachments"]),
+            text => text.to_owned(),
+        };
+        let text = text.as_str();
         let (title, body) = match preview {
             "none" => (None, None),
             "generic" => (
@@ -1057,6 +1062,25 @@ pub(crate) fn collapse_id(key: &str) -> String {
     id
 }
 
+/// What a push shows for a message without text: its files ("📷 Photo",
+/// "📷 3 photos", "📎 report.pdf", "📎 3 files"); empty without any.
+fn attachments_text(attachments: &Value) -> String {
+    let Some(list) = attachments.as_array().filter(|l| !l.is_empty()) else {
+        return String::new();
+    };
+    let images = list.iter().all(|a| {
+        a["content_type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("image/"))
+    });
+    match (images, list.len()) {
+        (true, 1) => "📷 Photo".to_owned(),
+        (true, n) => format!("📷 {n} photos"),
+        (false, 1) => format!("📎 {}", list[0]["name"].as_str().unwrap_or("File")),
+        (false, n) => format!("📎 {n} files"),
+    }
+}
+
 /// A message's text cut to what a push carries (on a character boundary).
 fn shorten(text: &str) -> String {
     if text.len() <= MAX_BODY_BYTES {
@@ -1183,6 +1207,18 @@ fn web_push_message(send: &Send, payload: &Payload, ttl: Duration) -> WebPushMes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_of_files_alone_says_what_it_carries() {
+        let image = json!({"name": "a.jpg", "content_type": "image/jpeg"});
+        let pdf = json!({"name": "report.pdf", "content_type": "application/pdf"});
+        assert_eq!(attachments_text(&json!([image])), "📷 Photo");
+        assert_eq!(attachments_text(&json!([image, image])), "📷 2 photos");
+        assert_eq!(attachments_text(&json!([pdf])), "📎 report.pdf");
+        assert_eq!(attachments_text(&json!([image, pdf])), "📎 2 files");
+        assert_eq!(attachments_text(&json!([])), "");
+        assert_eq!(attachments_text(&Value::Null), "");
+    }
 
     #[test]
     fn collapse_ids_fit_every_provider() {
