@@ -36,10 +36,14 @@ use crate::node::Node;
 
 /// How long a browser may reuse a preflight's answer.
 const MAX_AGE_SECS: &str = "600";
-const ALLOW_METHODS: &str = "GET, POST, PATCH, DELETE";
-const ALLOW_HEADERS: &str = "authorization, content-type";
-/// What a page may read of an answer besides the CORS-safelisted headers.
-const EXPOSE_HEADERS: &str = "retry-after";
+const ALLOW_METHODS: &str = "GET, HEAD, POST, PATCH, DELETE";
+/// Besides credentials and JSON: tus uploads' headers, and `Range` for
+/// downloads (docs/files.md).
+const ALLOW_HEADERS: &str = "authorization, content-type, tus-resumable, upload-offset, range";
+/// What a page may read of an answer besides the CORS-safelisted headers: a
+/// retry's delay, and a tus upload's or a ranged download's state.
+const EXPOSE_HEADERS: &str =
+    "retry-after, upload-offset, upload-length, tus-resumable, content-range, content-disposition";
 
 /// The `Caller` extractor's verdict on a request's origin, for the middleware
 /// to answer with. Unset: no caller was established.

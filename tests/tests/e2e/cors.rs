@@ -594,3 +594,62 @@ async fn behind_a_trusted_proxy_the_own_origin_takes_its_forwarded_scheme() {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 }
+
+/// A page uploads with tus and downloads with ranges: its preflights allow
+/// their headers, and the answers let it read the upload's offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_may_upload_with_tus_and_read_the_offset() {
+    let (server, a, _) = two_apps().await;
+    let extra = [
+        ("access-control-request-method", "PATCH"),
+        (
+            "access-control-request-headers",
+            "tus-resumable, upload-offset, content-type",
+        ),
+    ];
+    let path = format!("/v1/uploads/{}/upl_00000000000000000000000000", a.app_id);
+    let r = send(server.addr, Method::OPTIONS, &path, None, Some(A), &extra).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(r.acao(), Some(A));
+    let allowed = r.header("access-control-allow-headers").unwrap();
+    for h in ["tus-resumable", "upload-offset", "content-type", "range"] {
+        assert!(allowed.contains(h), "{allowed}");
+    }
+    assert!(r
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("HEAD"));
+
+    // A real upload's answer carries the origin and exposes the offset.
+    server.api().create_users(&["alice"]).await;
+    let conv = server.api().create_group("up", &["alice"]).await;
+    let up = server
+        .rest_as(&a.token("alice"))
+        .post(
+            &format!("/v1/conversations/{conv}/uploads"),
+            json!({"name": "a.txt", "size": 2, "content_type": "text/plain"}),
+        )
+        .await
+        .expect(201);
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "http://{}{}",
+            server.addr,
+            up["url"].as_str().unwrap()
+        ))
+        .header("origin", A)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], A);
+    assert!(h["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("upload-offset"));
+}
