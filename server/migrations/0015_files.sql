@@ -4,8 +4,9 @@
 -- and type), filled over tus, then processed: `ready` once every byte arrived
 -- and passed the checks, `attached` once a message of its uploader in its
 -- conversation carries it. `deleted`: its message, conversation or user went,
--- or it was never attached within a day; the file sweeper removes its bytes,
--- then the row.
+-- or it was not written to nor attached for a day; the file sweeper removes
+-- its bytes and marks it `gone`, a row kept a day after its creation so that
+-- it still counts in its uploader's daily quota.
 CREATE TABLE uploads (
     app_id TEXT NOT NULL REFERENCES apps (id),
     id TEXT NOT NULL,
@@ -14,7 +15,7 @@ CREATE TABLE uploads (
     name TEXT NOT NULL,
     declared_type TEXT NOT NULL,
     size BIGINT NOT NULL,
-    -- 'uploading', 'ready', 'attached' or 'deleted'.
+    -- 'uploading', 'ready', 'attached', 'deleted' or 'gone'.
     state TEXT NOT NULL,
     -- Set when ready: the type sniffed from the bytes (the declared one when
     -- the bytes have no signature), and for images their size after the EXIF

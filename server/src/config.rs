@@ -213,6 +213,10 @@ pub struct ServeArgs {
     /// (default 25 MiB).
     #[arg(long, env = "MKONDO_FILE_MAX_BYTES")]
     pub file_max_bytes: Option<u64>,
+    /// What one user may upload in 24 hours, in bytes, in apps that set no
+    /// quota of their own (default 1 GiB).
+    #[arg(long, env = "MKONDO_FILE_USER_DAILY_BYTES")]
+    pub file_user_daily_bytes: Option<u64>,
     /// How long a download link stays valid (default 3600 s).
     #[arg(long, env = "MKONDO_FILE_URL_TTL_SECS")]
     pub file_url_ttl_secs: Option<u64>,
@@ -472,6 +476,8 @@ pub struct FilesConfig {
     pub dir: PathBuf,
     /// The largest upload of an app without a limit of its own.
     pub max_bytes: u64,
+    /// A user's uploads in 24 hours, in apps without a quota of their own.
+    pub user_daily_bytes: u64,
     /// How long a download link (and an upload grant) stays valid.
     pub url_ttl: Duration,
     pub image_decodes: u32,
@@ -488,6 +494,7 @@ impl FilesConfig {
         Self {
             dir,
             max_bytes: Self::DEFAULT_MAX_BYTES,
+            user_daily_bytes: 1 << 30,
             url_ttl: Duration::from_secs(3600),
             image_decodes: 2,
             image_max_alloc: 512 * 1024 * 1024,
@@ -937,6 +944,7 @@ impl ServeArgs {
         let fd = FilesConfig::in_dir(files_dir);
         let files = FilesConfig {
             max_bytes: pick!(file_max_bytes, fd.max_bytes).max(1),
+            user_daily_bytes: pick!(file_user_daily_bytes, fd.user_daily_bytes),
             url_ttl: Duration::from_secs(
                 pick!(file_url_ttl_secs, fd.url_ttl.as_secs()).clamp(1, 7 * 24 * 3600),
             ),

@@ -180,6 +180,11 @@ pub async fn serve_connections(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                // A connection that went before it was taken: the next one.
+                Err(err) if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) => continue,
                 Err(err) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::error!(error = %err, "accept failed");
@@ -223,8 +228,21 @@ pub async fn serve_connections(
     }
     drop(listener);
     connections.close();
-    connections.wait().await;
+    // Requests in progress finish, up to a bound: a file transfer (exempt
+    // from the request timeout) must not hold the shutdown for hours.
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = connections.len(),
+            "connections still open after the shutdown grace; closing"
+        );
+    }
 }
+
+/// How long a shutdown waits for requests in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// One connection, HTTP/1.1 (with upgrades) or HTTP/2, until it ends or
 /// `shutdown`: then it finishes the request in progress and closes (an

@@ -89,6 +89,15 @@ impl LocalBlobs {
         sync_dir(target.parent()).await
     }
 
+    /// Whether another process (a node sharing the directory) holds the
+    /// staging file's lock: it is receiving the upload's bytes.
+    pub fn staging_in_use(&self, app: &str, id: &str) -> bool {
+        match std::fs::File::open(self.staging(app, id)) {
+            Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+
     /// Removes every file of an upload; missing ones are fine.
     pub async fn remove(&self, app: &str, id: &str) -> std::io::Result<()> {
         for path in [

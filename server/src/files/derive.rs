@@ -41,6 +41,14 @@ fn decodable(content_type: &str) -> Option<ImageFormat> {
     })
 }
 
+/// The type, as a `'static` name, when the server decodes it (JPEG, PNG,
+/// GIF, WebP).
+pub fn decodable_type(content_type: &str) -> Option<&'static str> {
+    ["image/jpeg", "image/png", "image/gif", "image/webp"]
+        .into_iter()
+        .find(|t| *t == content_type)
+}
+
 /// What was derived from an image.
 pub struct ImageFacts {
     pub width: u32,
@@ -53,32 +61,32 @@ pub struct ImageFacts {
     pub cleaned: Option<Vec<u8>>,
 }
 
-/// Why an image was refused.
+/// Why an image was refused, or could not be read now.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageRefusal {
     #[error("the image is larger than the server decodes ({0})")]
     TooLarge(String),
     #[error("the bytes are not a readable {0}")]
     Unreadable(&'static str),
+    /// The file could not be opened: not the upload's fault.
+    #[error("reading the file: {0}")]
+    Io(std::io::Error),
 }
 
-/// Reads an image of `content_type` at `path` if its pixels, twice over (the
-/// decoded image and a converted copy), fit in `max_alloc` bytes. `Ok(None)`: not a format the server decodes (stored as a
-/// file, without thumbnail). Blocking: run it on a blocking thread.
+/// Reads an image of `content_type` (one [`decodable_type`] names) at `path`
+/// if its pixels, twice over (the decoded image and a converted copy), fit in
+/// `max_alloc` bytes. Blocking: run it on a blocking thread.
 pub fn image_facts(
     path: &Path,
     content_type: &'static str,
     max_alloc: u64,
-) -> Result<Option<ImageFacts>, ImageRefusal> {
-    let Some(format) = decodable(content_type) else {
-        return Ok(None);
-    };
-    let unreadable = |_| ImageRefusal::Unreadable(content_type);
+) -> Result<ImageFacts, ImageRefusal> {
+    let format = decodable(content_type).ok_or(ImageRefusal::Unreadable(content_type))?;
     let refusal = |e: image::ImageError| match e {
         image::ImageError::Limits(l) => ImageRefusal::TooLarge(l.to_string()),
         _ => ImageRefusal::Unreadable(content_type),
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = std::fs::File::open(path).map_err(ImageRefusal::Io)?;
     let mut reader = ImageReader::with_format(BufReader::new(file), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
@@ -127,13 +135,13 @@ pub fn image_facts(
         ImageFormat::Jpeg => Some(jpeg(&img, 90, content_type)?),
         other => Some(encode(&img, other, content_type)?),
     };
-    Ok(Some(ImageFacts {
+    Ok(ImageFacts {
         width,
         height,
         blurhash,
         thumbnail,
         cleaned,
-    }))
+    })
 }
 
 fn jpeg(
@@ -189,7 +197,7 @@ mod tests {
         let path = dir.path().join("p");
         std::fs::write(&path, png(1000, 500)).unwrap();
         assert_eq!(sniff(&std::fs::read(&path).unwrap()), Some("image/png"));
-        let facts = image_facts(&path, "image/png", 64 << 20).unwrap().unwrap();
+        let facts = image_facts(&path, "image/png", 64 << 20).unwrap();
         assert_eq!((facts.width, facts.height), (1000, 500));
         let thumb = image::load_from_memory(&facts.thumbnail).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (320, 160));
@@ -204,7 +212,7 @@ mod tests {
         // 2000 × 2000 × 3 bytes is 12 MB: over a 4 MB budget.
         match image_facts(&path, "image/png", 4 << 20) {
             Err(ImageRefusal::TooLarge(_)) => {}
-            other => panic!("{:?}", other.map(|f| f.map(|f| f.width))),
+            other => panic!("{:?}", other.map(|f| f.width)),
         }
     }
 

@@ -15,8 +15,22 @@ pub fn valid_upload_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
+/// Whether `name` (an app id) can be a directory name under the files
+/// directory: not empty, not `.` or `..`, no separator.
+pub fn valid_dir_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_app_id_names_one_directory() {
+        assert!(super::valid_dir_name("appr6v3w7x1y0na"));
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0"] {
+            assert!(!super::valid_dir_name(bad), "{bad:?}");
+        }
+    }
+
     #[test]
     fn only_the_servers_upload_ids_name_files() {
         assert!(super::valid_upload_id("upl_01jv5e3k8q2w7n4r6t9y1b3d5f"));

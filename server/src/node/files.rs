@@ -62,6 +62,87 @@ impl FilesState {
     }
 }
 
+/// An upload this node is receiving: its entry in `FilesState::receiving`,
+/// removed when dropped.
+struct Receiving<'a> {
+    map: &'a DashMap<(String, String), ()>,
+    key: (String, String),
+}
+
+impl<'a> Receiving<'a> {
+    fn take(map: &'a DashMap<(String, String), ()>, app: &str, id: &str) -> Option<Self> {
+        let key = (app.to_owned(), id.to_owned());
+        match map.entry(key.clone()) {
+            dashmap::Entry::Occupied(_) => None,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(());
+                Some(Self { map, key })
+            }
+        }
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.map.remove(&self.key);
+    }
+}
+
+/// How finishing an upload failed: the bytes were refused (the upload goes),
+/// or the server could not finish now (it stays, and a retried `PATCH` at
+/// its end finishes it).
+enum Unfinished {
+    Refused(Error),
+    Failed(Error),
+}
+
+/// A processed upload: what was derived, the cleaned image and the
+/// thumbnail to store, and the decode permit held until they are written.
+type Processed = (
+    Derived,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+/// The type an upload is kept as: the one its bytes say. An upload declared
+/// as a format the server decodes, or whose bytes are one, must be that
+/// format (`image/jpg` is `image/jpeg`); other declared images must at least
+/// be images (iOS says `image/heic` of bytes that are `image/heif`), except
+/// SVG, which is text. Bytes without a known signature keep their declared
+/// type.
+fn checked_type(declared: &str, sniffed: Option<&'static str>) -> Result<String> {
+    let declared = match declared {
+        "image/jpg" | "image/pjpeg" => "image/jpeg",
+        "image/x-png" => "image/png",
+        other => other,
+    };
+    let strict = |t: &str| derive::decodable_type(t).is_some();
+    match sniffed {
+        Some(real) if (strict(declared) || strict(real)) && real != declared => {
+            Err(Error::invalid(format!(
+                "the file was declared {declared} but its bytes are {real}"
+            )))
+        }
+        Some(real)
+            if declared.starts_with("image/")
+                && declared != "image/svg+xml"
+                && !real.starts_with("image/") =>
+        {
+            Err(Error::invalid(format!(
+                "the file was declared {declared} but its bytes are {real}"
+            )))
+        }
+        Some(real) => Ok(real.to_owned()),
+        None if declared.starts_with("image/") && declared != "image/svg+xml" => {
+            Err(Error::invalid(format!(
+                "the file was declared {declared} but its bytes are not an image"
+            )))
+        }
+        None => Ok(declared.to_owned()),
+    }
+}
+
 /// What a client asks to upload.
 #[derive(Debug, Clone, Default)]
 pub struct UploadInput {
@@ -140,17 +221,20 @@ pub struct Grant {
 }
 
 impl Node {
-    /// An app's file limits, with the server's default size.
+    /// An app's file limits, with the server's defaults for the size and a
+    /// user's daily quota.
     async fn app_file_limits(&self, app: &str) -> Result<FileLimits> {
         let mut limits = self
             .store
             .file_limits(app)
             .await?
             .ok_or_else(|| Error::not_found("app"))?;
-        limits.max_bytes = Some(
+        let files = &self.config.files;
+        limits.max_bytes = Some(limits.max_bytes.unwrap_or(files.max_bytes as i64));
+        limits.user_daily_bytes = Some(
             limits
-                .max_bytes
-                .unwrap_or(self.config.files.max_bytes as i64),
+                .user_daily_bytes
+                .unwrap_or(files.user_daily_bytes.min(i64::MAX as u64) as i64),
         );
         Ok(limits)
     }
@@ -188,6 +272,9 @@ impl Node {
         input: UploadInput,
     ) -> Result<UploadGrant> {
         let links = self.secrets()?;
+        if !crate::files::valid_dir_name(app) {
+            return Err(Error::invalid("this app's id cannot name a directory"));
+        }
         let user = match (actor, input.user_id) {
             (Actor::User(me), None) => me.to_owned(),
             (Actor::User(me), Some(other)) if other == me => other,
@@ -252,13 +339,23 @@ impl Node {
 
     /// A fresh grant for one of `user`'s uploads still arriving, and its
     /// offset: to resume after the grant expired.
-    pub async fn resume_upload(&self, app: &str, user: &str, id: &str) -> Result<UploadGrant> {
+    pub async fn resume_upload(
+        &self,
+        app: &str,
+        user: &str,
+        conv: &str,
+        id: &str,
+    ) -> Result<UploadGrant> {
         let links = self.secrets()?;
         let upload = self
             .own_upload(app, id)
             .await?
-            .filter(|u| u.user_id == user && u.state == "uploading")
+            .filter(|u| u.user_id == user && u.conversation_id == conv && u.state == "uploading")
             .ok_or_else(|| Error::not_found("upload"))?;
+        // Still a member: a removed member finishes nothing.
+        self.visible_conversation(app, Actor::User(user), conv)
+            .await?;
+        self.store.touch_upload(app, id).await?;
         let offset = self.received(app, id).await?;
         Ok(self.grant(links, app, upload, offset))
     }
@@ -281,7 +378,7 @@ impl Node {
     }
 
     async fn own_upload(&self, app: &str, id: &str) -> Result<Option<Upload>> {
-        if !crate::files::valid_upload_id(id) {
+        if !crate::files::valid_upload_id(id) || !crate::files::valid_dir_name(app) {
             return Ok(None);
         }
         self.store.upload(app, id).await
@@ -351,19 +448,22 @@ impl Node {
                 "too many uploads in progress on this server; try again",
             ));
         }
-        let key = (app.to_owned(), id.to_owned());
-        if self.files.receiving.insert(key.clone(), ()).is_some() {
+        // Held until this request is done, its processing included, and
+        // released however it ends (a reset HTTP/2 stream drops this future).
+        let Some(_receiving) = Receiving::take(&self.files.receiving, app, id) else {
             return Err(Error::new(
                 mkondo_proto::ErrorCode::AlreadyExists,
                 "another request is sending this upload's bytes",
             ));
-        }
-        let result = self.receive(app, &upload, offset, body).await;
-        self.files.receiving.remove(&key);
-        let held = result?;
+        };
+        // A change: an upload still arriving is not an orphan.
+        self.store.touch_upload(app, id).await?;
+        let (held, _locked) = self.receive(app, &upload, offset, body).await?;
         if held < upload.size as u64 {
             return Ok((held, None));
         }
+        // Finished with the staging file's lock still held: no other node
+        // sharing the directory finishes it at the same time.
         let attachment = self.finish_upload(app, upload).await?;
         Ok((held, Some(attachment)))
     }
@@ -374,20 +474,34 @@ impl Node {
         upload: &Upload,
         offset: u64,
         body: axum::body::Body,
-    ) -> Result<u64> {
+    ) -> Result<(u64, std::fs::File)> {
         let path = self.files.blobs.start(app, &upload.id).await.map_err(io)?;
         let held = self.received(app, &upload.id).await?;
-        if offset != held {
+        if offset != held || offset > upload.size as u64 {
             return Err(Error::new(
                 mkondo_proto::ErrorCode::AlreadyExists,
                 format!("Upload-Offset must be {held}, the bytes the server holds"),
             ));
         }
         let size = upload.size as u64;
-        let file = std::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(io)?;
+            .await
+            .map_err(io)?
+            .into_std()
+            .await;
+        // One writer at a time, across the nodes sharing the directory too
+        // (the lock goes with the file when this request ends).
+        if let Err(e) = file.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => Error::new(
+                    mkondo_proto::ErrorCode::AlreadyExists,
+                    "another request is sending this upload's bytes",
+                ),
+                std::fs::TryLockError::Error(e) => io(e),
+            });
+        }
         // Each chunk is written as it came, on a blocking thread, without a
         // copy: memory per upload is the connection's read buffer alone.
         let mut file = Some(file);
@@ -420,13 +534,13 @@ impl Node {
         }
         let file = file.ok_or_else(Error::internal)?;
         let keep = if over { held } else { written };
-        tokio::task::spawn_blocking(move || {
+        let file = tokio::task::spawn_blocking(move || {
             if over {
                 // Nothing of this request is kept: the client sent a body
                 // larger than the upload it asked for.
                 file.set_len(keep)?;
             }
-            file.sync_data()
+            file.sync_data().map(|()| file)
         })
         .await
         .map_err(|_| Error::internal())?
@@ -436,20 +550,27 @@ impl Node {
                 "the body goes past the upload's {size} bytes"
             )));
         }
-        Ok(written)
+        Ok((written, file))
     }
 
     /// Every byte is there: sniff, check, process, store; the upload is
     /// ready, or refused and removed.
     async fn finish_upload(&self, app: &str, upload: Upload) -> Result<Attachment> {
         match self.derive(app, &upload).await {
-            Ok((derived, cleaned, thumbnail)) => {
+            Ok((derived, cleaned, thumbnail, permit)) => {
                 self.files
                     .blobs
                     .commit(app, &upload.id, cleaned, thumbnail)
                     .await
                     .map_err(io)?;
+                // The decode's memory is given back once its output is written.
+                drop(permit);
                 if !self.store.upload_ready(app, &upload.id, &derived).await? {
+                    // Deleted meanwhile (its conversation or user went): its
+                    // files go now, as the sweeper may have passed already.
+                    if self.store.upload(app, &upload.id).await?.is_none() {
+                        let _ = self.files.blobs.remove(app, &upload.id).await;
+                    }
                     return Err(Error::not_found("upload"));
                 }
                 metrics::counter!("mkondo_uploads_completed_total").increment(1);
@@ -460,58 +581,47 @@ impl Node {
                 ready.height = derived.height;
                 ready.thumbnail = derived.thumbnail;
                 ready.blurhash = derived.blurhash;
+                ready.size = derived.size;
                 Ok(Attachment::from(&ready))
             }
-            Err(refused) => {
+            Err(Unfinished::Refused(refused)) => {
                 metrics::counter!("mkondo_uploads_refused_total").increment(1);
-                self.store.delete_upload(app, &upload.id).await?;
+                self.store.refuse_upload(app, &upload.id).await?;
                 if let Err(e) = self.files.blobs.remove(app, &upload.id).await {
                     tracing::warn!(error = %e, "removing a refused upload's bytes failed; the sweeper retries");
                 }
                 Err(refused)
             }
+            Err(Unfinished::Failed(failed)) => Err(failed),
         }
     }
 
+    /// Sniffs, checks and processes a complete upload's bytes: what to store
+    /// (the cleaned image, the thumbnail) and, for an image, the decode permit
+    /// to give back once they are written.
     async fn derive(
         &self,
         app: &str,
         upload: &Upload,
-    ) -> Result<(Derived, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    ) -> std::result::Result<Processed, Unfinished> {
+        let failed = Unfinished::Failed;
         let path = self.files.blobs.staging(app, &upload.id);
-        let head = read_head(&path).await.map_err(io)?;
-        let sniffed = derive::sniff(&head);
-        let declared = upload.declared_type.as_str();
-        let content_type = match sniffed {
-            Some(real) => {
-                if (declared.starts_with("image/") || real.starts_with("image/"))
-                    && real != declared
-                {
-                    return Err(Error::invalid(format!(
-                        "the file was declared {declared} but its bytes are {real}"
-                    )));
-                }
-                real.to_owned()
-            }
-            None if declared.starts_with("image/") && declared != "image/svg+xml" => {
-                return Err(Error::invalid(format!(
-                    "the file was declared {declared} but its bytes are not an image"
-                )))
-            }
-            None => declared.to_owned(),
-        };
-        let limits = self.app_file_limits(app).await?;
+        let head = read_head(&path).await.map_err(|e| failed(io(e)))?;
+        let content_type = checked_type(&upload.declared_type, derive::sniff(&head))
+            .map_err(Unfinished::Refused)?;
+        let limits = self.app_file_limits(app).await.map_err(failed)?;
         if !type_allowed(&limits, &content_type) {
-            return Err(Error::invalid(format!(
+            return Err(Unfinished::Refused(Error::invalid(format!(
                 "this app does not take {content_type} files"
-            )));
+            ))));
         }
         let mut derived = Derived {
-            content_type: content_type.clone(),
+            content_type,
+            size: upload.size,
             ..Default::default()
         };
-        let Some(image_type) = sniffed.filter(|t| t.starts_with("image/")) else {
-            return Ok((derived, None, None));
+        let Some(image_type) = derive::decodable_type(&derived.content_type) else {
+            return Ok((derived, None, None, None));
         };
         let permit = self
             .files
@@ -519,28 +629,31 @@ impl Node {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Error::internal())?;
+            .map_err(|_| failed(Error::internal()))?;
         let max_alloc = self.config.files.image_max_alloc;
-        let facts = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            derive::image_facts(&path, image_type, max_alloc)
-        })
-        .await
-        .map_err(|_| Error::internal())?;
+        let facts =
+            tokio::task::spawn_blocking(move || derive::image_facts(&path, image_type, max_alloc))
+                .await
+                .map_err(|_| failed(Error::internal()))?;
         match facts {
-            Ok(Some(facts)) => {
+            Ok(facts) => {
                 derived.width = facts.width.into();
                 derived.height = facts.height.into();
                 derived.thumbnail = true;
                 derived.blurhash = facts.blurhash;
-                Ok((derived, facts.cleaned, Some(facts.thumbnail)))
+                if let Some(cleaned) = &facts.cleaned {
+                    // What is served, and what a download's length says.
+                    derived.size = cleaned.len() as i64;
+                }
+                Ok((derived, facts.cleaned, Some(facts.thumbnail), Some(permit)))
             }
-            // A format the server does not decode: a file without thumbnail.
-            Ok(None) => Ok((derived, None, None)),
-            Err(derive::ImageRefusal::TooLarge(why)) => Err(Error::too_large(format!(
-                "the image is larger than this server decodes: {why}"
+            Err(derive::ImageRefusal::TooLarge(why)) => Err(Unfinished::Refused(Error::too_large(
+                format!("the image is larger than this server decodes: {why}"),
             ))),
-            Err(refusal) => Err(Error::invalid(refusal.to_string())),
+            Err(derive::ImageRefusal::Unreadable(t)) => Err(Unfinished::Refused(Error::invalid(
+                format!("the bytes are not a readable {t}"),
+            ))),
+            Err(derive::ImageRefusal::Io(e)) => Err(failed(io(e))),
         }
     }
 
@@ -640,6 +753,7 @@ impl Node {
             return Err(Error::unauthenticated("the link is not signed"));
         };
         if !crate::files::valid_upload_id(id)
+            || !crate::files::valid_dir_name(app)
             || !links.verify_link(&download_parts(app, id, variant, exp), sig)
         {
             return Err(Error::denied("the link's signature is not valid"));
@@ -698,11 +812,13 @@ impl Node {
         loop {
             let swept = self.store.uploads_to_sweep(orphan_after, 200).await?;
             let n = swept.len();
+            let mut removed = 0;
             for s in swept {
-                if self
-                    .files
-                    .receiving
-                    .contains_key(&(s.app_id.clone(), s.id.clone()))
+                // Still receiving bytes here, or on another node sharing the
+                // directory (it holds the staging file's lock): next time.
+                let here = (s.app_id.clone(), s.id.clone());
+                if self.files.receiving.contains_key(&here)
+                    || self.files.blobs.staging_in_use(&s.app_id, &s.id)
                 {
                     continue;
                 }
@@ -713,11 +829,16 @@ impl Node {
                     .map_err(io)?;
                 self.store.forget_upload(&s.app_id, &s.id).await?;
                 metrics::counter!("mkondo_files_swept_total").increment(1);
+                removed += 1;
             }
-            if n < 200 {
-                return Ok(());
+            // A full batch of which nothing could go now would come back
+            // whole: stop, the next tick tries again.
+            if n < 200 || removed == 0 {
+                break;
             }
         }
+        self.store.purge_gone_uploads().await?;
+        Ok(())
     }
 }
 

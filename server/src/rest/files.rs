@@ -173,7 +173,7 @@ pub async fn create(
                     return Err(Error::invalid("user_id is required: the user who uploads"))
                 }
             };
-            node.resume_upload(&caller.app, &user, &upload).await?
+            node.resume_upload(&caller.app, &user, &id, &upload).await?
         }
         None => {
             let input = UploadInput {

@@ -2,8 +2,9 @@
 //! `uploading` (tus fills it) → `ready` (every byte arrived and passed the
 //! checks, `node::files`) → `attached` (claimed by a send, then given its
 //! message's seq in the send's own transaction) → `deleted` (its message,
-//! conversation or user went, or it was never attached within a day). The
-//! file sweeper removes a deleted upload's bytes, then its row.
+//! conversation or user went, or it was not written to nor attached for a
+//! day) → `gone` (the sweeper removed its bytes; the row stays a day after
+//! its creation, so it still counts in its uploader's daily quota).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -97,6 +98,8 @@ pub struct Derived {
     pub height: i64,
     pub thumbnail: bool,
     pub blurhash: String,
+    /// The served file's bytes (an image re-encoded differs from its upload).
+    pub size: i64,
 }
 
 /// An app's file limits; `None`: the server's default (the size) or no limit.
@@ -184,7 +187,7 @@ impl Store {
         }
         if let Some(total) = limits.app_total_bytes {
             let used: Option<i64> = sqlx::query_scalar(
-                "SELECT CAST(SUM(size) AS BIGINT) FROM uploads WHERE app_id = $1 AND state <> 'deleted'",
+                "SELECT CAST(SUM(size) AS BIGINT) FROM uploads WHERE app_id = $1 AND state NOT IN ('deleted', 'gone')",
             )
             .bind(app)
             .fetch_one(&mut *tx)
@@ -217,7 +220,7 @@ impl Store {
     /// One upload, in any state but `deleted`.
     pub async fn upload(&self, app: &str, id: &str) -> Result<Option<Upload>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE app_id = $1 AND id = $2 AND state <> 'deleted'"
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE app_id = $1 AND id = $2 AND state NOT IN ('deleted', 'gone')"
         ))
         .bind(app)
         .bind(id)
@@ -235,7 +238,7 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE app_id = $1 AND id IN ({marks}) AND state <> 'deleted'"
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE app_id = $1 AND id IN ({marks}) AND state NOT IN ('deleted', 'gone')"
         );
         let mut query = sqlx::query_as(&sql).bind(app);
         for id in ids {
@@ -249,7 +252,7 @@ impl Store {
     pub async fn upload_ready(&self, app: &str, id: &str, derived: &Derived) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE uploads SET state = 'ready', content_type = $3, width = $4, height = $5,
-                 thumbnail = $6, blurhash = $7, updated_at = $8
+                 thumbnail = $6, blurhash = $7, updated_at = $8, size = $9
              WHERE app_id = $1 AND id = $2 AND state = 'uploading'",
         )
         .bind(app)
@@ -260,15 +263,31 @@ impl Store {
         .bind(i64::from(derived.thumbnail))
         .bind(&derived.blurhash)
         .bind(now_ms())
+        .bind(derived.size)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// Marks an upload deleted (its bytes go with the next sweep).
-    pub async fn delete_upload(&self, app: &str, id: &str) -> Result<()> {
+    /// An upload still arriving was written to: it is not an orphan.
+    pub async fn touch_upload(&self, app: &str, id: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE uploads SET state = 'deleted', updated_at = $3 WHERE app_id = $1 AND id = $2",
+            "UPDATE uploads SET updated_at = $3 WHERE app_id = $1 AND id = $2 AND state = 'uploading'",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an upload whose bytes were refused deleted (its files go with
+    /// the next sweep); only while it is still arriving.
+    pub async fn refuse_upload(&self, app: &str, id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET state = 'deleted', updated_at = $3
+             WHERE app_id = $1 AND id = $2 AND state = 'uploading'",
         )
         .bind(app)
         .bind(id)
@@ -358,14 +377,26 @@ impl Store {
         .await?)
     }
 
-    /// Forgets a deleted upload once its bytes are gone.
+    /// A deleted upload whose bytes are gone: its row stays (`gone`) for a
+    /// day, so it still counts in its uploader's daily quota.
     pub async fn forget_upload(&self, app: &str, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE app_id = $1 AND id = $2 AND state = 'deleted'")
-            .bind(app)
-            .bind(id)
+        sqlx::query(
+            "UPDATE uploads SET state = 'gone' WHERE app_id = $1 AND id = $2 AND state = 'deleted'",
+        )
+        .bind(app)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the rows of uploads gone for more than the quota's day.
+    pub async fn purge_gone_uploads(&self) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM uploads WHERE state = 'gone' AND created_at < $1")
+            .bind(now_ms() - 24 * 3600 * 1000)
             .execute(&self.writer)
             .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 }
 

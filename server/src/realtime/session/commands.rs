@@ -404,7 +404,8 @@ impl Session {
                     node.create_upload(&app, Actor::User(&me), &req.conversation_id, input)
                         .await?
                 } else {
-                    node.resume_upload(&app, &me, &req.upload_id).await?
+                    node.resume_upload(&app, &me, &req.conversation_id, &req.upload_id)
+                        .await?
                 };
                 Ok(R::Upload(views::upload(&grant)))
             }
