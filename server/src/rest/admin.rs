@@ -71,7 +71,25 @@ pub struct UpdateApp {
     /// File limits (docs/files.md): the largest file, allowed types, a
     /// user's daily and the app's total quota; `null` for one: back to the
     /// default. The others stay.
+    #[serde(default, deserialize_with = "object")]
     pub files: Option<crate::node::files::FilesInput>,
+}
+
+/// A settings object given as a JSON object only (serde would also take a
+/// struct written as an array of its fields).
+fn object<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error as _;
+    match <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("files must be an object")),
+    }
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

@@ -78,7 +78,7 @@ pub struct SendMessage {
     /// Ready uploads of the sender in this conversation (`POST
     /// /v1/conversations/{id}/uploads`), at most 10, in the order shown.
     #[serde(default)]
-    #[schema(max_items = 10, value_type = Vec<String>)]
+    #[schema(max_items = 10, value_type = Vec<super::openapi::AttachmentId>)]
     pub attachment_ids: Vec<String>,
 }
 

@@ -327,10 +327,13 @@ impl Store {
             match row {
                 Some(row) => claimed.push(row),
                 None => {
-                    return Err(Error::invalid(format!(
-                        "attachment {id} is not a complete upload of yours in this conversation, \
-                         or is attached already"
-                    )))
+                    return Err(Error::new(
+                        mkondo_proto::ErrorCode::NotFound,
+                        format!(
+                            "attachment {id} is not a complete upload of yours in this \
+                             conversation, or is attached already"
+                        ),
+                    ))
                 }
             }
         }

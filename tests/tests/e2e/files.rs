@@ -262,7 +262,7 @@ async fn a_photo_goes_from_upload_to_members_only_download() {
             json!({"text": "again", "attachment_ids": [up.id]}),
         )
         .await;
-    assert_eq!(again.status, 422, "{}", again.text);
+    assert_eq!(again.status, 404, "{}", again.text);
 
     // Bob reads it through the real-time protocol's links.
     let (bob, _) = rig.server.client(Transport::WsProto, "bob").await;
@@ -499,7 +499,7 @@ async fn lying_oversized_and_hostile_uploads_are_refused() {
         )
         .await;
     assert_eq!(
-        sent.status, 422,
+        sent.status, 404,
         "another conversation's upload: {}",
         sent.text
     );
@@ -511,7 +511,7 @@ async fn lying_oversized_and_hostile_uploads_are_refused() {
             json!({"attachment_ids": [mine]}),
         )
         .await;
-    assert_eq!(sent.status, 422, "{}", sent.text);
+    assert_eq!(sent.status, 404, "{}", sent.text);
     // An incomplete upload cannot be attached.
     let partial = rig
         .create_upload("alice", &rig.conv, "p.bin", 10, "application/octet-stream")
@@ -524,7 +524,7 @@ async fn lying_oversized_and_hostile_uploads_are_refused() {
             json!({"attachment_ids": [partial["id"]]}),
         )
         .await;
-    assert_eq!(sent.status, 422, "{}", sent.text);
+    assert_eq!(sent.status, 404, "{}", sent.text);
     // More than ten.
     let eleven: Vec<String> = (0..11).map(|i| format!("upl_{i:026}")).collect();
     alice
