@@ -41,7 +41,7 @@ pub use mkondo_proto::v1::{
 };
 pub use proxy::{Fault, Proxy};
 pub use raw::{RawEvent, RawWs};
-pub use rest::{json_u64, seq_of, urlencode, Resp, Rest};
+pub use rest::{json_u64, seq_of, tus_patch, urlencode, Resp, Rest};
 pub use revocation::{expect_alive, expect_stopped, valid_after_secs, REVOCATION_DEADLINE};
 pub use server::{
     mkondo_bin, proc_status_kib, App, AsymmetricKey, Claims, ServerOptions, TestServer,

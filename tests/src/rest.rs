@@ -275,3 +275,26 @@ pub fn urlencode(s: &str) -> String {
     }
     out
 }
+
+/// A tus `PATCH` of `bytes` from `offset` to an upload `link` (the path and
+/// grant the server answered), as a browser sends it when `origin` is given.
+pub async fn tus_patch(
+    addr: SocketAddr,
+    link: &str,
+    offset: usize,
+    bytes: &[u8],
+    origin: Option<&str>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .patch(format!("http://{addr}{link}"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes.to_vec());
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("PATCH {link}: {e}"))
+}

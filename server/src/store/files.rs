@@ -271,24 +271,22 @@ impl Store {
 
     /// An upload still arriving was written to: it is not an orphan.
     pub async fn touch_upload(&self, app: &str, id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE uploads SET updated_at = $3 WHERE app_id = $1 AND id = $2 AND state = 'uploading'",
-        )
-        .bind(app)
-        .bind(id)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.change_arriving(app, id, "").await
     }
 
     /// Marks an upload whose bytes were refused deleted (its files go with
     /// the next sweep); only while it is still arriving.
     pub async fn refuse_upload(&self, app: &str, id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE uploads SET state = 'deleted', updated_at = $3
-             WHERE app_id = $1 AND id = $2 AND state = 'uploading'",
-        )
+        self.change_arriving(app, id, ", state = 'deleted'").await
+    }
+
+    /// Sets `updated_at` (and `more`, a fixed SQL assignment) on an upload
+    /// still arriving.
+    async fn change_arriving(&self, app: &str, id: &str, more: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "UPDATE uploads SET updated_at = $3{more}
+             WHERE app_id = $1 AND id = $2 AND state = 'uploading'"
+        ))
         .bind(app)
         .bind(id)
         .bind(now_ms())

@@ -631,20 +631,8 @@ async fn browsers_may_upload_with_tus_and_read_the_offset() {
         )
         .await
         .expect(201);
-    let resp = reqwest::Client::new()
-        .patch(format!(
-            "http://{}{}",
-            server.addr,
-            up["url"].as_str().unwrap()
-        ))
-        .header("origin", A)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", "0")
-        .header("content-type", "application/offset+octet-stream")
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
+    let link = up["url"].as_str().unwrap();
+    let resp = mkondo_tests::tus_patch(server.addr, link, 0, b"hi", Some(A)).await;
     assert_eq!(resp.status(), 204);
     let h = resp.headers();
     assert_eq!(h["access-control-allow-origin"], A);

@@ -123,15 +123,7 @@ impl Rig {
     }
 
     async fn patch(&self, link: &str, offset: usize, bytes: &[u8]) -> (u16, Value, Option<u64>) {
-        let resp = reqwest::Client::new()
-            .patch(self.url(link))
-            .header("tus-resumable", "1.0.0")
-            .header("upload-offset", offset.to_string())
-            .header("content-type", "application/offset+octet-stream")
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .unwrap();
+        let resp = mkondo_tests::tus_patch(self.server.addr, link, offset, bytes, None).await;
         let status = resp.status().as_u16();
         let offset = resp
             .headers()

@@ -500,19 +500,8 @@ async fn setup(server: &TestServer, webhook_url: &str) -> Fixture {
         )
         .await
         .expect(201);
-    let patched = reqwest::Client::new()
-        .patch(format!(
-            "http://{}{}",
-            server.addr,
-            upload["url"].as_str().unwrap()
-        ))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", "0")
-        .header("content-type", "application/offset+octet-stream")
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
+    let link = upload["url"].as_str().unwrap();
+    let patched = mkondo_tests::tus_patch(server.addr, link, 0, b"hi", None).await;
     assert_eq!(patched.status(), 204);
     let attachment = upload["id"].as_str().unwrap().to_owned();
     alice
