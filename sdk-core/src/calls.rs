@@ -24,6 +24,10 @@ pub struct NewMessage {
     pub client_id: Option<String>,
     /// The seq this message answers.
     pub reply_to: Option<u64>,
+    /// Files to attach (at most 10): ids of uploads of this conversation
+    /// ([`Client::upload`]). The message waits in the outbox for those this
+    /// client is still sending.
+    pub attachment_ids: Vec<String>,
 }
 
 impl NewMessage {
@@ -216,7 +220,7 @@ impl Client {
             data,
             client_id: msg.client_id.unwrap_or_default(),
             reply_to: msg.reply_to.unwrap_or(0),
-            attachment_ids: Vec::new(),
+            attachment_ids: msg.attachment_ids,
         };
         self.call(SessionCall::Send(request), message)
     }
@@ -532,11 +536,77 @@ impl Client {
         })
     }
 
+    /// Asks for an upload (`size` bytes, the declared `content_type`) in a
+    /// conversation: where to send the bytes, with a grant. [`Client::upload`]
+    /// does this and sends the bytes.
+    pub fn create_upload(
+        &self,
+        conversation_id: &str,
+        name: &str,
+        size: u64,
+        content_type: &str,
+    ) -> Call<v1::UploadResult> {
+        let command = Command::CreateUpload(v1::CreateUploadRequest {
+            conversation_id: conversation_id.into(),
+            name: name.into(),
+            size,
+            content_type: content_type.into(),
+            upload_id: String::new(),
+        });
+        self.request(command, false, upload)
+    }
+
+    /// A fresh grant for an upload of the caller's still arriving (after its
+    /// grant expired), with the bytes the server holds.
+    pub fn resume_upload(&self, conversation_id: &str, upload_id: &str) -> Call<v1::UploadResult> {
+        let command = Command::CreateUpload(v1::CreateUploadRequest {
+            conversation_id: conversation_id.into(),
+            upload_id: upload_id.into(),
+            ..Default::default()
+        });
+        self.request(command, true, upload)
+    }
+
+    /// Signed links to read attachments of messages in a conversation (at
+    /// most 100), in the order asked; made absolute with the server's URL.
+    pub fn attachment_urls(
+        &self,
+        conversation_id: &str,
+        attachment_ids: &[&str],
+    ) -> impl std::future::Future<Output = Result<v1::AttachmentUrlsResult>> + 'static {
+        let command = Command::AttachmentUrls(v1::AttachmentUrlsRequest {
+            conversation_id: conversation_id.into(),
+            attachment_ids: attachment_ids.iter().map(|&id| id.into()).collect(),
+        });
+        let call = self.request(command, true, |r| match r {
+            Reply::AttachmentUrls(u) => Ok(u),
+            other => unexpected(other),
+        });
+        let base = self.http_base();
+        async move {
+            let mut result = call.await?;
+            for url in &mut result.urls {
+                url.url = crate::uploads::absolute(&base, &url.url);
+                if !url.thumbnail_url.is_empty() {
+                    url.thumbnail_url = crate::uploads::absolute(&base, &url.thumbnail_url);
+                }
+            }
+            Ok(result)
+        }
+    }
+
     /// A round trip to the server.
     pub fn ping(&self) -> Call<()> {
         self.request(Command::Ping(v1::PingRequest {}), true, |r| match r {
             Reply::Pong(_) => Ok(()),
             other => unexpected(other),
         })
+    }
+}
+
+fn upload(reply: Reply) -> Result<v1::UploadResult> {
+    match reply {
+        Reply::Upload(u) => Ok(u),
+        other => unexpected(other),
     }
 }

@@ -44,6 +44,8 @@ struct Inner {
     devices: Mutex<Vec<String>>,
     restored: watch::Receiver<bool>,
     stopped: watch::Receiver<bool>,
+    /// What uploads need: the server's HTTP origin and trust.
+    http: Arc<crate::uploads::Http>,
 }
 
 impl Client {
@@ -101,6 +103,20 @@ impl Client {
                  network in the clear; use https:// or wss://"
             );
         }
+        let http = Arc::new(crate::uploads::Http {
+            base: crate::transport::grpc_url(&config.url),
+            min_delay: config.min_delay,
+            max_delay: config.max_delay,
+            #[cfg(not(target_arch = "wasm32"))]
+            tls: Arc::new(crate::transport::tls::TlsConfigs::new(
+                crate::transport::tls::TlsTrust {
+                    extra_ca_pem: config.extra_ca_pem.clone(),
+                },
+            )),
+            rng: Mutex::new(crate::backoff::Rng::new(
+                config.seed.unwrap_or_else(rt::entropy),
+            )),
+        });
         let transport = match &config.custom_transport {
             Some(t) => t.clone(),
             None => crate::transport::for_kind(config.transport, config.extra_ca_pem.clone())?,
@@ -162,12 +178,27 @@ impl Client {
                 devices: Mutex::new(Vec::new()),
                 restored: restored_rx,
                 stopped: stopped_rx,
+                http,
             }),
         })
     }
 
-    fn input(&self, input: Input) {
+    pub(crate) fn input(&self, input: Input) {
         let _ = self.inner.commands.send(Command::Input(input));
+    }
+
+    pub(crate) fn http(&self) -> &crate::uploads::Http {
+        &self.inner.http
+    }
+
+    /// The server's HTTP origin (`https://host[:port]`), which the links
+    /// the server hands out (uploads, attachments) are relative to.
+    pub fn http_base(&self) -> String {
+        self.inner.http.base.clone()
+    }
+
+    pub(crate) fn is_shut(&self) -> bool {
+        self.inner.shut.load(Ordering::SeqCst)
     }
 
     /// Starts connecting (and keeps the connection up). Idempotent.

@@ -36,6 +36,9 @@ pub enum Error {
     /// The client was shut down.
     #[error("the client was shut down")]
     Shutdown,
+    /// The upload was cancelled (and a message waiting for it was not sent).
+    #[error("the upload was cancelled")]
+    Cancelled,
     /// The subscription was cancelled by `unsubscribe()` before it completed.
     #[error("unsubscribed before the subscription completed")]
     Unsubscribed,
@@ -78,7 +81,7 @@ impl Error {
             | Self::TokenProvider(_)
             | Self::ConnectFailed(_) => ErrorCode::Unavailable,
             Self::OutboxFull { .. } => ErrorCode::RateLimited,
-            Self::Unsubscribed => ErrorCode::NotFound,
+            Self::Unsubscribed | Self::Cancelled => ErrorCode::NotFound,
             Self::InvalidArgument(_) | Self::Config(_) => ErrorCode::InvalidArgument,
             Self::Store(_) => ErrorCode::Internal,
         }
@@ -95,6 +98,7 @@ impl Error {
             | Self::TokenProvider(_)
             | Self::ConnectFailed(_) => true,
             Self::Shutdown
+            | Self::Cancelled
             | Self::Unsubscribed
             | Self::InvalidArgument(_)
             | Self::Config(_)
@@ -112,6 +116,7 @@ impl Error {
             Self::OutboxFull { .. } => "outbox_full",
             Self::Shutdown => "shutdown",
             Self::Unsubscribed => "unsubscribed",
+            Self::Cancelled => "cancelled",
             Self::InvalidArgument(_) => "",
             Self::Config(_) => "config",
             Self::TokenProvider(_) => "token_provider",

@@ -40,6 +40,7 @@ pub mod rt;
 pub mod session;
 pub mod store;
 pub mod transport;
+mod uploads;
 
 /// `docs/sdk/rust.md`: its examples are compiled as doc-tests.
 #[cfg(doctest)]
@@ -57,3 +58,4 @@ pub use event::{codes, AppState, ConnectionState, Event, SubscriptionState};
 pub use mkondo_proto::v1;
 pub use mkondo_proto::ErrorCode;
 pub use people::{ConversationUpdate, Page, ProfileUpdate, Role};
+pub use uploads::{NewUpload, ProgressFn, Upload, UploadSource, UploadStatus};

@@ -167,6 +167,14 @@ pub enum Input {
     /// Outbox entries the offline store handed over (another tab's, gone):
     /// queued like restored ones.
     Adopt(Vec<Pending>),
+    /// This client began sending an upload (its id): a message naming it
+    /// waits in the outbox until it ends.
+    UploadStarted(String),
+    /// The upload ended: sent, or failed (its waiting messages fail too).
+    UploadEnded {
+        id: String,
+        result: Result<(), Error>,
+    },
 }
 
 /// What must happen.
@@ -284,6 +292,8 @@ impl Session {
                 self.connection_input(now, Input::Shutdown);
             }
             Input::Adopt(entries) => self.adopt(entries),
+            Input::UploadStarted(id) => self.upload_started(id),
+            Input::UploadEnded { id, result } => self.upload_ended(&id, result),
             Input::Frames { conn, frames } => {
                 for frame in frames {
                     if !self.is_current(conn) {

@@ -13,8 +13,16 @@
 //! queued and removed when acknowledged. After a restart its call is gone, so
 //! the outcome of a message, edit, delete or reaction arrives as
 //! [`Event::Sent`] instead (a read's arrives as the `read` event, as always).
+//!
+//! A message naming uploads this client is still sending waits for them: it
+//! leaves once they finished (and fails with the first that failed or was
+//! cancelled). It holds the later changes of its own conversation, not those
+//! of others: a photo on a slow network does not hold a text elsewhere.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    time::Duration,
+};
 
 use mkondo_proto::v1::{self, client_frame::Command, reply::Result as Reply};
 
@@ -34,11 +42,15 @@ struct Item {
     in_flight: bool,
     /// After a temporary refusal (rate limit): not before then.
     not_before: Option<Instant>,
+    /// The uploads it names that are still being sent.
+    waiting: Vec<String>,
 }
 
 pub(super) struct Outbox {
     items: VecDeque<Item>,
     limit: usize,
+    /// The uploads this client is sending (their ids).
+    uploads: HashSet<String>,
 }
 
 impl Outbox {
@@ -46,6 +58,7 @@ impl Outbox {
         Self {
             items: VecDeque::new(),
             limit: limit.max(1),
+            uploads: HashSet::new(),
         }
     }
 
@@ -56,17 +69,33 @@ impl Outbox {
     /// The first message not yet sent, if it may go now. Later ones wait behind
     /// it, so that the original order holds.
     pub(super) fn next_ready(&self, now: Instant) -> Option<usize> {
-        let index = self.items.iter().position(|i| !i.in_flight)?;
+        let index = self.first_unsent_index()?;
         let item = &self.items[index];
         item.not_before.is_none_or(|at| at <= now).then_some(index)
     }
 
     /// `Some(not_before)` of the first message not yet sent.
     pub(super) fn first_unsent(&self) -> Option<Option<Instant>> {
-        self.items
-            .iter()
-            .find(|i| !i.in_flight)
-            .map(|i| i.not_before)
+        self.first_unsent_index()
+            .map(|index| self.items[index].not_before)
+    }
+
+    /// The first change not yet sent that may go: not waiting for uploads,
+    /// and behind no change of its conversation that waits.
+    fn first_unsent_index(&self) -> Option<usize> {
+        let mut held: Vec<&str> = Vec::new();
+        for (index, item) in self.items.iter().enumerate() {
+            if item.in_flight {
+                continue;
+            }
+            let conversation = conversation_of(&item.command).unwrap_or_default();
+            if !item.waiting.is_empty() {
+                held.push(conversation);
+            } else if !held.contains(&conversation) {
+                return Some(index);
+            }
+        }
+        None
     }
 
     pub(super) fn take_next(&mut self, now: Instant) -> Option<(Command, Purpose)> {
@@ -107,6 +136,7 @@ impl Outbox {
                 command: pending.command,
                 in_flight: false,
                 not_before: None,
+                waiting: Vec::new(),
             });
         }
     }
@@ -123,16 +153,53 @@ impl Session {
             request.client_id = self.new_client_id(now);
         }
         let key = request.client_id.clone();
-        self.enqueue(op, key, Command::Send(request));
+        let waiting = (request.attachment_ids.iter())
+            .filter(|id| self.outbox.uploads.contains(*id))
+            .cloned()
+            .collect();
+        self.enqueue(op, key, Command::Send(request), waiting);
     }
 
     /// An edit, a delete, a reaction or a read, queued like a message.
     pub(super) fn enqueue_change(&mut self, now: Now, op: OpId, command: Command) {
         let key = format!("q-{}", &self.new_client_id(now)[2..]);
-        self.enqueue(op, key, command);
+        self.enqueue(op, key, command, Vec::new());
     }
 
-    fn enqueue(&mut self, op: OpId, key: String, command: Command) {
+    /// An upload of this client's began: messages naming it wait for it.
+    pub(super) fn upload_started(&mut self, id: String) {
+        self.outbox.uploads.insert(id);
+    }
+
+    /// An upload ended: the messages waiting for it may go, or (when it
+    /// failed or was cancelled) fail with its error.
+    pub(super) fn upload_ended(&mut self, id: &str, result: Result<(), Error>) {
+        self.outbox.uploads.remove(id);
+        let Err(err) = result else {
+            for item in &mut self.outbox.items {
+                item.waiting.retain(|w| w != id);
+            }
+            return;
+        };
+        let failed: Vec<String> = (self.outbox.items.iter())
+            .filter(|i| i.waiting.iter().any(|w| w == id))
+            .map(|i| i.key.clone())
+            .collect();
+        for key in failed {
+            if let Some(item) = self.outbox.remove(&key) {
+                self.record(Change::OutboxRemove(item.key.clone()));
+                match item.op {
+                    Some(op) => self.done(op, Err(err.clone())),
+                    None => self.emit(Event::Sent {
+                        client_id: item.key,
+                        result: Err(err.clone()),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, op: OpId, key: String, command: Command, waiting: Vec<String>) {
         if conversation_of(&command).is_none_or(str::is_empty) {
             let err = Error::InvalidArgument("conversation_id is empty".into());
             self.done(op, Err(err));
@@ -153,6 +220,7 @@ impl Session {
             command,
             in_flight: false,
             not_before: None,
+            waiting,
         });
     }
 

@@ -13,11 +13,15 @@
 pub mod browser;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod grpc;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod http;
 pub mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tls;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod websocket;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod xhr;
 
 use std::time::Duration;
 

@@ -48,6 +48,7 @@ mod roles;
 mod sdk_chaos;
 mod sdk_chat;
 mod sdk_common;
+mod sdk_files;
 mod sdk_offline;
 mod sdk_people;
 mod sdk_tls;

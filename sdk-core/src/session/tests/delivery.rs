@@ -483,3 +483,74 @@ fn the_cache_follows_messages_and_reads() {
     sim.frames(conn, vec![push(Push::Message(message("c", 5, "alice")))]);
     assert_eq!(cache.lock().unwrap().total_unread(), 0);
 }
+
+fn sent_texts(frames: &[v1::ClientFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|f| match &f.command {
+            Some(Command::Send(s)) => Some(s.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn with_files(conv: &str, text: &str, ids: &[&str]) -> Call {
+    Call::Send(v1::SendRequest {
+        conversation_id: conv.into(),
+        text: text.into(),
+        attachment_ids: ids.iter().map(|&id| id.into()).collect(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_message_waits_for_its_uploads_and_holds_only_its_own_conversation() {
+    let mut sim = Sim::new(config());
+    let conn = sim.connect();
+    sim.input(Input::UploadStarted("upl_a".into()));
+    sim.input(Input::UploadStarted("upl_b".into()));
+    let photo = sim.call(with_files("c", "photo", &["upl_a", "upl_b"]));
+    sim.call(send("c", "after the photo"));
+    sim.call(send("d", "elsewhere"));
+    // An upload this client is not sending (done before, or another
+    // device's) does not hold a message.
+    sim.call(with_files("e", "sent before", &["upl_old"]));
+    assert_eq!(sent_texts(&sim.sent(conn)), ["elsewhere", "sent before"]);
+
+    sim.input(Input::UploadEnded {
+        id: "upl_a".into(),
+        result: Ok(()),
+    });
+    assert!(sim.sent(conn).is_empty(), "upl_b is still on its way");
+    sim.input(Input::UploadEnded {
+        id: "upl_b".into(),
+        result: Ok(()),
+    });
+    let frames = sim.sent(conn);
+    assert_eq!(sent_texts(&frames), ["photo", "after the photo"]);
+    let Some(Command::Send(request)) = &frames[0].command else {
+        panic!("{frames:?}");
+    };
+    assert_eq!(request.attachment_ids, ["upl_a", "upl_b"]);
+    assert!(
+        sim.done(photo).is_none(),
+        "it completes with the server's ack"
+    );
+}
+
+#[test]
+fn a_message_whose_upload_failed_or_was_cancelled_fails_and_is_not_sent() {
+    let mut sim = Sim::new(config());
+    let conn = sim.connect();
+    sim.input(Input::UploadStarted("upl_a".into()));
+    let photo = sim.call(with_files("c", "photo", &["upl_a"]));
+    sim.call(send("c", "next"));
+    assert!(sim.sent(conn).is_empty());
+    sim.input(Input::UploadEnded {
+        id: "upl_a".into(),
+        result: Err(Error::Cancelled),
+    });
+    assert_eq!(sim.done(photo), Some(Err(Error::Cancelled)));
+    assert_eq!(sent_texts(&sim.sent(conn)), ["next"]);
+    assert_eq!(sim.s.outbox_len(), 1, "only `next` waits for its ack");
+}
