@@ -42,6 +42,9 @@ MKONDO_TEST_STORE=postgres cargo test --locked --workspace --tests -- \
     lifecycle:: delete_conversation:: rest:: operations:: durability:: operator:: sdk_chat:: \
     ownership:: events:: hooks:: webhooks:: devices:: push:: sdk_people:: files::
 
+echo "== the files scenarios again, on the S3 store (moto checking every signature, in a venv)"
+MKONDO_TEST_BLOBS=s3 cargo test --locked --workspace --tests -- files::
+
 echo "== build the server binary the suites in other languages start"
 # With `--workspace --tests` features resolve as for the tests above, so this
 # links the binary from their build (`-p mkondo-server` would rebuild the tree).

@@ -209,6 +209,12 @@ pub struct ServeArgs {
     /// here while they arrive.
     #[arg(long, env = "MKONDO_FILES_DIR")]
     pub files_dir: Option<PathBuf>,
+    /// Where ready files are kept: `file` (the default: in --files-dir) or an
+    /// S3-compatible bucket, `s3://<bucket>[?endpoint=http(s)://host:port]
+    /// [&region=…]` (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_SESSION_TOKEN). Uploads are staged in --files-dir either way.
+    #[arg(long, env = "MKONDO_BLOB_STORE")]
+    pub blob_store: Option<String>,
     /// The largest upload, in bytes, for apps that set no limit of their own
     /// (default 25 MiB).
     #[arg(long, env = "MKONDO_FILE_MAX_BYTES")]
@@ -473,7 +479,10 @@ pub struct Config {
 /// Uploads, downloads and what is derived from files (`node::files`).
 #[derive(Debug, Clone)]
 pub struct FilesConfig {
+    /// Staging, and ready files unless `s3` is set.
     pub dir: PathBuf,
+    /// `--blob-store s3://…`: the bucket of ready files.
+    pub s3: Option<crate::files::s3::S3Url>,
     /// The largest upload of an app without a limit of its own.
     pub max_bytes: u64,
     /// A user's uploads in 24 hours, in apps without a quota of their own.
@@ -493,6 +502,7 @@ impl FilesConfig {
     pub fn in_dir(dir: PathBuf) -> Self {
         Self {
             dir,
+            s3: None,
             max_bytes: Self::DEFAULT_MAX_BYTES,
             user_daily_bytes: 1 << 30,
             url_ttl: Duration::from_secs(3600),
@@ -570,6 +580,20 @@ fn default_files_dir(database: &str) -> PathBuf {
         PathBuf::from("mkondo-files")
     } else {
         PathBuf::from(format!("{sqlite}.files"))
+    }
+}
+
+/// `--blob-store`: `None` for `file` (or nothing), the bucket of `s3://…`.
+fn blob_store(given: Option<String>) -> anyhow::Result<Option<crate::files::s3::S3Url>> {
+    match given.as_deref() {
+        None | Some("file") => Ok(None),
+        Some(url) if url.starts_with("s3:") => crate::files::s3::S3Url::parse(url)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--blob-store: {e}")),
+        Some(other) => anyhow::bail!(
+            "--blob-store must be `file` or s3://<bucket>?endpoint=<http(s)://host:port>&region=<region>, \
+             not {other:?}"
+        ),
     }
 }
 
@@ -943,6 +967,7 @@ impl ServeArgs {
             .unwrap_or_else(|| default_files_dir(database.expose()));
         let fd = FilesConfig::in_dir(files_dir);
         let files = FilesConfig {
+            s3: blob_store(self.blob_store.clone().or(file.blob_store.clone()))?,
             max_bytes: pick!(file_max_bytes, fd.max_bytes).max(1),
             user_daily_bytes: pick!(file_user_daily_bytes, fd.user_daily_bytes),
             url_ttl: Duration::from_secs(
@@ -1152,6 +1177,25 @@ mod tests {
             let cli = Cli::parse_from(["mkondo", bad[0], bad[1]]);
             let err = cli.serve.resolve().unwrap_err().to_string();
             assert!(err.contains(bad[0]), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn files_are_local_unless_an_s3_bucket_is_given() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert!(c.files.s3.is_none());
+        let file = Cli::parse_from(["mkondo", "--blob-store", "file"]);
+        assert!(file.serve.resolve().unwrap().files.s3.is_none());
+        let cli = Cli::parse_from(["mkondo", "--blob-store", "s3://files?region=eu-west-1"]);
+        let s3 = cli.serve.resolve().unwrap().files.s3.unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_str()),
+            ("files", "eu-west-1")
+        );
+        for bad in ["disk", "s3://files/prefix", "s3://files?endpoint=localhost"] {
+            let cli = Cli::parse_from(["mkondo", "--blob-store", bad]);
+            let err = cli.serve.resolve().unwrap_err().to_string();
+            assert!(err.starts_with("--blob-store"), "{bad}: {err}");
         }
     }
 

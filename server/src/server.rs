@@ -20,6 +20,7 @@ use crate::engine::presence::{MemoryPresence, PresenceManager};
 use crate::engine::redis_broker::RedisBroker;
 use crate::engine::redis_presence::RedisPresence;
 use crate::error::Error;
+use crate::files::blobs::Blobs;
 use crate::node::{DemoApp, Node};
 use crate::realtime::grpc::RealtimeService;
 use crate::realtime::ws;
@@ -43,11 +44,16 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
              (the same key on every node)"
         );
     }
+    // A bucket that cannot be written stops the start here, not at the
+    // first upload.
+    Blobs::new(config.files.dir.clone(), config.files.s3.as_ref())?
+        .check()
+        .await?;
     let hub = Arc::new(Hub::default());
     let Some(url) = config.broker.redis_url.clone() else {
         let broker = Arc::new(MemoryBroker::new(hub.clone()));
         let presence = Arc::new(MemoryPresence::default());
-        let node = Node::new(store, config, hub, broker, presence, outbound, secrets);
+        let node = Node::new(store, config, hub, broker, presence, outbound, secrets)?;
         tokio::spawn(node.clone().run_typing_sweep());
         tokio::spawn(node.clone().run_event_retention());
         tokio::spawn(node.clone().run_webhooks());
@@ -70,7 +76,7 @@ pub async fn build_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let broker: Arc<dyn Broker> =
         RedisBroker::start(redis, &prefix, node_id.clone(), hub.clone(), stop.clone()).await?;
     tracing::info!(node = %node_id, %prefix, "using the Redis broker and presence");
-    let node = Node::new(store, config, hub, broker, presence, outbound, secrets);
+    let node = Node::new(store, config, hub, broker, presence, outbound, secrets)?;
     let shutdown = node.shutdown_signal();
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -100,9 +106,7 @@ pub async fn tool_node(config: Config) -> anyhow::Result<Arc<Node>> {
     let hub = Arc::new(Hub::default());
     let broker = Arc::new(MemoryBroker::new(hub.clone()));
     let presence = Arc::new(MemoryPresence::default());
-    Ok(Node::new(
-        store, config, hub, broker, presence, outbound, secrets,
-    ))
+    Node::new(store, config, hub, broker, presence, outbound, secrets)
 }
 
 fn metrics_handle() -> PrometheusHandle {

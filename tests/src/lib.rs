@@ -26,9 +26,11 @@ pub mod push_providers;
 mod raw;
 mod rest;
 mod revocation;
+pub mod s3;
 mod server;
 mod services;
 pub mod tls;
+pub mod venv;
 pub mod webhook_receiver;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

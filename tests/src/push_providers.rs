@@ -4,7 +4,7 @@
 //! records every request and answers as scripted.
 //!
 //! The servers run in a Python venv: `MKONDO_PUSH_PYTHON` names its python,
-//! else tests/push-providers/venv.sh makes it (from PyPI) and says where.
+//! else tests/venv.sh makes it (from PyPI) and says where.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,29 +14,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::venv::root;
 
-/// The venv's python: `MKONDO_PUSH_PYTHON`, or what venv.sh prints.
+/// The venv's python: `MKONDO_PUSH_PYTHON`, or what tests/venv.sh prints.
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        if let Some(python) = std::env::var_os("MKONDO_PUSH_PYTHON") {
-            return PathBuf::from(python);
-        }
-        let script = root().join("tests/push-providers/venv.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("running tests/push-providers/venv.sh");
-        assert!(
-            out.status.success(),
-            "tests/push-providers/venv.sh failed (it needs python3 and PyPI)"
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    PYTHON.get_or_init(|| crate::venv::python("push-providers", "MKONDO_PUSH_PYTHON"))
 }
 
 /// A loopback provider: a child process, killed on drop.

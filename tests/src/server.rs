@@ -465,6 +465,21 @@ impl TestServer {
         }
     }
 
+    /// Whether the server's store holds the ready file `name` (`upl_…`, or
+    /// `upl_….thumb`) of `app`: under [`Self::files_dir`], or in its bucket.
+    pub async fn stored(&self, app: &str, name: &str) -> bool {
+        if !uses_s3(&self.opts) {
+            return self.files_dir().join("blobs").join(app).join(name).exists();
+        }
+        let store = crate::s3::s3().store(&crate::s3::bucket_of(&self.db));
+        let key = object_store::path::Path::from_iter([app, name]);
+        match store.head(&key).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("looking for {key} in the test bucket: {e}"),
+        }
+    }
+
     /// What `--database` was given: the SQLite path or the PostgreSQL URL.
     pub fn database_url(&self) -> &str {
         &self.db
@@ -703,6 +718,12 @@ async fn add_key_in(db: &str, app_id: &str, alg: &str, public_pem: &Path) -> Str
 /// The secrets key of test servers on PostgreSQL: base64 of 32 bytes.
 pub const TEST_SECRETS_KEY: &str = "bWtvbmRvLXRlc3RzLXNlY3JldHMta2V5LTMyLWJ5dGU=";
 
+/// Whether a server keeps its ready files in the test S3 server: with
+/// `MKONDO_TEST_BLOBS=s3`, unless its flags name a store.
+fn uses_s3(opts: &ServerOptions) -> bool {
+    crate::s3::s3_by_default() && !opts.flags.iter().any(|(n, _)| n == "--blob-store")
+}
+
 /// The files directory the nodes of a PostgreSQL database share in tests
 /// (`None` on SQLite: the server's default beside the database file).
 fn files_dir_of(db: &str) -> Option<std::path::PathBuf> {
@@ -736,6 +757,20 @@ async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running,
     let files = opts.flags.iter().any(|(n, _)| n == "--files-dir");
     if let (Some(dir), false) = (files_dir_of(db), files) {
         cmd.arg("--files-dir").arg(dir);
+    }
+    // MKONDO_TEST_BLOBS=s3: ready files in the bucket of this database.
+    if uses_s3(opts) {
+        let bucket = crate::s3::bucket_of(db);
+        let s3 = tokio::task::spawn_blocking(move || {
+            let s3 = crate::s3::s3();
+            s3.bucket(&bucket);
+            s3
+        })
+        .await
+        .unwrap();
+        cmd.arg("--blob-store")
+            .arg(s3.url(&crate::s3::bucket_of(db)));
+        cmd.envs(s3.env());
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

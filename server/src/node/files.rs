@@ -19,7 +19,6 @@
 //! - Links to read them are asked for by members, per conversation; they are
 //!   signed for one file, one variant and an expiry.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -28,7 +27,7 @@ use futures::StreamExt as _;
 use super::{Actor, Node};
 use crate::config::FilesConfig;
 use crate::error::{Error, Result};
-use crate::files::blobs::{LocalBlobs, Variant};
+use crate::files::blobs::{Blobs, Stored, Variant};
 use crate::files::derive;
 use crate::store::files::{Attachment, Derived, FileLimits, NewUpload, Upload};
 use crate::store::now_ms;
@@ -47,18 +46,18 @@ pub const IDLE_BODY: std::time::Duration = std::time::Duration::from_secs(30);
 /// The node's file state: where bytes live, uploads receiving bytes now, and
 /// the decode permits.
 pub struct FilesState {
-    pub blobs: LocalBlobs,
+    pub blobs: Blobs,
     receiving: DashMap<(String, String), ()>,
     decodes: Arc<tokio::sync::Semaphore>,
 }
 
 impl FilesState {
-    pub fn new(config: &FilesConfig) -> Self {
-        Self {
-            blobs: LocalBlobs::new(config.dir.clone()),
+    pub fn new(config: &FilesConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            blobs: Blobs::new(config.dir.clone(), config.s3.as_ref())?,
             receiving: DashMap::new(),
             decodes: Arc::new(tokio::sync::Semaphore::new(config.image_decodes as usize)),
-        }
+        })
     }
 }
 
@@ -176,7 +175,7 @@ pub struct AttachmentLink {
 /// A file to serve.
 #[derive(Debug, Clone)]
 pub struct Download {
-    pub path: PathBuf,
+    pub file: Stored,
     pub content_type: String,
     pub name: String,
     /// Whether the browser may show it in the page.
@@ -573,6 +572,9 @@ impl Node {
                     }
                     return Err(Error::not_found("upload"));
                 }
+                if let Err(e) = self.files.blobs.committed(app, &upload.id).await {
+                    tracing::warn!(error = %e, "removing a stored upload's staged copy failed");
+                }
                 metrics::counter!("mkondo_uploads_completed_total").increment(1);
                 let mut ready = upload;
                 ready.state = "ready".to_owned();
@@ -606,7 +608,9 @@ impl Node {
     ) -> std::result::Result<Processed, Unfinished> {
         let failed = Unfinished::Failed;
         let path = self.files.blobs.staging(app, &upload.id);
-        let head = read_head(&path).await.map_err(|e| failed(io(e)))?;
+        let head = crate::files::blobs::read_head(&path, derive::SNIFF_BYTES as u64)
+            .await
+            .map_err(|e| failed(io(e)))?;
         let content_type = checked_type(&upload.declared_type, derive::sniff(&head))
             .map_err(Unfinished::Refused)?;
         let limits = self.app_file_limits(app).await.map_err(failed)?;
@@ -770,20 +774,24 @@ impl Node {
             .await?
             .filter(|u| u.state == "attached" && (variant == Variant::Original || u.thumbnail))
             .ok_or_else(|| Error::not_found("file"))?;
-        let path = self.files.blobs.path(app, id, variant);
         let (content_type, inline) = match variant {
             Variant::Original => (
                 upload.content_type.clone(),
                 derive::inline_image(&upload.content_type),
             ),
             Variant::Thumbnail => {
-                let head = read_head(&path).await.map_err(io)?;
+                let head = self
+                    .files
+                    .blobs
+                    .head(app, id, variant, derive::SNIFF_BYTES as u64)
+                    .await
+                    .map_err(io)?;
                 let t = derive::sniff(&head).unwrap_or("image/jpeg");
                 (t.to_owned(), true)
             }
         };
         Ok(Download {
-            path,
+            file: self.files.blobs.stored(app, id, variant),
             content_type,
             name: upload.name,
             inline,
@@ -948,17 +956,8 @@ fn type_allowed(limits: &FileLimits, t: &str) -> bool {
         })
 }
 
-async fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use tokio::io::AsyncReadExt as _;
-    let file = tokio::fs::File::open(path).await?;
-    let mut head = Vec::with_capacity(derive::SNIFF_BYTES);
-    file.take(derive::SNIFF_BYTES as u64)
-        .read_to_end(&mut head)
-        .await?;
-    Ok(head)
-}
-
-fn io(e: std::io::Error) -> Error {
+/// The file store failed: logged, and unavailable to the caller.
+pub(crate) fn io(e: std::io::Error) -> Error {
     tracing::error!(error = %e, "file storage failed");
     Error::new(
         mkondo_proto::ErrorCode::Unavailable,

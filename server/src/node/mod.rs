@@ -109,13 +109,13 @@ impl Node {
         presence: Arc<dyn PresenceManager>,
         outbound: crate::outbound::OutboundClient,
         secrets: Option<crate::outbound::secrets::SecretBox>,
-    ) -> Arc<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
         let connect_gate = Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_connects,
         ));
         let floods = floods::Floods::new(&config);
-        let files = files::FilesState::new(&config.files);
-        Arc::new(Self {
+        let files = files::FilesState::new(&config.files)?;
+        Ok(Arc::new(Self {
             store,
             config,
             floods,
@@ -136,7 +136,7 @@ impl Node {
             files,
             workers: Default::default(),
             started: Instant::now(),
-        })
+        }))
     }
 
     pub fn uptime(&self) -> std::time::Duration {

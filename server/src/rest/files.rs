@@ -15,7 +15,8 @@ use super::auth::Caller;
 use super::extract::{Json, Path, Query};
 use super::openapi::{ConversationId, E401, E403, E404, E413, E422};
 use crate::error::{Error, Result};
-use crate::files::blobs::Variant;
+use crate::files::blobs::{Stored, Variant};
+use crate::files::s3::S3Object;
 use crate::node::files::{Grant, UploadGrant, UploadInput};
 use crate::node::Node;
 use crate::store::Millis;
@@ -426,14 +427,10 @@ async fn serve(
     request: axum::extract::Request,
 ) -> Result<Response> {
     let file = node.download(app, id, variant, grant).await?;
-    let served = tower_http::services::ServeFile::new(&file.path)
-        .oneshot(request)
-        .await
-        .map_err(|_| Error::internal())?;
-    let mut response = served.map(axum::body::Body::new);
-    if response.status() == StatusCode::NOT_FOUND {
-        return Err(Error::not_found("file"));
-    }
+    let mut response = match &file.file {
+        Stored::File(path) => serve_file(path, request).await?,
+        Stored::Object(object) => serve_object(object, &request.into_parts().0).await?,
+    };
     let h = response.headers_mut();
     if let Ok(t) = HeaderValue::from_str(&file.content_type) {
         h.insert(http::header::CONTENT_TYPE, t);
@@ -465,6 +462,63 @@ async fn serve(
     }
     h.remove(http::header::LAST_MODIFIED);
     Ok(response)
+}
+
+/// A file on the local disk, ranges answered by `ServeFile`.
+async fn serve_file(path: &std::path::Path, request: axum::extract::Request) -> Result<Response> {
+    let served = tower_http::services::ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|_| Error::internal())?;
+    if served.status() == StatusCode::NOT_FOUND {
+        return Err(Error::not_found("file"));
+    }
+    Ok(served.map(axum::body::Body::new))
+}
+
+/// A file in the bucket, streamed through: answered as `ServeFile` answers
+/// (`Accept-Ranges`, one range as 206 with `Content-Range`, several or an
+/// unsatisfiable one as 416), so both stores serve the same headers.
+async fn serve_object(object: &S3Object, request: &http::request::Parts) -> Result<Response> {
+    let size = object
+        .size()
+        .await
+        .map_err(crate::node::files::io)?
+        .ok_or_else(|| Error::not_found("file"))?;
+    let range = request
+        .headers
+        .get(http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| http_range_header::parse_range_header(r).and_then(|r| r.validate(size)));
+    let builder = Response::builder().header(http::header::ACCEPT_RANGES, "bytes");
+    let (builder, span) = match range {
+        None => (builder, 0..size),
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let (start, end) = (*ranges[0].start(), *ranges[0].end());
+            let builder = builder.status(StatusCode::PARTIAL_CONTENT).header(
+                http::header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{size}"),
+            );
+            (builder, start..end + 1)
+        }
+        Some(_) => {
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(axum::body::Body::empty())
+                .map_err(|_| Error::internal());
+        }
+    };
+    let body = if request.method == http::Method::HEAD || span.is_empty() {
+        axum::body::Body::empty()
+    } else {
+        let stream = object.read(span.clone()).await;
+        axum::body::Body::from_stream(stream.map_err(crate::node::files::io)?)
+    };
+    builder
+        .header(http::header::CONTENT_LENGTH, span.end - span.start)
+        .body(body)
+        .map_err(|_| Error::internal())
 }
 
 /// `filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).

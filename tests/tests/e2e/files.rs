@@ -5,10 +5,12 @@
 //! body past the declared size (cut mid-stream), an image bomb, a grant used
 //! for another upload or conversation, expired and tampered links. A cut
 //! connection resumes; deleting a message, erasing a user and leaving an
-//! upload unattached remove the bytes from disk.
+//! upload unattached remove the bytes from the store.
+//!
+//! The same scenarios run on the S3 store with `MKONDO_TEST_BLOBS=s3` (moto,
+//! checking every request's signature; see `mkondo_tests::s3`).
 
 use std::io::Cursor;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageFormat, RgbImage};
@@ -162,12 +164,18 @@ impl Rig {
         (resp.status, resp.body)
     }
 
-    fn blob(&self, id: &str) -> PathBuf {
-        self.server
-            .files_dir()
-            .join("blobs")
-            .join(&self.server.app.app_id)
-            .join(id)
+    /// Whether the server's store (its directory, or its bucket with
+    /// `MKONDO_TEST_BLOBS=s3`) holds a file.
+    async fn stored(&self, id: &str) -> bool {
+        self.server.stored(&self.server.app.app_id, id).await
+    }
+
+    async fn wait_gone(&self, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.stored(id).await {
+            assert!(Instant::now() < deadline, "{id} is still stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -177,18 +185,6 @@ async fn get(url: &str, range: Option<&str>) -> reqwest::Response {
         req = req.header("range", range);
     }
     req.send().await.unwrap()
-}
-
-async fn wait_gone(path: &std::path::Path) {
-    let deadline = Instant::now() + WAIT;
-    while path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} is still on disk",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -291,9 +287,22 @@ async fn a_photo_goes_from_upload_to_members_only_download() {
         !served.windows(10).any(|w| w == b"SECRET-GPS"),
         "the EXIF metadata is stripped from what is served"
     );
+    assert_eq!(h["accept-ranges"], "bytes");
     let part = get(&rig.url(&link.url), Some("bytes=0-9")).await;
     assert_eq!(part.status(), 206);
+    let total = served.len();
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 0-9/{total}").as_str()
+    );
+    assert_eq!(part.headers()["x-content-type-options"], "nosniff");
     assert_eq!(&part.bytes().await.unwrap()[..], &served[..10]);
+    let beyond = get(&rig.url(&link.url), Some(&format!("bytes={total}-"))).await;
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{total}").as_str()
+    );
     let thumb = get(&rig.url(&link.thumbnail_url), None).await;
     assert_eq!(thumb.status(), 200);
     let thumb = image::load_from_memory(&thumb.bytes().await.unwrap()).unwrap();
@@ -570,7 +579,10 @@ async fn raw_patch(
 #[tokio::test]
 async fn a_cut_connection_resumes_where_the_server_stands() {
     let rig = Rig::start(ServerOptions::new()).await;
-    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    // Past a part of a multipart upload to S3 (5 MiB).
+    let bytes: Vec<u8> = (0..(5 << 20) + 300_000u32)
+        .map(|i| (i % 251) as u8)
+        .collect();
     let up = rig
         .create_upload(
             "alice",
@@ -621,6 +633,53 @@ async fn a_cut_connection_resumes_where_the_server_stands() {
         &bytes[..],
         "the whole file, in order"
     );
+    let url = rig.url(body["urls"][0]["url"].as_str().unwrap());
+    let across = (5 << 20) - 10;
+    let part = get(&url, Some(&format!("bytes={across}-{}", across + 19))).await;
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        &part.bytes().await.unwrap()[..],
+        &bytes[across..across + 20]
+    );
+    let tail = get(&url, Some("bytes=-7")).await;
+    assert_eq!(tail.status(), 206);
+    assert_eq!(&tail.bytes().await.unwrap()[..], &bytes[bytes.len() - 7..]);
+}
+
+/// With `MKONDO_TEST_BLOBS=s3`: a secret the bucket refuses (every request's
+/// signature is checked) stops the start, saying why.
+#[tokio::test]
+async fn a_bucket_refusing_the_credentials_stops_the_start() {
+    if !mkondo_tests::s3::s3_by_default() {
+        return;
+    }
+    const BUCKET: &str = "mkondo-wrong-secret";
+    let s3 = tokio::task::spawn_blocking(|| {
+        let s3 = mkondo_tests::s3::s3();
+        s3.bucket(BUCKET);
+        s3
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = tokio::process::Command::new(mkondo_tests::mkondo_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        .arg(dir.path().join("mkondo.db"))
+        .args(["--blob-store", &s3.url(BUCKET)])
+        .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let out = tokio::time::timeout(WAIT * 3, serve)
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--blob-store") && stderr.contains("SignatureDoesNotMatch"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -642,15 +701,17 @@ async fn deletes_erasure_and_orphans_take_the_bytes() {
     assert_eq!(message["attachments"].as_array().unwrap().len(), 2);
     let (_, links) = rig.links("bob", &rig.conv, &[&a]).await;
     let seq = message["seq"].as_u64().unwrap();
-    assert!(rig.blob(&a).exists() && rig.blob(&b).exists());
+    assert!(rig.stored(&a).await && rig.stored(&b).await);
+    assert!(rig.stored(&format!("{a}.thumb")).await, "a thumbnail");
     let deleted = rig
         .as_user("alice")
         .delete(&format!("/v1/conversations/{}/messages/{seq}", rig.conv))
         .await
         .ok();
     assert_eq!(deleted["attachments"], json!([]));
-    wait_gone(&rig.blob(&a)).await;
-    wait_gone(&rig.blob(&b)).await;
+    rig.wait_gone(&a).await;
+    rig.wait_gone(&format!("{a}.thumb")).await;
+    rig.wait_gone(&b).await;
     let url = rig.url(links["urls"][0]["url"].as_str().unwrap());
     assert_eq!(
         get(&url, None).await.status(),
@@ -663,9 +724,9 @@ async fn deletes_erasure_and_orphans_take_the_bytes() {
         .upload("alice", &rig.conv, "c.png", "image/png", &png(4, 4))
         .await;
     rig.send("alice", &rig.conv, &[&c]).await;
-    assert!(rig.blob(&c).exists());
+    assert!(rig.stored(&c).await);
     rig.api.delete("/v1/users/alice?erase=true").await.ok();
-    wait_gone(&rig.blob(&c)).await;
+    rig.wait_gone(&c).await;
 
     // An upload never attached goes after the orphan time; one attached stays.
     let orphan = rig
@@ -675,10 +736,10 @@ async fn deletes_erasure_and_orphans_take_the_bytes() {
         .upload("bob", &rig.conv, "k.png", "image/png", &png(4, 4))
         .await;
     rig.send("bob", &rig.conv, &[&kept]).await;
-    assert!(rig.blob(&orphan).exists());
-    wait_gone(&rig.blob(&orphan)).await;
+    assert!(rig.stored(&orphan).await);
+    rig.wait_gone(&orphan).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(rig.blob(&kept).exists(), "an attached file stays");
+    assert!(rig.stored(&kept).await, "an attached file stays");
 }
 
 #[tokio::test]
