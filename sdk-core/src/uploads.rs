@@ -18,7 +18,7 @@
 //! resumed (the server removes what it held after a day), and a message that
 //! waited for it in a durable outbox is refused `not_found` when sent.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use mkondo_proto::v1;
@@ -89,7 +89,7 @@ pub struct NewUpload {
 
 /// Called with `(sent, total)` bytes as they leave.
 #[cfg(not(target_arch = "wasm32"))]
-pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+pub type ProgressFn = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// Called with `(sent, total)` bytes as they leave.
 #[cfg(target_arch = "wasm32")]
 pub type ProgressFn = std::rc::Rc<dyn Fn(u64, u64)>;
@@ -109,7 +109,7 @@ pub struct UploadStatus {
 #[derive(Clone)]
 pub struct Upload {
     status: watch::Receiver<UploadStatus>,
-    cancel: Arc<watch::Sender<bool>>,
+    cancel: futures::future::AbortHandle,
 }
 
 impl Upload {
@@ -118,29 +118,26 @@ impl Upload {
     ///
     /// [`NewMessage::attachment_ids`]: crate::NewMessage::attachment_ids
     pub async fn id(&self) -> Result<String> {
-        let mut status = self.status.clone();
-        let status = status
-            .wait_for(|s| s.id.is_some() || s.outcome.is_some())
-            .await
-            .map_err(|_| Error::Shutdown)?;
-        match (&status.id, &status.outcome) {
-            (Some(id), _) => Ok(id.clone()),
-            (None, Some(Err(e))) => Err(e.clone()),
-            (None, _) => Err(Error::Shutdown),
-        }
+        self.wait(false).await
     }
 
     /// Resolves with the upload's id once the server holds all of it.
     pub async fn finished(&self) -> Result<String> {
+        self.wait(true).await
+    }
+
+    /// The id, once known (or once finished): one future for both, as the web
+    /// package pays for each future type.
+    async fn wait(&self, finished: bool) -> Result<String> {
         let mut status = self.status.clone();
         let status = status
-            .wait_for(|s| s.outcome.is_some())
+            .wait_for(|s| s.outcome.is_some() || (!finished && s.id.is_some()))
             .await
             .map_err(|_| Error::Shutdown)?;
-        match &status.outcome {
-            Some(Ok(())) => status.id.clone().ok_or(Error::Shutdown),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(Error::Shutdown),
+        match (&status.id, &status.outcome) {
+            (_, Some(Err(e))) => Err(e.clone()),
+            (Some(id), _) => Ok(id.clone()),
+            (None, _) => Err(Error::Shutdown),
         }
     }
 
@@ -152,7 +149,7 @@ impl Upload {
     /// Stops sending: the upload ends with [`Error::Cancelled`], and so does a
     /// message waiting for it. What the server held is removed after a day.
     pub fn cancel(&self) {
-        self.cancel.send_replace(true);
+        self.cancel.abort();
     }
 }
 
@@ -163,7 +160,7 @@ pub(crate) struct Http {
     pub min_delay: Duration,
     pub max_delay: Duration,
     #[cfg(not(target_arch = "wasm32"))]
-    pub tls: Arc<crate::transport::tls::TlsConfigs>,
+    pub tls: std::sync::Arc<crate::transport::tls::TlsConfigs>,
     pub rng: Mutex<Rng>,
 }
 
@@ -187,8 +184,10 @@ pub fn absolute(base: &str, path: &str) -> String {
 
 /// The error of a tus answer: the server's `{"error": {code, message}}`, or
 /// the status alone.
-pub(crate) fn status_error(status: u16, body: &[u8]) -> Error {
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+pub(crate) fn status_error(status: u16, body: &str) -> Error {
+    // From a `str`, as the rest of the client parses JSON: a second
+    // deserializer would weigh on the web package.
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let field = |name: &str| {
         parsed
             .as_ref()
@@ -217,11 +216,8 @@ impl Client {
             total: *total.as_ref().unwrap_or(&0),
             outcome: None,
         });
-        let (cancel, cancelled) = watch::channel(false);
-        let handle = Upload {
-            status,
-            cancel: Arc::new(cancel),
-        };
+        let (cancel, registration) = futures::future::AbortHandle::new_pair();
+        let handle = Upload { status, cancel };
         let task = Task {
             client: self.clone(),
             file,
@@ -233,12 +229,8 @@ impl Client {
                 Ok(total) => total,
                 Err(e) => return task.end(Err(e)),
             };
-            let mut cancelled = cancelled;
-            let outcome = tokio::select! {
-                outcome = task.run(total) => outcome,
-                _ = cancelled.wait_for(|c| *c) => Err(Error::Cancelled),
-            };
-            task.end(outcome);
+            let run = futures::future::Abortable::new(task.run(total), registration);
+            task.end(run.await.unwrap_or(Err(Error::Cancelled)));
         });
         handle
     }
@@ -380,12 +372,12 @@ mod tests {
 
     #[test]
     fn a_tus_refusal_reads_as_the_servers_error() {
-        let body = br#"{"error":{"code":"too_large","message":"over 25 MiB","reason":"x"}}"#;
+        let body = r#"{"error":{"code":"too_large","message":"over 25 MiB","reason":"x"}}"#;
         let e = status_error(413, body);
         assert_eq!(e.code(), mkondo_proto::ErrorCode::TooLarge);
         assert!(!e.temporary());
         assert_eq!(e.to_string(), "too_large: over 25 MiB");
-        assert!(status_error(503, b"<html>").temporary());
-        assert!(!status_error(404, b"").temporary());
+        assert!(status_error(503, "<html>").temporary());
+        assert!(!status_error(404, "").temporary());
     }
 }

@@ -58,6 +58,29 @@ export interface Message {
   id: string; conversationId: string; seq: number; senderId: string; kind?: string;
   text?: string; data?: object; clientId?: string; replyTo?: number; createdAt?: string;
   editedAt?: string; deletedAt?: string; reactions?: Reaction[];
+  /** Files attached (read them through `client.attachmentUrls`). */
+  attachments?: Attachment[];
+}
+/** A file in a message, as the server derived it: images have `width`,
+ * `height`, a `blurhash` to paint at once and (`thumbnail: true`) a
+ * thumbnail of at most 320 px. */
+export interface Attachment {
+  id: string; name: string; contentType: string; size: number;
+  width?: number; height?: number; thumbnail?: boolean; blurhash?: string;
+}
+/** `client.upload(conversationId, file, options?)`. */
+export interface UploadOptions {
+  /** The name members see; the `File`'s name by default. */
+  name?: string;
+  /** The declared type; the `File`'s type by default. */
+  contentType?: string;
+  /** Told the bytes sent so far, and the file's size. */
+  onProgress?: (sent: number, total: number) => void;
+}
+/** `client.attachmentUrls(conversationId, ids)`: absolute links, valid until `expiresAt`. */
+export interface AttachmentUrls {
+  urls: { id: string; url: string; thumbnailUrl?: string }[];
+  expiresAt?: string;
 }
 export interface Presence { userId: string; status: 'online' | 'away' | 'offline'; lastSeen?: string }
 export type Role = 'owner' | 'admin' | 'member';
@@ -109,6 +132,8 @@ export interface SendOptions {
   clientId?: string;
   /** The seq of the message this one answers. */
   replyTo?: number;
+  /** Uploads to attach (at most 10); the message waits for those still being sent. */
+  attachmentIds?: string[];
 }
 /** `client.history(conversationId, options?)`: seqs exclusive; `limit` defaults to 50 (at most 100). */
 export interface HistoryOptions { before?: number; after?: number; limit?: number }

@@ -216,7 +216,40 @@ pub(crate) fn new_message(
         data: from_js(&field(&o, "data")?.unwrap_or_default())?,
         client_id: string(&o, "clientId")?,
         reply_to: whole(&o, "replyTo")?,
+        attachment_ids: strings(&o, "attachmentIds")?.unwrap_or_default(),
     })
+}
+
+/// `upload(conversationId, file, { name, contentType, onProgress })`: the
+/// name and type default to the `File`'s.
+pub(crate) fn new_upload(
+    conversation_id: String,
+    file: web_sys::Blob,
+    options: Option<JsValue>,
+) -> Result<(mkondo_sdk::NewUpload, Option<js_sys::Function>), JsValue> {
+    use wasm_bindgen::JsCast;
+    let o = optional(options, "upload")?;
+    let file_name = file.dyn_ref::<web_sys::File>().map(web_sys::File::name);
+    let name = string(&o, "name")?
+        .or(file_name)
+        .unwrap_or_else(|| "file".into());
+    let content_type = string(&o, "contentType")?
+        .or_else(|| Some(file.type_()).filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let progress = match field(&o, "onProgress")? {
+        None => None,
+        Some(f) => Some(
+            f.dyn_into::<js_sys::Function>()
+                .map_err(|_| invalid("onProgress: a function"))?,
+        ),
+    };
+    let upload = mkondo_sdk::NewUpload {
+        conversation_id,
+        name,
+        content_type,
+        source: mkondo_sdk::UploadSource::Blob(file),
+    };
+    Ok((upload, progress))
 }
 
 /// `history(conversationId, { before, after, limit })`.

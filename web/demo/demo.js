@@ -35,6 +35,121 @@ async function fetchToken() {
 const messages = new Map(); // seq → message
 let peerReadSeq = 0;
 let typingTimer = null;
+let client = null;
+
+// Attachments. An image paints its BlurHash at once (it came with the
+// message), then its thumbnail once loaded through a signed link, and the
+// full image on click; another file is a link. What showed, in order, is
+// kept in `window.mkondoFiles` for the browser test.
+window.mkondoFiles = [];
+const fileViews = new Map(); // message id → its files' element, kept across renders
+const links = new Map(); // attachment id → its signed links (valid about an hour)
+
+async function attachmentLink(id) {
+  const known = links.get(id);
+  if (known && Date.parse(known.expiresAt) > Date.now() + 60_000) return known;
+  const result = await client.attachmentUrls(conversationId, [id]);
+  const link = { ...result.urls[0], expiresAt: result.expiresAt };
+  links.set(id, link);
+  return link;
+}
+
+const DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~';
+const base83 = (s) => [...s].reduce((v, c) => v * 83 + DIGITS.indexOf(c), 0);
+const toLinear = (v) => ((v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+const toSrgb = (v) => {
+  v = Math.max(0, Math.min(1, v));
+  return Math.round((v <= 0.0031308 ? v * 12.92 : 1.055 * v ** (1 / 2.4) - 0.055) * 255);
+};
+
+// The BlurHash algorithm's decoder, into a small canvas the page scales up.
+function blurhashCanvas(hash, width, height) {
+  const canvas = document.createElement('canvas');
+  canvas.width = 32;
+  canvas.height = 32;
+  Object.assign(canvas.style, { width: `${width}px`, height: `${height}px` });
+  const size = base83(hash[0]);
+  const [nx, ny] = [(size % 9) + 1, Math.floor(size / 9) + 1];
+  const maxAc = (base83(hash[1]) + 1) / 166;
+  const dc = base83(hash.slice(2, 6));
+  const colors = [[dc >> 16, (dc >> 8) & 255, dc & 255].map(toLinear)];
+  for (let i = 1; i < nx * ny; i++) {
+    const v = base83(hash.slice(4 + i * 2, 6 + i * 2));
+    const q = [Math.floor(v / 361), Math.floor(v / 19) % 19, v % 19];
+    colors.push(q.map((c) => Math.sign(c - 9) * ((c - 9) / 9) ** 2 * maxAc));
+  }
+  const ctx = canvas.getContext('2d');
+  const image = ctx.createImageData(32, 32);
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) {
+      const rgb = [0, 0, 0];
+      for (let j = 0; j < ny; j++) {
+        for (let i = 0; i < nx; i++) {
+          const basis = Math.cos((Math.PI * x * i) / 32) * Math.cos((Math.PI * y * j) / 32);
+          colors[i + j * nx].forEach((c, k) => (rgb[k] += c * basis));
+        }
+      }
+      image.data.set([...rgb.map(toSrgb), 255], 4 * (x + y * 32));
+    }
+  }
+  ctx.putImageData(image, 0, 0);
+  return canvas;
+}
+
+function meanColour(canvas) {
+  const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i += 4) [0, 1, 2].forEach((k) => (sum[k] += data[i + k]));
+  return sum.map((v) => Math.round(v / (data.length / 4)));
+}
+
+async function showFull(id) {
+  $('full-image').src = (await attachmentLink(id)).url;
+  $('viewer').hidden = false;
+  window.mkondoFiles.push(['full', id]);
+}
+
+function filesView(m) {
+  let view = fileViews.get(m.id);
+  if (view) return view;
+  view = document.createElement('div');
+  view.className = 'files';
+  for (const a of m.attachments) {
+    if (!a.blurhash && !a.thumbnail) {
+      const link = document.createElement('a');
+      link.href = '#';
+      link.dataset.testid = 'file';
+      link.textContent = `📎 ${a.name}`;
+      link.onclick = async (e) => {
+        e.preventDefault();
+        window.open((await attachmentLink(a.id)).url);
+      };
+      view.append(link);
+      continue;
+    }
+    const scale = Math.min(1, 160 / Math.max(a.width || 160, a.height || 160));
+    const [w, h] = [Math.round((a.width || 160) * scale), Math.round((a.height || 160) * scale)];
+    const placeholder = blurhashCanvas(a.blurhash, w, h);
+    placeholder.dataset.testid = 'blurhash';
+    placeholder.onclick = () => showFull(a.id);
+    view.append(placeholder);
+    window.mkondoFiles.push(['blurhash', a.id, meanColour(placeholder)]);
+    if (!a.thumbnail) continue;
+    attachmentLink(a.id).then((link) => {
+      const img = new Image(w, h);
+      img.alt = a.name;
+      img.dataset.testid = 'thumbnail';
+      img.onload = () => {
+        placeholder.replaceWith(img);
+        window.mkondoFiles.push(['thumbnail', a.id]);
+      };
+      img.onclick = () => showFull(a.id);
+      img.src = link.thumbnailUrl;
+    }).catch((e) => console.error('attachment:', e));
+  }
+  fileViews.set(m.id, view);
+  return view;
+}
 
 function renderMessages() {
   const list = $('messages');
@@ -44,6 +159,7 @@ function renderMessages() {
     li.dataset.testid = 'message';
     li.className = m.senderId === me ? 'mine' : '';
     li.textContent = `${m.senderId}: ${m.text ?? ''}`;
+    if (m.attachments?.length) li.append(filesView(m));
     if (m.senderId === me) {
       const r = document.createElement('span');
       r.className = 'receipt';
@@ -119,7 +235,7 @@ async function main() {
   // The offline store (IndexedDB, one database per user of the demo): the page
   // opens with its conversation and recent messages before any network, and
   // what is typed offline is sent once the server answers, after a reload too.
-  const client = await Client.create({
+  client = await Client.create({
     url: location.origin, tokenProvider: fetchToken, connect: false,
     storeName: `mkondo-demo-${me}`, storeUserId: me,
   });
@@ -197,6 +313,29 @@ async function main() {
     client.typingStopped(conversationId).catch(() => {});
     add(await client.sendMessage(conversationId, text));
   });
+
+  // A file goes with the text typed so far. The message is queued at once
+  // and waits in the outbox until the upload finished; the bar shows the bytes.
+  $('attach').addEventListener('change', async () => {
+    const file = $('attach').files[0];
+    $('attach').value = '';
+    if (!file) return;
+    const bar = $('upload-progress');
+    Object.assign(bar, { hidden: false, value: 0 });
+    const upload = client.upload(conversationId, file, {
+      onProgress: (sent, total) => (bar.value = total ? sent / total : 1),
+    });
+    const text = $('composer').value.trim();
+    $('composer').value = '';
+    try {
+      add(await client.sendMessage(conversationId, text, { attachmentIds: [await upload.id] }));
+    } catch (e) {
+      console.error('upload:', e);
+    } finally {
+      bar.hidden = true;
+    }
+  });
+  $('viewer').addEventListener('click', () => ($('viewer').hidden = true));
 }
 
 main().catch((e) => {

@@ -51,6 +51,8 @@ echo "== @mkondo/sdk in Node (by package name)"
 node --experimental-websocket --test web/tests/node.test.mjs
 echo "== the two-window demo in headless Chromium (Playwright)"
 node --test web/tests/demo.test.mjs
+echo "== files: an image sent in one demo window shows in the other (Playwright)"
+node --test web/tests/files.test.mjs
 echo "== offline: the demo's history with the server stopped, sent once from one of two tabs (Playwright)"
 node --test web/tests/offline.test.mjs
 echo "== the demo's service worker shows Web Push messages (DevTools-delivered pushes)"

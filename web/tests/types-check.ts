@@ -122,3 +122,18 @@ await Client.create({ url: 'http://x', token: 't', appState: 'hidden' });
 // @ts-expect-error: a page's cursor is a string
 await c2.members('conv', { cursor: 5 });
 console.log((await c2.sendText('conv', 'hi')).seq);
+
+// Files: an upload with progress, a message waiting for it, links to read it.
+const upload = c2.upload('conv', new Blob(['x'], { type: 'text/plain' }), {
+  name: 'x.txt', onProgress: (sent: number, total: number) => console.log(sent / total),
+});
+const withFile = await c2.sendMessage('conv', '', { attachmentIds: [await upload.id] });
+const file = withFile.attachments?.[0];
+console.log(file?.blurhash, file?.width, (await upload.done).length, upload.sent, upload.total);
+const links = await c2.attachmentUrls('conv', [file?.id ?? '']);
+console.log(links.urls[0]?.thumbnailUrl, links.expiresAt);
+upload.cancel();
+// @ts-expect-error: attachment ids are strings
+await c2.sendMessage('conv', '', { attachmentIds: [5] });
+// @ts-expect-error: a file is a Blob
+c2.upload('conv', 'not a blob');

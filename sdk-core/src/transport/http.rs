@@ -210,10 +210,8 @@ async fn offset_of(answer: Response<Incoming>) -> Result<u64, TusError> {
         return offset.ok_or_else(|| network("no Upload-Offset in the answer"));
     }
     let body = answer.into_body().collect().await.map_err(network)?;
-    Err(TusError::Status(
-        status,
-        status_error(status, &body.to_bytes()),
-    ))
+    let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    Err(TusError::Status(status, status_error(status, &body)))
 }
 
 fn network(e: impl std::fmt::Display) -> TusError {

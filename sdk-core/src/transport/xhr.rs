@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use wasm_bindgen::{closure::Closure, JsCast};
 use web_sys::{ProgressEvent, XmlHttpRequest};
 
@@ -21,9 +21,7 @@ const PROCESSING: Duration = Duration::from_secs(300);
 pub(crate) async fn head(_http: &Http, url: &str) -> Result<u64, TusError> {
     let mut request = Request::open("HEAD", url)?;
     request.xhr.send().map_err(js)?;
-    rt::timeout(STALLED, done(&request.xhr, &mut request.ended))
-        .await
-        .ok_or_else(|| TusError::Network("no answer".into()))?
+    request.answer(0, 0, STALLED, &|_| {}).await
 }
 
 /// `PATCH` from `from`: the rest of the source; `on_sent` is told the bytes
@@ -54,29 +52,23 @@ pub(crate) async fn patch(
             xhr.send_with_opt_buffer_source(Some(&rest)).map_err(js)?;
         }
     }
-    let mut sent = from;
-    loop {
-        let wait = if sent < total { STALLED } else { PROCESSING };
-        tokio::select! {
-            answer = done(&request.xhr, &mut request.ended) => return answer,
-            loaded = rt::timeout(wait, request.progress.recv()) => match loaded {
-                Some(Some(loaded)) => {
-                    sent = (from + loaded).min(total);
-                    on_sent(sent);
-                }
-                Some(None) => sent = total,
-                None => return Err(TusError::Network("the upload stalled".into())),
-            },
-        }
-    }
+    request.answer(from, total, PROCESSING, on_sent).await
 }
 
-/// One request: its handlers, and what they report. Dropped, it detaches its
-/// handlers and aborts the request if it has not ended.
+/// What a request's handlers report.
+enum Report {
+    /// Bytes of the body sent.
+    Progress(u64),
+    /// It ended: answered, failed or aborted.
+    End,
+}
+
+/// One request and its handlers. Dropped, it detaches them and aborts the
+/// request if it has not ended.
 struct Request {
     xhr: XmlHttpRequest,
-    ended: Option<oneshot::Receiver<()>>,
-    progress: mpsc::UnboundedReceiver<u64>,
+    ended: bool,
+    reports: mpsc::UnboundedReceiver<Report>,
     _on_end: Closure<dyn FnMut()>,
     _on_progress: Closure<dyn FnMut(ProgressEvent)>,
 }
@@ -87,55 +79,68 @@ impl Request {
         xhr.open(method, url).map_err(js)?;
         xhr.set_request_header("tus-resumable", "1.0.0")
             .map_err(js)?;
-        let (end_tx, ended) = oneshot::channel();
-        let mut end_tx = Some(end_tx);
+        let (tx, reports) = mpsc::unbounded_channel();
+        let end_tx = tx.clone();
         let on_end = Closure::<dyn FnMut()>::new(move || {
-            if let Some(tx) = end_tx.take() {
-                let _ = tx.send(());
-            }
+            let _ = end_tx.send(Report::End);
         });
         xhr.set_onloadend(Some(on_end.as_ref().unchecked_ref()));
-        let (progress_tx, progress) = mpsc::unbounded_channel();
         let on_progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |e: ProgressEvent| {
-            let _ = progress_tx.send(e.loaded() as u64);
+            let _ = tx.send(Report::Progress(e.loaded() as u64));
         });
         xhr.upload()
             .map_err(js)?
             .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
         Ok(Self {
             xhr,
-            ended: Some(ended),
-            progress,
+            ended: false,
+            reports,
             _on_end: on_end,
             _on_progress: on_progress,
         })
     }
-}
 
-/// A request's answer: the `Upload-Offset` of a 2xx, or the error.
-async fn done(
-    xhr: &XmlHttpRequest,
-    ended: &mut Option<oneshot::Receiver<()>>,
-) -> Result<u64, TusError> {
-    let Some(waiting) = ended.as_mut() else {
-        return Err(TusError::Network("the request ended".into()));
-    };
-    let _ = waiting.await;
-    *ended = None;
-    let status = xhr.status().map_err(js)?;
-    if status == 0 {
-        return Err(TusError::Network("the connection failed".into()));
+    /// Waits for the answer, telling `on_sent` the body's progress: given up
+    /// after [`STALLED`] without progress, or `processing` once it is all sent.
+    async fn answer(
+        &mut self,
+        from: u64,
+        total: u64,
+        processing: Duration,
+        on_sent: &dyn Fn(u64),
+    ) -> Result<u64, TusError> {
+        let mut sent = from;
+        loop {
+            let wait = if sent < total { STALLED } else { processing };
+            match rt::timeout(wait, self.reports.recv()).await {
+                Some(Some(Report::Progress(loaded))) => {
+                    sent = (from + loaded).min(total);
+                    on_sent(sent);
+                }
+                Some(Some(Report::End)) => {
+                    self.ended = true;
+                    return self.result();
+                }
+                Some(None) | None => return Err(TusError::Network("no answer".into())),
+            }
+        }
     }
-    if (200..300).contains(&status) {
-        let offset = xhr.get_response_header("upload-offset").map_err(js)?;
-        return (offset.and_then(|o| o.parse().ok()))
-            .ok_or_else(|| TusError::Network("no Upload-Offset in the answer".into()));
+
+    /// The `Upload-Offset` of a 2xx, or the error.
+    fn result(&self) -> Result<u64, TusError> {
+        let xhr = &self.xhr;
+        let status = xhr.status().map_err(js)?;
+        if status == 0 {
+            return Err(TusError::Network("the connection failed".into()));
+        }
+        if (200..300).contains(&status) {
+            let offset = xhr.get_response_header("upload-offset").map_err(js)?;
+            return (offset.and_then(|o| o.parse().ok()))
+                .ok_or_else(|| TusError::Network("no Upload-Offset in the answer".into()));
+        }
+        let body = xhr.response_text().ok().flatten().unwrap_or_default();
+        Err(TusError::Status(status, status_error(status, &body)))
     }
-    let body = xhr.response_text().ok().flatten().unwrap_or_default();
-    Err(TusError::Status(
-        status,
-        status_error(status, body.as_bytes()),
-    ))
 }
 
 impl Drop for Request {
@@ -144,7 +149,7 @@ impl Drop for Request {
         if let Ok(upload) = self.xhr.upload() {
             upload.set_onprogress(None);
         }
-        if self.ended.is_some() {
+        if !self.ended {
             let _ = self.xhr.abort();
         }
     }
