@@ -96,7 +96,7 @@ impl From<Core> for MkondoError {
                 reason,
                 temporary,
             },
-            Core::Shutdown | Core::Unsubscribed => Self::Cancelled {
+            Core::Shutdown | Core::Unsubscribed | Core::Cancelled => Self::Cancelled {
                 detail: e.to_string(),
                 code,
                 reason,

@@ -14,7 +14,7 @@ pub mod client;
 pub mod error;
 pub mod types;
 
-pub use client::{Client, Subscription};
+pub use client::{Client, Subscription, Upload, UploadListener};
 pub use error::{MkondoError, TokenError};
 
 uniffi::setup_scaffolding!("mkondo");

@@ -168,6 +168,58 @@ suspend fun restartRecovered(s: Server) = coroutineScope {
     alice.shutdown(); bob.shutdown()
 }
 
+/** Records an upload's progress; cancels it once `cancelAfter` bytes left. */
+class Progress(private val cancelAfter: ULong? = null) : UploadListener {
+    val seen = CopyOnWriteArrayList<Pair<ULong, ULong>>()
+    @Volatile var upload: Upload? = null
+    override fun onProgress(sent: ULong, total: ULong) {
+        seen.add(sent to total)
+        if (cancelAfter != null && sent >= cancelAfter) upload?.cancel()
+    }
+}
+
+/** Files over TLS: a photo from a path with its progress and the message
+ * waiting for it; bytes cancelled mid-way fail the message waiting. */
+suspend fun files(s: Server) {
+    val (alice, _) = connected(s, "alice")
+    val (bob, bEvents) = connected(s, "bob")
+    val direct = alice.startDirect("bob")
+    bob.subscribe(direct.id)
+    val image = java.awt.image.BufferedImage(500, 300, java.awt.image.BufferedImage.TYPE_INT_RGB)
+    for (x in 0 until 500) for (y in 0 until 300) image.setRGB(x, y, (x shl 16) or (y shl 8) or 90)
+    val file = File.createTempFile("photo", ".png").apply { deleteOnExit() }
+    javax.imageio.ImageIO.write(image, "png", file)
+
+    val progress = Progress()
+    val upload = alice.upload(
+        NewUpload(direct.id, "photo.png", "image/png", FileSource.Path(file.path)), progress,
+    )
+    val id = upload.id()
+    val sent = alice.sendMessage(NewMessage(conversationId = direct.id, text = "a photo", attachmentIds = listOf(id)))
+    expect(upload.finished() == id && upload.sent() == file.length().toULong(), "uploaded whole")
+    expect(progress.seen.last() == (file.length().toULong() to file.length().toULong()), "progress to the end")
+    val a = sent.attachments.single()
+    expect(a.id == id && a.width == 500u && a.height == 300u && a.thumbnail && a.blurhash.isNotEmpty(), "attachment $a")
+    bEvents.waitFor { it is ClientEvent.MessageReceived && it.message.attachments == listOf(a) }
+    val links = bob.attachmentUrls(direct.id, listOf(id))
+    expect(links.urls.single().url.startsWith(s.url) && links.urls.single().thumbnailUrl.isNotEmpty(), "links")
+
+    val cancelling = Progress(cancelAfter = 1uL)
+    val big = alice.upload(
+        NewUpload(direct.id, "big.bin", "application/octet-stream", FileSource.Bytes(ByteArray(24 shl 20))), cancelling,
+    )
+    cancelling.upload = big
+    val bigId = big.id()
+    try {
+        alice.sendMessage(NewMessage(conversationId = direct.id, text = "never", attachmentIds = listOf(bigId)))
+        throw AssertionError("no error")
+    } catch (e: MkondoException.Cancelled) {
+        expect(e.reason == "cancelled", "reason ${e.reason}")
+    }
+    expect(big.sent() < big.total(), "cancelled before the end")
+    alice.shutdown(); bob.shutdown()
+}
+
 class Provider(private val s: Server) : TokenProvider {
     val calls = AtomicInteger()
     override fun fetchToken(): String = when (calls.incrementAndGet()) {
@@ -400,6 +452,7 @@ fun main() {
         "push devices, mute, do not disturb, sign-out" to ::pushDevices,
         "people, groups, listeners and typed errors" to ::peopleAndGroups,
         "offline store across killed processes" to ::offlineAcrossProcesses,
+        "files: upload with progress, cancel" to ::files,
     )
     var passed = 0
     var failed = 0
