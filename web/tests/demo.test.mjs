@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium, twoPages } from './lib/browser.mjs';
+import { demoWindows, launchChromium } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
 const artifacts = 'target/web-tests';
@@ -22,12 +22,7 @@ test('two demo windows: chat, typing, unread badge, presence, read receipts, ser
   let server = await startServer(database);
   const browser = await launchChromium({ args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] });
   try {
-    const [alice, bob] = await twoPages(browser);
-    await alice.goto(`http://${server.addr}/`);
-    await bob.goto(`http://${server.addr}/index2.html`);
-    for (const page of [alice, bob]) {
-      await page.getByTestId('connection-state').filter({ hasText: /^connected$/ }).waitFor();
-    }
+    const [alice, bob] = await demoWindows(browser, `http://${server.addr}`);
 
     // Typing in one window shows in the other.
     await alice.getByTestId('composer').pressSequentially('hel');
@@ -88,12 +83,7 @@ test('the call page sets up a WebRTC call between two windows through SDK signal
   const server = await startServer(database);
   const browser = await launchChromium({ args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] });
   try {
-    const [alice, bob] = await twoPages(browser);
-    await alice.goto(`http://${server.addr}/call.html`);
-    await bob.goto(`http://${server.addr}/call.html?as=bob`);
-    for (const page of [alice, bob]) {
-      await page.getByTestId('connection-state').filter({ hasText: /^connected$/ }).waitFor();
-    }
+    const [alice, bob] = await demoWindows(browser, `http://${server.addr}`, ['/call.html', '/call.html?as=bob']);
     await alice.getByTestId('call').click();
     for (const page of [alice, bob]) {
       await page.getByTestId('call-state').filter({ hasText: /^connected$/ }).waitFor({ timeout: 20_000 });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium, twoPages } from './lib/browser.mjs';
+import { demoWindows, launchChromium } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
 test('an image sent in one demo window appears in the other: blurhash, thumbnail, full image', async () => {
@@ -18,12 +18,7 @@ test('an image sent in one demo window appears in the other: blurhash, thumbnail
   const server = await startServer(database);
   const browser = await launchChromium();
   try {
-    const [alice, bob] = await twoPages(browser);
-    await alice.goto(`http://${server.addr}/`);
-    await bob.goto(`http://${server.addr}/index2.html`);
-    for (const page of [alice, bob]) {
-      await page.getByTestId('connection-state').filter({ hasText: /^connected$/ }).waitFor();
-    }
+    const [alice, bob] = await demoWindows(browser, `http://${server.addr}`);
 
     // A 1200×800 photo-like PNG, drawn by the browser (noise, so it is large
     // enough for progress to be seen: about 2.8 MB).

@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium, twoPages } from './lib/browser.mjs';
+import { demoWindows, launchChromium } from './lib/browser.mjs';
 import { startServer, stopServer } from './lib/server.mjs';
 
 
@@ -85,12 +85,7 @@ test('the package chats over wss:// in Chromium trusting a test CA; wrong names 
   const browser = await launchChromium({ env: { ...process.env, HOME: homeTrusting(dir, trusted.ca) } });
   const untrusting = await launchChromium({ env: { ...process.env, HOME: join(dir, 'empty-home') } });
   try {
-    const [alice, bob] = await twoPages(browser);
-    await alice.goto(`${origin}/`);
-    await bob.goto(`${origin}/index2.html`);
-    for (const page of [alice, bob]) {
-      await page.getByTestId('connection-state').filter({ hasText: /^connected$/ }).waitFor();
-    }
+    const [alice, bob] = await demoWindows(browser, origin);
     assert.equal(await alice.evaluate(() => location.protocol), 'https:');
     await alice.getByTestId('composer').fill('hello over tls');
     await alice.getByTestId('send').click();

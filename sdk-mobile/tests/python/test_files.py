@@ -28,6 +28,14 @@ def png(width, height):
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
+async def alice_with_bob(server):
+    """Alice connected, and her conversation with Bob (who exists, offline)."""
+    alice, _ = await connected(server, "alice")
+    bob, _ = await connected(server, "bob")
+    bob.shutdown()
+    return alice, await alice.start_direct("bob")
+
+
 class Progress(mkondo.UploadListener):
     def __init__(self, cancel_after=None):
         self.seen = []
@@ -86,10 +94,7 @@ def test_a_photo_from_a_path_reaches_the_other_member(server, tmp_path):
 
 def test_cancelled_bytes_fail_the_message_waiting_for_them(server):
     async def run():
-        alice, _ = await connected(server, "alice")
-        bob, _ = await connected(server, "bob")
-        bob.shutdown()
-        direct = await alice.start_direct("bob")
+        alice, direct = await alice_with_bob(server)
         progress = Progress(cancel_after=1)
         upload = alice.upload(mkondo.NewUpload(
             conversation_id=direct.id, name="big.bin", content_type="application/octet-stream",
@@ -112,10 +117,7 @@ def test_cancelled_bytes_fail_the_message_waiting_for_them(server):
 
 def test_a_spoofed_image_is_refused_with_the_servers_code(server):
     async def run():
-        alice, _ = await connected(server, "alice")
-        bob, _ = await connected(server, "bob")
-        bob.shutdown()
-        direct = await alice.start_direct("bob")
+        alice, direct = await alice_with_bob(server)
         upload = alice.upload(mkondo.NewUpload(
             conversation_id=direct.id, name="fake.png", content_type="image/png",
             source=mkondo.FileSource.BYTES(bytes=b"%PDF-1.7 not a png")), None)

@@ -20,3 +20,14 @@ export async function twoPages(browser) {
   }
   return pages;
 }
+
+/** The two demo windows at `origin` (alice's `/`, bob's `/index2.html`, or
+ * the given paths), once both show `connected`. */
+export async function demoWindows(browser, origin, paths = ['/', '/index2.html']) {
+  const pages = await twoPages(browser);
+  await Promise.all(pages.map((page, i) => page.goto(`${origin}${paths[i]}`)));
+  for (const page of pages) {
+    await page.getByTestId('connection-state').filter({ hasText: /^connected$/ }).waitFor();
+  }
+  return pages;
+}
