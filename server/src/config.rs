@@ -211,8 +211,15 @@ pub struct ServeArgs {
     pub files_dir: Option<PathBuf>,
     /// Where ready files are kept: `file` (the default: in --files-dir) or an
     /// S3-compatible bucket, `s3://<bucket>[?endpoint=http(s)://host:port]
-    /// [&region=…]` (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-    /// AWS_SESSION_TOKEN). Uploads are staged in --files-dir either way.
+    /// [&region=…][&allow_http=true]` (plain http only to a loopback host
+    /// unless allow_http=true; no credentials in the URL). Credentials come
+    /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, an
+    /// ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI with
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), EKS web identity
+    /// (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN, AWS_ROLE_SESSION_NAME,
+    /// AWS_ENDPOINT_URL_STS), else the instance's role; other AWS_* variables
+    /// (AWS_ENDPOINT, AWS_REGION, AWS_ALLOW_HTTP…) are ignored. Uploads are
+    /// staged in --files-dir either way.
     #[arg(long, env = "MKONDO_BLOB_STORE")]
     pub blob_store: Option<String>,
     /// The largest upload, in bytes, for apps that set no limit of their own
@@ -590,9 +597,9 @@ fn blob_store(given: Option<String>) -> anyhow::Result<Option<crate::files::s3::
         Some(url) if url.starts_with("s3:") => crate::files::s3::S3Url::parse(url)
             .map(Some)
             .map_err(|e| anyhow::anyhow!("--blob-store: {e}")),
-        Some(other) => anyhow::bail!(
-            "--blob-store must be `file` or s3://<bucket>?endpoint=<http(s)://host:port>&region=<region>, \
-             not {other:?}"
+        // Not quoted: a URL given here may hold a secret.
+        Some(_) => anyhow::bail!(
+            "--blob-store must be `file` or s3://<bucket>?endpoint=<http(s)://host:port>&region=<region>"
         ),
     }
 }
@@ -1192,10 +1199,17 @@ mod tests {
             (s3.bucket.as_str(), s3.region.as_str()),
             ("files", "eu-west-1")
         );
-        for bad in ["disk", "s3://files/prefix", "s3://files?endpoint=localhost"] {
+        for bad in [
+            "disk",
+            "s3://files/prefix",
+            "s3://files?endpoint=localhost",
+            "https://KEY:S3CR3T@files.example",
+            "s3://KEY:S3CR3T@files",
+        ] {
             let cli = Cli::parse_from(["mkondo", "--blob-store", bad]);
             let err = cli.serve.resolve().unwrap_err().to_string();
             assert!(err.starts_with("--blob-store"), "{bad}: {err}");
+            assert!(!err.contains("S3CR3T"), "{bad}: {err}");
         }
     }
 

@@ -40,17 +40,13 @@ impl Blobs {
         })
     }
 
-    /// At start: the bucket, if any, takes writes with these credentials.
+    /// At start: the bucket, if any, takes writes, reads and deletes with
+    /// these credentials, within [`super::s3::CHECK_TIMEOUT`].
     pub async fn check(&self) -> anyhow::Result<()> {
-        let Some(s3) = &self.s3 else {
-            return Ok(());
-        };
-        s3.check().await.map_err(|e| {
-            anyhow::anyhow!(
-                "--blob-store: the bucket cannot be written with the credentials of \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY: {e}"
-            )
-        })
+        match &self.s3 {
+            Some(s3) => s3.check().await,
+            None => Ok(()),
+        }
     }
 
     /// Where an upload's bytes arrive.

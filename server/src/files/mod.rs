@@ -1,11 +1,12 @@
 //! Where uploaded bytes live and what the server derives from them. The node
 //! (`node::files`) decides who may upload and download; this module only keeps
-//! bytes ([`blobs`]: on local disk, or ready ones in an S3 bucket, [`s3`]) and
-//! reads them ([`derive`]).
+//! bytes ([`blobs`]: on local disk, or ready ones in an S3 bucket, [`s3`],
+//! named by an [`s3_url`]) and reads them ([`derive`]).
 
 pub mod blobs;
 pub mod derive;
 pub mod s3;
+pub mod s3_url;
 
 /// Whether `id` is an upload id the server made: `upl_` and 26 lower-case
 /// ULID characters. Checked before an id names a file on disk.
