@@ -336,7 +336,7 @@ pub async fn serve(
             node.clone(),
             crate::rest::cors::cors,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span));
     let shutdown_node = node.clone();
     let signal = async move {
         wait_for_signal().await;
@@ -411,4 +411,11 @@ pub async fn dev_setup(node: &Node) -> anyhow::Result<()> {
         node.database_setting()
     );
     Ok(())
+}
+
+/// The span of an HTTP request: its method and path, never its query (a
+/// signed upload or download link carries its grant there, and the REST
+/// token lookups their filters).
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }

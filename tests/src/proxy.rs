@@ -7,6 +7,8 @@
 //!   frozen path); they flow again after [`Proxy::resume`], or never.
 //! - **half-open**: the server's side is closed while the client's stays open and
 //!   silent (a peer gone without a FIN): only a liveness timeout notices.
+//! - **deaf**: the client's bytes still reach the server, but nothing comes
+//!   back (an answer lost on the way), until the connection is dropped.
 
 use std::{
     collections::HashMap,
@@ -33,6 +35,14 @@ pub enum Fault {
     Stall,
     HalfOpen,
     Drop,
+    Deaf,
+}
+
+impl Fault {
+    /// Whether bytes stop in this direction.
+    fn stalls(self, to_client: bool) -> bool {
+        self == Fault::Stall || (self == Fault::Deaf && to_client)
+    }
 }
 
 struct Shared {
@@ -133,6 +143,11 @@ impl Proxy {
         self.set(<[u64]>::to_vec, Fault::Stall)
     }
 
+    /// Answers stop reaching clients; what they send still goes through.
+    pub fn deafen_all(&self) -> usize {
+        self.set(<[u64]>::to_vec, Fault::Deaf)
+    }
+
     pub fn half_open_all(&self) -> usize {
         self.set(<[u64]>::to_vec, Fault::HalfOpen)
     }
@@ -192,13 +207,13 @@ async fn pump(
                 // Whatever the client sends goes nowhere.
                 to = None;
             }
-            Fault::Stall => {
+            fault if fault.stalls(to_client) => {
                 if ctl.changed().await.is_err() {
                     return;
                 }
                 continue;
             }
-            Fault::Pass => {}
+            _ => {}
         }
         let n = tokio::select! {
             n = from.read(&mut buf) => n,
@@ -217,7 +232,7 @@ async fn pump(
             Ok(n) => n,
         };
         // Data read just as a stall began is held until the stall ends.
-        while *ctl.borrow() == Fault::Stall {
+        while ctl.borrow().stalls(to_client) {
             if ctl.changed().await.is_err() {
                 return;
             }

@@ -26,6 +26,7 @@ use crate::{now_secs, v1, Client, Rest, Transport, WAIT};
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     flags: Vec<(String, String)>,
+    envs: Vec<(String, String)>,
     extra_apps: usize,
     asymmetric_keys: bool,
     database: Option<String>,
@@ -40,6 +41,12 @@ impl ServerOptions {
     pub fn flag(mut self, name: &str, value: impl ToString) -> Self {
         self.flags.retain(|(n, _)| n != name);
         self.flags.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// An environment variable of the server process, e.g. `MKONDO_LOG`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.envs.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -772,6 +779,7 @@ async fn spawn_serve(db: &str, opts: &ServerOptions, log: &LogTail) -> (Running,
             .arg(s3.url(&crate::s3::bucket_of(db)));
         cmd.envs(s3.env());
     }
+    cmd.envs(opts.envs.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

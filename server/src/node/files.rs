@@ -450,10 +450,7 @@ impl Node {
         // Held until this request is done, its processing included, and
         // released however it ends (a reset HTTP/2 stream drops this future).
         let Some(_receiving) = Receiving::take(&self.files.receiving, app, id) else {
-            return Err(Error::new(
-                mkondo_proto::ErrorCode::AlreadyExists,
-                "another request is sending this upload's bytes",
-            ));
+            return Err(busy());
         };
         // A change: an upload still arriving is not an orphan.
         self.store.touch_upload(app, id).await?;
@@ -494,10 +491,7 @@ impl Node {
         // (the lock goes with the file when this request ends).
         if let Err(e) = file.try_lock() {
             return Err(match e {
-                std::fs::TryLockError::WouldBlock => Error::new(
-                    mkondo_proto::ErrorCode::AlreadyExists,
-                    "another request is sending this upload's bytes",
-                ),
+                std::fs::TryLockError::WouldBlock => busy(),
                 std::fs::TryLockError::Error(e) => io(e),
             });
         }
@@ -963,6 +957,19 @@ pub(crate) fn io(e: std::io::Error) -> Error {
         mkondo_proto::ErrorCode::Unavailable,
         "the file store is not available",
     )
+}
+
+/// Another request (on this node or another sharing the directory) is
+/// sending or processing the upload: temporary, so a client waits and asks
+/// again (a 409 would read as a wrong offset or a complete upload).
+fn busy() -> Error {
+    Error {
+        retry_after_ms: 1000,
+        ..Error::new(
+            mkondo_proto::ErrorCode::Unavailable,
+            "another request is sending or processing this upload's bytes; try again shortly",
+        )
+    }
 }
 
 #[cfg(test)]

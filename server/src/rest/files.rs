@@ -312,6 +312,7 @@ pub async fn tus_head(
         (status = 401, response = E401),
         (status = 403, response = E403),
         (status = 409, description = "Upload-Offset is not the bytes held, or the upload is complete."),
+        (status = 503, description = "Another request is sending or processing this upload's bytes: try again after Retry-After."),
         (status = 412, description = "No Tus-Resumable: 1.0.0."),
         (status = 413, response = E413),
         (status = 415, description = "Not application/offset+octet-stream."),
