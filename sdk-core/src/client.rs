@@ -46,6 +46,8 @@ struct Inner {
     stopped: watch::Receiver<bool>,
     /// What uploads need: the server's HTTP origin and trust.
     http: Arc<crate::uploads::Http>,
+    /// The uploads in progress, by ticket: `shutdown` stops them.
+    uploads: Mutex<(u64, Vec<(u64, futures::future::AbortHandle)>)>,
 }
 
 impl Client {
@@ -179,6 +181,7 @@ impl Client {
                 restored: restored_rx,
                 stopped: stopped_rx,
                 http,
+                uploads: Mutex::new((0, Vec::new())),
             }),
         })
     }
@@ -217,6 +220,28 @@ impl Client {
     pub fn shutdown(&self) {
         self.inner.shut.store(true, Ordering::SeqCst);
         self.input(Input::Shutdown);
+        for (_, upload) in self.inner.uploads.lock().unwrap().1.drain(..) {
+            upload.abort();
+        }
+    }
+
+    /// Keeps an upload's abort handle until it ends (`untrack_upload`), so
+    /// that `shutdown` stops it; a ticket names it.
+    pub(crate) fn track_upload(&self, upload: futures::future::AbortHandle) -> u64 {
+        let mut uploads = self.inner.uploads.lock().unwrap();
+        uploads.0 += 1;
+        let ticket = uploads.0;
+        uploads.1.push((ticket, upload));
+        ticket
+    }
+
+    pub(crate) fn untrack_upload(&self, ticket: u64) {
+        self.inner
+            .uploads
+            .lock()
+            .unwrap()
+            .1
+            .retain(|(t, _)| *t != ticket);
     }
 
     /// Signs the user out of this device: unregisters every push credential

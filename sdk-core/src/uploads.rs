@@ -135,8 +135,11 @@ impl Upload {
             .await
             .map_err(|_| Error::Shutdown)?;
         match (&status.id, &status.outcome) {
-            (_, Some(Err(e))) => Err(e.clone()),
+            (_, Some(Err(e))) if finished => Err(e.clone()),
+            // The id, even of an upload that ended since: a message naming
+            // it fails as the upload did.
             (Some(id), _) => Ok(id.clone()),
+            (None, Some(Err(e))) => Err(e.clone()),
             (None, _) => Err(Error::Shutdown),
         }
     }
@@ -171,6 +174,11 @@ pub(crate) enum TusError {
     Network(String),
     /// The server answered this status (with its error, from the JSON body).
     Status(u16, Error),
+    /// The file could not be read (gone, shortened, unreadable): final.
+    /// Native only: a browser reads the `Blob` itself, and a read error
+    /// there reads as a failed request.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    Source(String),
 }
 
 /// `path` (from the server) on the server's origin; absolute URLs are kept.
@@ -217,6 +225,7 @@ impl Client {
             outcome: None,
         });
         let (cancel, registration) = futures::future::AbortHandle::new_pair();
+        let ticket = self.track_upload(cancel.clone());
         let handle = Upload { status, cancel };
         let task = Task {
             client: self.clone(),
@@ -227,10 +236,20 @@ impl Client {
         rt::spawn(async move {
             let total = match total {
                 Ok(total) => total,
-                Err(e) => return task.end(Err(e)),
+                Err(e) => {
+                    task.client.untrack_upload(ticket);
+                    return task.end(Err(e));
+                }
             };
             let run = futures::future::Abortable::new(task.run(total), registration);
-            task.end(run.await.unwrap_or(Err(Error::Cancelled)));
+            let outcome = run.await.unwrap_or_else(|_| {
+                Err(match task.client.is_shut() {
+                    true => Error::Shutdown,
+                    false => Error::Cancelled,
+                })
+            });
+            task.client.untrack_upload(ticket);
+            task.end(outcome);
         });
         handle
     }
@@ -278,48 +297,86 @@ impl Task {
         let http = self.client.http();
         let mut backoff = self.backoff();
         let mut url = absolute(&http.base, &grant.url);
+        // `None`: ask the server what it holds (after a cut or a conflict).
         let mut offset = Some(grant.offset);
+        let mut held_before = grant.offset;
         let mut renewed = false;
         loop {
             let answer = match offset {
-                // After a cut or a conflict: what does the server hold?
                 None => wire::head(http, &url).await,
                 Some(from) => {
                     let on_sent = |sent: u64| self.sent(sent, total);
                     wire::patch(http, &url, &self.file.source, from, total, &on_sent).await
                 }
             };
+            let patched = offset.is_some();
             match answer {
-                // A HEAD of a finished upload answers its size too.
-                Ok(held) if held >= total => {
+                // The last byte was taken and the upload processed.
+                Ok(held) if patched && held >= total => {
                     self.sent(total, total);
                     return Ok(());
                 }
+                // Where to go on from. A HEAD answering the whole size says
+                // every byte arrived, not that it is ready: the empty PATCH
+                // at the end that follows has it processed, or answers 409
+                // when it is ready already.
                 Ok(held) => {
+                    if held > held_before {
+                        backoff.reset();
+                    } else if patched {
+                        // The server kept nothing of that body.
+                        self.wait(&mut backoff).await?;
+                    }
+                    held_before = held;
                     offset = Some(held);
                     self.sent(held, total);
-                    backoff.reset();
                     renewed = false;
                 }
-                Err(TusError::Status(409, _)) => offset = None,
-                // The grant expired: one fresh grant, from where the server is.
-                Err(TusError::Status(403, _)) if !renewed => {
-                    let conversation = &self.file.conversation_id;
-                    grant = self.client.resume_upload(conversation, &grant.id).await?;
+                Err(TusError::Status(409, _)) if offset == Some(total) => {
+                    self.sent(total, total);
+                    return Ok(());
+                }
+                // The grant expired: a fresh grant (which the server refuses
+                // once the upload or the membership is gone), from where the
+                // server is; after a delay when the last one did not help.
+                Err(TusError::Status(403, _)) => {
+                    if renewed {
+                        self.wait(&mut backoff).await?;
+                    }
+                    grant = self.renew(&grant.id).await?;
                     url = absolute(&http.base, &grant.url);
                     offset = Some(grant.offset);
                     renewed = true;
                 }
-                Err(TusError::Status(_, e)) if !e.temporary() => return Err(e),
+                Err(TusError::Source(why)) => return Err(Error::InvalidArgument(why)),
+                Err(TusError::Status(status, e)) if status != 409 && !e.temporary() => {
+                    return Err(e)
+                }
+                // Cut, busy elsewhere (503), or not the server's offset (409).
                 Err(error) => {
                     let why = match error {
-                        TusError::Network(why) => why,
+                        TusError::Network(why) | TusError::Source(why) => why,
                         TusError::Status(_, e) => e.to_string(),
                     };
                     tracing::debug!(%why, "an upload request failed; resuming after a delay");
                     self.wait(&mut backoff).await?;
                     offset = None;
                 }
+            }
+        }
+    }
+
+    /// A fresh grant for the upload, retried while the server is out of reach.
+    async fn renew(&self, id: &str) -> Result<v1::UploadResult> {
+        let mut backoff = self.backoff();
+        loop {
+            match self
+                .client
+                .resume_upload(&self.file.conversation_id, id)
+                .await
+            {
+                Err(e) if e.temporary() => self.wait(&mut backoff).await?,
+                other => return other,
             }
         }
     }

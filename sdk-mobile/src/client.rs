@@ -93,7 +93,7 @@ fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>> {
 /// A Mkondo client: one user's connection, kept up across network changes.
 #[derive(uniffi::Object)]
 pub struct Client {
-    inner: mkondo_sdk::Client,
+    pub(crate) inner: mkondo_sdk::Client,
     listeners: Fanout,
 }
 
@@ -289,35 +289,6 @@ impl Client {
             attachment_ids: message.attachment_ids,
         };
         Ok(self.inner.send_message(msg).await?.into())
-    }
-
-    /// Uploads a file (a path, or bytes) into a conversation, in the
-    /// background; `listener` is told the progress. Name `upload.id()` in a
-    /// message's `attachment_ids`: the message waits until the bytes are sent.
-    pub fn upload(
-        &self,
-        upload: NewUpload,
-        listener: Option<Arc<dyn UploadListener>>,
-    ) -> Arc<Upload> {
-        let progress = listener.map(|l| -> mkondo_sdk::ProgressFn {
-            Arc::new(move |sent, total| l.on_progress(sent, total))
-        });
-        let _entered = runtime().enter();
-        Arc::new(Upload {
-            core: self.inner.upload(upload.into(), progress),
-        })
-    }
-
-    /// Signed links (absolute, valid about an hour) to read attachments of
-    /// messages in a conversation (at most 100).
-    pub async fn attachment_urls(
-        &self,
-        conversation_id: String,
-        attachment_ids: Vec<String>,
-    ) -> Result<AttachmentUrls> {
-        let ids: Vec<&str> = attachment_ids.iter().map(String::as_str).collect();
-        let call = self.inner.attachment_urls(&conversation_id, &ids);
-        Ok(call.await?.into())
     }
 
     /// `data`: a JSON object as text, or `None` to keep it.
@@ -640,50 +611,6 @@ impl Client {
     /// A round trip to the server.
     pub async fn ping(&self) -> Result<()> {
         Ok(self.inner.ping().await?)
-    }
-}
-
-/// Told an upload's progress: `sent` of `total` bytes. Called on a thread of
-/// the SDK's runtime; return quickly.
-#[uniffi::export(with_foreign)]
-pub trait UploadListener: Send + Sync {
-    fn on_progress(&self, sent: u64, total: u64);
-}
-
-/// An upload in progress (`Client.upload`).
-#[derive(uniffi::Object)]
-pub struct Upload {
-    core: mkondo_sdk::Upload,
-}
-
-#[uniffi::export(async_runtime = "tokio")]
-impl Upload {
-    /// The upload's id once the server granted it: name it in a message's
-    /// `attachment_ids` (the message waits for the bytes).
-    pub async fn id(&self) -> Result<String> {
-        Ok(self.core.id().await?)
-    }
-
-    /// The id once the server holds every byte; the server's refusal, or
-    /// `Cancelled`.
-    pub async fn finished(&self) -> Result<String> {
-        Ok(self.core.finished().await?)
-    }
-
-    /// Bytes sent so far.
-    pub fn sent(&self) -> u64 {
-        self.core.status().sent
-    }
-
-    /// The file's size.
-    pub fn total(&self) -> u64 {
-        self.core.status().total
-    }
-
-    /// Stops it: `finished()`, and a message waiting for it, fail with
-    /// `Cancelled`.
-    pub fn cancel(&self) {
-        self.core.cancel();
     }
 }
 

@@ -12,10 +12,12 @@ use std::sync::OnceLock;
 mod android;
 pub mod client;
 pub mod error;
+pub mod files;
 pub mod types;
 
-pub use client::{Client, Subscription, Upload, UploadListener};
+pub use client::{Client, Subscription};
 pub use error::{MkondoError, TokenError};
+pub use files::{Upload, UploadListener};
 
 uniffi::setup_scaffolding!("mkondo");
 

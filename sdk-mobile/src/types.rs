@@ -7,8 +7,9 @@ use mkondo_proto::convert::{struct_to_json, timestamp_to_millis};
 use mkondo_sdk::{v1, Event};
 
 use crate::error::MkondoError;
+use crate::files::Attachment;
 
-fn ms(ts: Option<&mkondo_proto::pbjson_types::Timestamp>) -> Option<i64> {
+pub(crate) fn ms(ts: Option<&mkondo_proto::pbjson_types::Timestamp>) -> Option<i64> {
     ts.map(timestamp_to_millis)
 }
 
@@ -160,104 +161,6 @@ pub struct Message {
     pub reactions: Vec<Reaction>,
     /// Files attached; read them through `attachment_urls`.
     pub attachments: Vec<Attachment>,
-}
-
-/// A file in a message, as the server derived it: images have `width`,
-/// `height`, a `blurhash` to paint at once and (`thumbnail`) a thumbnail of
-/// at most 320 px.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct Attachment {
-    pub id: String,
-    pub name: String,
-    pub content_type: String,
-    pub size: u64,
-    pub width: u32,
-    pub height: u32,
-    pub thumbnail: bool,
-    pub blurhash: String,
-}
-
-impl From<v1::Attachment> for Attachment {
-    fn from(a: v1::Attachment) -> Self {
-        Self {
-            id: a.id,
-            name: a.name,
-            content_type: a.content_type,
-            size: a.size,
-            width: a.width,
-            height: a.height,
-            thumbnail: a.thumbnail,
-            blurhash: a.blurhash,
-        }
-    }
-}
-
-/// Where an upload's bytes come from.
-#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
-pub enum FileSource {
-    /// A file, read as it is sent (never whole in memory).
-    Path {
-        path: String,
-    },
-    Bytes {
-        bytes: Vec<u8>,
-    },
-}
-
-/// A file to upload into a conversation.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct NewUpload {
-    pub conversation_id: String,
-    /// The name members see (1-255 bytes).
-    pub name: String,
-    /// The declared media type (`image/jpeg`, `application/pdf`…).
-    pub content_type: String,
-    pub source: FileSource,
-}
-
-impl From<NewUpload> for mkondo_sdk::NewUpload {
-    fn from(u: NewUpload) -> Self {
-        Self {
-            conversation_id: u.conversation_id,
-            name: u.name,
-            content_type: u.content_type,
-            source: match u.source {
-                FileSource::Path { path } => mkondo_sdk::UploadSource::Path(path.into()),
-                FileSource::Bytes { bytes } => mkondo_sdk::UploadSource::Bytes(bytes.into()),
-            },
-        }
-    }
-}
-
-/// Signed links to read one attachment (absolute, valid until the result's
-/// `expires_at_ms`); `thumbnail_url` is empty without a thumbnail.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct AttachmentUrl {
-    pub id: String,
-    pub url: String,
-    pub thumbnail_url: String,
-}
-
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct AttachmentUrls {
-    /// In the order asked.
-    pub urls: Vec<AttachmentUrl>,
-    pub expires_at_ms: Option<i64>,
-}
-
-impl From<v1::AttachmentUrlsResult> for AttachmentUrls {
-    fn from(r: v1::AttachmentUrlsResult) -> Self {
-        Self {
-            expires_at_ms: ms(r.expires_at.as_ref()),
-            urls: (r.urls.into_iter())
-                .map(|u| AttachmentUrl {
-                    id: u.id,
-                    url: u.url,
-                    thumbnail_url: u.thumbnail_url,
-                })
-                .collect(),
-        }
-    }
 }
 
 impl From<v1::Message> for Message {

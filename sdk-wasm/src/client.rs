@@ -50,7 +50,7 @@ extern "C" {
 /// A Mkondo client. Create it with `await Client.create({ url, tokenProvider })`.
 #[wasm_bindgen(js_name = Client)]
 pub struct JsClient {
-    core: Client,
+    pub(crate) core: Client,
     listeners: Rc<RefCell<Listeners>>,
     hooks: RefCell<Option<Hooks>>,
 }
@@ -68,14 +68,14 @@ fn rejected(e: JsValue) -> Promise {
 }
 
 /// The core's call as a Promise of its JavaScript value.
-fn promise<T: 'static>(
+pub(crate) fn promise<T: 'static>(
     call: impl Future<Output = mkondo_sdk::Result<T>> + 'static,
     out: impl FnOnce(T) -> JsValue + 'static,
 ) -> Promise {
     future_to_promise(async move { call.await.map(out).map_err(|e| error(&e)) })
 }
 
-fn json<T: Serialize>(value: T) -> JsValue {
+pub(crate) fn json<T: Serialize>(value: T) -> JsValue {
     to_js(&value)
 }
 
@@ -380,43 +380,6 @@ impl JsClient {
     }
 
     /// Adds a reaction (`add` defaults to `true`; `false` removes it).
-    /// Uploads a `File` or `Blob` into a conversation, in the background.
-    /// Options: `name` and `contentType` (the `File`'s by default),
-    /// `onProgress(sent, total)`. Name `await upload.id` in `attachmentIds`.
-    pub fn upload(
-        &self,
-        #[wasm_bindgen(js_name = conversationId)] conversation_id: String,
-        file: web_sys::Blob,
-        #[wasm_bindgen(unchecked_optional_param_type = "import('./index.js').UploadOptions")]
-        options: Option<JsValue>,
-    ) -> Result<JsUpload, JsValue> {
-        let (upload, progress) = options::new_upload(conversation_id, file, options)?;
-        let progress = progress.map(|f| -> mkondo_sdk::ProgressFn {
-            Rc::new(move |sent, total| {
-                let _ = f.call2(
-                    &JsValue::UNDEFINED,
-                    &(sent as f64).into(),
-                    &(total as f64).into(),
-                );
-            })
-        });
-        Ok(JsUpload {
-            core: self.core.upload(upload, progress),
-        })
-    }
-
-    /// Signed links (absolute, valid about an hour) to read attachments of
-    /// messages in a conversation: `{urls: [{id, url, thumbnailUrl}], expiresAt}`.
-    #[wasm_bindgen(js_name = attachmentUrls, unchecked_return_type = "Promise<import('./index.js').AttachmentUrls>")]
-    pub fn attachment_urls(
-        &self,
-        #[wasm_bindgen(js_name = conversationId)] conversation_id: &str,
-        #[wasm_bindgen(js_name = attachmentIds)] attachment_ids: Vec<String>,
-    ) -> Promise {
-        let ids: Vec<&str> = attachment_ids.iter().map(String::as_str).collect();
-        promise(self.core.attachment_urls(conversation_id, &ids), json)
-    }
-
     #[wasm_bindgen(unchecked_return_type = "Promise<import('./index.js').Message>")]
     pub fn react(
         &self,
@@ -819,47 +782,5 @@ impl Drop for JsClient {
     fn drop(&mut self) {
         // `free()` from JavaScript: release like `shutdown()`.
         self.shutdown();
-    }
-}
-
-/// An upload in progress (`client.upload(…)`).
-#[wasm_bindgen(js_name = Upload)]
-pub struct JsUpload {
-    core: mkondo_sdk::Upload,
-}
-
-#[wasm_bindgen(js_class = Upload)]
-impl JsUpload {
-    /// The upload's id, once the server granted it: name it in
-    /// `sendMessage(…, { attachmentIds })` (the message waits for the bytes).
-    #[wasm_bindgen(getter, unchecked_return_type = "Promise<string>")]
-    pub fn id(&self) -> Promise {
-        let core = self.core.clone();
-        promise(async move { core.id().await }, |id| id.into())
-    }
-
-    /// Resolves with the id once the server holds every byte; rejects with
-    /// the server's refusal, or `cancelled`.
-    #[wasm_bindgen(getter, unchecked_return_type = "Promise<string>")]
-    pub fn done(&self) -> Promise {
-        let core = self.core.clone();
-        promise(async move { core.finished().await }, |id| id.into())
-    }
-
-    /// Bytes sent so far.
-    #[wasm_bindgen(getter)]
-    pub fn sent(&self) -> f64 {
-        self.core.status().sent as f64
-    }
-
-    /// The file's size.
-    #[wasm_bindgen(getter)]
-    pub fn total(&self) -> f64 {
-        self.core.status().total as f64
-    }
-
-    /// Stops it: `done`, and a message waiting for it, reject with `cancelled`.
-    pub fn cancel(&self) {
-        self.core.cancel();
     }
 }

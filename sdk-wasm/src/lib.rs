@@ -10,6 +10,7 @@
 mod browser;
 mod client;
 mod convert;
+mod files;
 mod options;
 
 pub use client::JsClient;

@@ -141,12 +141,14 @@ fn every_call_is_in_every_sdk_or_says_why_not() {
         .flat_map(|f| methods(&format!("sdk-core/src/{f}"), "impl Client {"))
         .map(|(name, _)| name)
         .collect();
-    let js: BTreeSet<String> = methods("sdk-wasm/src/client.rs", "impl JsClient {")
+    let js: BTreeSet<String> = ["client.rs", "files.rs"]
         .iter()
-        .map(|(name, above)| js_name(name, above))
+        .flat_map(|f| methods(&format!("sdk-wasm/src/{f}"), "impl JsClient {"))
+        .map(|(name, above)| js_name(&name, &above))
         .collect();
-    let mobile: BTreeSet<String> = methods("sdk-mobile/src/client.rs", "impl Client {")
-        .into_iter()
+    let mobile: BTreeSet<String> = ["client.rs", "files.rs"]
+        .iter()
+        .flat_map(|f| methods(&format!("sdk-mobile/src/{f}"), "impl Client {"))
         .map(|(name, _)| name)
         .collect();
 

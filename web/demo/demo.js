@@ -67,7 +67,8 @@ function blurhashCanvas(hash, width, height) {
   const canvas = document.createElement('canvas');
   canvas.width = 32;
   canvas.height = 32;
-  Object.assign(canvas.style, { width: `${width}px`, height: `${height}px` });
+  Object.assign(canvas.style, { width: `${width}px`, height: `${height}px`, background: '#ddd' });
+  if (!hash) return canvas; // a thumbnail without a BlurHash: grey until it loads
   const size = base83(hash[0]);
   const [nx, ny] = [(size % 9) + 1, Math.floor(size / 9) + 1];
   const maxAc = (base83(hash[1]) + 1) / 166;

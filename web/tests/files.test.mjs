@@ -1,7 +1,8 @@
 // Files in the two-window demo, in headless Chromium against a real `mkondo
-// dev`: Alice attaches a photo; Bob's window paints its BlurHash at once, then
-// its thumbnail (through a signed link), then the full image on click. The
-// message arrives once, and Alice's window showed the upload's progress.
+// dev`: Alice attaches a photo (its first PATCH cut, then resumed); Bob's
+// window paints its BlurHash at once, then its thumbnail (through a signed
+// link), then the full image on click. The message arrives once, and Alice's
+// window showed the upload's progress.
 //
 // Run from the repository root after scripts/build-web.sh and
 // `cargo build -p mkondo-server --bin mkondo`:  node --test web/tests/files.test.mjs
@@ -41,6 +42,16 @@ test('an image sent in one demo window appears in the other: blurhash, thumbnail
         if (!bar.hidden) window.progressSeen.push(bar.value);
       }).observe(document.getElementById('upload-progress'), { attributes: true });
     });
+    // The first PATCH is cut (a network error, as when the connection drops):
+    // the SDK asks the server what it holds (HEAD) and sends again from there.
+    const tus = [];
+    await alice.route(/\/v1\/uploads\//, (route) => {
+      const method = route.request().method();
+      tus.push(method);
+      return method === 'PATCH' && tus.filter((m) => m === 'PATCH').length === 1
+        ? route.abort('connectionreset')
+        : route.continue();
+    });
     await alice.getByTestId('composer').fill('the sunset');
     await alice.getByTestId('attach').setInputFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: png });
 
@@ -66,6 +77,8 @@ test('an image sent in one demo window appears in the other: blurhash, thumbnail
     await bob.waitForFunction(() => document.getElementById('full-image').naturalWidth > 0);
     const full = await bob.getByTestId('full-image').evaluate((img) => [img.naturalWidth, img.naturalHeight]);
     assert.deepEqual(full, [1200, 800]);
+
+    assert.deepEqual(tus, ['PATCH', 'HEAD', 'PATCH'], 'a cut PATCH is resumed after a HEAD');
 
     // Alice's window showed the upload's progress up to the end, and her
     // message carries the file too.

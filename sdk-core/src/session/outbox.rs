@@ -51,7 +51,13 @@ pub(super) struct Outbox {
     limit: usize,
     /// The uploads this client is sending (their ids).
     uploads: HashSet<String>,
+    /// The last uploads that failed or were cancelled, and why: a message
+    /// naming one, made just after, fails the same way.
+    failed: VecDeque<(String, Error)>,
 }
+
+/// How many failed uploads the outbox remembers.
+const FAILED_KEPT: usize = 64;
 
 impl Outbox {
     pub(super) fn new(limit: usize) -> Self {
@@ -59,6 +65,7 @@ impl Outbox {
             items: VecDeque::new(),
             limit: limit.max(1),
             uploads: HashSet::new(),
+            failed: VecDeque::new(),
         }
     }
 
@@ -152,6 +159,13 @@ impl Session {
         if request.client_id.is_empty() {
             request.client_id = self.new_client_id(now);
         }
+        let failed = (self.outbox.failed.iter())
+            .find(|(id, _)| request.attachment_ids.contains(id))
+            .map(|(_, err)| err.clone());
+        if let Some(err) = failed {
+            self.done(op, Err(err));
+            return;
+        }
         let key = request.client_id.clone();
         let waiting = (request.attachment_ids.iter())
             .filter(|id| self.outbox.uploads.contains(*id))
@@ -181,6 +195,10 @@ impl Session {
             }
             return;
         };
+        if self.outbox.failed.len() == FAILED_KEPT {
+            self.outbox.failed.pop_front();
+        }
+        self.outbox.failed.push_back((id.to_owned(), err.clone()));
         let failed: Vec<String> = (self.outbox.items.iter())
             .filter(|i| i.waiting.iter().any(|w| w == id))
             .map(|i| i.key.clone())

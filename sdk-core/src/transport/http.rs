@@ -3,6 +3,7 @@
 //! or over rustls with the client's trust. The body is read from the source
 //! as it leaves, 64 KiB at a time, so a file is never whole in memory.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,9 +33,9 @@ pub(crate) async fn head(http: &Http, url: &str) -> Result<u64, TusError> {
     let request = request(Method::HEAD, url)?
         .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())
         .map_err(network)?;
-    let answer = rt::timeout(STALLED, send(http, url, request))
+    let (answer, _connection) = rt::timeout(STALLED, send(http, url, request))
         .await
-        .ok_or_else(|| TusError::Network("no answer".into()))??;
+        .ok_or_else(|| network("no answer"))??;
     offset_of(answer).await
 }
 
@@ -49,7 +50,10 @@ pub(crate) async fn patch(
     on_sent: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, TusError> {
     let (sent_tx, mut sent) = watch::channel(from);
-    let body = StreamBody::new(chunks(source.clone(), from, total, sent_tx)).boxed();
+    // Why the file could not be read, if it could not: that ends the upload.
+    let unreadable = Arc::new(Mutex::new(None));
+    let body = chunks(source.clone(), from, total, sent_tx, unreadable.clone());
+    let body = StreamBody::new(body).boxed();
     let request = request(Method::PATCH, url)?
         .header("upload-offset", from)
         .header(header::CONTENT_TYPE, "application/offset+octet-stream")
@@ -58,35 +62,42 @@ pub(crate) async fn patch(
         .map_err(network)?;
     let answer = send(http, url, request);
     tokio::pin!(answer);
-    loop {
+    let outcome = loop {
         let wait = if *sent.borrow() < total {
             STALLED
         } else {
             PROCESSING
         };
         tokio::select! {
-            answer = &mut answer => return offset_of(answer?).await,
+            answer = &mut answer => break answer,
             changed = rt::timeout(wait, sent.changed()) => match changed {
                 Some(Ok(())) => on_sent(*sent.borrow_and_update()),
                 // The body is sent: only the answer is left to wait for.
                 Some(Err(_)) => match rt::timeout(PROCESSING, &mut answer).await {
-                    Some(answer) => return offset_of(answer?).await,
-                    None => return Err(TusError::Network("no answer".into())),
+                    Some(answer) => break answer,
+                    None => break Err(network("no answer")),
                 },
-                None => return Err(TusError::Network("the upload stalled".into())),
+                None => break Err(network("the upload stalled")),
             },
         }
+    };
+    if let Some(why) = unreadable.lock().unwrap().take() {
+        return Err(TusError::Source(why));
     }
+    let (answer, _connection) = outcome?;
+    offset_of(answer).await
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-/// The source from `from`, in chunks, telling `sent` how far it got.
+/// The source from `from`, in chunks, telling `sent` how far it got, and
+/// `unreadable` why it could not read it.
 fn chunks(
     source: UploadSource,
     from: u64,
     total: u64,
     sent: watch::Sender<u64>,
+    unreadable: Arc<Mutex<Option<String>>>,
 ) -> impl futures::Stream<Item = std::io::Result<Frame<Bytes>>> + Send + 'static {
     let reader = Reader {
         source,
@@ -94,20 +105,26 @@ fn chunks(
         at: from,
         total,
     };
-    futures::stream::unfold((reader, sent), |(mut reader, sent)| async move {
-        // A chunk is asked for once the connection took the previous one.
-        let chunk = match reader.next().await {
-            Ok(None) => {
-                sent.send_replace(reader.total);
-                return None;
-            }
-            Ok(Some(bytes)) => {
-                sent.send_replace(reader.at - bytes.len() as u64);
-                Ok(Frame::data(bytes))
-            }
-            Err(e) => Err(e),
-        };
-        Some((chunk, (reader, sent)))
+    futures::stream::unfold((reader, sent), move |(mut reader, sent)| {
+        let unreadable = unreadable.clone();
+        async move {
+            // A chunk is asked for once the connection took the previous one.
+            let chunk = match reader.next().await {
+                Ok(None) => {
+                    sent.send_replace(reader.total);
+                    return None;
+                }
+                Ok(Some(bytes)) => {
+                    sent.send_replace(reader.at - bytes.len() as u64);
+                    Ok(Frame::data(bytes))
+                }
+                Err(e) => {
+                    *unreadable.lock().unwrap() = Some(format!("reading the file: {e}"));
+                    Err(e)
+                }
+            };
+            Some((chunk, (reader, sent)))
+        }
     })
 }
 
@@ -155,12 +172,22 @@ fn request(method: Method, url: &str) -> Result<http::request::Builder, TusError
         .header("tus-resumable", "1.0.0"))
 }
 
+/// A request's connection task: stopped when the request's caller is done
+/// (after an early answer hyper would go on writing the body).
+pub(crate) struct Connection(tokio::task::JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sends one request on a new connection to `url`'s host.
 async fn send(
     http: &Http,
     url: &str,
     request: Request<Body>,
-) -> Result<Response<Incoming>, TusError> {
+) -> Result<(Response<Incoming>, Connection), TusError> {
     let uri: Uri = url.parse().map_err(network)?;
     let secure = uri.scheme_str() == Some("https");
     let host = uri.host().ok_or_else(|| network("no host"))?;
@@ -185,17 +212,21 @@ async fn send(
     exchange(stream, request).await
 }
 
-async fn exchange<S>(stream: S, request: Request<Body>) -> Result<Response<Incoming>, TusError>
+async fn exchange<S>(
+    stream: S,
+    request: Request<Body>,
+) -> Result<(Response<Incoming>, Connection), TusError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(network)?;
-    rt::spawn(async move {
+    let connection = Connection(tokio::spawn(async move {
         let _ = connection.await;
-    });
-    sender.send_request(request).await.map_err(network)
+    }));
+    let answer = sender.send_request(request).await.map_err(network)?;
+    Ok((answer, connection))
 }
 
 /// The `Upload-Offset` of a 2xx answer, or the answer's error.
@@ -209,7 +240,10 @@ async fn offset_of(answer: Response<Incoming>) -> Result<u64, TusError> {
     if (200..300).contains(&status) {
         return offset.ok_or_else(|| network("no Upload-Offset in the answer"));
     }
-    let body = answer.into_body().collect().await.map_err(network)?;
+    let body = rt::timeout(STALLED, answer.into_body().collect())
+        .await
+        .ok_or_else(|| network("no answer"))?
+        .map_err(network)?;
     let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
     Err(TusError::Status(status, status_error(status, &body)))
 }

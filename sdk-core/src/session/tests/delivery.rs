@@ -553,4 +553,9 @@ fn a_message_whose_upload_failed_or_was_cancelled_fails_and_is_not_sent() {
     assert_eq!(sim.done(photo), Some(Err(Error::Cancelled)));
     assert_eq!(sent_texts(&sim.sent(conn)), ["next"]);
     assert_eq!(sim.s.outbox_len(), 1, "only `next` waits for its ack");
+
+    // A message naming it made after it ended fails the same way, unsent.
+    let late = sim.call(with_files("c", "too late", &["upl_a"]));
+    assert_eq!(sim.done(late), Some(Err(Error::Cancelled)));
+    assert!(sim.sent(conn).is_empty());
 }
