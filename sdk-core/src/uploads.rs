@@ -9,14 +9,21 @@
 //!   node) is retried after a backoff delay from what reached the server.
 //! - A grant that expired meanwhile is renewed (`create_upload` with the
 //!   upload's id).
+//! - Done means a `PATCH` said so: a `HEAD` answering the whole size (the
+//!   answer to the last byte was lost) is confirmed by an empty `PATCH` at
+//!   the end, which answers once the server processed the file (409 when it
+//!   was ready already; 503 while another request still processes it).
 //! - A refusal (too large, a type the app does not take, a spoofed image)
-//!   ends the upload with the server's error.
+//!   ends the upload with the server's error; so does a file that can no
+//!   longer be read.
 //! - The outbox knows which uploads this client is sending: a message naming
-//!   one waits for it, and is sent once, after it finished.
+//!   one waits for it, and is sent once, after it finished; one naming an
+//!   upload that failed fails alike.
 //!
-//! An upload lives as long as the client: one cut off by a restart is not
-//! resumed (the server removes what it held after a day), and a message that
-//! waited for it in a durable outbox is refused `not_found` when sent.
+//! An upload lives as long as the client: `shutdown` stops it, one cut off
+//! by a restart is not resumed (the server removes what it held after a
+//! day), and a message that waited for it in a durable outbox is refused
+//! `not_found` when sent.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -242,10 +249,12 @@ impl Client {
                 }
             };
             let run = futures::future::Abortable::new(task.run(total), registration);
+            // Aborted: by `cancel`, or by `shutdown`.
             let outcome = run.await.unwrap_or_else(|_| {
-                Err(match task.client.is_shut() {
-                    true => Error::Shutdown,
-                    false => Error::Cancelled,
+                Err(if task.client.is_shut() {
+                    Error::Shutdown
+                } else {
+                    Error::Cancelled
                 })
             });
             task.client.untrack_upload(ticket);

@@ -59,19 +59,22 @@ async fn an_upload_resumes_after_a_cut_and_its_message_waits_for_it() {
     let direct = alice.start_direct("bob").await.unwrap();
     bob.subscribe(&direct.id).await.unwrap();
 
-    // 1,400² noisy pixels: about 5.6 MiB of PNG, sent from a file.
-    let photo = noisy_png(1400);
+    // 2,000² noisy pixels: about 12 MiB of PNG (more than the sockets on the
+    // way buffer), sent from a file.
+    let photo = noisy_png(2000);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("photo.png");
     std::fs::write(&path, &photo).unwrap();
 
-    // Every connection through the proxy is cut once a MiB has left.
+    // Every connection through the proxy is cut once a MiB has left and the
+    // proxy counts the upload's connection beside the WebSocket.
     let progress = Progress::default();
     let cut = {
         let (progress, proxy) = (progress.clone(), proxy.clone());
+        let done = AtomicBool::new(false);
         Arc::new(move |sent: u64, total: u64| {
             let mut seen = progress.0.lock().unwrap();
-            if sent >= 1 << 20 && !seen.iter().any(|&(s, _)| s >= 1 << 20) {
+            if sent >= 1 << 20 && proxy.live() >= 2 && !done.swap(true, Ordering::SeqCst) {
                 proxy.drop_all();
             }
             seen.push((sent, total));
@@ -121,7 +124,7 @@ async fn an_upload_resumes_after_a_cut_and_its_message_waits_for_it() {
         (attachment.id.as_str(), attachment.content_type.as_str()),
         (id.as_str(), "image/png")
     );
-    assert_eq!((attachment.width, attachment.height), (1400, 1400));
+    assert_eq!((attachment.width, attachment.height), (2000, 2000));
     assert!(attachment.thumbnail && !attachment.blurhash.is_empty());
     bob_events
         .wait_for("the photo", from, |e| match e {
@@ -443,4 +446,53 @@ async fn signed_links_never_reach_the_servers_logs() {
     );
     let signature = url.split("sig=").nth(1).unwrap();
     assert!(!log.contains("sig=") && !log.contains(signature), "{log}");
+}
+
+#[tokio::test]
+async fn nodes_share_the_files_an_upload_moves_to_another_node_mid_way() {
+    // Two nodes of one database (and one files directory, or one bucket
+    // with MKONDO_TEST_BLOBS=s3). Alice reaches them through the proxy.
+    let a = TestServer::start(ServerOptions::new().unlimited_rate()).await;
+    let b = a.join().await;
+    a.api().create_users(&["alice", "bob"]).await;
+    let proxy = Arc::new(Proxy::start(a.addr).await);
+    let (alice, direct) = alice_through(&proxy, &a).await;
+    let (bob, _) = client(config(format!("http://{}", b.addr), &b, "bob"));
+    connected(&bob).await;
+
+    // A MiB in, the path to node A dies and the proxy leads to node B: the
+    // upload goes on there, from what node A received.
+    let bytes: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    let moved = {
+        let (proxy, b) = (proxy.clone(), b.addr);
+        let done = AtomicBool::new(false);
+        Arc::new(move |sent: u64, _: u64| {
+            if sent >= 1 << 20 && proxy.live() >= 2 && !done.swap(true, Ordering::SeqCst) {
+                proxy.set_upstream(b);
+                proxy.drop_all();
+            }
+        })
+    };
+    let upload = alice.upload(
+        bytes_upload(&direct, "data.bin", bytes.clone()),
+        Some(moved),
+    );
+    let id = upload.id().await.unwrap();
+    let sent = alice
+        .send_message(NewMessage {
+            conversation_id: direct.clone(),
+            attachment_ids: vec![id.clone()],
+            ..NewMessage::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent.attachments[0].size, 12 << 20);
+
+    // Bob, on node B, reads it whole.
+    let links = bob.attachment_urls(&direct, &[&id]).await.unwrap();
+    assert!(links.urls[0].url.contains(&b.addr.to_string()));
+    assert!(
+        download(&links.urls[0].url).await == bytes,
+        "the bytes alice sent"
+    );
 }
