@@ -67,17 +67,11 @@ impl Blobs {
     /// Stores a processed upload (see [`LocalBlobs::commit`]). In a bucket the
     /// staged file stays until [`Self::committed`], so that a finish whose
     /// database write failed can be retried from it.
-    pub async fn commit(
-        &self,
-        app: &str,
-        id: &str,
-        cleaned: Option<Vec<u8>>,
-        thumbnail: Option<Vec<u8>>,
-    ) -> std::io::Result<()> {
+    pub async fn commit(&self, app: &str, id: &str, outputs: Outputs) -> std::io::Result<()> {
         match &self.s3 {
-            None => self.local.commit(app, id, cleaned, thumbnail).await,
+            None => self.local.commit(app, id, outputs).await,
             Some(s3) => s3
-                .commit(app, id, &self.staging(app, id), cleaned, thumbnail)
+                .commit(app, id, &self.staging(app, id), outputs)
                 .await
                 .map_err(std::io::Error::other),
         }
@@ -148,6 +142,15 @@ impl Variant {
     }
 }
 
+/// What processing an upload made besides the staged file.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// The bytes to serve instead of the staged file (an image re-encoded
+    /// without its metadata); `None`: the staged file as it is.
+    pub cleaned: Option<Vec<u8>>,
+    pub thumbnail: Option<Vec<u8>>,
+}
+
 impl LocalBlobs {
     pub fn new(dir: PathBuf) -> Self {
         Self { dir }
@@ -183,22 +186,16 @@ impl LocalBlobs {
 
     /// Stores a processed upload: `served` (the staged file, or a cleaned
     /// copy of it) and its thumbnail, each synced, then drops the staging file.
-    pub async fn commit(
-        &self,
-        app: &str,
-        id: &str,
-        cleaned: Option<Vec<u8>>,
-        thumbnail: Option<Vec<u8>>,
-    ) -> std::io::Result<()> {
+    pub async fn commit(&self, app: &str, id: &str, outputs: Outputs) -> std::io::Result<()> {
         let staged = self.staging(app, id);
         let target = self.path(app, id, Variant::Original);
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        if let Some(bytes) = thumbnail {
+        if let Some(bytes) = outputs.thumbnail {
             write_synced(&self.path(app, id, Variant::Thumbnail), &bytes).await?;
         }
-        match cleaned {
+        match outputs.cleaned {
             Some(bytes) => {
                 write_synced(&target, &bytes).await?;
                 tokio::fs::remove_file(&staged).await?;

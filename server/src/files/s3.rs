@@ -32,7 +32,7 @@ use object_store::{
 use tokio::io::AsyncReadExt as _;
 use tokio::task::JoinSet;
 
-use super::blobs::Variant;
+use super::blobs::{Outputs, Variant};
 pub use super::s3_url::S3Url;
 
 /// A multipart upload's part size: S3's smallest but for the last part.
@@ -172,15 +172,14 @@ impl S3Blobs {
         app: &str,
         id: &str,
         staged: &FsPath,
-        cleaned: Option<Vec<u8>>,
-        thumbnail: Option<Vec<u8>>,
+        outputs: Outputs,
     ) -> object_store::Result<()> {
         let key = Self::key(app, id, Variant::Original);
-        match cleaned {
+        match outputs.cleaned {
             Some(bytes) => self.store.put(&key, bytes.into()).await.map(drop)?,
             None => self.put_file(&key, staged).await?,
         }
-        if let Some(bytes) = thumbnail {
+        if let Some(bytes) = outputs.thumbnail {
             let key = Self::key(app, id, Variant::Thumbnail);
             self.store.put(&key, bytes.into()).await?;
         }

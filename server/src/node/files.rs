@@ -27,7 +27,7 @@ use futures::StreamExt as _;
 use super::{Actor, Node};
 use crate::config::FilesConfig;
 use crate::error::{Error, Result};
-use crate::files::blobs::{Blobs, Stored, Variant};
+use crate::files::blobs::{Blobs, Outputs, Stored, Variant};
 use crate::files::derive;
 use crate::store::files::{Attachment, Derived, FileLimits, NewUpload, Upload};
 use crate::store::now_ms;
@@ -553,7 +553,7 @@ impl Node {
             Ok((derived, cleaned, thumbnail, permit)) => {
                 self.files
                     .blobs
-                    .commit(app, &upload.id, cleaned, thumbnail)
+                    .commit(app, &upload.id, Outputs { cleaned, thumbnail })
                     .await
                     .map_err(io)?;
                 // The decode's memory is given back once its output is written.

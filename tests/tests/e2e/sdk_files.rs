@@ -300,14 +300,7 @@ async fn an_upload_whose_grant_expired_meanwhile_renews_it_and_goes_on() {
     stall.released.store(true, Ordering::SeqCst);
     proxy.drop_all();
     let id = upload.finished().await.unwrap();
-    let sent = alice
-        .send_message(NewMessage {
-            conversation_id: direct.clone(),
-            attachment_ids: vec![id],
-            ..NewMessage::default()
-        })
-        .await
-        .unwrap();
+    let sent = send_files(&alice, &direct, vec![id]).await;
     assert_eq!(sent.attachments[0].size, 16 << 20);
 }
 
@@ -405,14 +398,7 @@ async fn a_lost_answer_to_the_last_byte_is_confirmed_before_the_message_goes() {
     file.content_type = "image/png".into();
     let upload = alice.upload(file, Some(cut));
     let id = upload.id().await.unwrap();
-    let sent = alice
-        .send_message(NewMessage {
-            conversation_id: direct.clone(),
-            attachment_ids: vec![id],
-            ..NewMessage::default()
-        })
-        .await
-        .unwrap();
+    let sent = send_files(&alice, &direct, vec![id]).await;
     let photo = &sent.attachments[0];
     assert_eq!((photo.width, photo.height), (2400, 2400));
 }
@@ -430,12 +416,7 @@ async fn signed_links_never_reach_the_servers_logs() {
     let direct = alice.start_direct("bob").await.unwrap();
     let upload = alice.upload(bytes_upload(&direct.id, "a.bin", vec![5u8; 1000]), None);
     let id = upload.finished().await.unwrap();
-    let attached = NewMessage {
-        conversation_id: direct.id.clone(),
-        attachment_ids: vec![id.clone()],
-        ..NewMessage::default()
-    };
-    alice.send_message(attached).await.unwrap();
+    send_files(&alice, &direct.id, vec![id.clone()]).await;
     let links = alice.attachment_urls(&direct.id, &[&id]).await.unwrap();
     let url = &links.urls[0].url;
     assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
@@ -478,14 +459,7 @@ async fn nodes_share_the_files_an_upload_moves_to_another_node_mid_way() {
         Some(moved),
     );
     let id = upload.id().await.unwrap();
-    let sent = alice
-        .send_message(NewMessage {
-            conversation_id: direct.clone(),
-            attachment_ids: vec![id.clone()],
-            ..NewMessage::default()
-        })
-        .await
-        .unwrap();
+    let sent = send_files(&alice, &direct, vec![id.clone()]).await;
     assert_eq!(sent.attachments[0].size, 12 << 20);
 
     // Bob, on node B, reads it whole.
@@ -495,4 +469,18 @@ async fn nodes_share_the_files_an_upload_moves_to_another_node_mid_way() {
         download(&links.urls[0].url).await == bytes,
         "the bytes alice sent"
     );
+}
+
+/// A message of these files alone, as the server stored it.
+async fn send_files(
+    client: &mkondo_sdk::Client,
+    conversation_id: &str,
+    ids: Vec<String>,
+) -> mkondo_sdk::v1::Message {
+    let message = NewMessage {
+        conversation_id: conversation_id.into(),
+        attachment_ids: ids,
+        ..NewMessage::default()
+    };
+    client.send_message(message).await.unwrap()
 }
