@@ -72,7 +72,11 @@ pub(crate) fn promise<T: 'static>(
     call: impl Future<Output = mkondo_sdk::Result<T>> + 'static,
     out: impl FnOnce(T) -> JsValue + 'static,
 ) -> Promise {
-    future_to_promise(async move { call.await.map(out).map_err(|e| error(&e)) })
+    // Boxed: one `future_to_promise` for every call, not one per call (the
+    // package paid for each).
+    let call: std::pin::Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> =
+        Box::pin(async move { call.await.map(out).map_err(|e| error(&e)) });
+    future_to_promise(call)
 }
 
 pub(crate) fn json<T: Serialize>(value: T) -> JsValue {
