@@ -5,10 +5,7 @@ use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
 use mkondo_proto::v1::{realtime_client::RealtimeClient, ClientFrame};
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsConnector;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -99,19 +96,13 @@ async fn connect(tls: &TlsConfigs, endpoint: Endpoint, secure: bool) -> Result<C
     if !secure {
         return endpoint.connect().await.map_err(|e| e.to_string());
     }
-    let connector = TlsConnector::from(tls.grpc()?);
+    let config = tls.grpc()?;
     let connect = tower::service_fn(move |uri: Uri| {
-        let connector = connector.clone();
+        let config = config.clone();
         async move {
-            let host = uri.host().ok_or("the URL has no host")?;
-            let port = uri.port_u16().unwrap_or(443);
-            let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
-                .map_err(|e| format!("{host}: {e}"))?
-                .to_owned();
-            let tcp = TcpStream::connect((name.to_str().as_ref(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let stream = connector.connect(name, tcp).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(TokioIo::new(stream))
+            let (tcp, host) = super::tls::dial(&uri, 443).await?;
+            let stream = super::tls::secure(config, host, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });
     endpoint

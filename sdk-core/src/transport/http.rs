@@ -11,12 +11,10 @@ use http::{header, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsConnector;
 
+use super::tls;
 use crate::rt;
 use crate::uploads::{status_error, Http, TusError, UploadSource};
 
@@ -190,25 +188,13 @@ async fn send(
 ) -> Result<(Response<Incoming>, Connection), TusError> {
     let uri: Uri = url.parse().map_err(network)?;
     let secure = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or_else(|| network("no host"))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(network)?;
-    tcp.set_nodelay(true).map_err(network)?;
+    let port = if secure { 443 } else { 80 };
+    let (tcp, host) = tls::dial(&uri, port).await.map_err(network)?;
     if !secure {
         return exchange(tcp, request).await;
     }
     let config = http.tls.websocket().map_err(network)?;
-    let name = ServerName::try_from(host).map_err(network)?;
-    let stream = TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(network)?;
+    let stream = tls::secure(config, host, tcp).await.map_err(network)?;
     exchange(stream, request).await
 }
 

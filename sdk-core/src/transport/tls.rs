@@ -63,6 +63,39 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Opens TCP to `uri`'s host (its port, else `default_port`) with Nagle
+/// off: how the gRPC and upload connections dial (tungstenite dials the
+/// WebSocket itself). Returns the host too, for [`secure`].
+pub(crate) async fn dial(
+    uri: &http::Uri,
+    default_port: u16,
+) -> std::io::Result<(tokio::net::TcpStream, String)> {
+    let host = uri
+        .host()
+        .ok_or_else(|| std::io::Error::other("the URL has no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(default_port);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok((tcp, host))
+}
+
+/// TLS over `tcp` with `config`, verifying `host`.
+pub(crate) async fn secure(
+    config: Arc<ClientConfig>,
+    host: String,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = ServerName::try_from(host)
+        .map_err(|e| std::io::Error::other(format!("not a host name: {e}")))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
 /// Checks an extra CA without connecting: every PEM certificate in it parses,
 /// and there is at least one.
 pub fn parse_extra_ca(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
